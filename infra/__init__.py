@@ -1,0 +1,1 @@
+"""Anycast network as code: the model, the Pulumi components and the clients around them."""

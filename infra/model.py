@@ -1,0 +1,568 @@
+"""The anycast network model: one validated document, the single source of truth.
+
+Every renderer, the Pulumi program, the RIPE client and the lab read a :class:`Network`. Config keys are camelCase
+(as Pulumi config is written); attributes are snake_case. Cross-field rules raise :func:`_field_error` so that every
+message names the exact field path, e.g. ``pops[3].region: 'amss' is not a Vultr region (ams, atl, ...)``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zlib
+from functools import cached_property
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from infra.regions import CONTINENTS, vultr_regions
+
+# Vultr's side of every VPS BGP session (REFERENCE.md 1.1).
+VULTR_PEER_ASN = 64515
+VULTR_NEIGHBOR_V4 = IPv4Address("169.254.169.254")
+VULTR_NEIGHBOR_V6 = IPv6Address("2001:19f0:ffff::1")
+VULTR_MULTIHOP = 2
+VULTR_ASN = 20473  # Vultr's public AS: origin of ROAs when the customer uses a Vultr-assigned private ASN
+NO_EXPORT_OUTSIDE_VULTR = "20473:6000"
+
+# ASNs nobody may originate: RFC 7607 (0), RFC 6793 (AS_TRANS), RFC 7300 (last of each range).
+RESERVED_ASNS = {0: "AS0 is reserved (RFC 7607)", 23456: "AS23456 is AS_TRANS (RFC 6793)",
+                 65535: "AS65535 is reserved (RFC 7300)", 4294967295: "AS4294967295 is reserved (RFC 7300)"}
+DOCUMENTATION_ASNS = (range(64496, 64512), range(65536, 65552))  # RFC 5398
+PRIVATE_ASNS = (range(64512, 65535), range(4200000000, 4294967295))  # RFC 6996
+
+BOGONS_V4 = [IPv4Network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")]
+DOCUMENTATION_V4 = [IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
+BOGONS_V6 = [IPv6Network(n) for n in ("2001::/32", "2001:10::/28", "2002::/16")]  # Teredo, ORCHID, 6to4
+DOCUMENTATION_V6 = [IPv6Network(n) for n in ("2001:db8::/32", "3fff::/20")]  # RFC 3849, RFC 9637
+
+# Vultr action communities (REFERENCE.md 1.3): fixed ones, and the per-peer-AS families 646xx:<peer-as>.
+VULTR_FIXED_COMMUNITIES = {
+    "20473:6601": "do not announce to IX peers",
+    "20473:6000": "do not export outside AS20473",
+    "20473:6001": "prepend 1x to all",
+    "20473:6002": "prepend 2x to all",
+    "20473:6003": "prepend 3x to all",
+    "20473:64609": "MED 0 to all",
+    "20473:666": "blackhole",
+}
+VULTR_PEER_COMMUNITY_FAMILIES = {
+    64600: "do not announce to <peer-as>",
+    64601: "prepend 1x to <peer-as>",
+    64602: "prepend 2x to <peer-as>",
+    64603: "prepend 3x to <peer-as>",
+    64609: "MED 0 to <peer-as>",
+    64699: "announce only to <peer-as> (with 20473:6000)",
+}
+MAX_PREPEND = 3
+
+_CODE_RE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+_COMMUNITY_RE = re.compile(r"^(\d{1,10}):(\d{1,10})$")
+_DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+
+
+def _field_error(field: str, message: str) -> PydanticCustomError:
+    """An error for ``field`` (relative to the model being validated); :func:`format_errors` joins the path."""
+    return PydanticCustomError("anycast", "{message}", {"field": field, "message": message})
+
+
+def is_documentation_asn(asn: int) -> bool:
+    return any(asn in r for r in DOCUMENTATION_ASNS)
+
+
+def is_private_asn(asn: int) -> bool:
+    return any(asn in r for r in PRIVATE_ASNS)
+
+
+def asn_problem(asn: int, source: str) -> str | None:
+    """Why ``asn`` cannot originate routes with this ASN source, or None (shared with the policy pack)."""
+    if asn in RESERVED_ASNS:
+        return RESERVED_ASNS[asn]
+    if not 1 <= asn <= 4294967294:
+        return f"{asn} is not a 32-bit ASN (1-4294967294)"
+    if source == "vultr-assigned" and not is_private_asn(asn):
+        return (f"AS{asn} is not private; with asnSource 'vultr-assigned' use the private ASN Vultr gave you "
+                "(64512-65534 or 4200000000-4294967294)")
+    if source == "own" and is_private_asn(asn):
+        return (f"AS{asn} is a private ASN; set asnSource: vultr-assigned if Vultr assigned it, "
+                "or use your own public ASN")
+    return None
+
+
+def prefix_problem(net: IPv4Network | IPv6Network) -> str | None:
+    """Why ``net`` cannot be announced to the Internet, or None (documentation space is allowed for examples)."""
+    if isinstance(net, IPv4Network):
+        if net.prefixlen > 24:
+            return f"{net} is longer than /24; the Internet drops IPv4 prefixes longer than /24"
+        for bogon in BOGONS_V4:
+            if net.overlaps(bogon):
+                return f"{net} overlaps bogon space {bogon}"
+        return None
+    if net.prefixlen > 48:
+        return f"{net} is longer than /48; the Internet drops IPv6 prefixes longer than /48"
+    if not net.subnet_of(GLOBAL_UNICAST_V6):
+        return f"{net} is outside global unicast space 2000::/3"
+    for bogon in BOGONS_V6:
+        if net.overlaps(bogon):
+            return f"{net} overlaps bogon space {bogon}"
+    return None
+
+
+def is_documentation_prefix(net: IPv4Network | IPv6Network) -> bool:
+    docs: list[Any] = DOCUMENTATION_V4 if isinstance(net, IPv4Network) else DOCUMENTATION_V6
+    return any(net.subnet_of(d) for d in docs)
+
+
+def community_problem(community: str, vultr: bool) -> str | None:
+    """Why ``community`` cannot be attached: malformed, or (on Vultr) not one of Vultr's action communities."""
+    m = _COMMUNITY_RE.match(community)
+    if not m or int(m[1]) > 65535 or int(m[2]) > 65535:
+        return f"'{community}' is not a standard community ASN:VALUE with both parts 0-65535"
+    if not vultr:
+        return None
+    high, low = int(m[1]), int(m[2])
+    if community in VULTR_FIXED_COMMUNITIES or high in VULTR_PEER_COMMUNITY_FAMILIES:
+        if community == "20473:666":
+            return "'20473:666' blackholes the prefix at Vultr; an anycast PoP must not announce it"
+        if high in VULTR_PEER_COMMUNITY_FAMILIES and low == 0:
+            return f"'{community}' needs a peer ASN after the colon"
+        return None
+    return (f"'{community}' is not a Vultr action community (20473:6000, 20473:6001-6003, 20473:6601, "
+            "20473:64609, 64600/64601/64602/64603/64609/64699:<peer-as>)")
+
+
+class Model(BaseModel):
+    """Base: camelCase keys in config, unknown keys rejected, values frozen once validated."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Prefixes(Model):
+    ipv4: IPv4Network | None = Field(
+        None, description="The IPv4 prefix announced from every anycast PoP (/24 or shorter). Omit for an IPv6-only network.")
+    ipv6: IPv6Network = Field(description="The IPv6 prefix announced from every anycast PoP (/48 or shorter).")
+
+    @field_validator("ipv4", "ipv6", mode="before")
+    @classmethod
+    def _strict_network(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError as exc:
+                if "host bits set" in str(exc):
+                    fixed = ipaddress.ip_network(value, strict=False)
+                    raise ValueError(f"'{value}' has host bits set; did you mean {fixed}?") from None
+        return value
+
+    @model_validator(mode="after")
+    def _announceable(self) -> Prefixes:
+        for name in ("ipv4", "ipv6"):
+            net = getattr(self, name)
+            if net is not None and (problem := prefix_problem(net)):
+                raise _field_error(name, problem)
+        return self
+
+
+class ServiceAddresses(Model):
+    ipv4: IPv4Address | None = Field(None, description="The anycast IPv4 address every PoP serves on (inside prefixes.ipv4).")
+    ipv6: IPv6Address = Field(description="The anycast IPv6 address every PoP serves on (inside prefixes.ipv6).")
+
+
+class Bgp(Model):
+    hold_time: int = Field(9, ge=3, le=65535, description="BGP hold time in seconds: how long a frozen PoP keeps its routes.")
+    keepalive_time: int = Field(3, ge=1, le=21845, description="BGP keepalive interval in seconds (at most holdTime / 3).")
+    graceful_restart: bool = Field(
+        False, description="BGP graceful restart. Off for anycast: it keeps a dead PoP's routes for minutes.")
+    password_env: str = Field(
+        "ANYCAST_BGP_PASSWORD",
+        description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi; "
+        "under Pulumi it is the anycast:bgpPassword secret.")
+
+    @model_validator(mode="after")
+    def _timers(self) -> Bgp:
+        if self.keepalive_time * 3 > self.hold_time:
+            raise _field_error("keepaliveTime", f"{self.keepalive_time} is more than holdTime / 3 ({self.hold_time} / 3)")
+        return self
+
+
+class Dns(Model):
+    parent_zone: str = Field(description="The Route53 hosted zone that holds the delegation and the GeoDNS records, e.g. example.com.")
+    create_parent_zone: bool = Field(False, description="Create the Route53 hosted zone instead of looking it up by name.")
+    zone: str = Field(description="The zone NSD serves from every PoP, delegated from parentZone, e.g. cdn.example.com.")
+    nameservers: list[str] = Field(
+        min_length=1, description="Nameserver names for the zone; they live in parentZone as GeoDNS records.")
+    http_names: list[str] = Field(
+        default_factory=list, description="HTTP names in parentZone answered by GeoDNS (anycast by default).")
+    ttl: int = Field(60, ge=1, le=86400, description="TTL of the GeoDNS records and the zone's records (AWS advises 60 s or less with health checks).")
+
+    @field_validator("parent_zone", "zone")
+    @classmethod
+    def _zone_name(cls, value: str) -> str:
+        value = value.rstrip(".").lower()
+        if not _DNS_NAME_RE.match(value):
+            raise ValueError(f"'{value}' is not a DNS name")
+        return value
+
+    @field_validator("nameservers", "http_names")
+    @classmethod
+    def _names(cls, values: list[str]) -> list[str]:
+        out = [v.rstrip(".").lower() for v in values]
+        for v in out:
+            if not _DNS_NAME_RE.match(v):
+                raise ValueError(f"'{v}' is not a DNS name")
+        if len(set(out)) != len(out):
+            raise ValueError("names must be unique")
+        return out
+
+    @model_validator(mode="after")
+    def _placement(self) -> Dns:
+        if not _within(self.zone, self.parent_zone) or self.zone == self.parent_zone:
+            raise _field_error("zone", f"'{self.zone}' must be a subdomain of parentZone '{self.parent_zone}'")
+        for field, names in (("nameservers", self.nameservers), ("httpNames", self.http_names)):
+            for i, name in enumerate(names):
+                if not _within(name, self.parent_zone):
+                    raise _field_error(f"{field}[{i}]", f"'{name}' is not in parentZone '{self.parent_zone}'")
+                if _within(name, self.zone):
+                    raise _field_error(
+                        f"{field}[{i}]",
+                        f"'{name}' is inside the delegated zone '{self.zone}', where Route53 cannot answer with GeoDNS; "
+                        f"use a name in '{self.parent_zone}' outside '{self.zone}'")
+        return self
+
+
+def _within(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+class Defaults(Model):
+    provider: Literal["vultr", "external"] = Field("vultr", description="Provider of PoPs that do not name one.")
+    plan: str = Field("vc2-1c-1gb", description="Vultr plan id for PoPs that do not name one.")
+    os_id: int = Field(2136, ge=1, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
+
+
+class Admin(Model):
+    ssh_cidrs: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
+    ssh_keys: list[str] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
+
+    @field_validator("ssh_keys")
+    @classmethod
+    def _keys(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if not re.match(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", v):
+                raise ValueError(f"'{v[:30]}...' is not an OpenSSH public key (ssh-ed25519 AAAA...)")
+        return values
+
+
+class Ripe(Model):
+    manage: bool = Field(False, description="Register route/route6 objects in the RIPE Database (needs RIPE_API_KEY).")
+    maintainer: str | None = Field(None, description="The mntner that maintains the route objects (mnt-by), e.g. EXAMPLE-MNT.")
+    database: Literal["ripe", "test"] = Field("ripe", description="RIPE (production) or TEST database.")
+    descr: str = Field("anycast network", description="descr: of the route objects.")
+
+    @model_validator(mode="after")
+    def _maintainer(self) -> Ripe:
+        if self.maintainer is not None and not re.match(r"^[A-Z0-9][A-Z0-9_-]*-MNT$", self.maintainer):
+            raise _field_error("maintainer", f"'{self.maintainer}' is not a mntner name (like EXAMPLE-MNT)")
+        if self.manage and self.maintainer is None:
+            raise _field_error("maintainer", "is required when manage is true")
+        return self
+
+
+class Announce(Model):
+    prepend: int = Field(0, ge=0, le=MAX_PREPEND, description="Prepend the own ASN this many times (0-3) on this PoP's announcements.")
+    communities: list[str] = Field(
+        default_factory=list,
+        description="Communities on this PoP's announcements; on Vultr only Vultr's action communities.")
+    only_to: list[int] = Field(
+        default_factory=list,
+        description="Vultr: announce only to these peer ASNs (adds 20473:6000 and 64699:<asn>).")
+
+
+class Neighbor(Model):
+    asn: int = Field(description="The external provider's ASN.")
+    ipv4: IPv4Address | None = Field(None, description="IPv4 neighbour address.")
+    ipv6: IPv6Address | None = Field(None, description="IPv6 neighbour address.")
+    multihop: int | None = Field(None, ge=1, le=255, description="eBGP multihop, if the neighbour is not directly connected.")
+
+
+class Unicast(Model):
+    ipv4: IPv4Address | None = Field(None, description="The PoP's own IPv4 address.")
+    ipv6: IPv6Address | None = Field(None, description="The PoP's own IPv6 address.")
+
+
+class Pop(Model):
+    code: str = Field(description="Short unique name (lowercase letters/digits), used in hostnames, X-PoP and NSID.")
+    provider: Literal["vultr", "external"] | None = Field(None, description="'vultr' (created by Pulumi) or 'external' (a box elsewhere).")
+    region: str | None = Field(None, description="Vultr region id (required for Vultr PoPs).")
+    mode: Literal["anycast", "unicast"] = Field("anycast", description="anycast announces the prefixes; unicast is reached through GeoDNS.")
+    plan: str | None = Field(None, description="Vultr plan id; defaults.plan if omitted.")
+    city: str | None = Field(None, description="City (from the region catalogue for Vultr PoPs).")
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2 country (from the catalogue for Vultr PoPs).")
+    continent: str | None = Field(None, description="Continent code AF AN AS EU NA OC SA (from the catalogue for Vultr PoPs).")
+    latitude: float | None = Field(None, ge=-90, le=90, description="Latitude (from the catalogue for Vultr PoPs).")
+    longitude: float | None = Field(None, ge=-180, le=180, description="Longitude (from the catalogue for Vultr PoPs).")
+    announce: Announce = Field(default_factory=Announce, description="Announcement tuning for this PoP.")
+    geodns: list[str] = Field(
+        default_factory=list, description="Unicast PoPs: the continents (SA) or countries (BR) GeoDNS sends here.")
+    neighbor: Neighbor | None = Field(None, description="External PoPs: their provider's BGP neighbour.")
+    unicast: Unicast | None = Field(None, description="External PoPs: the box's own addresses (Vultr's come from the instance).")
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not _CODE_RE.match(value):
+            raise ValueError(f"'{value}' must be 2-16 lowercase letters or digits, starting with a letter")
+        return value
+
+    @field_validator("geodns")
+    @classmethod
+    def _areas(cls, values: list[str]) -> list[str]:
+        for v in values:
+            if v not in CONTINENTS and not _COUNTRY_RE.match(v):
+                raise ValueError(f"'{v}' is neither a continent ({', '.join(CONTINENTS)}) nor a country code like BR")
+        if len(set(values)) != len(values):
+            raise ValueError("areas must be unique")
+        return values
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Pop:
+        # Provider defaults and geography are filled in by Network._resolve_pops, which knows the defaults.
+        if self.mode == "unicast" and not self.geodns:
+            raise _field_error("geodns", "a unicast PoP needs GeoDNS areas (e.g. [SA]) or no client ever reaches it")
+        if self.mode == "anycast" and self.geodns:
+            raise _field_error("geodns", "only unicast PoPs have GeoDNS areas; anycast PoPs are reached by BGP")
+        return self
+
+    # Resolved views (valid after Network validation filled provider and geography).
+    @property
+    def is_vultr(self) -> bool:
+        return self.provider == "vultr"
+
+    @property
+    def is_anycast(self) -> bool:
+        return self.mode == "anycast"
+
+    @cached_property
+    def router_id(self) -> IPv4Address:
+        """A stable, per-PoP BGP router id (IPv6-only hosts have no IPv4 to derive one from)."""
+        return IPv4Address(zlib.crc32(self.code.encode()) or 1)
+
+
+def _with_geography(pop: Pop, defaults: Defaults) -> tuple[Pop, list[tuple[str, str]]]:
+    """Fill provider, plan and geography from defaults and the catalogue; return errors as (field, message)."""
+    errors: list[tuple[str, str]] = []
+    provider = pop.provider or defaults.provider
+    update: dict[str, Any] = {"provider": provider}
+    if provider == "vultr":
+        regions = vultr_regions()
+        if pop.region is None:
+            errors.append(("region", "is required for a Vultr PoP (one of " + ", ".join(regions) + ")"))
+        elif pop.region not in regions:
+            shown = ", ".join(list(regions)[:3])
+            errors.append(("region", f"'{pop.region}' is not a Vultr region ({shown}, ... {len(regions)} in all, "
+                                     "see infra/data/regions.json)"))
+        else:
+            r = regions[pop.region]
+            update.update(city=pop.city or r.city, country=pop.country or r.country, continent=pop.continent or r.continent,
+                          latitude=pop.latitude if pop.latitude is not None else r.lat,
+                          longitude=pop.longitude if pop.longitude is not None else r.lon)
+        update["plan"] = pop.plan or defaults.plan
+        if pop.neighbor is not None:
+            errors.append(("neighbor", "only external PoPs configure a neighbour; Vultr PoPs peer with AS64515"))
+        if pop.unicast is not None:
+            errors.append(("unicast", "Vultr PoPs get their addresses from the instance; remove unicast"))
+        for i, community in enumerate(pop.announce.communities):
+            if problem := community_problem(community, vultr=True):
+                errors.append((f"announce.communities[{i}]", problem))
+    else:
+        for field in ("city", "country", "continent", "latitude", "longitude"):
+            if getattr(pop, field) is None:
+                errors.append((field, "is required for an external PoP (no region catalogue to take it from)"))
+        if pop.neighbor is None:
+            errors.append(("neighbor", "is required for an external PoP: its provider's BGP neighbour (asn, ipv4/ipv6)"))
+        if pop.unicast is None or (pop.unicast.ipv4 is None and pop.unicast.ipv6 is None):
+            errors.append(("unicast", "is required for an external PoP: the box's own ipv4 and/or ipv6 address"))
+        if pop.announce.only_to:
+            errors.append(("announce.onlyTo", "is a Vultr feature (64699:<asn>); not available for external PoPs"))
+        for i, community in enumerate(pop.announce.communities):
+            if problem := community_problem(community, vultr=False):
+                errors.append((f"announce.communities[{i}]", problem))
+    if pop.continent is not None and pop.continent not in CONTINENTS:
+        errors.append(("continent", f"'{pop.continent}' is not a continent code ({', '.join(CONTINENTS)})"))
+    if pop.country is not None and not _COUNTRY_RE.match(pop.country):
+        errors.append(("country", f"'{pop.country}' is not an ISO 3166-1 alpha-2 code like BR"))
+    return pop.model_copy(update=update), errors
+
+
+class Network(Model):
+    """The whole anycast network, as written under ``anycast:network`` in ``Pulumi.<stack>.yaml``."""
+
+    asn: int = Field(description="The ASN that originates the prefixes: your own, or the private ASN Vultr assigned.")
+    asn_source: Literal["own", "vultr-assigned"] = Field(
+        "own", description="'own' for your public ASN; 'vultr-assigned' for the private ASN Vultr gives accounts without one.")
+    prefixes: Prefixes = Field(description="The announced prefixes.")
+    service: ServiceAddresses = Field(description="The anycast service addresses (inside the prefixes).")
+    bgp: Bgp = Field(default_factory=Bgp, description="BGP session settings.")
+    dns: Dns = Field(description="DNS: Route53 parent zone, the NSD zone, nameserver and HTTP names.")
+    defaults: Defaults = Field(default_factory=Defaults, description="Defaults for PoPs.")
+    admin: Admin = Field(default_factory=Admin, description="Administrative access.")
+    ripe: Ripe = Field(default_factory=Ripe, description="RIPE Database route objects.")
+    pops: list[Pop] = Field(min_length=1, description="The points of presence.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Network:
+        # Cross-field rules, in the order a reader of the config meets the fields.
+        if problem := asn_problem(self.asn, self.asn_source):
+            raise _field_error("asn", problem)
+        if (self.prefixes.ipv4 is None) != (self.service.ipv4 is None):
+            field = "service.ipv4" if self.prefixes.ipv4 is not None else "prefixes.ipv4"
+            raise _field_error(field, "prefixes.ipv4 and service.ipv4 go together: set both or neither")
+        if self.service.ipv4 is not None and self.prefixes.ipv4 is not None and self.service.ipv4 not in self.prefixes.ipv4:
+            raise _field_error("service.ipv4", f"{self.service.ipv4} is outside prefixes.ipv4 {self.prefixes.ipv4}")
+        if self.service.ipv6 not in self.prefixes.ipv6:
+            raise _field_error("service.ipv6", f"{self.service.ipv6} is outside prefixes.ipv6 {self.prefixes.ipv6}")
+        seen: dict[str, int] = {}
+        resolved: list[Pop] = []
+        for i, pop in enumerate(self.pops):
+            if pop.code in seen:
+                raise _field_error(f"pops[{i}].code", f"'{pop.code}' is already used by pops[{seen[pop.code]}]")
+            seen[pop.code] = i
+            full, errors = _with_geography(pop, self.defaults)
+            if errors:
+                field, message = errors[0]
+                raise _field_error(f"pops[{i}].{field}", message)
+            self._check_pop(i, full)
+            resolved.append(full)
+        object.__setattr__(self, "pops", resolved)  # frozen model: store the resolved PoPs once
+        if len(self.anycast_pops) < 2:
+            raise _field_error("pops", f"an anycast network needs at least two anycast PoPs, found {len(self.anycast_pops)}")
+        if self.ripe.manage and self.prefixes.ipv4 is None and self.prefixes.ipv6 is None:
+            raise _field_error("ripe.manage", "there is no prefix to register")
+        return self
+
+    def _check_pop(self, i: int, pop: Pop) -> None:
+        if pop.announce.prepend and self.asn_source == "vultr-assigned":
+            raise _field_error(f"pops[{i}].announce.prepend",
+                               "Vultr strips a private ASN, so prepending it does nothing; use communities 20473:6001-6003")
+        if not pop.is_vultr and self.asn_source == "vultr-assigned":
+            raise _field_error(f"pops[{i}].provider",
+                               "an external PoP needs your own public ASN; a Vultr-assigned ASN works only inside Vultr")
+        if pop.neighbor is not None:
+            if pop.neighbor.asn == self.asn:
+                raise _field_error(f"pops[{i}].neighbor.asn", f"AS{self.asn} is the network's own ASN; the neighbour must be eBGP")
+            if pop.neighbor.ipv4 is None and pop.neighbor.ipv6 is None:
+                raise _field_error(f"pops[{i}].neighbor", "needs an ipv4 or ipv6 address")
+            if pop.neighbor.ipv6 is not None and pop.unicast and pop.unicast.ipv6 is None:
+                raise _field_error(f"pops[{i}].unicast.ipv6", "an IPv6 neighbour needs the box's own IPv6 address")
+            if pop.neighbor.ipv4 is not None and pop.unicast and pop.unicast.ipv4 is None:
+                raise _field_error(f"pops[{i}].unicast.ipv4", "an IPv4 neighbour needs the box's own IPv4 address")
+        if pop.unicast is not None:
+            for fam in ("ipv4", "ipv6"):
+                addr = getattr(pop.unicast, fam)
+                net = getattr(self.prefixes, fam)
+                if addr is not None and net is not None and addr in net:
+                    raise _field_error(f"pops[{i}].unicast.{fam}",
+                                       f"{addr} is inside the anycast prefix {net}; a unicast address must be reachable on its own")
+        for j, asn in enumerate(pop.announce.only_to):
+            if asn in RESERVED_ASNS or not 1 <= asn <= 65535:
+                raise _field_error(f"pops[{i}].announce.onlyTo[{j}]", f"{asn} is not a 16-bit peer ASN (Vultr communities carry 1-65535)")
+
+    # Derived views used by the renderers, the program and the lab.
+    @property
+    def anycast_pops(self) -> list[Pop]:
+        return [p for p in self.pops if p.mode == "anycast"]
+
+    @property
+    def unicast_pops(self) -> list[Pop]:
+        return [p for p in self.pops if p.mode == "unicast"]
+
+    @property
+    def announced_prefixes(self) -> list[IPv4Network | IPv6Network]:
+        return [n for n in (self.prefixes.ipv4, self.prefixes.ipv6) if n is not None]
+
+    @property
+    def roa_origin_asn(self) -> int:
+        """The origin a ROA must name: Vultr re-originates a Vultr-assigned private ASN as AS20473."""
+        return VULTR_ASN if self.asn_source == "vultr-assigned" else self.asn
+
+    def pop(self, code: str) -> Pop:
+        for p in self.pops:
+            if p.code == code:
+                return p
+        raise KeyError(code)
+
+
+class ConfigError(ValueError):
+    """A network document that does not validate; ``errors`` holds one ``path: message`` line per problem."""
+
+    def __init__(self, errors: list[str], source: str = "") -> None:
+        self.errors = errors
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(prefix + e for e in errors))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """pydantic errors as ``field.path: message`` lines, in the config's own key names."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
+        ctx = err.get("ctx") or {}
+        if err["type"] == "anycast":
+            path = _path(loc + tuple(_split(ctx["field"])))
+            lines.append(f"{path}: {ctx['message']}")
+            continue
+        # A union of IP types reports once per member; the first is enough.
+        path = _path(tuple(p for p in loc if not (isinstance(p, str) and ("IPv4" in p or "IPv6" in p))))
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field (check the spelling; see the field list in docs/config.md)"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        line = f"{path or 'network'}: {msg}"
+        if line not in lines and not any(line.split(":")[0] == x.split(":")[0] for x in lines):
+            lines.append(line)
+    return lines
+
+
+def _split(field: str) -> list[int | str]:
+    parts: list[int | str] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return parts
+
+
+def parse_network(data: Any, source: str = "") -> Network:
+    """Validate a network document (the value of ``anycast:network``); raise :class:`ConfigError` on any problem."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"network: must be a mapping of fields, got {type(data).__name__}"], source)
+    try:
+        return Network.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc), source) from None
