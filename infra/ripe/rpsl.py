@@ -1,0 +1,126 @@
+"""RPSL objects as ordered attribute lists: parse the text form, convert to and from RIPE's REST JSON.
+
+An object is an ordered list of ``(name, value)`` pairs; names repeat (``descr``, ``mnt-by``, ``remarks``) and the
+first attribute names the type and holds the key (REFERENCE.md 3.2). Both forms keep that order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from infra.ripe.errors import RipeProtocolError
+
+# RFC 2622 2: an attribute name is letters, digits, "-" and "_", starting with a letter, followed by ":".
+_ATTR_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*):\s*(?P<value>.*)$")
+# Attributes the database writes itself; they are never sent back in a PUT.
+GENERATED = frozenset({"created", "last-modified"})
+
+
+class RpslSyntaxError(ValueError):
+    """A text object that is not RPSL; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RpslObject:
+    """One RPSL object; ``attributes[0]`` is the type attribute (``route: 192.0.2.0/24``)."""
+
+    attributes: tuple[Attribute, ...]
+
+    @property
+    def type(self) -> str:
+        return self.attributes[0].name
+
+    def values(self, name: str) -> list[str]:
+        return [a.value for a in self.attributes if a.name == name]
+
+    def first(self, name: str) -> str | None:
+        found = self.values(name)
+        return found[0] if found else None
+
+    @property
+    def key(self) -> str:
+        """The primary key: route(6) objects join prefix and origin (``192.0.2.0/24AS64500``)."""
+        if self.type in ("route", "route6"):
+            return f"{self.attributes[0].value}{(self.first('origin') or '').upper()}"
+        return self.attributes[0].value
+
+    def without_generated(self) -> RpslObject:
+        return RpslObject(tuple(a for a in self.attributes if a.name not in GENERATED))
+
+    def to_json(self, source: str) -> dict[str, Any]:
+        """The REST request body for this object (REFERENCE.md 3.2)."""
+        return {"objects": {"object": [{
+            "type": self.type,
+            "source": {"id": source},
+            "attributes": {"attribute": [{"name": a.name, "value": a.value} for a in self.attributes]},
+        }]}}
+
+    def to_text(self) -> str:
+        return "".join(f"{a.name + ':':<16}{a.value}\n" for a in self.attributes)
+
+
+def make(pairs: Iterable[tuple[str, str]]) -> RpslObject:
+    attrs = tuple(Attribute(n, v) for n, v in pairs)
+    if not attrs:
+        raise ValueError("an RPSL object needs at least one attribute")
+    return RpslObject(attrs)
+
+
+def from_json(body: Any) -> list[RpslObject]:
+    """The objects of a REST response; RipeProtocolError if the body does not have the documented shape."""
+    try:
+        raw = body.get("objects", {}).get("object", []) if isinstance(body, dict) else None
+        if not isinstance(raw, list):
+            raise TypeError
+        out = []
+        for obj in raw:
+            attrs = obj["attributes"]["attribute"]
+            out.append(make((str(a["name"]), str(a.get("value", ""))) for a in attrs))
+        return out
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise RipeProtocolError("RIPE answered JSON without the expected objects.object[].attributes list") from None
+
+
+def parse_text(text: str) -> list[RpslObject]:
+    """Parse RPSL text: objects separated by blank lines, ``#`` comment lines skipped.
+
+    Continuation lines start with a space, a tab or ``+`` (RFC 2622 2) and are joined to the previous value with one
+    space, so ``descr: a`` + ``+ b`` reads ``a b``. End-of-line ``#`` comments are kept: in RIPE's data ``#`` can
+    belong to the value, so stripping is left to the caller. Raises RpslSyntaxError naming the line.
+    """
+    objects: list[RpslObject] = []
+    current: list[list[str]] = []
+
+    def flush() -> None:
+        if current:
+            objects.append(make((n, v) for n, v in current))
+            current.clear()
+
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip()
+        if line.startswith("#") or line.startswith("%"):
+            continue
+        if not line:
+            flush()
+            continue
+        if line[0] in " \t+":
+            if not current:
+                raise RpslSyntaxError(f"line {lineno}: continuation line before any attribute")
+            more = line[1:].strip()
+            current[-1][1] = f"{current[-1][1]} {more}".strip() if more else current[-1][1]
+            continue
+        m = _ATTR_RE.match(line)
+        if not m:
+            raise RpslSyntaxError(f"line {lineno}: '{line[:40]}' is neither an attribute nor a continuation")
+        current.append([m["name"].lower(), m["value"].strip()])
+    flush()
+    return objects

@@ -1,0 +1,163 @@
+"""HTTP with bounded retries, shared by the RIPE Database and RPKI clients.
+
+Why not urllib3 ``Retry``: tests need an injectable ``sleep`` and clock, the whole exchange needs a time budget
+(not only a count), and callers must learn that a write *may* have been applied by an earlier attempt that timed out
+or got a 5xx, so they can check instead of writing twice. This loop does those three things and nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from infra.ripe.errors import BadInput, RipeUnavailable
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. Defaults suit RIPE: a few tries, at most about two minutes per request."""
+
+    attempts: int = 4
+    backoff: float = 1.0  # first wait in seconds; doubles each retry
+    max_backoff: float = 20.0
+    budget: float = 120.0  # seconds for all attempts and waits of one request
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retry_after: float = 60.0  # a longer Retry-After means "come back later": give up with a message
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any  # parsed JSON, or None when the body was empty or not JSON
+    text: str  # the raw body, cut short, for messages
+    maybe_applied: bool  # a non-idempotent request failed ambiguously before this reply (timeout, 5xx)
+
+    @property
+    def json_ok(self) -> bool:
+        return self.body is not None
+
+
+def base_url(url: str, option: str = "--base-url") -> str:
+    """``scheme://host[:port]`` from ``url``; the API path is added by the clients, so a path here is refused.
+
+    Plain http is accepted only for loopback hosts: writes carry the API key, and RIPE requires HTTPS for them.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"{option}: '{url}' is not an http(s) URL like https://rest.db.ripe.net")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise BadInput(f"{option}: give only scheme and host (like https://mirror.example.net:8443); "
+                       f"the path /{{source}}/{{type}}/... is added for you")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise BadInput(f"{option}: plain http is allowed only for 127.0.0.1/localhost; the API key must travel over https")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now())
+    except (TypeError, ValueError):
+        return None
+
+
+class Transport:
+    """One base URL, fixed headers, and the retry loop. ``sleep`` and ``clock`` are injectable for tests."""
+
+    def __init__(self, base: str, headers: Mapping[str, str], policy: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 session: requests.Session | None = None) -> None:
+        self.base = base.rstrip("/")
+        self.policy = policy or RetryPolicy()
+        self._headers = dict(headers)
+        self._sleep = sleep
+        self._clock = clock
+        self._session = session or requests.Session()
+        # requests would otherwise pick up ~/.netrc and proxy settings, which could replace our auth header.
+        self._session.trust_env = False
+
+    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                body: Any = None, what: str) -> Reply:
+        """Send with retries; ``what`` names the operation in messages (``create route 192.0.2.0/24AS64500``).
+
+        Retries 429 (waiting ``Retry-After``), 5xx, timeouts and connection errors until ``attempts`` or ``budget``
+        runs out, then raises RipeUnavailable. Any other status is returned for the caller to judge.
+        """
+        p = self.policy
+        start = self._clock()
+        maybe_applied = False
+        last = ""
+        for attempt in range(1, p.attempts + 1):
+            try:
+                resp = self._session.request(
+                    method, self.base + path, params=params, headers=self._headers,
+                    data=None if body is None else json.dumps(body), timeout=(p.connect_timeout, p.read_timeout),
+                    allow_redirects=False)
+            except requests.Timeout:  # ConnectTimeout or ReadTimeout
+                last = f"no answer within {p.read_timeout:g} s"
+                maybe_applied |= method not in IDEMPOTENT
+                wait = self._backoff(attempt)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                last = "a connection error"
+                maybe_applied |= method not in IDEMPOTENT
+                wait = self._backoff(attempt)
+            else:
+                if resp.status_code not in RETRY_STATUSES:
+                    return _reply(resp, maybe_applied)
+                last = f"HTTP {resp.status_code}"
+                hinted = retry_after_seconds(resp.headers.get("Retry-After"))
+                if resp.status_code == 429:
+                    if hinted is not None and hinted > p.max_retry_after:
+                        raise RipeUnavailable(f"{what}: RIPE is rate-limiting (HTTP 429) and asks to wait "
+                                              f"{hinted:.0f} s; try again later")
+                else:  # a 5xx may have happened after the write was applied
+                    maybe_applied |= method not in IDEMPOTENT
+                wait = min(hinted, p.max_retry_after) if hinted is not None else self._backoff(attempt)
+            if attempt == p.attempts or self._clock() - start + wait > p.budget:
+                break
+            self._sleep(wait)
+        elapsed = self._clock() - start
+        raise RipeUnavailable(f"{what}: gave up after {attempt} attempt(s) in {elapsed:.0f} s; the last one ended "
+                              f"with {last}. Nothing else was sent; run the command again later"
+                              + (" (the last write may or may not have been applied: the next run checks)"
+                                 if maybe_applied else ""))
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.policy.backoff * 2 ** (attempt - 1), self.policy.max_backoff)
+
+
+def _reply(resp: requests.Response, maybe_applied: bool) -> Reply:
+    text = resp.text[:2000]
+    body: Any = None
+    if text.strip():
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+    return Reply(resp.status_code, body, text, maybe_applied)

@@ -1,0 +1,60 @@
+"""``anycast render``: write every PoP's files and a summary, the same bytes the Pulumi program deploys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from infra.model import ConfigError, Network
+from infra.stack import load_network
+from userdata.render import render_network, summary
+
+
+def bgp_password_from_env(network: Network) -> str:
+    name = network.bgp.password_env
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError([f"{name}: not set; export {name}=<the BGP password from the Vultr panel's BGP tab> "
+                           "(under Pulumi it is the anycast:bgpPassword secret)"])
+    return value
+
+
+def write_rendered(network: Network, password: str, out: Path) -> int:
+    """Render into ``out/<pop>/`` and ``out/summary.json``; returns the number of files written."""
+    rendered = render_network(network, password)
+    count = 0
+    for code, pop in rendered.items():
+        pop_dir = out / code
+        pop_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in pop.files.items():
+            path = pop_dir / name
+            # user-data and bird.conf hold the BGP password: readable by the owner only.
+            path.write_text(text, encoding="utf-8")
+            if name in ("user-data.yaml", "bird.conf"):
+                path.chmod(0o600)
+            count += 1
+    (out / "summary.json").write_text(json.dumps(summary(network), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                                      encoding="utf-8")
+    return count + 1
+
+
+def _render(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    network = load_network(args.stack)
+    password = bgp_password_from_env(network)
+    count = write_rendered(network, password, Path(args.out))
+    elapsed = time.perf_counter() - started
+    print(f"rendered {len(network.pops)} PoPs ({count} files) of stack {args.stack} into {args.out} in {elapsed:.2f} s",
+          file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render every PoP's cloud-config, bird.conf, Caddyfile, nsd.conf and zone")
+    p.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    p.add_argument("--out", required=True, help="output directory (one sub-directory per PoP, plus summary.json)")
+    p.set_defaults(func=_render)

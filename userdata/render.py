@@ -1,0 +1,337 @@
+"""Render every file a PoP boots with, and the ``#cloud-config`` document that installs them.
+
+Pure and byte-stable: the same network and password always give the same bytes (no timestamps, fixed ordering), so
+golden files, the lab and the Pulumi program share one output. Remember that on Vultr any change of the user data
+replaces the instance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from ipaddress import IPv4Address, IPv6Address, ip_network
+from typing import Any
+
+import jinja2
+import yaml
+
+from infra.model import (
+    NO_EXPORT_OUTSIDE_VULTR,
+    VULTR_MULTIHOP,
+    VULTR_NEIGHBOR_V4,
+    VULTR_NEIGHBOR_V6,
+    VULTR_PEER_ASN,
+    ConfigError,
+    Network,
+    Pop,
+)
+from userdata.health_config import health_config
+
+# Where each rendered file lives on a PoP (the lab maps these into its own directories).
+HOST_PATHS = {
+    "bird.conf": "/etc/bird/bird.conf",
+    "Caddyfile": "/etc/caddy/Caddyfile",
+    "nsd.conf": "/etc/nsd/nsd.conf",
+    "nftables.conf": "/etc/nftables.conf",
+    "health.json": "/etc/anycast/health.json",
+}
+ZONES_DIR = "/etc/nsd/zones"
+LOCAL_ADDRESSES_INCLUDE = f"{ZONES_DIR}/local-addresses.inc"
+SERVICE_INTERFACE = "anycast0"
+HEALTH_AGENT_PATH = "/usr/local/sbin/anycast-health"
+ZONE_SERIAL = 1  # identical on every PoP; the zone content changes only with user data, which replaces the PoP
+PACKAGES = ["bird2", "caddy", "nftables", "nsd", "python3"]
+
+
+@dataclass(frozen=True)
+class RenderedPop:
+    """The files of one PoP, by file name (``user-data.yaml`` is the cloud-config that carries all the others)."""
+
+    pop: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def user_data(self) -> str:
+        return self.files["user-data.yaml"]
+
+
+def _environment() -> jinja2.Environment:
+    loader = jinja2.PackageLoader("userdata", "templates")
+    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, autoescape=False)
+
+
+_ENV = _environment()
+
+
+def check_password(password: str, source: str = "ANYCAST_BGP_PASSWORD") -> str:
+    """The BGP password goes into BIRD's ``password "..."``: refuse what would break the quoting or TCP-MD5."""
+    if not password:
+        raise ConfigError([f"{source}: the BGP password is empty; copy it from the BGP tab of the Vultr control panel"])
+    bad = [c for c in password if not (32 < ord(c) < 127) or c in '"\\']
+    if bad:
+        raise ConfigError([f"{source}: the BGP password may hold printable ASCII only, without spaces, quotes or backslashes"])
+    if len(password) > 80:
+        raise ConfigError([f"{source}: the BGP password is longer than TCP-MD5's 80 bytes"])
+    return password
+
+
+def _split_community(text: str) -> tuple[int, int]:
+    high, low = text.split(":")
+    return int(high), int(low)
+
+
+def _communities(pop: Pop) -> list[tuple[int, int]]:
+    """The PoP's communities in a fixed order: explicit ones, then announce-only-to intents."""
+    out = [_split_community(c) for c in pop.announce.communities]
+    if pop.announce.only_to:
+        out.append(_split_community(NO_EXPORT_OUTSIDE_VULTR))
+        out.extend((64699, asn) for asn in pop.announce.only_to)
+    seen: list[tuple[int, int]] = []
+    for c in out:
+        if c not in seen:
+            seen.append(c)
+    return seen
+
+
+def _families(network: Network, pop: Pop) -> list[dict[str, Any]]:
+    families = []
+    for version, prefix, service in ((4, network.prefixes.ipv4, network.service.ipv4), (6, network.prefixes.ipv6, network.service.ipv6)):
+        if prefix is None or service is None:
+            continue
+        fam: dict[str, Any] = {"version": version, "prefix": prefix, "host_route": ip_network(service)}
+        if pop.is_vultr:
+            fam.update(neighbor=VULTR_NEIGHBOR_V4 if version == 4 else VULTR_NEIGHBOR_V6, peer_asn=VULTR_PEER_ASN,
+                       multihop=VULTR_MULTIHOP, peer_description=f"Vultr AS{VULTR_PEER_ASN} (IPv{version})")
+        else:
+            assert pop.neighbor is not None  # the model requires it for external PoPs
+            fam.update(neighbor=getattr(pop.neighbor, f"ipv{version}"), peer_asn=pop.neighbor.asn,
+                       multihop=pop.neighbor.multihop, peer_description=f"{pop.city} transit AS{pop.neighbor.asn} (IPv{version})")
+        families.append(fam)
+    return families
+
+
+def render_bird(network: Network, pop: Pop, password: str) -> str:
+    return _ENV.get_template("bird.conf.j2").render(
+        network=network, pop=pop, families=_families(network, pop), communities=_communities(pop),
+        no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "")
+
+
+def render_caddyfile(pop: Pop) -> str:
+    return _ENV.get_template("Caddyfile.j2").render(pop=pop)
+
+
+def _listen_addresses(network: Network, pop: Pop) -> list[IPv4Address | IPv6Address]:
+    if pop.is_anycast:
+        return [a for a in (network.service.ipv4, network.service.ipv6) if a is not None]
+    if pop.unicast is not None:
+        return [a for a in (pop.unicast.ipv4, pop.unicast.ipv6) if a is not None]
+    return []  # Vultr unicast PoP: its address is the instance's, unknown until it boots
+
+
+def zone_file_name(network: Network) -> str:
+    return f"{network.dns.zone}.zone"
+
+
+def render_nsd_conf(network: Network, pop: Pop) -> str:
+    return _ENV.get_template("nsd.conf.j2").render(network=network, pop=pop, listen=_listen_addresses(network, pop),
+                                                   zone_file=zone_file_name(network))
+
+
+def render_zone(network: Network, pop: Pop) -> str:
+    answers = _listen_addresses(network, pop)
+    records = [("A" if isinstance(a, IPv4Address) else "AAAA", a) for a in answers]
+    include = LOCAL_ADDRESSES_INCLUDE if not answers else ""
+    return _ENV.get_template("zone.j2").render(
+        zone=network.dns.zone, pop=pop, ttl=network.dns.ttl, serial=ZONE_SERIAL, nameservers=network.dns.nameservers,
+        records=records, include=include)
+
+
+def render_nftables(network: Network, pop: Pop) -> str:
+    admin4 = [str(n) for n in network.admin.ssh_cidrs if n.version == 4]
+    admin6 = [str(n) for n in network.admin.ssh_cidrs if n.version == 6]
+    peers4 = [f["neighbor"] for f in _families(network, pop) if f["version"] == 4 and f["neighbor"]]
+    peers6 = [f["neighbor"] for f in _families(network, pop) if f["version"] == 6 and f["neighbor"]]
+    return _ENV.get_template("nftables.conf.j2").render(pop=pop, admin4=admin4, admin6=admin6, bgp_peers4=peers4,
+                                                        bgp_peers6=peers6)
+
+
+def render_health_json(network: Network, pop: Pop) -> str:
+    return json.dumps(health_config(network, pop), indent=2, sort_keys=True) + "\n"
+
+
+def _resource_text(name: str) -> str:
+    return resources.files("userdata").joinpath(name).read_text(encoding="utf-8")
+
+
+def _service_addresses_unit(network: Network) -> str:
+    cmds = [f"ExecStart=-/sbin/ip link add {SERVICE_INTERFACE} type dummy", f"ExecStart=/sbin/ip link set {SERVICE_INTERFACE} up"]
+    for addr, plen in ((network.service.ipv4, 32), (network.service.ipv6, 128)):
+        if addr is not None:
+            cmds.append(f"ExecStart=/sbin/ip addr replace {addr}/{plen} dev {SERVICE_INTERFACE}")
+    return "\n".join([
+        "[Unit]",
+        "Description=Anycast service addresses on a dummy interface",
+        "Before=bird.service nsd.service caddy.service",
+        "After=network-online.target",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        *cmds,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+HEALTH_UNIT = "\n".join([
+    "[Unit]",
+    "Description=Anycast health agent: withdraws this PoP's routes when Caddy or NSD fail",
+    "After=bird.service nsd.service caddy.service",
+    "Wants=bird.service",
+    "",
+    "[Service]",
+    f"ExecStart=/usr/bin/python3 {HEALTH_AGENT_PATH} --config {HOST_PATHS['health.json']}",
+    "Restart=always",
+    "RestartSec=1",
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+    "",
+])
+
+LOCAL_ADDRESSES_UNIT = "\n".join([
+    "[Unit]",
+    "Description=Write this unicast PoP's own addresses into its NSD zone",
+    "Before=nsd.service",
+    "After=network-online.target",
+    "Wants=network-online.target",
+    "",
+    "[Service]",
+    "Type=oneshot",
+    "RemainAfterExit=yes",
+    f"ExecStart=/bin/sh /usr/local/sbin/anycast-local-addresses {LOCAL_ADDRESSES_INCLUDE}",
+    "",
+    "[Install]",
+    "WantedBy=multi-user.target",
+    "",
+])
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as ``|`` blocks, so user data stays readable in the Vultr panel and in diffs."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_LiteralDumper.add_representer(str, _str_presenter)
+
+
+def _write_file(path: str, content: str, permissions: str = "0644", owner: str = "root:root", defer: bool = False) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": path, "content": content, "owner": owner, "permissions": permissions}
+    if defer:  # written after the packages are installed, when their users exist
+        entry["defer"] = True
+    return entry
+
+
+def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> str:
+    zone_name = zone_file_name(network)
+    needs_local_addresses = not _listen_addresses(network, pop)
+    write_files = [
+        _write_file(HOST_PATHS["bird.conf"], files["bird.conf"], "0640", "root:bird", defer=True),
+        _write_file(HOST_PATHS["Caddyfile"], files["Caddyfile"], defer=True),
+        _write_file(HOST_PATHS["nsd.conf"], files["nsd.conf"], defer=True),
+        _write_file(f"{ZONES_DIR}/{zone_name}", files[zone_name], defer=True),
+        _write_file(HOST_PATHS["nftables.conf"], files["nftables.conf"], "0755"),
+        _write_file("/etc/systemd/system/anycast-addresses.service", _service_addresses_unit(network)),
+    ]
+    services = ["anycast-addresses.service"]
+    if pop.is_anycast:
+        write_files += [
+            _write_file(HOST_PATHS["health.json"], files["health.json"]),
+            _write_file(HEALTH_AGENT_PATH, _resource_text("files/anycast-health.py"), "0755"),
+            _write_file("/etc/systemd/system/anycast-health.service", HEALTH_UNIT),
+        ]
+    if needs_local_addresses:
+        write_files += [
+            _write_file("/usr/local/sbin/anycast-local-addresses", _resource_text("files/anycast-local-addresses.sh"), "0755"),
+            _write_file("/etc/systemd/system/anycast-local-addresses.service", LOCAL_ADDRESSES_UNIT),
+        ]
+        services.append("anycast-local-addresses.service")
+    runcmd: list[Any] = [
+        ["systemctl", "daemon-reload"],
+        ["nft", "-f", HOST_PATHS["nftables.conf"]],
+        ["systemctl", "enable", "nftables.service"],
+        ["systemctl", "enable", "--now", *services],
+        ["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"],
+    ]
+    if pop.is_anycast:
+        runcmd.append(["systemctl", "enable", "--now", "anycast-health.service"])
+    doc: dict[str, Any] = {
+        "hostname": f"anycast-{pop.code}",
+        "fqdn": f"{pop.code}.{network.dns.zone}",
+        "package_update": True,
+        "packages": PACKAGES,
+        "ssh_pwauth": False,
+    }
+    if network.admin.ssh_keys:
+        doc["ssh_authorized_keys"] = list(network.admin.ssh_keys)
+    doc["write_files"] = write_files
+    doc["runcmd"] = runcmd
+    body = yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
+    return f"#cloud-config\n# PoP {pop.code} ({pop.city}, {pop.country}), {pop.mode}. Rendered by anycast: edit the stack.\n{body}"
+
+
+def render_pop(network: Network, pop: Pop, bgp_password: str) -> RenderedPop:
+    """All files of ``pop``; ``bgp_password`` lands only in bird.conf and the user data that carries it."""
+    check_password(bgp_password)
+    files: dict[str, str] = {
+        "bird.conf": render_bird(network, pop, bgp_password),
+        "Caddyfile": render_caddyfile(pop),
+        "nsd.conf": render_nsd_conf(network, pop),
+        zone_file_name(network): render_zone(network, pop),
+        "nftables.conf": render_nftables(network, pop),
+    }
+    if pop.is_anycast:
+        files["health.json"] = render_health_json(network, pop)
+    files["user-data.yaml"] = render_cloud_config(network, pop, files)
+    return RenderedPop(pop=pop.code, files=files)
+
+
+def render_network(network: Network, bgp_password: str) -> dict[str, RenderedPop]:
+    return {pop.code: render_pop(network, pop, bgp_password) for pop in network.pops}
+
+
+def summary(network: Network) -> dict[str, Any]:
+    """What the rendered network announces from where: JSON-safe and free of secrets."""
+    pops = {}
+    for pop in network.pops:
+        pops[pop.code] = {
+            "provider": pop.provider,
+            "region": pop.region,
+            "city": pop.city,
+            "country": pop.country,
+            "continent": pop.continent,
+            "mode": pop.mode,
+            "announces": [str(p) for p in network.announced_prefixes] if pop.is_anycast else [],
+            "prepend": pop.announce.prepend,
+            "communities": [f"{a}:{b}" for a, b in _communities(pop)],
+            "geodns": list(pop.geodns),
+        }
+    return {
+        "asn": network.asn,
+        "asn_source": network.asn_source,
+        "roa_origin_asn": network.roa_origin_asn,
+        "prefixes": [str(p) for p in network.announced_prefixes],
+        "service": {k: str(v) for k, v in (("ipv4", network.service.ipv4), ("ipv6", network.service.ipv6)) if v is not None},
+        "zone": network.dns.zone,
+        "pops": pops,
+    }
