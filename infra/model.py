@@ -18,7 +18,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    AfterValidator,
+    BeforeValidator,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -158,14 +161,19 @@ class Prefixes(Model):
 
     @field_validator("ipv4", "ipv6", mode="before")
     @classmethod
-    def _strict_network(cls, value: Any) -> Any:
+    def _strict_network(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
+            version = 4 if info.field_name == "ipv4" else 6
             try:
-                ipaddress.ip_network(value, strict=True)
+                net = ipaddress.ip_network(value, strict=True)
             except ValueError as exc:
                 if "host bits set" in str(exc):
                     fixed = ipaddress.ip_network(value, strict=False)
                     raise ValueError(f"'{value}' has host bits set; did you mean {fixed}?") from None
+                example = "192.0.2.0/24" if version == 4 else "2001:db8::/48"
+                raise ValueError(f"'{value}' is not an IPv{version} prefix like {example}") from None
+            if net.version != version:
+                raise ValueError(f"'{value}' is an IPv{net.version} prefix; this field takes IPv{version}")
         return value
 
     @model_validator(mode="after")
@@ -254,18 +262,27 @@ class Defaults(Model):
     os_id: int = Field(2136, ge=1, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
 
 
-class Admin(Model):
-    ssh_cidrs: list[IPv4Network | IPv6Network] = Field(
-        default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
-    ssh_keys: list[str] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
+def _any_network(value: Any) -> Any:
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except (ValueError, TypeError):
+        raise ValueError(f"'{value}' is not an IPv4 or IPv6 network like 198.51.100.0/24") from None
 
-    @field_validator("ssh_keys")
-    @classmethod
-    def _keys(cls, values: list[str]) -> list[str]:
-        for v in values:
-            if not re.match(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", v):
-                raise ValueError(f"'{v[:30]}...' is not an OpenSSH public key (ssh-ed25519 AAAA...)")
-        return values
+
+def _ssh_key(value: str) -> str:
+    if not re.match(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", value):
+        raise ValueError(f"'{value[:30]}' is not an OpenSSH public key (ssh-ed25519 AAAA...)")
+    return value
+
+
+AnyNetwork = Annotated[IPv4Network | IPv6Network, BeforeValidator(_any_network)]
+SshKey = Annotated[str, AfterValidator(_ssh_key)]
+
+
+class Admin(Model):
+    ssh_cidrs: list[AnyNetwork] = Field(
+        default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
+    ssh_keys: list[SshKey] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
 
 
 class Ripe(Model):
@@ -371,7 +388,7 @@ def _with_geography(pop: Pop, defaults: Defaults) -> tuple[Pop, list[tuple[str, 
     if provider == "vultr":
         regions = vultr_regions()
         if pop.region is None:
-            errors.append(("region", "is required for a Vultr PoP (one of " + ", ".join(regions) + ")"))
+            errors.append(("region", "is required for a Vultr PoP: a region id such as ams (see infra/data/regions.json)"))
         elif pop.region not in regions:
             shown = ", ".join(list(regions)[:3])
             errors.append(("region", f"'{pop.region}' is not a Vultr region ({shown}, ... {len(regions)} in all, "
@@ -539,15 +556,24 @@ def format_errors(exc: ValidationError) -> list[str]:
             continue
         # A union of IP types reports once per member; the first is enough.
         path = _path(tuple(p for p in loc if not (isinstance(p, str) and ("IPv4" in p or "IPv6" in p))))
-        if err["type"] == "missing":
+        kind, value = err["type"], err.get("input")
+        if kind == "missing":
             msg = "is required"
-        elif err["type"] == "extra_forbidden":
+        elif kind == "extra_forbidden":
             msg = "is not a known field (check the spelling; see the field list in docs/config.md)"
+        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+            bound = {"less_than_equal": "at most {le}", "greater_than_equal": "at least {ge}",
+                     "less_than": "less than {lt}", "greater_than": "more than {gt}"}[kind].format(**ctx)
+            msg = f"{value!r} is out of range: must be {bound}"
+        elif kind in ("int_parsing", "int_type", "int_from_float"):
+            msg = f"{value!r} is not a whole number"
+        elif kind == "literal_error":
+            msg = f"{value!r} is not one of {ctx.get('expected')}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-        line = f"{path or 'network'}: {msg}"
-        if line not in lines and not any(line.split(":")[0] == x.split(":")[0] for x in lines):
-            lines.append(line)
+        path = path or "network"
+        if not any(x.startswith(path + ": ") for x in lines):
+            lines.append(f"{path}: {msg}")
     return lines
 
 
