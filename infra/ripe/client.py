@@ -53,11 +53,10 @@ class RipeDbClient:
         self.maintainer = maintainer
         self._key = api_key
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        extra = {} if sleep is None else {"sleep": sleep}
-        self._anon = Transport(base_url(base_url_) if base_url_ else HOSTS[database], headers, policy, **extra)
+        self._anon = Transport(base_url(base_url_) if base_url_ else HOSTS[database], headers, policy, sleep)
         self._auth = None
         if api_key is not None:
-            self._auth = Transport(self._anon.base, {**headers, "Authorization": api_key.authorization()}, policy, **extra)
+            self._auth = Transport(self._anon.base, {**headers, "Authorization": api_key.authorization()}, policy, sleep)
 
     def _path(self, obj_type: str, key: str | None = None) -> str:
         if obj_type not in ROUTE_TYPES:

@@ -91,12 +91,12 @@ class Transport:
     """One base URL, fixed headers, and the retry loop. ``sleep`` and ``clock`` are injectable for tests."""
 
     def __init__(self, base: str, headers: Mapping[str, str], policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  session: requests.Session | None = None) -> None:
         self.base = base.rstrip("/")
         self.policy = policy or RetryPolicy()
         self._headers = dict(headers)
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self._clock = clock
         self._session = session or requests.Session()
         # requests would otherwise pick up ~/.netrc and proxy settings, which could replace our auth header.
@@ -144,7 +144,7 @@ class Transport:
             self._sleep(wait)
         elapsed = self._clock() - start
         raise RipeUnavailable(f"{what}: gave up after {attempt} attempt(s) in {elapsed:.0f} s; the last one ended "
-                              f"with {last}. Nothing else was sent; run the command again later"
+                              f"with {last}; run the command again later"
                               + (" (the last write may or may not have been applied: the next run checks)"
                                  if maybe_applied else ""))
 
