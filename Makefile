@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl
 STACK ?= prod
 
-.PHONY: help deps debs venv test lint golden lab lab-down bench render clean
+.PHONY: help deps debs venv test lint golden docs lab lab-down bench render clean
 
 help:
 	@echo "make lab     boot the prod network in a local lab of namespaces and check it (root)"
 	@echo "make test    install everything and run the tests"
 	@echo "make lint    ruff + mypy"
 	@echo "make golden  rewrite the golden files of the dev stack (review with git diff)"
+	@echo "make docs    regenerate docs/config.md from the model"
 	@echo "make bench   print timing figures"
 
 deps: debs venv
@@ -42,6 +43,9 @@ lint: venv
 
 golden: venv
 	$(PY) -m tests.regenerate_golden
+
+docs: venv
+	$(PY) -m infra.docs
 
 render: venv
 	ANYCAST_BGP_PASSWORD=$${ANYCAST_BGP_PASSWORD:-lab-password} $(VENV)/bin/anycast render --stack $(STACK) --out out/$(STACK)
