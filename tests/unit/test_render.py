@@ -1,0 +1,146 @@
+"""What the renderers put in each PoP's files, asserted on content rather than bytes (golden files do bytes)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.model import ConfigError, Network, parse_network
+from tests.conftest import TEST_PASSWORD
+from userdata.render import HOST_PATHS, check_password, render_network, render_pop, summary
+
+
+def _cloud_config(text: str) -> dict[str, Any]:
+    assert text.startswith("#cloud-config\n")
+    doc = yaml.safe_load(text)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _file(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    matches = [f for f in doc["write_files"] if f["path"] == path]
+    assert len(matches) == 1, path
+    return matches[0]
+
+
+def test_anycast_vultr_pop_bird(prod_network: Network) -> None:
+    bird = render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD).files["bird.conf"]
+    assert "neighbor 169.254.169.254 as 64515;" in bird
+    assert "neighbor 2001:19f0:ffff::1 as 64515;" in bird
+    assert bird.count("multihop 2;") == 2
+    assert bird.count(f'password "{TEST_PASSWORD}";') == 2
+    assert bird.count("import none;") == 2
+    assert "graceful restart off;" in bird
+    assert "hold time 9;" in bird and "keepalive time 3;" in bird
+    assert "route 192.0.2.0/24 blackhole;" in bird and "route 2001:db8:1000::/48 blackhole;" in bird
+    assert "if net = 192.0.2.1/32 then bgp_community.add((20473, 6000));" in bird
+    assert "bgp_path.prepend" not in bird
+    assert "protocol static anycast4" in bird and "protocol static anycast6" in bird
+
+
+def test_unicast_pop_announces_nothing(prod_network: Network) -> None:
+    bird = render_pop(prod_network, prod_network.pop("sao"), TEST_PASSWORD).files["bird.conf"]
+    assert "protocol static" not in bird
+    assert "blackhole" not in bird
+    # Sessions stay up (monitoring sees them) but the export filters reject everything.
+    assert re.findall(r"filter export_upstream\d \{\n(.*?)\n\}", bird, re.S) == [
+        "  # Unicast PoP: reached through GeoDNS on its own address; it announces nothing.\n  reject;"] * 2
+
+
+def test_external_pop_peers_with_its_own_neighbour_and_prepends(prod_network: Network) -> None:
+    rendered = render_pop(prod_network, prod_network.pop("maa"), TEST_PASSWORD)
+    bird = rendered.files["bird.conf"]
+    assert "neighbor 203.0.113.1 as 64502;" in bird and "neighbor 2001:db8:ffff:2::1 as 64502;" in bird
+    assert "169.254.169.254" not in bird and "multihop" not in bird
+    assert TEST_PASSWORD not in rendered.user_data  # the Vultr password is not sent to another provider
+    assert bird.count("bgp_path.prepend(OWN_ASN);") == 4  # 2x in each family
+    assert "if net = 192.0.2.1/32 then reject;" in bird
+    assert "20473" not in bird
+
+
+def test_vultr_communities_and_only_to(dev_doc: dict[str, Any]) -> None:
+    dev_doc["pops"][0]["announce"] = {"communities": ["20473:6002", "64600:174"], "onlyTo": [3356]}
+    network = parse_network(dev_doc)
+    bird = render_pop(network, network.pops[0], TEST_PASSWORD).files["bird.conf"]
+    adds = re.findall(r"^  bgp_community.add\(\((\d+), (\d+)\)\);$", bird, re.M)
+    assert adds == [("20473", "6002"), ("64600", "174"), ("20473", "6000"), ("64699", "3356")] * 2
+    assert summary(network)["pops"]["ams"]["communities"] == ["20473:6002", "64600:174", "20473:6000", "64699:3356"]
+
+
+def test_ipv6_only_network_has_no_ipv4(free_network: Network) -> None:
+    rendered = render_pop(free_network, free_network.pop("ams"), TEST_PASSWORD)
+    bird = rendered.files["bird.conf"]
+    assert "upstream4" not in bird and "anycast4" not in bird and "ipv4" not in bird
+    assert "neighbor 2001:19f0:ffff::1 as 64515;" in bird
+    assert "local as OWN_ASN;" in bird and "define OWN_ASN = 65534;" in bird
+    assert "ip-address: 2001:db8:2000::1" in rendered.files["nsd.conf"]
+    assert " A " not in rendered.files["cdn.example.org.zone"]
+    health = json.loads(rendered.files["health.json"])
+    assert health["http"]["host"] == "2001:db8:2000::1" and health["bird"]["protocols"] == ["anycast6"]
+
+
+def test_caddy_and_nsd_identify_the_pop(prod_network: Network) -> None:
+    files = render_pop(prod_network, prod_network.pop("syd"), TEST_PASSWORD).files
+    assert 'header X-PoP "syd"' in files["Caddyfile"]
+    assert "respond /healthz" in files["Caddyfile"]
+    assert 'identity: "syd"' in files["nsd.conf"] and 'nsid: "ascii_syd"' in files["nsd.conf"]
+    zone = files["cdn.example.com.zone"]
+    assert "www IN A 192.0.2.1" in zone and "@ IN AAAA 2001:db8:1000::1" in zone and 'pop IN TXT "syd"' in zone
+
+
+def test_vultr_unicast_pop_fills_its_address_at_boot(prod_network: Network) -> None:
+    rendered = render_pop(prod_network, prod_network.pop("jnb"), TEST_PASSWORD)
+    assert "ip-address" not in rendered.files["nsd.conf"]
+    assert "$INCLUDE /etc/nsd/zones/local-addresses.inc" in rendered.files["cdn.example.com.zone"]
+    doc = _cloud_config(rendered.user_data)
+    assert _file(doc, "/usr/local/sbin/anycast-local-addresses")["permissions"] == "0755"
+    assert "health.json" not in rendered.files  # no anycast route to withdraw: Route53 health checks cover it
+    assert ["systemctl", "enable", "--now", "anycast-addresses.service", "anycast-local-addresses.service"] in doc["runcmd"]
+
+
+def test_cloud_config_carries_every_file(prod_network: Network) -> None:
+    rendered = render_pop(prod_network, prod_network.pop("fra"), TEST_PASSWORD)
+    doc = _cloud_config(rendered.user_data)
+    for name, path in HOST_PATHS.items():
+        assert _file(doc, path)["content"] == rendered.files[name]
+    assert _file(doc, "/etc/nsd/zones/cdn.example.com.zone")["content"] == rendered.files["cdn.example.com.zone"]
+    bird = _file(doc, "/etc/bird/bird.conf")
+    assert bird["permissions"] == "0640" and bird["owner"] == "root:bird" and bird["defer"] is True
+    units = _file(doc, "/etc/systemd/system/anycast-addresses.service")["content"]
+    assert "ip link add anycast0 type dummy" in units
+    assert "ip addr replace 192.0.2.1/32 dev anycast0" in units and "ip addr replace 2001:db8:1000::1/128 dev anycast0" in units
+    assert set(doc["packages"]) == {"bird2", "caddy", "nftables", "nsd", "python3"}
+    assert doc["ssh_pwauth"] is False and doc["hostname"] == "anycast-fra"
+    assert doc["runcmd"][-1] == ["systemctl", "enable", "--now", "anycast-health.service"]
+
+
+def test_rendering_is_byte_stable(prod_network: Network) -> None:
+    first = {code: r.files for code, r in render_network(prod_network, TEST_PASSWORD).items()}
+    second = {code: r.files for code, r in render_network(prod_network, TEST_PASSWORD).items()}
+    assert first == second
+    assert len(first) == 20
+
+
+def test_summary_has_no_secret_and_lists_announcements(prod_network: Network) -> None:
+    data = summary(prod_network)
+    text = json.dumps(data)
+    assert TEST_PASSWORD not in text
+    assert data["pops"]["sao"]["announces"] == [] and data["pops"]["ams"]["announces"] == ["192.0.2.0/24", "2001:db8:1000::/48"]
+    assert data["pops"]["maa"]["prepend"] == 2
+    assert sum(1 for p in data["pops"].values() if p["mode"] == "anycast") == 18
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    ("", "ANYCAST_BGP_PASSWORD: the BGP password is empty; copy it from the BGP tab of the Vultr control panel"),
+    ('pa"ss', "ANYCAST_BGP_PASSWORD: the BGP password may hold printable ASCII only, without spaces, quotes or backslashes"),
+    ("pa ss", "ANYCAST_BGP_PASSWORD: the BGP password may hold printable ASCII only, without spaces, quotes or backslashes"),
+    ("x" * 81, "ANYCAST_BGP_PASSWORD: the BGP password is longer than TCP-MD5's 80 bytes"),
+])
+def test_bad_passwords_are_refused(password: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        check_password(password)
+    assert str(err.value) == message
