@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` prints measured figures (never asserted in unit tests)."""
