@@ -168,11 +168,9 @@ def resolve(record_sets: Iterable[GeoRecordSet[A]], client_country: str | None,
             return True
         return not ({rs.health_check, rs.pop, rs.set_identifier} & bad)
 
-    checked = [r for r in group if r.health_check is not None]
     all_down = bool(group) and all(not healthy(r) for r in group)
     for kind, country, extra in _candidates(client_country, subdivision):
         for rs in group:
             if _matches(rs, kind, country, extra) and (all_down or healthy(rs)):
                 return rs
-    del checked
     return None

@@ -1,0 +1,49 @@
+"""Estimated monthly cost of a network, from the plan price table in ``infra/data/plans.json``.
+
+Assumptions (also in docs/monitoring.md): Vultr PoPs cost their plan's list price (BGP, one IPv4 and IPv6 are
+included); external PoPs cost what ``anycast:externalPopCosts`` says for their code, else ``external_default``;
+Route53 (hosted zone, queries, health checks) and traffic are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from infra.model import Network
+
+
+@lru_cache(maxsize=1)
+def price_table() -> dict[str, Any]:
+    return dict(json.loads(resources.files("infra").joinpath("data/plans.json").read_text(encoding="utf-8")))
+
+
+class UnknownPlanError(KeyError):
+    """A Vultr plan that the price table does not list."""
+
+
+def estimate(network: Network, external_costs: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """``{"currency", "perPop": {code: {"provider", "plan", "usdPerMonth", "source"}}, "totalUsdPerMonth"}``.
+
+    Raises:
+        UnknownPlanError: a Vultr PoP uses a plan missing from ``infra/data/plans.json`` (add its price there).
+    """
+    table = price_table()
+    external_costs = external_costs or {}
+    per_pop: dict[str, dict[str, Any]] = {}
+    for pop in network.pops:
+        if pop.is_vultr:
+            if pop.plan not in table["vultr"]:
+                raise UnknownPlanError(f"pops.{pop.code}: plan '{pop.plan}' has no price in infra/data/plans.json")
+            usd, source, plan = float(table["vultr"][pop.plan]), "plans.json", pop.plan
+        elif pop.code in external_costs:
+            usd, source, plan = float(external_costs[pop.code]), "anycast:externalPopCosts", None
+        else:
+            usd, source, plan = float(table["external_default"]), "plans.json external_default", None
+        per_pop[pop.code] = {"provider": pop.provider, "plan": plan, "usdPerMonth": usd, "source": source}
+    total = round(sum(p["usdPerMonth"] for p in per_pop.values()), 2)
+    return {"currency": table["currency"], "perPop": per_pop, "totalUsdPerMonth": total,
+            "notCounted": ["Route53 hosted zone, queries and health checks", "traffic above the plans' allowance"]}

@@ -1,0 +1,153 @@
+"""PoP components: Vultr instances (created here) and external boxes (rendered only).
+
+Replacement behaviour (REFERENCE.md 2.1): ``userData``, ``hostname``, ``osId``, ``region`` and ``sshKeyIds`` force a
+new Vultr instance. The user data carries every rendered config (BIRD, Caddy, NSD, nftables), so *any* change of the
+network document that reaches a PoP's files replaces that PoP. We keep Pulumi's create-before-delete order
+(``delete_before_replace=False``): Vultr labels and hostnames need not be unique, so the new instance can boot and
+announce while the old one still serves; only then is the old one deleted. See docs/deploy.md for rolling a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+import ediri_vultr as vultr
+import pulumi
+
+from infra.model import Network, Pop
+from userdata.render import render_pop
+
+# Ports every PoP serves to the world: DNS (tcp+udp) and HTTP(S). ICMP stays open for path-MTU discovery
+# (essential on IPv6) and for diagnosing an anycast network with ping/traceroute.
+PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443"), ("icmp", None))
+SSH_PORT = "22"
+
+
+def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The PoP's ``#cloud-config``, rendered inside ``apply`` on the secret password and kept secret."""
+    return pulumi.Output.secret(bgp_password.apply(lambda password: render_pop(network, pop, password).user_data))
+
+
+@dataclass
+class VultrAccessArgs:
+    """Account-wide Vultr resources every PoP shares."""
+
+    network: Network
+    stack: str = "stack"
+
+
+class VultrAccess(pulumi.ComponentResource):
+    """SSH keys and the one firewall group shared by all Vultr PoPs.
+
+    One group, not one per PoP: the rules do not depend on the PoP (admin networks, DNS, HTTP, ICMP are the same
+    everywhere), so a shared group is 1 + rules resources instead of PoPs x (1 + rules), i.e. 11 instead of 200 for
+    the prod stack, which matters with Vultr's API rate limit (``vultr:rateLimit``, 500 ms per call by default). Its
+    rules are replaced in place without touching the instances.
+    """
+
+    ssh_key_ids: pulumi.Output[list[str]]
+    firewall_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VultrAccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("anycast:index:VultrAccess", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        keys = [vultr.SSHKey(f"{name}-ssh-{i}", name=f"anycast-{args.stack}-{i}", ssh_key=key, opts=child)
+                for i, key in enumerate(args.network.admin.ssh_keys)]
+        group = vultr.FirewallGroup(f"{name}-firewall", description=f"anycast {args.stack}: SSH from admins, DNS, HTTP",
+                                    opts=child)
+        rules: list[vultr.FirewallRule] = []
+        group_opts = pulumi.ResourceOptions(parent=group)
+        for cidr in args.network.admin.ssh_cidrs:
+            ip_type = "v4" if isinstance(cidr, IPv4Network) else "v6"
+            slug = str(cidr).replace(":", "-").replace("/", "-").replace(".", "-")
+            rules.append(vultr.FirewallRule(
+                f"{name}-ssh-{slug}", firewall_group_id=group.id, ip_type=ip_type,
+                protocol="tcp", port=SSH_PORT, subnet=str(cidr.network_address), subnet_size=cidr.prefixlen,
+                notes="SSH from admin network", opts=group_opts))
+        for ip_type, any_net in (("v4", "0.0.0.0"), ("v6", "::")):
+            for protocol, port in PUBLIC_RULES:
+                rules.append(vultr.FirewallRule(
+                    f"{name}-{protocol}{port or ''}-{ip_type}", firewall_group_id=group.id, ip_type=ip_type,
+                    protocol=protocol, port=port, subnet=any_net, subnet_size=0, notes=f"{protocol} {port or ''}".strip(),
+                    opts=group_opts))
+        self.ssh_key_ids = pulumi.Output.all(*[k.id for k in keys]).apply(list)
+        self.firewall_group_id = group.id
+        self.rule_count = len(rules)
+        self.register_outputs({"sshKeyIds": self.ssh_key_ids, "firewallGroupId": self.firewall_group_id,
+                               "ruleCount": self.rule_count})
+
+
+@dataclass
+class PopArgs:
+    """What a PoP component needs: the model, the PoP, the secret BGP password and (Vultr) the shared access."""
+
+    network: Network
+    pop: Pop
+    bgp_password: pulumi.Output[str]
+    stack: str = "stack"
+    ssh_key_ids: pulumi.Input[list[str]] = field(default_factory=list)
+    firewall_group_id: pulumi.Input[str] | None = None
+
+
+def pop_tags(pop: Pop, stack: str) -> list[str]:
+    return ["anycast", f"stack-{stack}", f"pop-{pop.code}", f"mode-{pop.mode}"]
+
+
+class VultrPop(pulumi.ComponentResource):
+    """One Vultr instance booting the PoP's rendered cloud-config (BIRD, Caddy, NSD, nftables, health agent)."""
+
+    instance: vultr.Instance
+    ipv4: pulumi.Output[str]
+    ipv6: pulumi.Output[str]
+    instance_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PopArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        pop = args.pop
+        super().__init__("anycast:index:VultrPop", name, {"code": pop.code, "mode": pop.mode, "region": pop.region}, opts)
+        assert pop.region is not None and pop.plan is not None  # the model fills both for Vultr PoPs
+        self.instance = vultr.Instance(
+            f"{name}-instance",
+            region=pop.region,
+            plan=pop.plan,
+            os_id=args.network.defaults.os_id,
+            enable_ipv6=True,
+            hostname=f"anycast-{pop.code}",
+            label=f"anycast-{args.stack}-{pop.code}",
+            tags=pop_tags(pop, args.stack),
+            user_data=user_data_output(args.network, pop, args.bgp_password),
+            ssh_key_ids=args.ssh_key_ids,
+            firewall_group_id=args.firewall_group_id,
+            backups="disabled",
+            activation_email=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Create the new PoP before deleting the old one (the default, stated because it is the point):
+                # anycast keeps serving from the old instance until the new one exists.
+                delete_before_replace=False,
+                # userData already forces replacement in the provider; say so for the reader of a preview.
+                replace_on_changes=["userData"],
+                additional_secret_outputs=["userData", "defaultPassword"],
+            ),
+        )
+        self.ipv4 = self.instance.main_ip
+        self.ipv6 = self.instance.v6_main_ip
+        self.instance_id = self.instance.id
+        self.register_outputs({"instanceId": self.instance_id, "ipv4": self.ipv4, "ipv6": self.ipv6})
+
+
+class ExternalPop(pulumi.ComponentResource):
+    """A PoP at another provider: nothing is created, its cloud-config becomes a secret output to paste there."""
+
+    user_data: pulumi.Output[str]
+    ipv4: str | None
+    ipv6: str | None
+
+    def __init__(self, name: str, args: PopArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        pop = args.pop
+        super().__init__("anycast:index:ExternalPop", name, {"code": pop.code, "mode": pop.mode}, opts)
+        self.user_data = user_data_output(args.network, pop, args.bgp_password)
+        unicast = pop.unicast
+        self.ipv4 = str(unicast.ipv4) if unicast is not None and unicast.ipv4 is not None else None
+        self.ipv6 = str(unicast.ipv6) if unicast is not None and unicast.ipv6 is not None else None
+        self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6, "userData": self.user_data})
