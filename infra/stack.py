@@ -14,8 +14,14 @@ NETWORK_KEY = f"{PROJECT}:network"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def project_root() -> Path:
+    """Like the Pulumi CLI, use the project in the current directory; else the one this package belongs to."""
+    cwd = Path.cwd()
+    return cwd if (cwd / "Pulumi.yaml").is_file() else PROJECT_ROOT
+
+
 def stack_file(stack: str, root: Path | None = None) -> Path:
-    return (root or PROJECT_ROOT) / f"Pulumi.{stack}.yaml"
+    return (root or project_root()) / f"Pulumi.{stack}.yaml"
 
 
 def read_stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
@@ -27,7 +33,10 @@ def read_stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path.name}: not valid YAML: {exc}"]) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path.name}: not valid YAML{where}: {problem}"]) from None
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError([f"{path.name}: has no 'config:' mapping"])
