@@ -15,11 +15,11 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    AfterValidator,
-    BeforeValidator,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -119,9 +119,9 @@ def prefix_problem(net: IPv4Network | IPv6Network) -> str | None:
         return f"{net} is longer than /48; the Internet drops IPv6 prefixes longer than /48"
     if not net.subnet_of(GLOBAL_UNICAST_V6):
         return f"{net} is outside global unicast space 2000::/3"
-    for bogon in BOGONS_V6:
-        if net.overlaps(bogon):
-            return f"{net} overlaps bogon space {bogon}"
+    for bogon6 in BOGONS_V6:
+        if net.overlaps(bogon6):
+            return f"{net} overlaps bogon space {bogon6}"
     return None
 
 
@@ -215,7 +215,9 @@ class Dns(Model):
         min_length=1, description="Nameserver names for the zone; they live in parentZone as GeoDNS records.")
     http_names: list[str] = Field(
         default_factory=list, description="HTTP names in parentZone answered by GeoDNS (anycast by default).")
-    ttl: int = Field(60, ge=1, le=86400, description="TTL of the GeoDNS records and the zone's records (AWS advises 60 s or less with health checks).")
+    ttl: int = Field(
+        60, ge=1, le=86400,
+        description="TTL of the GeoDNS records and the zone's records (AWS advises 60 s or less with health checks).")
 
     @field_validator("parent_zone", "zone")
     @classmethod
