@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from ipaddress import ip_network
 from typing import Any
 
 from infra.ripe.errors import RipeProtocolError
@@ -124,3 +125,45 @@ def parse_text(text: str) -> list[RpslObject]:
         current.append([m["name"].lower(), m["value"].strip()])
     flush()
     return objects
+
+
+# RIPE's route/route6 template (REFERENCE.md 3.4), plus admin-c/tech-c seen on stored objects and the generated pair.
+ROUTE_MANDATORY = ("origin", "mnt-by", "source")
+ROUTE_SINGLE = frozenset({"route", "route6", "origin", "source", "aggr-mtd", "aggr-bndry", "export-comps", "components"})
+ROUTE_OPTIONAL = frozenset({"descr", "remarks", "notify", "org", "member-of", "holes", "pingable", "ping-hdl", "inject",
+                            "aggr-mtd", "aggr-bndry", "export-comps", "components", "mnt-lower", "mnt-routes",
+                            "admin-c", "tech-c", *GENERATED})
+_ASN_RE = re.compile(r"^AS\d{1,10}$", re.I)
+_SOURCE_RE = re.compile(r"^[A-Z][A-Z0-9-]*$", re.I)
+
+
+def route_problems(obj: RpslObject) -> list[str]:
+    """Why ``obj`` is not a valid RIPE route/route6 object; [] if it is. Checks attributes, not authorisation."""
+    if obj.type not in ("route", "route6"):
+        return [f"'{obj.type}' is not route or route6"]
+    problems = []
+    known = {obj.type, *ROUTE_MANDATORY, *ROUTE_OPTIONAL}
+    counts: dict[str, int] = {}
+    for a in obj.attributes:
+        counts[a.name] = counts.get(a.name, 0) + 1
+        if a.name not in known:
+            problems.append(f"'{a.name}' is not an attribute of {obj.type}")
+    for name in ROUTE_MANDATORY:
+        if name not in counts:
+            problems.append(f"mandatory attribute '{name}' is missing")
+    for name in sorted(ROUTE_SINGLE & counts.keys()):
+        if counts[name] > 1:
+            problems.append(f"'{name}' may appear only once, found {counts[name]}")
+    try:
+        net = ip_network(obj.attributes[0].value, strict=True)
+        if (net.version == 4) != (obj.type == "route"):
+            problems.append(f"{obj.type}: {net} is IPv{net.version}")
+    except ValueError:
+        problems.append(f"{obj.type}: '{obj.attributes[0].value}' is not a prefix")
+    origin = obj.first("origin")
+    if origin is not None and not _ASN_RE.match(origin):
+        problems.append(f"origin: '{origin}' is not an AS number like AS64500")
+    source = obj.first("source")
+    if source is not None and not _SOURCE_RE.match(source):
+        problems.append(f"source: '{source}' is not a database name")
+    return problems
