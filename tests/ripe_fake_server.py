@@ -105,7 +105,7 @@ class FakeRipe:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -150,12 +150,12 @@ class FakeRipe:
             fault = next((f for f in self.faults if f.matches(method, path, entry.dry_run)), None)
             if fault:
                 fault.times -= 1
-        if fault and fault.hang:
-            time.sleep(fault.hang)
-        if fault is None or fault.apply_first:
+        if fault is None or fault.apply_first:  # applied before any hang: the answer is what gets lost
             with self._lock:
                 status, out, extra = self._route(method, path, query, headers, body, entry)
                 entry.changed = entry.changed and status < 300
+        if fault and fault.hang:
+            time.sleep(fault.hang)
         if fault is not None:
             status = fault.status
             out = fault.body if fault.body is not None else f"fault {fault.status}"
@@ -329,6 +329,7 @@ def _key(attrs: list[dict[str, str]]) -> str:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeRipe
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle + delayed ACK would add 40 ms each
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
