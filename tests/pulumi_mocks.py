@@ -106,10 +106,6 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
                 })
             return super().RegisterResource(request)
 
-    if os.environ.get("ANYCAST_STUB_MISSING_FILES"):  # TEMPORARY while userdata/files is being written
-        import userdata.render as _r
-        _orig = _r._resource_text
-        _r._resource_text = lambda name: _orig(name) if (ROOT / "userdata" / name).exists() else "# stub\n"
     pulumi.runtime.set_all_config(config, secret_keys=["anycast:bgpPassword", "vultr:apiKey", "anycast:ripeApiKey"])
     pmocks.set_mocks(Mocks(), project="anycast", stack=stack, preview=False, monitor=Monitor(Mocks()))
 
@@ -148,6 +144,14 @@ def run_in_subprocess(stack: str, network: dict[str, Any] | None = None, timeout
 def stack_output_json(outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What ``pulumi stack output --json`` prints: values, with secrets shown as ``[secret]``."""
     return {k: (SECRET_MARK if v["secret"] else v["value"]) for k, v in sorted(outputs.items())}
+
+
+def record_outputs(stack: str) -> Path:
+    """Rewrite ``tests/fixtures/stack-outputs-<stack>.json`` from a fresh mock run."""
+    path = ROOT / "tests" / "fixtures" / f"stack-outputs-{stack}.json"
+    outputs = stack_output_json(run_in_subprocess(stack)["outputs"])
+    path.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
 
 
 def main(argv: list[str]) -> int:
