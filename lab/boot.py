@@ -1,0 +1,286 @@
+"""``anycast lab up``: namespaces, links, daemons, and the wait for BGP convergence, with progress lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from infra.model import Network
+from lab import bgp
+from lab.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
+from lab.geodns import expected_pop, geo_answer
+from lab.netns import LabError, ip_batch, kill_namespaces, list_namespaces, nsrun, run
+from lab.processes import HEALTH_AGENT, LOCAL_ADDRESSES, python3, require_tools, start, wait_for
+from lab.topology import LabPlan, PopPlan, build_plan, namespace_prefix
+from userdata.render import render_pop, zone_file_name
+
+DEFAULT_PASSWORD = "lab-password"
+LAB_ROOT = Path(__file__).resolve().parent.parent / ".lab"
+
+
+def lab_dir(stack: str, root: Path | None = None) -> Path:
+    return (root or LAB_ROOT) / stack
+
+
+def state_path(stack: str, root: Path | None = None) -> Path:
+    return lab_dir(stack, root) / "state.json"
+
+
+class Progress:
+    """One line per step with the elapsed time, on stderr (quiet=True keeps it silent)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.t0 = time.monotonic()
+        self.quiet = quiet
+
+    def __call__(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.t0:6.2f}s] {text}", file=sys.stderr, flush=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+
+def _links(plan: LabPlan) -> tuple[list[str], dict[str, list[str]]]:
+    """Root ``ip -batch`` lines creating every veth pair, and per-namespace batch lines configuring them."""
+    root: list[str] = []
+    per: dict[str, list[str]] = {ns: ["link set lo up"] for ns in plan.namespaces}
+    bb = plan.backbone_namespace
+    per[bb] += ["link add br0 type bridge", "link set br0 type bridge mcast_snooping 0", "link set br0 up"]
+    net = plan.network
+    for p in plan.pops:
+        root.append(f"link add name eth0 netns {p.namespace} type veth peer name pop netns {p.upstream_namespace}")
+        root.append(f"link add name bb0 netns {p.upstream_namespace} type veth peer name u{p.index} netns {bb}")
+        per[bb] += [f"link set u{p.index} master br0", f"link set u{p.index} up"]
+        up, pop = per[p.upstream_namespace], per[p.namespace]
+        up += ["link set pop up", "link set bb0 up", f"addr add {p.backbone_v4}/16 dev bb0",
+               f"addr add {p.backbone_v6}/64 dev bb0 nodad"]
+        pop += ["link set eth0 up"]
+        # Service addresses on lo: the host puts them on the dummy anycast0, which this kernel cannot create.
+        if net.service.ipv4 is not None:
+            pop.append(f"addr add {net.service.ipv4}/32 dev lo")
+        pop.append(f"addr add {net.service.ipv6}/128 dev lo")
+        for s in p.sessions:
+            nodad = "" if s.version == 4 else " nodad"
+            plen = s.link.prefixlen
+            if s.pop_address in s.link:
+                pop.append(f"addr add {s.pop_address}/{plen} dev eth0{nodad}")
+                up.append(f"addr add {s.link_gateway}/{plen} dev pop{nodad}")
+            else:
+                pop.append(f"addr add {s.pop_address}/{128 if s.version == 6 else 32} dev eth0{nodad}")
+                up.append(f"addr add {s.link_gateway}/{plen} dev pop{nodad}")
+            if s.on_loopback:
+                up.append(f"addr add {s.upstream_address}/{32 if s.version == 4 else 128} dev lo")
+            pop.append(f"route add default via {s.link_gateway} dev eth0 onlink")
+            if s.pop_address not in s.link:
+                up.append(f"route add {s.pop_address} dev pop")
+            # The upstream forwards the anycast prefix to its PoP (GoBGP has no FIB; this static route is its FIB).
+            prefix = net.prefixes.ipv4 if s.version == 4 else net.prefixes.ipv6
+            if prefix is not None and p.mode == "anycast":
+                up.append(f"route add {prefix} via {s.pop_address} dev pop")
+    for c in plan.clients:
+        root.append(f"link add name eth0 netns {c.namespace} type veth peer name c{c.index} netns {bb}")
+        per[bb] += [f"link set c{c.index} master br0", f"link set c{c.index} up"]
+        per[c.namespace] += ["link set eth0 up", f"addr add {c.backbone_v4}/16 dev eth0",
+                             f"addr add {c.backbone_v6}/64 dev eth0 nodad"]
+    return root, per
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    os.chmod(path, mode)
+
+
+def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path) -> dict[str, str]:
+    rendered = render_pop(network, network.pop(pop.code), password).files
+    zone = zone_file_name(network)
+    files = apply_substitutions(rendered, lab_substitutions(pop_dir, zone))
+    for name in ("bird.conf", "Caddyfile", "nsd.conf", "health.json"):
+        if name in files:
+            _write(pop_dir / name, files[name], 0o600 if name == "bird.conf" else 0o644)
+    _write(pop_dir / "zones" / zone, files[zone])
+    return files
+
+
+def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
+    ns = pop.namespace
+    pids: dict[str, int] = {}
+    commands: dict[str, list[str]] = {}
+    if pop.mode == "unicast":  # the shipped script writes the PoP's own addresses for @ and www
+        nsrun(ns, ["/bin/sh", str(LOCAL_ADDRESSES), str(pop_dir / "zones" / "local-addresses.inc")])
+    commands["nsd"] = ["nsd", "-d", "-c", str(pop_dir / "nsd.conf")]
+    commands["caddy"] = ["caddy", "run", "--config", str(pop_dir / "Caddyfile"), "--adapter", "caddyfile"]
+    commands["bird"] = ["bird", "-f", "-c", str(pop_dir / "bird.conf"), "-s", str(pop_dir / "bird.ctl"),
+                        "-P", str(pop_dir / "bird.pid")]
+    env = {"HOME": str(pop_dir), "XDG_CONFIG_HOME": str(pop_dir / "xdg"), "XDG_DATA_HOME": str(pop_dir / "xdg")}
+    for name, cmd in commands.items():
+        pids[name] = start(ns, cmd, pop_dir / f"{name}.log", env=env)
+    if pop.mode == "anycast":
+        commands["health"] = [python3(), str(HEALTH_AGENT), "--config", str(pop_dir / "health.json")]
+        if not wait_for(pop_dir / "bird.ctl", 5):
+            raise LabError(f"{pop.code}: BIRD did not create its control socket (see {pop_dir / 'bird.log'})")
+        pids["health"] = start(ns, commands["health"], pop_dir / "health.log")
+    return {"pids": pids, "commands": commands}
+
+
+def _start_upstream(plan: LabPlan, pop: PopPlan, password: str, up_dir: Path) -> int:
+    _write(up_dir / "gobgpd.toml", gobgpd_toml(plan, pop, password), 0o600)
+    return start(pop.upstream_namespace, ["gobgpd", "-f", str(up_dir / "gobgpd.toml"), "-t", "toml",
+                                          "--log-level", "info", "--log-plain", "--pprof-disable",
+                                          "--api-hosts", "127.0.0.1:50051"],
+                 up_dir / "gobgpd.log")
+
+
+def _originate_links(pop: PopPlan) -> None:
+    """The upstream announces its PoP's link to the clients, so unicast addresses are reachable."""
+    deadline = time.monotonic() + 10
+    for s in pop.sessions:
+        while True:
+            out = run(["ip", "netns", "exec", pop.upstream_namespace, "gobgp", "global", "rib", "add", "-a",
+                       f"ipv{s.version}", str(s.link)], check=False)
+            if "error" not in out.lower():
+                try:
+                    if bgp.gobgp(pop.upstream_namespace, "global", "rib", "-a", f"ipv{s.version}", str(s.link)):
+                        break
+                except (LabError, ValueError):
+                    pass
+            if time.monotonic() > deadline:
+                raise LabError(f"{pop.upstream_namespace}: could not originate {s.link}")
+            time.sleep(0.1)
+
+
+def down(stack: str | None, root: Path | None = None, say: Callable[[str], None] | None = None) -> int:
+    """Remove every namespace (and so every link) and process of the lab; idempotent; returns namespaces removed."""
+    names = list_namespaces(namespace_prefix(stack))
+    killed = kill_namespaces(names)
+    if stack:
+        st = state_path(stack, root)
+        if st.exists():
+            st.unlink()
+    if say:
+        say(f"removed {len(names)} namespaces, stopped {killed} processes")
+    return len(names)
+
+
+def up(stack: str, network: Network, only: list[str] | None = None, password: str | None = None,
+       root: Path | None = None, quiet: bool = False, timeout: float = 60) -> dict[str, Any]:
+    """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure."""
+    say = Progress(quiet)
+    require_tools()
+    password = password or os.environ.get("ANYCAST_BGP_PASSWORD") or DEFAULT_PASSWORD
+    plan = build_plan(stack, network, only)
+    base = lab_dir(stack, root)
+    if list_namespaces(namespace_prefix(stack)):
+        down(stack, root, say)
+    base.mkdir(parents=True, exist_ok=True)
+    say(f"stack {stack}: {len(plan.pops)} PoPs, {len(plan.pops)} upstreams, {len(plan.clients)} clients, "
+        f"{len(plan.namespaces)} namespaces")
+    pop_files = {p.code: _pop_files(network, p, password, base / "pops" / p.code) for p in plan.pops}
+    say(f"rendered {sum(len(f) for f in pop_files.values())} files with userdata.render (lab substitutions applied)")
+    ip_batch([f"netns add {ns}" for ns in plan.namespaces])
+    root_lines, per_ns = _links(plan)
+    ip_batch(root_lines)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda item: run(["ip", "-n", item[0], "-batch", "-"], input_text="\n".join(item[1]) + "\n"),
+                      per_ns.items()))
+        list(pool.map(lambda p: nsrun(p.upstream_namespace, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                                                             "net.ipv6.conf.all.forwarding=1"]), plan.pops))
+    say("namespaces, veth links and the backbone bridge are up")
+    upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
+    say(f"started {len(upstream_pids)} GoBGP upstreams")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        started = dict(zip([p.code for p in plan.pops],
+                           pool.map(lambda p: _start_pop(plan, p, base / "pops" / p.code), plan.pops), strict=True))
+    say(f"started BIRD, NSD, Caddy (+ health agent on anycast PoPs) in {len(started)} PoPs")
+    client_pids = {}
+    for c in plan.clients:
+        cdir = base / "clients" / c.name
+        _write(cdir / "bird.conf", client_bird_conf(plan, c, cdir))
+        client_pids[c.name] = start(c.namespace, ["bird", "-f", "-c", str(cdir / "bird.conf"), "-s", str(cdir / "bird.ctl"),
+                                                  "-P", str(cdir / "bird.pid")], cdir / "bird.out")
+    say(f"started BIRD in {len(client_pids)} clients")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_originate_links, plan.pops))
+    say("upstreams originate their PoP links (unicast reachability)")
+    state = _state(plan, base, started, upstream_pids, client_pids)
+    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
+    wait_converged(plan, base, say, timeout)
+    state["boot_seconds"] = round(say.elapsed, 2)
+    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
+    say(f"converged in {say.elapsed:.1f} s; state: {base / 'state.json'}")
+    return state
+
+
+def _state(plan: LabPlan, base: Path, pops: dict[str, Any], upstream_pids: dict[str, int],
+           client_pids: dict[str, int]) -> dict[str, Any]:
+    net = plan.network
+    return {
+        "stack": plan.stack,
+        "dir": str(base),
+        "anycast": {"ipv4": str(net.service.ipv4) if net.service.ipv4 else None, "ipv6": str(net.service.ipv6)},
+        "prefixes": [str(p) for p in net.announced_prefixes],
+        "backbone": plan.backbone_namespace,
+        "pops": {p.code: {
+            "namespace": p.namespace, "mode": p.mode, "provider": p.provider,
+            "unicast_ipv4": p.unicast_ipv4, "unicast_ipv6": p.unicast_ipv6,
+            "upstream": {"namespace": p.upstream_namespace, "asn": p.upstream_asn, "pid": upstream_pids[p.code],
+                         "backbone_ipv4": str(p.backbone_v4), "backbone_ipv6": str(p.backbone_v6)},
+            "dir": str(base / "pops" / p.code), "bird_socket": str(base / "pops" / p.code / "bird.ctl"),
+            **pops[p.code]} for p in plan.pops},
+        "clients": {c.name: {
+            "namespace": c.namespace, "country": c.site.country, "city": c.site.city,
+            "expected_pop": expected_pop(plan, c), "geodns": geo_answer(plan, c).__dict__,
+            "bird_socket": str(base / "clients" / c.name / "bird.ctl"), "pid": client_pids[c.name]}
+            for c in plan.clients},
+    }
+
+
+def convergence(plan: LabPlan, base: Path) -> tuple[int, int, list[str]]:
+    """(established sessions, expected sessions, clients not yet on their expected upstream)."""
+    up = total = 0
+    for p in plan.pops:
+        try:
+            neigh = bgp.neighbors(p.upstream_namespace)
+        except (LabError, ValueError):
+            neigh = {}
+        total += len(neigh) or (len(p.sessions) * (1 + len(plan.clients)))
+        up += sum(1 for n in neigh.values() if n.established)
+    waiting = []
+    prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
+    for c in plan.clients:
+        want = expected_pop(plan, c)
+        if plan.network.pop(want).mode != "anycast":
+            want = plan.nearest_anycast(c) or want
+        hop = plan.pop(want).backbone_v4 if plan.network.prefixes.ipv4 else plan.pop(want).backbone_v6
+        try:
+            via = bgp.bird_route_via(base / "clients" / c.name / "bird.ctl", prefix)
+        except LabError:
+            via = None
+        if via != str(hop):
+            waiting.append(c.name)
+    return up, total, waiting
+
+
+def wait_converged(plan: LabPlan, base: Path, say: Callable[[str], None], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        up, total, waiting = convergence(plan, base)
+        line = f"BGP sessions established {up}/{total}; clients routed to their nearest PoP " \
+               f"{len(plan.clients) - len(waiting)}/{len(plan.clients)}"
+        if line != last:
+            say(line)
+            last = line
+        if up == total and not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"not converged after {timeout:.0f} s: {line}; waiting: {', '.join(waiting)}")
+        time.sleep(0.5)

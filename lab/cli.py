@@ -1,0 +1,113 @@
+"""``anycast lab up|check|down|exec``: the command-line face of the lab (only this module prints and exits)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from infra.stack import load_network
+from lab.netns import LabError, list_namespaces
+from lab.topology import namespace_prefix
+
+DEFAULT_STACK = "dev"
+
+
+def register(subparsers: Any) -> None:
+    lab = subparsers.add_parser("lab", help="boot the network in local network namespaces and check it (root)",
+                                description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("up", help="boot every PoP, upstream and client; print progress; write the state file")
+    p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (Pulumi.<stack>.yaml), default %(default)s")
+    p.add_argument("--pops", default="", help="comma-separated PoP codes to boot (default: all)")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for convergence (default %(default)s)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("check", help="assert sessions, routes, leaks, DNS/HTTP per client; measure failover")
+    p.add_argument("--stack", default=DEFAULT_STACK, help="stack name, default %(default)s")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--skip-failover", action="store_true", help="only the static checks (no kill/freeze)")
+    p.add_argument("--skip-freeze", action="store_true", help="skip the frozen-PoP measurement (~60 s)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("down", help="remove every namespace, link and process of the lab (idempotent)")
+    p.add_argument("--stack", default=None, help="only this stack's lab (default: every acl-* namespace)")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("exec", help="run a command in a lab namespace: anycast lab exec NAME -- CMD ...")
+    p.add_argument("--stack", default=None, help="stack whose namespace NAME is (default: the only one running)")
+    p.add_argument("name", help="client name (de), PoP code (ams), u-<code> for an upstream, or a full namespace")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (after --)")
+    p.set_defaults(func=cmd_exec)
+
+
+def _err(text: str) -> int:
+    print(f"error: {text}", file=sys.stderr)
+    return 1
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lab.boot import up
+
+    network = load_network(args.stack)
+    only = [c.strip() for c in args.pops.split(",") if c.strip()] or None
+    try:
+        state = up(args.stack, network, only=only, timeout=args.timeout)
+    except (LabError, KeyError) as exc:
+        return _err(f"lab up: {exc} (clean up with: anycast lab down --stack {args.stack})")
+    print(f"lab {args.stack} is up in {state['boot_seconds']} s: {len(state['pops'])} PoPs, {len(state['clients'])} clients")
+    print(f"state: {state['dir']}/state.json")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lab.checks import format_table, run_checks
+
+    try:
+        report = run_checks(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
+                            progress=not args.json)
+    except LabError as exc:
+        return _err(f"lab check: {exc}")
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_table(report))
+    return 0 if report["ok"] else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lab.boot import down
+
+    n = down(args.stack, say=lambda s: print(s, file=sys.stderr))
+    print(f"lab down: {n} namespaces removed")
+    return 0
+
+
+def resolve_namespace(name: str, stack: str | None) -> str:
+    """Map a short name (client, PoP code, u-<code>, bb) to its namespace; raise LabError if none or ambiguous."""
+    all_ns = list_namespaces(namespace_prefix(stack))
+    if name in all_ns:
+        return name
+    hits = [ns for ns in all_ns if ns.split("-", 2)[-1] in (f"c-{name}", f"p-{name}", name)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise LabError(f"no lab namespace for '{name}' (running: {', '.join(all_ns) or 'none'})")
+    raise LabError(f"'{name}' is ambiguous: {', '.join(hits)}; pass --stack")
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        return _err("lab exec: no command given (anycast lab exec NAME -- CMD ...)")
+    try:
+        ns = resolve_namespace(args.name, args.stack)
+    except LabError as exc:
+        return _err(str(exc))
+    os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+    return 127  # not reached
