@@ -156,16 +156,30 @@ class RouteObject(Resource):
     prefix: pulumi.Output[str]
     origin: pulumi.Output[str]
     maintainer: pulumi.Output[str]
+    descr: pulumi.Output[str]
+    stack: pulumi.Output[str]
+    database: pulumi.Output[str]
     managed: pulumi.Output[bool]
 
     def __init__(self, name: str, spec: RouteSpec, database: str, base_url: str | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         props: dict[str, Any] = {
-            "kind": KIND, "objectKey": spec.key, "objectType": spec.type, "prefix": str(spec.prefix),
+            "kind": KIND, "object_key": spec.key, "object_type": spec.type, "prefix": str(spec.prefix),
             "origin": f"AS{spec.origin}", "maintainer": spec.maintainer, "descr": spec.descr, "stack": spec.stack,
-            "database": database, "baseUrl": base_url, "managed": None,
+            "database": database, "base_url": base_url, "managed": None,
         }
         super().__init__(RouteObjectProvider(), name, props, opts)
+
+    # Attributes are snake_case; the engine, the provider methods and the policy pack see camelCase (objectKey).
+    def translate_input_property(self, prop: str) -> str:
+        return _CAMEL.get(prop, prop)
+
+    def translate_output_property(self, prop: str) -> str:
+        return _SNAKE.get(prop, prop)
+
+
+_CAMEL = {"object_key": "objectKey", "object_type": "objectType", "base_url": "baseUrl"}
+_SNAKE = {v: k for k, v in _CAMEL.items()}
 
 
 def resource_name(spec: RouteSpec) -> str:
