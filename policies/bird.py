@@ -61,6 +61,7 @@ class BgpExport:
     protocol: str
     statement: str  # "all", "none", "filter NAME", "where ..."
     sets: tuple[str, ...]  # prefix sets the export matches on
+    accepts: bool = True  # False for a filter with no 'accept' (a unicast PoP's reject-all)
 
 
 def prefix_sets(conf: str) -> dict[str, list[IPv4Network | IPv6Network]]:
@@ -69,8 +70,8 @@ def prefix_sets(conf: str) -> dict[str, list[IPv4Network | IPv6Network]]:
     out: dict[str, list[IPv4Network | IPv6Network]] = {}
     for name, body in _DEFINE_RE.findall(_strip_comments(conf)):
         nets: list[IPv4Network | IPv6Network] = []
-        for item in body.split(","):
-            base = re.sub(r"[{+\-].*$", "", item.strip())
+        for item in re.sub(r"\{[^}]*\}", "", body).split(","):
+            base = re.sub(r"[+\-]$", "", item.strip())
             if base:
                 nets.append(ip_network(base, strict=False))
         out[name] = nets
@@ -86,13 +87,16 @@ def bgp_exports(conf: str) -> list[BgpExport]:
         if kind != "protocol bgp":
             continue
         for m in _EXPORT_RE.finditer(body):
+            accepts = True
             if m[2]:
-                sets = tuple(_SET_REF_RE.findall(blocks.get(("filter", m[2]), "")))
+                filter_body = blocks.get(("filter", m[2]), "")
+                sets = tuple(_SET_REF_RE.findall(filter_body))
+                accepts = ("filter", m[2]) not in blocks or re.search(r"\baccept\b", filter_body) is not None
             elif m[3]:
                 sets = tuple(_SET_REF_RE.findall(m[3]))
             else:
                 sets = ()
-            out.append(BgpExport(name, " ".join(m[1].split()), sets))
+            out.append(BgpExport(name, " ".join(m[1].split()), sets, accepts))
     return out
 
 
@@ -105,7 +109,7 @@ def export_problems(conf: str, allowed: list[Any]) -> list[str]:
     sets = prefix_sets(conf)
     problems: list[str] = []
     for exp in bgp_exports(conf):
-        if exp.statement == "none":
+        if exp.statement == "none" or not exp.accepts:
             continue
         if exp.statement == "all":
             problems.append(f"protocol {exp.protocol}: 'export all' announces whatever BIRD has")

@@ -101,7 +101,7 @@ def documentation_resources(args: ResourceValidationArgs, report: ReportViolatio
         if is_documentation_prefix(net):
             report(f"{net} is documentation space: example only, replace it with your own prefix before going live")
     asn = args.props.get("asn")
-    if isinstance(asn, int) and is_documentation_asn(asn):
+    if isinstance(asn, int | float) and float(asn).is_integer() and is_documentation_asn(int(asn)):
         report(f"AS{asn} is a documentation ASN (RFC 5398): example only, replace it with your own")
 
 
@@ -109,6 +109,8 @@ def asn_valid(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != NETWORK_TYPE:
         return
     asn, source = args.props.get("asn"), args.props.get("asnSource", "own")
+    if isinstance(asn, float) and asn.is_integer():
+        asn = int(asn)  # the engine's wire format carries every number as a double
     if not isinstance(asn, int) or isinstance(asn, bool):
         report(f"asn {asn!r} is not a number")
     elif problem := asn_problem(asn, str(source)):
@@ -177,6 +179,8 @@ def bgp_export_own_prefixes(args: StackValidationArgs, report: ReportViolation) 
 
 
 def _origin(value: Any) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
     try:
         return int(str(value).upper().removeprefix("AS"))
     except ValueError:
@@ -187,7 +191,7 @@ def route_objects_cover(args: StackValidationArgs, report: ReportViolation) -> N
     network = _network(args.resources, report)
     if network is None or not network.get("ripeManage") or not network.get("anycastPops"):
         return
-    origin = network.get("originAsn", network.get("asn"))
+    origin = _origin(network.get("originAsn", network.get("asn")))
     covered = {(ipaddress.ip_network(str(r.props["prefix"]), strict=False), _origin(r.props.get("origin")))
                for r in args.resources
                if r.props.get("kind") == ROUTE_OBJECT_KIND or r.props.get("objectType") in ("route", "route6")
