@@ -79,7 +79,7 @@ def route_specs(network: Network, stack: str, maintainer: str | None = None) -> 
 
     The origin is ``network.roa_origin_asn``: the AS the Internet sees originating the prefix. With a Vultr-assigned
     private ASN, Vultr strips it and originates the prefix as AS20473, so a route object naming the private ASN would
-    describe a route nobody sees (and RIPE rejects private origins).
+    describe a route nobody sees.
     """
     mnt = maintainer or network.ripe.maintainer
     if not mnt:

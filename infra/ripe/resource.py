@@ -30,9 +30,9 @@ from pulumi.dynamic import (
 
 from infra.model import Network
 from infra.ripe.client import RipeDbClient
-from infra.ripe.credentials import RIPE_API_KEY_CONFIG, ripe_api_key
+from infra.ripe.credentials import RIPE_API_KEY_CONFIG, ApiKey, ripe_api_key
 from infra.ripe.desired import RouteSpec, managing_stack, route_specs
-from infra.ripe.errors import RipeProtocolError, RipeRefused
+from infra.ripe.errors import CredentialError, RipeProtocolError, RipeRefused
 from infra.ripe.rpsl import RpslObject
 from infra.ripe.transport import RetryPolicy
 
@@ -60,8 +60,14 @@ def _spec(props: dict[str, Any]) -> RouteSpec:
                      props["maintainer"], props["descr"], props["stack"])
 
 
-def _client(props: dict[str, Any]) -> RipeDbClient:
-    key = ripe_api_key(config_value=_PROVIDER_CONFIG.get(RIPE_API_KEY_CONFIG))
+def _client(props: dict[str, Any], need_key: bool = True) -> RipeDbClient:
+    """A client for ``props``; ``need_key=False`` (refresh) reads anonymously when no key is configured."""
+    try:
+        key: ApiKey | None = ripe_api_key(config_value=_PROVIDER_CONFIG.get(RIPE_API_KEY_CONFIG))
+    except CredentialError:
+        if need_key:
+            raise
+        key = None
     return RipeDbClient(props["database"], key, props.get("baseUrl") or None, PROVIDER_RUNTIME.policy,
                         PROVIDER_RUNTIME.sleep, props["maintainer"])
 
@@ -122,7 +128,7 @@ class RouteObjectProvider(ResourceProvider):
         return True
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        client = _client(props)
+        client = _client(props, need_key=False)
         actual = client.lookup(props["objectType"], id_)
         if actual is None:
             return ReadResult("", {})  # gone: the engine drops it from the state

@@ -195,7 +195,7 @@ def test_409_race_with_a_foreign_object(fake: FakeRipe, capsys: Any) -> None:
             fake.put("ripe", foreign)
         return original(*args)
 
-    fake._create = racing  # type: ignore[method-assign]
+    fake._create = racing  # type: ignore[method-assign,assignment]
     rc, out, _ = run(fake, capsys, "apply", "--stack", "prod")
     assert rc == 0 and "left alone route 192.0.2.0/24AS64500 (it already existed (HTTP 409); it was created by someone else)" in out
     assert [w.path for w in fake.writes] == ["/ripe/route6"]

@@ -52,6 +52,7 @@ def test_create_read_update_delete(fake: FakeRipe) -> None:
     assert [w.method for w in fake.writes] == ["POST"]
 
     read = p.read(V4, created.outs)
+    assert read.outs is not None
     assert read.id == V4 and read.outs["descr"] == "Example anycast network" and read.outs["managed"] is True
 
     updated = p.update(V4, props(fake), props(fake, descr="new text"))
@@ -100,6 +101,7 @@ def test_key_from_configure_when_the_environment_has_none(fake: FakeRipe, monkey
     with pytest.raises(CredentialError):
         p.create(props(fake))
     p.configure(ConfigureRequest(Config({"anycast:ripeApiKey": KEY}, "anycast")))
+    assert p.read(V4, props(fake)).id == ""  # refresh reads anonymously: no key needed
     assert p.create(props(fake)).outs is not None and len(fake.writes) == 1
     # The key sits in the provider process's module state, never in the pickled provider stored in the state.
     pickled = base64.b64decode(serialize_provider(p))
@@ -114,7 +116,7 @@ def test_diff_replaces_on_key_changes_and_updates_in_place_otherwise(fake: FakeR
     descr = p.diff(V4, props(fake), props(fake, descr="x"))
     assert descr.changes is True and descr.replaces == []
     moved = p.diff(V4, props(fake), props(fake, origin="AS64501", objectKey="192.0.2.0/24AS64501"))
-    assert moved.changes is True and set(moved.replaces) == {"origin", "objectKey"}
+    assert moved.changes is True and set(moved.replaces or []) == {"origin", "objectKey"}
     assert moved.delete_before_replace is False  # a new key: create the new object first, then delete the old
 
 
@@ -136,8 +138,8 @@ class Mocks(pulumi.runtime.Mocks):
         self.created.append(args)
         return args.inputs.get("objectKey", args.name) + "_id", {**args.inputs, "managed": True}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 @pytest.fixture
