@@ -315,3 +315,17 @@ def test_config_error_is_reported_with_field_lines() -> None:
     with pytest.raises(RuntimeError) as err:
         run_in_subprocess("dev", network=doc)
     assert "prefixes.ipv4" in str(err.value) and "longer than /24" in str(err.value)
+
+
+def test_free_stack_is_ipv6_only_in_dns() -> None:
+    run = mock_run("free")
+    assert len(of_type(run, INSTANCE)) == 3
+    types = {r["inputs"]["type"] for r in of_type(run, RECORD)}
+    assert types == {"NS", "AAAA"}  # no IPv4 service address, so no A records
+    assert not of_type(run, CHECK)  # no unicast PoPs
+    assert output(run, "network")["originAsn"] == 20473  # Vultr re-originates the assigned private ASN
+    assert [r for r in run["resources"] if r["type"] == "vultr:index/firewallRule:FirewallRule"
+            and r["inputs"]["port"] == "22"][0]["inputs"]["ipType"] == "v6"
+    for r in run["resources"]:
+        if r["custom"] and "dynamic" not in r["type"]:
+            assert schema_problems(r["type"], r["inputs"]) == [], r["name"]
