@@ -38,8 +38,10 @@ RUNTIME = Runtime()
 
 
 def register(subparsers: Any) -> None:
-    ripe = subparsers.add_parser("ripe", help="RIPE Database route objects and RPKI ROAs for the stack's prefixes",
-                                 description=__doc__)
+    ripe = subparsers.add_parser(
+        "ripe", help="RIPE Database route objects and RPKI ROAs for the stack's prefixes",
+        description="Route/route6 objects and ROAs for the stack's prefixes (docs/ripe.md). Exit codes: 0 done or "
+                    "nothing to do; 1 RIPE refused or could not be reached; 2 bad input (API key, maintainer, options).")
     sub = ripe.add_subparsers(dest="ripe_command", required=True, metavar="ACTION")
     for name, handler, text in (("plan", cmd_plan, "show what apply would create, update or leave alone"),
                                 ("apply", cmd_apply, "create/update the route and route6 objects (only needed writes)")):
