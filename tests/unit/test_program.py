@@ -325,7 +325,7 @@ def test_free_stack_is_ipv6_only_in_dns() -> None:
     assert not of_type(run, CHECK)  # no unicast PoPs
     assert output(run, "network")["originAsn"] == 20473  # Vultr re-originates the assigned private ASN
     assert [r for r in run["resources"] if r["type"] == "vultr:index/firewallRule:FirewallRule"
-            and r["inputs"]["port"] == "22"][0]["inputs"]["ipType"] == "v6"
+            and r["inputs"].get("port") == "22"][0]["inputs"]["ipType"] == "v6"
     for r in run["resources"]:
         if r["custom"] and "dynamic" not in r["type"]:
             assert schema_problems(r["type"], r["inputs"]) == [], r["name"]
