@@ -87,8 +87,10 @@ class RipeDbClient:
     def search_by_maintainer(self, maintainer: str) -> list[RpslObject]:
         """route and route6 objects whose ``mnt-by`` is ``maintainer`` (inverse query); [] when there are none."""
         what = f"search route objects maintained by {maintainer}"
-        params = {"source": self.source, "query-string": maintainer, "inverse-attribute": "mnt-by",
-                  "type-filter": "route,route6", "flags": "r"}
+        # type-filter repeats rather than taking a comma list, like the other multi-valued search parameters.
+        params: dict[str, str | list[str]] = {"source": self.source, "query-string": maintainer,
+                                              "inverse-attribute": "mnt-by", "type-filter": ["route", "route6"],
+                                              "flags": "r"}
         reply = self._anon.request("GET", "/search", params=params, what=what)
         if reply.status == 404:
             return []
@@ -109,7 +111,7 @@ class RipeDbClient:
 
     def delete(self, obj_type: str, key: str, reason: str, dry_run: bool = False) -> WriteResult:
         what = f"delete {obj_type} {key}"
-        params = {"reason": reason, **_dry(dry_run)}
+        params: dict[str, str | list[str]] = {"reason": reason, **_dry(dry_run)}
         reply = self._writer(what).request("DELETE", self._path(obj_type, key), params=params, what=what)
         return self._written(reply, what, dry_run)
 

@@ -102,7 +102,7 @@ class Transport:
         # requests would otherwise pick up ~/.netrc and proxy settings, which could replace our auth header.
         self._session.trust_env = False
 
-    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+    def request(self, method: str, path: str, *, params: Mapping[str, str | list[str]] | None = None,
                 body: Any = None, what: str) -> Reply:
         """Send with retries; ``what`` names the operation in messages (``create route 192.0.2.0/24AS64500``).
 

@@ -129,6 +129,8 @@ def test_stale_managed_objects_are_deleted_only_with_prune(fake: FakeRipe, capsy
     fake.put("ripe", [("route", "203.0.113.0/25"), ("origin", "AS64500"), ("mnt-by", "EXAMPLE-MNT"), ("source", "RIPE")])
     rc, out, _ = run(fake, capsys, "apply", "--stack", "prod")
     assert rc == 0 and f"stale  route {old}" in out and fake.get("ripe", "route", old) is not None
+    search = next(r for r in fake.log if r.path == "/search")
+    assert search.query["inverse-attribute"] == ["mnt-by"] and search.query["type-filter"] == ["route", "route6"]
     assert "203.0.113" not in out
     rc, out, _ = run(fake, capsys, "apply", "--stack", "prod", "--prune")
     assert rc == 0 and f"deleted route {old}" in out
