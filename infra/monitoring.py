@@ -82,7 +82,7 @@ def blackbox_modules(outputs: dict[str, Any]) -> dict[str, Any]:
     for p in probes.get("http", []):
         modules[f"http_xpop_{_suffix(p)}"] = {
             "prober": "http", "timeout": "5s",
-            "http": {"method": "GET", "valid_status_codes": [200], "no_follow_redirects": True,
+            "http": {"method": "GET", "valid_status_codes": [200], "follow_redirects": False,
                      "fail_if_header_not_matches": [{"header": "X-PoP", "regexp": _alternation(p["expectXPop"]),
                                                      "allow_missing": False}]}}
     for p in probes.get("dns", []):

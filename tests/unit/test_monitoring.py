@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,12 @@ def test_bad_outputs_file(tmp_path: Path, content: str, message: str, capsys: py
     assert main(["monitoring", "targets", "--outputs", str(path), "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err
     assert main(["monitoring", "targets", "--outputs", str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.skipif(shutil.which("prometheus-blackbox-exporter") is None, reason="Debian prometheus-blackbox-exporter not installed")
+def test_the_real_blackbox_exporter_accepts_the_modules(tmp_path: Path) -> None:
+    main(["monitoring", "targets", "--outputs", str(OUTPUTS), "--out", str(tmp_path)])
+    proc = subprocess.run(["prometheus-blackbox-exporter", f"--config.file={tmp_path / 'blackbox.yml'}", "--config.check"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Config file is ok" in proc.stderr and "level=warn" not in proc.stderr
