@@ -110,6 +110,7 @@ def adj_in(ns: str, neighbor: str, version: int) -> dict[str, ReceivedRoute]:
     return out
 
 
-def adj_out_count(ns: str, neighbor: str, version: int) -> int:
+def adj_out(ns: str, neighbor: str, version: int) -> set[str]:
+    """Prefixes the upstream in ``ns`` sends to ``neighbor``."""
     data = gobgp(ns, "neighbor", neighbor, "adj-out", "-a", f"ipv{version}")
-    return len(data) if isinstance(data, dict) else 0
+    return set(data) if isinstance(data, dict) else set()

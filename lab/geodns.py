@@ -33,11 +33,15 @@ def unicast_addresses(plan: LabPlan) -> dict[str, tuple[str | None, str | None]]
     return out
 
 
-def geo_answer(plan: LabPlan, client: ClientPlan, unhealthy: frozenset[str] = frozenset()) -> GeoAnswer:
-    """Route53's answer for the client's country for ``dns.nameservers[0]`` (and the same holds for httpNames)."""
+def geo_answer(plan: LabPlan, client: ClientPlan, unhealthy: frozenset[str] = frozenset(),
+               rtype: str | None = None) -> GeoAnswer:
+    """Route53's answer for the client's country for ``dns.nameservers[0]`` (and the same holds for httpNames).
+
+    ``rtype`` defaults to A, or AAAA for an IPv6-only network.
+    """
     sets = geo_record_sets(plan.network, unicast_addresses(plan))
     name = plan.network.dns.nameservers[0]
-    rtype = "A" if plan.network.service.ipv4 is not None else "AAAA"
+    rtype = rtype or ("A" if plan.network.service.ipv4 is not None else "AAAA")
     group = [rs for rs in sets if rs.name == name and rs.type == rtype]
     rs = resolve(group, client.site.country, unhealthy=unhealthy)
     if rs is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -63,24 +64,18 @@ def kill_namespaces(names: Sequence[str], grace: float = 1.0) -> int:
     pids = [p for p in pids if p != os.getpid()]
     for sig in (signal.SIGCONT, signal.SIGTERM):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.05)
     for pid in pids:
         if _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     for pid in pids:  # reap our own children, if any
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
     if names:
         ip_batch([f"netns delete {ns}" for ns in names if (NETNS_DIR / ns).exists()])
     return len(pids)

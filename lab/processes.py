@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -44,10 +45,8 @@ def alive(pid: int) -> bool:
 
 def signal_pids(pids: Sequence[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def stop(pid: int, timeout: float = 2.0) -> None:
@@ -64,10 +63,8 @@ def stop(pid: int, timeout: float = 2.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def require_tools() -> None:

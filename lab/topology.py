@@ -173,9 +173,10 @@ def _external_sessions(pop: Pop, pool4: list[IPv4Network], pool6: list[IPv6Netwo
         if neighbor is None or own is None:
             continue
         if pop.neighbor.multihop:  # neighbour owns its address on lo; a lab link carries the session
-            link = pool4.pop(0) if version == 4 else pool6.pop(0)
-            hosts = list(link.hosts())[:1] if version == 4 else [link.network_address + 1]
-            out.append(Session(version, own, neighbor, hosts[0], link, True, pop.neighbor.multihop))
+            link: IPv4Network | IPv6Network = pool4.pop(0) if version == 4 else pool6.pop(0)
+            gateway = ipaddress.ip_address(int(link.network_address) + 1) if version == 4 else \
+                ipaddress.ip_address(f"{link.network_address}1")
+            out.append(Session(version, own, neighbor, gateway, link, True, pop.neighbor.multihop))
         else:
             link = _smallest_common(own, neighbor, longest)
             out.append(Session(version, own, neighbor, neighbor, link, False, None))

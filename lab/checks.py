@@ -1,0 +1,289 @@
+"""``anycast lab check``: assertions in BGP terms, what every client gets, and failover timing.
+
+Each check is a :class:`Check` (name, ok, detail); measurements are numbers with their target. The report is a
+JSON-safe dict; :func:`format_table` prints it for people.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.model import Network, Pop
+from infra.stack import load_network
+from lab import bgp
+from lab.boot import state_path
+from lab.failover import freeze_pop, kill_caddy, pick_victim
+from lab.geodns import expected_pop, geo_answer
+from lab.leak import Leaker
+from lab.netns import LabError, socket_in
+from lab.probes import curl_pop, dig
+from lab.topology import ClientPlan, LabPlan, PopPlan, build_plan
+
+NO_EXPORT = "20473:6000"
+
+
+@dataclass(frozen=True)
+class Check:
+    group: str
+    name: str
+    ok: bool
+    detail: str
+
+
+def load_state(stack: str) -> dict[str, Any]:
+    path = state_path(stack)
+    if not path.exists():
+        raise LabError(f"no lab state at {path}: run `anycast lab up --stack {stack}` first")
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def save_state(stack: str, state: dict[str, Any]) -> None:
+    state_path(stack).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def expected_routes(network: Network, pop: Pop, version: int) -> dict[str, tuple[tuple[int, ...], frozenset[str]]]:
+    """What ``pop``'s upstream must receive over the IPv``version`` session: prefix -> (AS path, communities).
+
+    Computed from the model, not from the renderer: anycast PoPs send the prefix with ``1 + prepend`` times the
+    ASN and the configured communities (plus 20473:6000 and 64699:<asn> for announce-only-to); Vultr PoPs also send
+    the service host route with 20473:6000; unicast PoPs send nothing.
+    """
+    prefix = network.prefixes.ipv4 if version == 4 else network.prefixes.ipv6
+    service = network.service.ipv4 if version == 4 else network.service.ipv6
+    if not pop.is_anycast or prefix is None or service is None:
+        return {}
+    path = (network.asn,) * (1 + pop.announce.prepend)
+    comms = set(pop.announce.communities)
+    if pop.announce.only_to:
+        comms |= {NO_EXPORT, *(f"64699:{asn}" for asn in pop.announce.only_to)}
+    out = {str(prefix): (path, frozenset(comms))}
+    if pop.is_vultr:
+        out[f"{service}/{32 if version == 4 else 128}"] = (path, frozenset(comms | {NO_EXPORT}))
+    return out
+
+
+def _fmt_route(prefix: str, path: tuple[int, ...], comms: frozenset[str]) -> str:
+    return f"{prefix} path {' '.join(map(str, path))}" + (f" comm {','.join(sorted(comms))}" if comms else "")
+
+
+def check_sessions(plan: LabPlan, state: dict[str, Any]) -> list[Check]:
+    out: list[Check] = []
+    bad_pop: list[str] = []
+    bad_client: list[str] = []
+    n_pop = n_client = 0
+    for p in plan.pops:
+        neigh = bgp.neighbors(p.upstream_namespace)
+        for s in p.sessions:
+            n_pop += 1
+            n = neigh.get(str(s.pop_address))
+            if n is None or not n.established:
+                bad_pop.append(f"{p.code}/v{s.version}@upstream")
+        protos = bgp.bird_protocols(state["pops"][p.code]["bird_socket"])
+        for s in p.sessions:
+            st = protos.get(f"upstream{s.version}")
+            if st is None or st[1] != "Established":
+                bad_pop.append(f"{p.code}/upstream{s.version}@bird:{st}")
+        for c in plan.clients:
+            for s in p.sessions:
+                n_client += 1
+                addr = str(c.backbone_v4 if s.version == 4 else c.backbone_v6)
+                n = neigh.get(addr)
+                if n is None or not n.established:
+                    bad_client.append(f"{c.name}-{p.code}/v{s.version}")
+    for c in plan.clients:
+        for name, (state_, info) in bgp.bird_protocols(state["clients"][c.name]["bird_socket"]).items():
+            if name.startswith("up_") and info != "Established":
+                bad_client.append(f"{c.name}:{name}:{state_}")
+    out.append(Check("bgp", "PoP <-> upstream sessions Established (both ends)", not bad_pop,
+                     f"{n_pop} sessions" + (f"; down: {', '.join(bad_pop)}" if bad_pop else "")))
+    out.append(Check("bgp", "upstream <-> client sessions Established (both ends)", not bad_client,
+                     f"{n_client} sessions" + (f"; down: {', '.join(bad_client[:8])}" if bad_client else "")))
+    return out
+
+
+def check_md5(plan: LabPlan) -> Check:
+    """An unsigned SYN from a Vultr PoP's own address must get no answer: the upstream enforces TCP-MD5."""
+    open_ = []
+    tried = 0
+    for p in plan.pops:
+        if not p.password:
+            continue
+        for s in p.sessions[:1]:
+            tried += 1
+            fam = socket.AF_INET if s.version == 4 else socket.AF_INET6
+            sock = socket_in(p.namespace, fam, socket.SOCK_STREAM)
+            sock.settimeout(0.5)
+            try:
+                sock.connect((str(s.upstream_address), 179))
+                open_.append(p.code)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+            break
+        if tried >= 3:
+            break
+    return Check("bgp", "upstreams enforce the TCP-MD5 password", tried > 0 and not open_,
+                 f"unsigned connects to AS64515 from {tried} PoPs: " + ("all dropped" if not open_ else f"accepted at {open_}"))
+
+
+def check_routes(plan: LabPlan) -> list[Check]:
+    out: list[Check] = []
+    for p in plan.pops:
+        pop = plan.network.pop(p.code)
+        problems: list[str] = []
+        got_text: list[str] = []
+        for s in p.sessions:
+            want = expected_routes(plan.network, pop, s.version)
+            got = bgp.adj_in(p.upstream_namespace, str(s.pop_address), s.version)
+            for prefix, route in sorted(got.items()):
+                got_text.append(_fmt_route(prefix, route.as_path, route.communities))
+                if prefix not in want:
+                    problems.append(f"unexpected {prefix}")
+                elif (route.as_path, route.communities) != want[prefix]:
+                    problems.append(f"{prefix}: got {_fmt_route(prefix, route.as_path, route.communities)}, "
+                                    f"want {_fmt_route(prefix, *want[prefix])}")
+            problems += [f"missing {prefix}" for prefix in want if prefix not in got]
+        who = f"AS{p.upstream_asn}"
+        name = f"{p.code} ({p.mode}) -> {who} receives " + ("exactly the network's routes" if pop.is_anycast else "nothing")
+        out.append(Check("routes", name, not problems, "; ".join(problems) or ("; ".join(got_text) or "no routes")))
+    return out
+
+
+def check_leak(plan: LabPlan, base: Path, count: int = 1000) -> tuple[Check, dict[str, Any]]:
+    """Inject ``count`` routes behind one upstream; no PoP may import them and no other upstream may receive any."""
+    source = next((p for p in plan.pops if p.mode == "anycast" and p.session(4)), None)
+    if source is None:
+        return Check("leak", "route leak", True, "skipped: no IPv4 anycast PoP"), {}
+    leaker = Leaker(plan, source, base / "leak", count)
+    sess = source.session(4)
+    assert sess is not None
+    try:
+        prefixes = leaker.start()
+        leaked = {str(n) for n in prefixes}
+        deadline = time.monotonic() + 10
+        sent = 0
+        while time.monotonic() < deadline:
+            sent = len(leaked & bgp.adj_out(source.upstream_namespace, str(sess.pop_address), 4))
+            if sent >= count:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)  # give a (hypothetical) re-export time to show up
+        text = bgp.birdc(Path(base / "pops" / source.code / "bird.ctl"), "show protocols all upstream4")
+        imported = _bird_imported(text)
+        reexported: dict[str, int] = {}
+        for p in plan.pops:
+            for s in p.sessions:
+                got = bgp.adj_in(p.upstream_namespace, str(s.pop_address), s.version)
+                n = len(leaked & set(got))
+                if n:
+                    reexported[f"{p.code}/v{s.version}"] = n
+    finally:
+        leaker.stop()
+    total = sum(reexported.values())
+    ok = sent >= count and imported == 0 and total == 0
+    detail = (f"AS{source.upstream_asn} ({source.upstream_namespace}) sent {sent} foreign routes to {source.code}; "
+              f"{source.code} imported {imported}; "
+              f"re-exported to upstreams: {total}" + (f" {reexported}" if reexported else ""))
+    return Check("leak", f"no route leak ({count} routes from one upstream)", ok, detail), {
+        "routes_sent": sent, "routes_imported": imported, "routes_leaked": total}
+
+
+def _bird_imported(text: str) -> int:
+    for line in text.splitlines():
+        if "Routes:" in line and "imported" in line:
+            return int(line.split("Routes:", 1)[1].split()[0])
+    return -1
+
+
+def _check_client(plan: LabPlan, client: ClientPlan, rtype: str) -> Check:
+    net = plan.network
+    want = expected_pop(plan, client)
+    geo = geo_answer(plan, client, rtype=rtype)
+    want_pop: PopPlan = plan.pop(want)
+    if plan.network.pop(want).is_anycast:
+        want_addr = str(net.service.ipv4 if rtype == "A" else net.service.ipv6)
+    else:
+        want_addr = str(want_pop.unicast_ipv4 if rtype == "A" else want_pop.unicast_ipv6)
+    dns = dig(client.namespace, geo.address, net.dns.zone, rtype)
+    addr = dns.answers[0] if dns.answers else want_addr
+    xpop, err = curl_pop(client.namespace, addr)
+    ok = dns.nsid == want and dns.answers == (want_addr,) and xpop == want and dns.error is None
+    area = geo.set_identifier
+    detail = (f"GeoDNS {area} -> {geo.address}; dig +nsid: NSID {dns.nsid}, {rtype} {','.join(dns.answers) or '-'}"
+              f"{' (' + dns.error + ')' if dns.error else ''}; HTTP X-PoP {xpop or err}; expected {want}")
+    fam = "IPv4" if rtype == "A" else "IPv6"
+    return Check("clients", f"{client.name} ({client.site.country}, {client.site.city}) {fam} -> {want}", ok, detail)
+
+
+def check_clients(plan: LabPlan) -> list[Check]:
+    jobs = [(c, rtype) for c in plan.clients for rtype in (("A", "AAAA") if plan.network.service.ipv4 else ("AAAA",))]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda job: _check_client(plan, *job), jobs))
+
+
+def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
+               failover_runs: int = 1) -> dict[str, Any]:
+    """Run every check against the running lab of ``stack``; return the report (``ok`` is the verdict)."""
+    def say(text: str) -> None:
+        if progress:
+            print(f"... {text}", file=sys.stderr, flush=True)
+
+    state = load_state(stack)
+    network = load_network(stack)
+    plan = build_plan(stack, network, only=list(state["pops"]))
+    base = Path(state["dir"])
+    checks: list[Check] = []
+    measurements: dict[str, Any] = {}
+    say("BGP sessions")
+    checks += check_sessions(plan, state)
+    checks.append(check_md5(plan))
+    say("routes received by every upstream")
+    checks += check_routes(plan)
+    say("route leak: 1,000 routes from one upstream")
+    leak_check, leak_numbers = check_leak(plan, base)
+    checks.append(leak_check)
+    measurements.update(leak_numbers)
+    say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
+    checks += check_clients(plan)
+    if failover:
+        victim = pick_victim(plan)
+        if victim is None:
+            checks.append(Check("failover", "failover", False, "no client has two anycast PoPs to choose from"))
+        else:
+            client, pop, nxt = victim
+            for i in range(failover_runs):
+                say(f"failover {i + 1}/{failover_runs}: kill Caddy at {pop}; {client.name} should move to {nxt}")
+                res = kill_caddy(plan, state, client, pop, nxt)
+                save_state(stack, state)
+                checks.append(Check("failover", f"Caddy killed at {pop}: withdrawn, {client.name} served by {nxt}",
+                                    res.ok, res.detail))
+                measurements.setdefault("kill_caddy", []).append(asdict(res))
+            if freeze:
+                say(f"freeze {pop} (SIGSTOP): waits for the hold timer, then SIGCONT and re-establishment")
+                res = freeze_pop(plan, state, client, pop, nxt)
+                checks.append(Check("failover", f"{pop} frozen: withdrawn by hold timer ({network.bgp.hold_time} s), "
+                                    "back after SIGCONT", res.ok, res.detail))
+                measurements["freeze"] = asdict(res)
+    return {"stack": stack, "ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks],
+            "measurements": measurements}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    rows = [(c["group"], "PASS" if c["ok"] else "FAIL", c["name"], c["detail"]) for c in report["checks"]]
+    w0 = max(len(r[0]) for r in rows)
+    w2 = min(70, max(len(r[2]) for r in rows))
+    lines = [f"{'group':<{w0}}  {'':4}  {'check':<{w2}}  detail", "-" * (w0 + w2 + 40)]
+    for g, ok, name, detail in rows:
+        lines.append(f"{g:<{w0}}  {ok}  {name:<{w2}}  {detail}")
+    passed = sum(1 for c in report["checks"] if c["ok"])
+    lines.append("-" * (w0 + w2 + 40))
+    lines.append(f"{passed}/{len(rows)} checks passed: " + ("OK" if report["ok"] else "FAILED"))
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Failover measurements: kill Caddy at a PoP (the health agent withdraws), freeze a PoP (the hold timer does)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import bgp
+from lab.geodns import expected_pop
+from lab.netns import LabError
+from lab.probes import Prober
+from lab.processes import alive, signal_pids, start
+from lab.topology import ClientPlan, LabPlan, PopPlan
+
+PREFERRED_CLIENTS = ("de", "gb", "us", "jp")
+
+
+def pick_victim(plan: LabPlan) -> tuple[ClientPlan, str, str] | None:
+    """(client, PoP it reaches, PoP it should move to) for a client steered by anycast with two anycast PoPs."""
+    ordered = sorted(plan.clients, key=lambda c: (c.name not in PREFERRED_CLIENTS,
+                                                  PREFERRED_CLIENTS.index(c.name) if c.name in PREFERRED_CLIENTS else 0))
+    for c in ordered:
+        pop = expected_pop(plan, c)
+        if not plan.network.pop(pop).is_anycast:
+            continue
+        nxt = plan.nearest_anycast(c, exclude=frozenset({pop}))
+        if nxt is not None:
+            return c, pop, nxt
+    return None
+
+
+def _announced(pop: PopPlan, prefix: str) -> bool:
+    s = pop.session(4) or pop.session(6)
+    assert s is not None
+    try:
+        return prefix in bgp.adj_in(pop.upstream_namespace, str(s.pop_address), s.version)
+    except (LabError, ValueError):
+        return False
+
+
+def _established(pop: PopPlan) -> bool:
+    s = pop.session(4) or pop.session(6)
+    assert s is not None
+    try:
+        n = bgp.neighbors(pop.upstream_namespace).get(str(s.pop_address))
+    except (LabError, ValueError):
+        return False
+    return bool(n and n.established)
+
+
+def _wait(cond: Any, timeout: float, step: float = 0.02) -> float | None:
+    """Poll ``cond()`` until true; the monotonic time it became true, or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return time.monotonic()
+        time.sleep(step)
+    return None
+
+
+@dataclass
+class FailoverResult:
+    pop: str
+    client: str
+    next_pop: str
+    ok: bool
+    withdraw_s: float | None  # event -> prefix gone from the upstream's Adj-RIB-In
+    switch_s: float | None  # event -> first client request answered by next_pop
+    lost: int  # client requests that failed between the event and the switch
+    probes: int
+    recover_s: float | None  # restore -> prefix back and the client on its PoP again
+    detail: str
+
+
+def _prefix(plan: LabPlan) -> str:
+    return str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
+
+
+def _service(plan: LabPlan) -> str:
+    return str(plan.network.service.ipv4 or plan.network.service.ipv6)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f} s"
+
+
+def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
+               target_s: float = 1.0, limit_s: float = 3.0) -> FailoverResult:
+    """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; restart Caddy."""
+    pop = plan.pop(pop_code)
+    pst = state["pops"][pop_code]
+    prefix = _prefix(plan)
+    prober = Prober(client.namespace, _service(plan)).start()
+    try:
+        if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5) is None:
+            raise LabError(f"{client.name} is not served by {pop_code} before the test")
+        t0 = time.monotonic()
+        signal_pids([pst["pids"]["caddy"]], signal.SIGKILL)
+        t_w = _wait(lambda: not _announced(pop, prefix), 10)
+        t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10)
+        t_s = prober.first_after(t0, nxt) if t_s else None
+        lost, probes = prober.lost(t0, t_s or time.monotonic())
+        # Restore: Caddy back, the agent re-announces after `rise` good rounds.
+        d = Path(pst["dir"])
+        env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
+        t1 = time.monotonic()
+        pst["pids"]["caddy"] = start(pop.namespace, pst["commands"]["caddy"], d / "caddy.log", env=env)
+        t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20)
+    finally:
+        prober.stop()
+    withdraw = None if t_w is None else t_w - t0
+    switch = None if t_s is None else t_s - t0
+    recover = None if t_r is None else t_r - t1
+    ok = withdraw is not None and withdraw <= limit_s and switch is not None and recover is not None
+    detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
+              f"{_fmt(switch)}, {lost}/{probes} HTTP requests lost; Caddy restarted, re-announced after {_fmt(recover)}")
+    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail)
+
+
+def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
+               recover_timeout: float = 150) -> FailoverResult:
+    """SIGSTOP every process of the PoP; time the hold-timer withdrawal; SIGCONT; time the re-establishment."""
+    pop = plan.pop(pop_code)
+    pids = [p for p in state["pops"][pop_code]["pids"].values() if alive(p)]
+    hold = plan.network.bgp.hold_time
+    prefix = _prefix(plan)
+    prober = Prober(client.namespace, _service(plan), interval=0.05).start()
+    try:
+        t0 = time.monotonic()
+        signal_pids(pids, signal.SIGSTOP)
+        t_w = _wait(lambda: not _announced(pop, prefix), hold + 15, step=0.05)
+        t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10)
+        t_s = prober.first_after(t0, nxt) if t_s else None
+        lost, probes = prober.lost(t0, t_s or time.monotonic())
+        t1 = time.monotonic()
+        signal_pids(pids, signal.SIGCONT)
+        t_e = _wait(lambda: _established(pop) and _announced(pop, prefix), recover_timeout, step=0.2)
+        t_r = _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 10) if t_e else None
+    finally:
+        signal_pids(pids, signal.SIGCONT)
+        prober.stop()
+    withdraw = None if t_w is None else t_w - t0
+    switch = None if t_s is None else t_s - t0
+    recover = None if t_r is None else t_r - t1
+    ok = withdraw is not None and withdraw <= hold + 1.5 and switch is not None and recover is not None
+    detail = (f"withdrawn at upstream after {_fmt(withdraw)} (hold time {hold} s), {client.name} on {nxt} after "
+              f"{_fmt(switch)}, {lost}/{probes} HTTP requests lost; after SIGCONT re-established and serving again after "
+              f"{_fmt(recover)}")
+    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail)
