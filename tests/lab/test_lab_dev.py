@@ -1,0 +1,125 @@
+"""The dev stack booted in the lab with real BIRD, NSD, Caddy and GoBGP; assertions in BGP terms (arouteserver's
+live-test style). Needs root and network namespaces; skipped, with the reason, only where those are missing.
+
+Replaces a running dev lab (same namespaces); tears everything down afterwards, also on failure.
+Set ANYCAST_LAB_SKIP_FREEZE=1 to leave out the frozen-PoP measurement (~75 s: hold timer + BIRD's error wait).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.stack import load_network
+from lab.boot import down, state_path, up
+from lab.checks import run_checks
+from lab.netns import list_namespaces
+from lab.processes import alive
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+STACK = "dev"
+TOOLS = ("ip", "bird", "birdc", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl")
+
+
+def _unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces)"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"missing tools: {', '.join(missing)} (make debs)"
+    probe = "acl-pytest-probe"
+    res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if res.returncode != 0:
+        return f"network namespaces are not available here: {res.stderr.strip()}"
+    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
+    return None
+
+
+REASON = _unavailable()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, Any]]:
+    if REASON:
+        pytest.skip(REASON)
+    try:
+        state = up(STACK, load_network(STACK), quiet=True, timeout=60)
+        yield state
+    finally:
+        down(STACK)
+
+
+@pytest.fixture(scope="module")
+def report(lab: dict[str, Any]) -> dict[str, Any]:
+    freeze = os.environ.get("ANYCAST_LAB_SKIP_FREEZE") != "1"
+    return run_checks(STACK, failover=True, freeze=freeze, progress=False)
+
+
+def _check(report: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    found = [c for c in report["checks"] if c["group"] == group]
+    assert found, f"no {group} checks ran"
+    return found
+
+
+def test_state_file(lab: dict[str, Any]) -> None:
+    assert state_path(STACK).exists()
+    assert lab["stack"] == STACK
+    assert lab["anycast"] == {"ipv4": "192.0.2.1", "ipv6": "2001:db8:1000::1"}
+    assert set(lab["pops"]) == {"ams", "ewr", "sao"}
+    assert lab["pops"]["sao"]["mode"] == "unicast" and lab["pops"]["sao"]["unicast_ipv4"]
+    clients = lab["clients"]
+    assert {"br", "za", "us", "de", "gb", "in", "jp", "sg", "au", "hk"} <= set(clients)
+    assert clients["br"]["expected_pop"] == "sao"  # GeoDNS: South America -> the unicast PoP
+    assert clients["us"]["expected_pop"] == "ewr" and clients["de"]["expected_pop"] == "ams"
+    assert lab["boot_seconds"] < 30
+
+
+def test_bgp_sessions_established(report: dict[str, Any]) -> None:
+    for c in _check(report, "bgp"):
+        assert c["ok"], c
+
+
+def test_upstreams_receive_exactly_the_networks_routes(report: dict[str, Any]) -> None:
+    checks = {c["name"].split()[0]: c for c in _check(report, "routes")}
+    assert set(checks) == {"ams", "ewr", "sao"}
+    for c in checks.values():
+        assert c["ok"], c
+    assert "192.0.2.0/24 path 64500" in checks["ams"]["detail"]
+    assert checks["sao"]["detail"] == "no routes"
+
+
+def test_no_route_leak(report: dict[str, Any]) -> None:
+    (c,) = _check(report, "leak")
+    assert c["ok"], c
+    assert report["measurements"]["routes_sent"] == 1000
+    assert report["measurements"]["routes_leaked"] == 0
+
+
+def test_every_client_lands_on_its_expected_pop(report: dict[str, Any]) -> None:
+    checks = _check(report, "clients")
+    assert len(checks) == 2 * 11  # IPv4 and IPv6 per client
+    for c in checks:
+        assert c["ok"], c
+
+
+def test_failover(report: dict[str, Any]) -> None:
+    for c in _check(report, "failover"):
+        assert c["ok"], c
+    kill = report["measurements"]["kill_caddy"][0]
+    assert kill["withdraw_s"] is not None and kill["withdraw_s"] < 3
+    if "freeze" in report["measurements"]:
+        assert report["measurements"]["freeze"]["withdraw_s"] <= load_network(STACK).bgp.hold_time + 1.5
+
+
+def test_down_removes_everything_and_is_idempotent(lab: dict[str, Any], report: dict[str, Any]) -> None:
+    pids = [pid for p in lab["pops"].values() for pid in p["pids"].values()]
+    pids += [p["upstream"]["pid"] for p in lab["pops"].values()] + [c["pid"] for c in lab["clients"].values()]
+    down(STACK)
+    assert list_namespaces(f"acl-{STACK}-") == []
+    assert not [p for p in pids if alive(p)]
+    assert down(STACK) == 0
