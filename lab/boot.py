@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -180,6 +181,8 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     base = lab_dir(stack, root)
     if list_namespaces(namespace_prefix(stack)):
         down(stack, root, say)
+    if base.exists():  # fresh logs and configs for every boot (only the lab's own directory)
+        shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
     say(f"stack {stack}: {len(plan.pops)} PoPs, {len(plan.pops)} upstreams, {len(plan.clients)} clients, "
         f"{len(plan.namespaces)} namespaces")

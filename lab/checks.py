@@ -229,6 +229,29 @@ def check_clients(plan: LabPlan) -> list[Check]:
         return list(pool.map(lambda job: _check_client(plan, *job), jobs))
 
 
+# Log lines that mean trouble, per daemon log file name; ALLOWED_LOG_ERRORS are known-harmless matches.
+LOG_ERRORS = {"bird.log": ("<ERR>", "<BUG>"), "nsd.log": ("error",), "caddy.log": ('"level":"error"',),
+              "gobgpd.log": ("level=error", "level=fatal"), "health.log": ("bird: ",)}
+ALLOWED_LOG_ERRORS: tuple[str, ...] = ("already enabled", "already disabled", "bird: anycast4: enabled",
+                                       "bird: anycast6: enabled", "bird: anycast4: disabled", "bird: anycast6: disabled")
+
+
+def check_logs(base: Path) -> Check:
+    """No daemon logged an error so far (run before the failover tests, which cause expected ones)."""
+    bad: list[str] = []
+    files = 0
+    for path in sorted(base.glob("*/*/*.log")):
+        patterns = LOG_ERRORS.get(path.name)
+        if not patterns:
+            continue
+        files += 1
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if any(p in line for p in patterns) and not any(a in line for a in ALLOWED_LOG_ERRORS):
+                bad.append(f"{path.relative_to(base)}: {line.strip()[:160]}")
+    return Check("logs", "no errors in the daemons' logs", not bad,
+                 f"{files} logs read" + (f"; {len(bad)} error lines, first: {bad[0]}" if bad else ""))
+
+
 def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
                failover_runs: int = 1) -> dict[str, Any]:
     """Run every check against the running lab of ``stack``; return the report (``ok`` is the verdict)."""
@@ -253,6 +276,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     measurements.update(leak_numbers)
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     checks += check_clients(plan)
+    checks.append(check_logs(base))
     if failover:
         victim = pick_victim(plan)
         if victim is None:
