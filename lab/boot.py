@@ -162,8 +162,8 @@ def down(stack: str | None, root: Path | None = None, say: Callable[[str], None]
     """Remove every namespace (and so every link) and process of the lab; idempotent; returns namespaces removed."""
     names = list_namespaces(namespace_prefix(stack))
     killed = kill_namespaces(names)
-    if stack:
-        st = state_path(stack, root)
+    states = [state_path(stack, root)] if stack else list((root or LAB_ROOT).glob("*/state.json"))
+    for st in states:
         if st.exists():
             st.unlink()
     if say:

@@ -159,11 +159,12 @@ def check_routes(plan: LabPlan) -> list[Check]:
 
 def check_leak(plan: LabPlan, base: Path, count: int = 1000) -> tuple[Check, dict[str, Any]]:
     """Inject ``count`` routes behind one upstream; no PoP may import them and no other upstream may receive any."""
-    source = next((p for p in plan.pops if p.mode == "anycast" and p.session(4)), None)
+    version = 4 if plan.network.prefixes.ipv4 is not None else 6
+    source = next((p for p in plan.pops if p.mode == "anycast" and p.session(version)), None)
     if source is None:
-        return Check("leak", "route leak", True, "skipped: no IPv4 anycast PoP"), {}
-    leaker = Leaker(plan, source, base / "leak", count)
-    sess = source.session(4)
+        return Check("leak", "route leak", False, "no anycast PoP to inject behind"), {}
+    leaker = Leaker(plan, source, base / "leak", count, version)
+    sess = source.session(version)
     assert sess is not None
     try:
         prefixes = leaker.start()
@@ -171,12 +172,12 @@ def check_leak(plan: LabPlan, base: Path, count: int = 1000) -> tuple[Check, dic
         deadline = time.monotonic() + 10
         sent = 0
         while time.monotonic() < deadline:
-            sent = len(leaked & bgp.adj_out(source.upstream_namespace, str(sess.pop_address), 4))
+            sent = len(leaked & bgp.adj_out(source.upstream_namespace, str(sess.pop_address), version))
             if sent >= count:
                 break
             time.sleep(0.2)
         time.sleep(1.0)  # give a (hypothetical) re-export time to show up
-        text = bgp.birdc(Path(base / "pops" / source.code / "bird.ctl"), "show protocols all upstream4")
+        text = bgp.birdc(Path(base / "pops" / source.code / "bird.ctl"), f"show protocols all upstream{version}")
         imported = _bird_imported(text)
         reexported: dict[str, int] = {}
         for p in plan.pops:
@@ -189,9 +190,9 @@ def check_leak(plan: LabPlan, base: Path, count: int = 1000) -> tuple[Check, dic
         leaker.stop()
     total = sum(reexported.values())
     ok = sent >= count and imported == 0 and total == 0
-    detail = (f"AS{source.upstream_asn} ({source.upstream_namespace}) sent {sent} foreign routes to {source.code}; "
-              f"{source.code} imported {imported}; "
-              f"re-exported to upstreams: {total}" + (f" {reexported}" if reexported else ""))
+    detail = (f"AS{source.upstream_asn} ({source.upstream_namespace}) sent {sent} foreign IPv{version} routes to "
+              f"{source.code}; {source.code} imported {imported}; re-exported to upstreams: {total}"
+              + (f" {reexported}" if reexported else ""))
     return Check("leak", f"no route leak ({count} routes from one upstream)", ok, detail), {
         "routes_sent": sent, "routes_imported": imported, "routes_leaked": total}
 

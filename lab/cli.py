@@ -12,8 +12,6 @@ from infra.stack import load_network
 from lab.netns import LabError, list_namespaces
 from lab.topology import namespace_prefix
 
-DEFAULT_STACK = "dev"
-
 
 def register(subparsers: Any) -> None:
     lab = subparsers.add_parser("lab", help="boot the network in local network namespaces and check it (root)",
@@ -21,13 +19,13 @@ def register(subparsers: Any) -> None:
     sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
 
     p = sub.add_parser("up", help="boot every PoP, upstream and client; print progress; write the state file")
-    p.add_argument("--stack", default=DEFAULT_STACK, help="stack name (Pulumi.<stack>.yaml), default %(default)s")
+    p.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml), e.g. dev or prod")
     p.add_argument("--pops", default="", help="comma-separated PoP codes to boot (default: all)")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for convergence (default %(default)s)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("check", help="assert sessions, routes, leaks, DNS/HTTP per client; measure failover")
-    p.add_argument("--stack", default=DEFAULT_STACK, help="stack name, default %(default)s")
+    p.add_argument("--stack", default=None, help="stack name (default: the one lab that is running)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--skip-failover", action="store_true", help="only the static checks (no kill/freeze)")
     p.add_argument("--skip-freeze", action="store_true", help="skip the frozen-PoP measurement (~60 s)")
@@ -63,9 +61,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def running_stacks() -> list[str]:
+    """Stacks with a running lab, from the backbone namespaces ``acl-<stack>-bb``."""
+    return sorted(ns[len("acl-"):-len("-bb")] for ns in list_namespaces("acl-") if ns.endswith("-bb"))
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from lab.checks import format_table, run_checks
 
+    if args.stack is None:
+        stacks = running_stacks()
+        if len(stacks) != 1:
+            return _err(f"lab check: pass --stack (running labs: {', '.join(stacks) or 'none'})")
+        args.stack = stacks[0]
     try:
         report = run_checks(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
                             progress=not args.json)

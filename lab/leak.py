@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 from lab import bgp
@@ -19,25 +19,31 @@ from lab.netns import LabError, nsrun, run
 from lab.processes import start, stop
 from lab.topology import LabPlan, PopPlan
 
-LEAK_SPACE = IPv4Network("172.16.0.0/12")
+LEAK_SPACE: dict[int, IPv4Network | IPv6Network] = {4: IPv4Network("172.16.0.0/12"), 6: IPv6Network("fdff::/16")}
+LEAK_PREFIXLEN = {4: 24, 6: 48}
 LEAKER_ASN = 64999
-UPSTREAM_LO = "10.255.255.1"
-LEAKER_LO = "10.255.255.2"
+# The session between the upstream's GoBGP and the leaking customer runs over the upstream's loopback.
+UPSTREAM_LO = {4: "10.255.255.1", 6: "fd00:ac1:ffff::1"}
+LEAKER_LO = {4: "10.255.255.2", 6: "fd00:ac1:ffff::2"}
 
 
-def leak_prefixes(count: int = 1000) -> list[IPv4Network]:
-    """``count`` distinct /24s from 172.16.0.0/12 (private space)."""
-    it = LEAK_SPACE.subnets(new_prefix=24)
-    return [next(it) for _ in range(count)]
+def leak_prefixes(count: int = 1000, version: int = 4) -> list[IPv4Network | IPv6Network]:
+    """``count`` distinct prefixes from private space: /24s of 172.16.0.0/12 or /48s of fdff::/16."""
+    out: list[IPv4Network | IPv6Network] = []
+    for net in LEAK_SPACE[version].subnets(new_prefix=LEAK_PREFIXLEN[version]):
+        if len(out) >= count:
+            break
+        out.append(net)
+    return out
 
 
-def leaker_conf(prefixes: list[IPv4Network], upstream_asn: int, run_dir: Path) -> str:
+def leaker_conf(prefixes: list[IPv4Network | IPv6Network], upstream_asn: int, run_dir: Path, version: int = 4) -> str:
     routes = "\n".join(f"  route {n} blackhole;" for n in prefixes)
-    return (f'log "{run_dir}/leaker.log" all;\nrouter id {LEAKER_LO};\nprotocol device {{}}\n'
-            f"protocol static leaked {{\n  ipv4;\n{routes}\n}}\n"
-            f"protocol bgp leak {{\n  local {LEAKER_LO} port 1179 as {LEAKER_ASN};\n"
-            f"  neighbor {UPSTREAM_LO} port 179 as {upstream_asn};\n  multihop 2;\n  connect delay time 0;\n"
-            f"  ipv4 {{ import none; export filter {{ bgp_community.add(({LEAK_COMMUNITY[0]}, {LEAK_COMMUNITY[1]})); "
+    return (f'log "{run_dir}/leaker.log" all;\nrouter id {LEAKER_LO[4]};\nprotocol device {{}}\n'
+            f"protocol static leaked {{\n  ipv{version};\n{routes}\n}}\n"
+            f"protocol bgp leak {{\n  local {LEAKER_LO[version]} port 1179 as {LEAKER_ASN};\n"
+            f"  neighbor {UPSTREAM_LO[version]} port 179 as {upstream_asn};\n  multihop 2;\n  connect delay time 0;\n"
+            f"  ipv{version} {{ import none; export filter {{ bgp_community.add(({LEAK_COMMUNITY[0]}, {LEAK_COMMUNITY[1]})); "
             f"accept; }}; }};\n}}\n")
 
 
@@ -49,22 +55,29 @@ class Leaker:
     pop: PopPlan
     run_dir: Path
     count: int = 1000
+    version: int = 4
     pid: int | None = None
 
-    def start(self, timeout: float = 15) -> list[IPv4Network]:
+    def _lo(self) -> list[str]:
+        plen = 32 if self.version == 4 else 128
+        return [f"{UPSTREAM_LO[self.version]}/{plen}", f"{LEAKER_LO[self.version]}/{plen}"]
+
+    def start(self, timeout: float = 15) -> list[IPv4Network | IPv6Network]:
         ns = self.pop.upstream_namespace
-        prefixes = leak_prefixes(self.count)
+        v = self.version
+        prefixes = leak_prefixes(self.count, v)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "leaker.conf").write_text(leaker_conf(prefixes, self.pop.upstream_asn, self.run_dir), encoding="utf-8")
-        run(["ip", "-n", ns, "addr", "replace", f"{UPSTREAM_LO}/32", "dev", "lo"])
-        run(["ip", "-n", ns, "addr", "replace", f"{LEAKER_LO}/32", "dev", "lo"])
-        nsrun(ns, ["gobgp", "neighbor", "add", LEAKER_LO, "as", str(LEAKER_ASN)])
+        conf = leaker_conf(prefixes, self.pop.upstream_asn, self.run_dir, v)
+        (self.run_dir / "leaker.conf").write_text(conf, encoding="utf-8")
+        for addr in self._lo():
+            run(["ip", "-n", ns, "addr", "replace", addr, "dev", "lo"] + (["nodad"] if v == 6 else []))
+        nsrun(ns, ["gobgp", "neighbor", "add", LEAKER_LO[v], "as", str(LEAKER_ASN)])
         self.pid = start(ns, ["bird", "-f", "-c", str(self.run_dir / "leaker.conf"), "-s", str(self.run_dir / "leaker.ctl"),
                               "-P", str(self.run_dir / "leaker.pid")], self.run_dir / "leaker.out")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            n = bgp.neighbors(ns).get(LEAKER_LO)
-            if n and n.established and len(bgp.adj_in(ns, LEAKER_LO, 4)) >= self.count:
+            n = bgp.neighbors(ns).get(LEAKER_LO[v])
+            if n and n.established and len(bgp.adj_in(ns, LEAKER_LO[v], v)) >= self.count:
                 return prefixes
             time.sleep(0.2)
         raise LabError(f"{ns}: the leaking customer did not deliver {self.count} routes in {timeout:.0f} s")
@@ -74,6 +87,6 @@ class Leaker:
         if self.pid is not None:
             stop(self.pid)
             self.pid = None
-        nsrun(ns, ["gobgp", "neighbor", "del", LEAKER_LO], check=False)
-        for addr in (UPSTREAM_LO, LEAKER_LO):
-            run(["ip", "-n", ns, "addr", "del", f"{addr}/32", "dev", "lo"], check=False)
+        nsrun(ns, ["gobgp", "neighbor", "del", LEAKER_LO[self.version]], check=False)
+        for addr in self._lo():
+            run(["ip", "-n", ns, "addr", "del", addr, "dev", "lo"], check=False)

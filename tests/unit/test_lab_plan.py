@@ -155,3 +155,8 @@ def test_client_and_leaker_bird_configs_parse(prod_plan: LabPlan, tmp_path: Path
         res = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
     assert len(set(leak_prefixes(1000))) == 1000
+    v6 = tmp_path / "leaker6.conf"
+    v6.write_text(leaker_conf(leak_prefixes(1000, 6), 64515, tmp_path, 6))
+    res = subprocess.run(["bird", "-p", "-c", str(v6)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert str(leak_prefixes(2, 6)[1]) == "fdff:0:1::/48"
