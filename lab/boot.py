@@ -100,15 +100,16 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path) -> dict[str, str]:
+def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path) -> int:
+    """Write the PoP's rendered files (lab substitutions applied) that the lab runs; return how many."""
     rendered = render_pop(network, network.pop(pop.code), password).files
     zone = zone_file_name(network)
     files = apply_substitutions(rendered, lab_substitutions(pop_dir, zone))
-    for name in ("bird.conf", "Caddyfile", "nsd.conf", "health.json"):
-        if name in files:
-            _write(pop_dir / name, files[name], 0o600 if name == "bird.conf" else 0o644)
+    names = [n for n in ("bird.conf", "Caddyfile", "nsd.conf", "health.json") if n in files]
+    for name in names:
+        _write(pop_dir / name, files[name], 0o600 if name == "bird.conf" else 0o644)
     _write(pop_dir / "zones" / zone, files[zone])
-    return files
+    return len(names) + 1
 
 
 def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
@@ -132,8 +133,23 @@ def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
     return {"pids": pids, "commands": commands}
 
 
+def build(plan: LabPlan, password: str, base: Path) -> int:
+    """Write every config of the lab under ``base`` (rendered PoP files with the lab substitutions, GoBGP and client
+    BIRD configs) without booting anything: the render-only mode. Returns the number of files written."""
+    network = plan.network
+    n = 0
+    for p in plan.pops:
+        n += _pop_files(network, p, password, base / "pops" / p.code)
+        _write(base / "upstreams" / p.code / "gobgpd.toml", gobgpd_toml(plan, p, password), 0o600)
+        n += 1
+    for c in plan.clients:
+        cdir = base / "clients" / c.name
+        _write(cdir / "bird.conf", client_bird_conf(plan, c, cdir))
+        n += 1
+    return n
+
+
 def _start_upstream(plan: LabPlan, pop: PopPlan, password: str, up_dir: Path) -> int:
-    _write(up_dir / "gobgpd.toml", gobgpd_toml(plan, pop, password), 0o600)
     return start(pop.upstream_namespace, ["gobgpd", "-f", str(up_dir / "gobgpd.toml"), "-t", "toml",
                                           "--log-level", "info", "--log-plain", "--pprof-disable",
                                           "--api-hosts", "127.0.0.1:50051"],
@@ -186,8 +202,7 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     base.mkdir(parents=True, exist_ok=True)
     say(f"stack {stack}: {len(plan.pops)} PoPs, {len(plan.pops)} upstreams, {len(plan.clients)} clients, "
         f"{len(plan.namespaces)} namespaces")
-    pop_files = {p.code: _pop_files(network, p, password, base / "pops" / p.code) for p in plan.pops}
-    say(f"rendered {sum(len(f) for f in pop_files.values())} files with userdata.render (lab substitutions applied)")
+    say(f"wrote {build(plan, password, base)} configs: rendered by userdata.render (+ lab substitutions), GoBGP, clients")
     ip_batch([f"netns add {ns}" for ns in plan.namespaces])
     root_lines, per_ns = _links(plan)
     ip_batch(root_lines)
@@ -206,7 +221,6 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     client_pids = {}
     for c in plan.clients:
         cdir = base / "clients" / c.name
-        _write(cdir / "bird.conf", client_bird_conf(plan, c, cdir))
         client_pids[c.name] = start(c.namespace, ["bird", "-f", "-c", str(cdir / "bird.conf"), "-s", str(cdir / "bird.ctl"),
                                                   "-P", str(cdir / "bird.pid")], cdir / "bird.out")
     say(f"started BIRD in {len(client_pids)} clients")

@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml), e.g. dev or prod")
     p.add_argument("--pops", default="", help="comma-separated PoP codes to boot (default: all)")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for convergence (default %(default)s)")
+    p.add_argument("--build-only", action="store_true",
+                   help="only write every config under .lab/<stack>/ (render-only mode; no namespaces, no root)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("check", help="assert sessions, routes, leaks, DNS/HTTP per client; measure failover")
@@ -48,10 +50,20 @@ def _err(text: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.boot import up
+    from lab.boot import DEFAULT_PASSWORD, build, lab_dir, up
+    from lab.topology import build_plan
 
     network = load_network(args.stack)
     only = [c.strip() for c in args.pops.split(",") if c.strip()] or None
+    if args.build_only:
+        try:
+            plan = build_plan(args.stack, network, only)
+        except KeyError as exc:
+            return _err(f"lab up: unknown PoP {exc}")
+        password = os.environ.get("ANYCAST_BGP_PASSWORD") or DEFAULT_PASSWORD
+        n = build(plan, password, lab_dir(args.stack))
+        print(f"wrote {n} configs under {lab_dir(args.stack)} (nothing booted)")
+        return 0
     try:
         state = up(args.stack, network, only=only, timeout=args.timeout)
     except (LabError, KeyError) as exc:
