@@ -92,7 +92,12 @@ def _community(value: int) -> str:
 
 def adj_in(ns: str, neighbor: str, version: int) -> dict[str, ReceivedRoute]:
     """Routes the upstream in ``ns`` received from ``neighbor`` (before policy), with AS path and communities."""
-    data = gobgp(ns, "neighbor", neighbor, "adj-in", "-a", f"ipv{version}")
+    try:
+        data = gobgp(ns, "neighbor", neighbor, "adj-in", "-a", f"ipv{version}")
+    except LabError as exc:
+        if "not established" in str(exc):
+            return {}  # a session that is down has received nothing
+        raise
     out: dict[str, ReceivedRoute] = {}
     if not isinstance(data, dict):
         return out
@@ -112,5 +117,10 @@ def adj_in(ns: str, neighbor: str, version: int) -> dict[str, ReceivedRoute]:
 
 def adj_out(ns: str, neighbor: str, version: int) -> set[str]:
     """Prefixes the upstream in ``ns`` sends to ``neighbor``."""
-    data = gobgp(ns, "neighbor", neighbor, "adj-out", "-a", f"ipv{version}")
+    try:
+        data = gobgp(ns, "neighbor", neighbor, "adj-out", "-a", f"ipv{version}")
+    except LabError as exc:
+        if "not established" in str(exc):
+            return set()
+        raise
     return set(data) if isinstance(data, dict) else set()

@@ -10,6 +10,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,7 +86,11 @@ def check_sessions(plan: LabPlan, state: dict[str, Any]) -> list[Check]:
             n = neigh.get(str(s.pop_address))
             if n is None or not n.established:
                 bad_pop.append(f"{p.code}/v{s.version}@upstream")
-        protos = bgp.bird_protocols(state["pops"][p.code]["bird_socket"])
+        try:
+            protos = bgp.bird_protocols(state["pops"][p.code]["bird_socket"])
+        except LabError as exc:
+            bad_pop.append(f"{p.code}: BIRD does not answer ({exc})")
+            protos = {}
         for s in p.sessions:
             st = protos.get(f"upstream{s.version}")
             if st is None or st[1] != "Established":
@@ -98,7 +103,12 @@ def check_sessions(plan: LabPlan, state: dict[str, Any]) -> list[Check]:
                 if n is None or not n.established:
                     bad_client.append(f"{c.name}-{p.code}/v{s.version}")
     for c in plan.clients:
-        for name, (state_, info) in bgp.bird_protocols(state["clients"][c.name]["bird_socket"]).items():
+        try:
+            protos = bgp.bird_protocols(state["clients"][c.name]["bird_socket"])
+        except LabError as exc:
+            bad_client.append(f"{c.name}: BIRD does not answer ({exc})")
+            continue
+        for name, (state_, info) in protos.items():
             if name.startswith("up_") and info != "Established":
                 bad_client.append(f"{c.name}:{name}:{state_}")
     out.append(Check("bgp", "PoP <-> upstream sessions Established (both ends)", not bad_pop,
@@ -266,18 +276,29 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     base = Path(state["dir"])
     checks: list[Check] = []
     measurements: dict[str, Any] = {}
+
+    def guarded(group: str, name: str, step: Callable[[], list[Check]]) -> None:
+        """Run one step; a lab failure inside it becomes a FAIL row instead of aborting the whole check."""
+        try:
+            checks.extend(step())
+        except (LabError, OSError, ValueError, KeyError) as exc:
+            checks.append(Check(group, name, False, f"{type(exc).__name__}: {exc}"))
+
+    def leak() -> list[Check]:
+        check, numbers = check_leak(plan, base)
+        measurements.update(numbers)
+        return [check]
+
     say("BGP sessions")
-    checks += check_sessions(plan, state)
-    checks.append(check_md5(plan))
+    guarded("bgp", "BGP sessions", lambda: check_sessions(plan, state))
+    guarded("bgp", "TCP-MD5", lambda: [check_md5(plan)])
     say("routes received by every upstream")
-    checks += check_routes(plan)
+    guarded("routes", "routes at the upstreams", lambda: check_routes(plan))
     say("route leak: 1,000 routes from one upstream")
-    leak_check, leak_numbers = check_leak(plan, base)
-    checks.append(leak_check)
-    measurements.update(leak_numbers)
+    guarded("leak", "route leak", leak)
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
-    checks += check_clients(plan)
-    checks.append(check_logs(base))
+    guarded("clients", "clients", lambda: check_clients(plan))
+    guarded("logs", "daemon logs", lambda: [check_logs(base)])
     if failover:
         victim = pick_victim(plan)
         if victim is None:
@@ -286,17 +307,25 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
             client, pop, nxt = victim
             for i in range(failover_runs):
                 say(f"failover {i + 1}/{failover_runs}: kill Caddy at {pop}; {client.name} should move to {nxt}")
-                res = kill_caddy(plan, state, client, pop, nxt)
+                name = f"Caddy killed at {pop}: withdrawn, {client.name} served by {nxt}"
+
+                def kill(name: str = name) -> list[Check]:
+                    res = kill_caddy(plan, state, client, pop, nxt)
+                    measurements.setdefault("kill_caddy", []).append(asdict(res))
+                    return [Check("failover", name, res.ok, res.detail)]
+
+                guarded("failover", name, kill)
                 save_state(stack, state)
-                checks.append(Check("failover", f"Caddy killed at {pop}: withdrawn, {client.name} served by {nxt}",
-                                    res.ok, res.detail))
-                measurements.setdefault("kill_caddy", []).append(asdict(res))
             if freeze:
                 say(f"freeze {pop} (SIGSTOP): waits for the hold timer, then SIGCONT and re-establishment")
-                res = freeze_pop(plan, state, client, pop, nxt)
-                checks.append(Check("failover", f"{pop} frozen: withdrawn by hold timer ({network.bgp.hold_time} s), "
-                                    "back after SIGCONT", res.ok, res.detail))
-                measurements["freeze"] = asdict(res)
+                name = f"{pop} frozen: withdrawn by hold timer ({network.bgp.hold_time} s), back after SIGCONT"
+
+                def frozen(name: str = name) -> list[Check]:
+                    res = freeze_pop(plan, state, client, pop, nxt)
+                    measurements["freeze"] = asdict(res)
+                    return [Check("failover", name, res.ok, res.detail)]
+
+                guarded("failover", name, frozen)
     return {"stack": stack, "ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks],
             "measurements": measurements}
 
