@@ -50,6 +50,8 @@ def run() -> list[tuple[str, float, str]]:
         ("lab prod: Caddy killed -> client on next PoP", _median([k["switch_s"] for k in kills]), f"s median of {len(kills)}"),
         ("lab prod: HTTP requests lost per failover", _median([float(k["lost"]) for k in kills]),
          "median (one request every 20 ms)"),
+        ("lab prod: DNS queries lost per failover", _median([float(k["dns_lost"]) for k in kills]),
+         "median (one query every 20 ms; NSD stays up when Caddy dies)"),
         ("lab prod: Caddy back -> re-announced", _median([k["recover_s"] for k in kills]), "s median (rise 3 x 200 ms)"),
     ]
     if "freeze" in m:
@@ -57,6 +59,7 @@ def run() -> list[tuple[str, float, str]]:
         rows += [
             ("lab prod: frozen PoP -> withdrawn at upstream", f["withdraw_s"] or float("nan"),
              f"s (hold time {network.bgp.hold_time}; target <= 10)"),
+            ("lab prod: frozen PoP -> DNS queries lost", float(f["dns_lost"]), f"of {f['dns_probes']} (one every 50 ms)"),
             ("lab prod: SIGCONT -> re-established and serving", f["recover_s"] or float("nan"),
              "s (BIRD's default error wait time 60 s after a hold-timer NOTIFICATION)"),
         ]

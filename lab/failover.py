@@ -10,7 +10,7 @@ from typing import Any
 
 from lab import bgp
 from lab.geodns import expected_pop
-from lab.netns import LabError
+from lab.netns import LabError, namespace_pids
 from lab.probes import Prober
 from lab.processes import alive, signal_pids, start
 from lab.topology import ClientPlan, LabPlan, PopPlan
@@ -41,14 +41,20 @@ def _announced(pop: PopPlan, prefix: str) -> bool:
         return False
 
 
-def _established(pop: PopPlan) -> bool:
-    s = pop.session(4) or pop.session(6)
-    assert s is not None
+def _all_back(plan: LabPlan, pop: PopPlan) -> bool:
+    """Every session of the PoP is Established and carries its anycast prefix again."""
     try:
-        n = bgp.neighbors(pop.upstream_namespace).get(str(s.pop_address))
+        neigh = bgp.neighbors(pop.upstream_namespace)
+        for s in pop.sessions:
+            n = neigh.get(str(s.pop_address))
+            prefix = plan.network.prefixes.ipv4 if s.version == 4 else plan.network.prefixes.ipv6
+            if not (n and n.established):
+                return False
+            if prefix is not None and str(prefix) not in bgp.adj_in(pop.upstream_namespace, str(s.pop_address), s.version):
+                return False
     except (LabError, ValueError):
         return False
-    return bool(n and n.established)
+    return True
 
 
 def _wait(cond: Any, timeout: float, step: float = 0.02) -> float | None:
@@ -69,10 +75,12 @@ class FailoverResult:
     ok: bool
     withdraw_s: float | None  # event -> prefix gone from the upstream's Adj-RIB-In
     switch_s: float | None  # event -> first client request answered by next_pop
-    lost: int  # client requests that failed between the event and the switch
+    lost: int  # client HTTP requests that failed between the event and the switch
     probes: int
     recover_s: float | None  # restore -> prefix back and the client on its PoP again
     detail: str
+    dns_lost: int = 0  # client DNS queries (SOA with NSID, every 20 ms) that failed in the same window
+    dns_probes: int = 0
 
 
 def _prefix(plan: LabPlan) -> str:
@@ -94,6 +102,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     pst = state["pops"][pop_code]
     prefix = _prefix(plan)
     prober = Prober(client.namespace, _service(plan)).start()
+    dns = Prober(client.namespace, _service(plan), qname=plan.network.dns.zone).start()
     try:
         if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
@@ -103,6 +112,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10)
         t_s = prober.first_after(t0, nxt) if t_s else None
         lost, probes = prober.lost(t0, t_s or time.monotonic())
+        dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
         # Restore: Caddy back, the agent re-announces after `rise` good rounds.
         d = Path(pst["dir"])
         env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
@@ -111,23 +121,31 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20)
     finally:
         prober.stop()
+        dns.stop()
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
     ok = withdraw is not None and withdraw <= limit_s and switch is not None and recover is not None
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
-              f"{_fmt(switch)}, {lost}/{probes} HTTP requests lost; Caddy restarted, re-announced after {_fmt(recover)}")
-    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail)
+              f"{_fmt(switch)}, lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS queries; Caddy restarted, "
+              f"re-announced after {_fmt(recover)}")
+    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail, dns_lost, dns_probes)
 
 
 def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
-               recover_timeout: float = 150) -> FailoverResult:
-    """SIGSTOP every process of the PoP; time the hold-timer withdrawal; SIGCONT; time the re-establishment."""
+               recover_timeout: float = 330) -> FailoverResult:
+    """SIGSTOP every process of the PoP; time the hold-timer withdrawal; SIGCONT; time the re-establishment.
+
+    The re-establishment waits for BIRD's ``error wait time`` on the PoP (default 60-300 s, doubling on errors within
+    ``error forget time`` 300 s): a second freeze within five minutes takes ~120 s, hence the long timeout.
+    """
     pop = plan.pop(pop_code)
-    pids = [p for p in state["pops"][pop_code]["pids"].values() if alive(p)]
+    # Every process in the PoP's namespace (NSD's server children too), like a hung machine.
+    pids = [p for p in namespace_pids(pop.namespace) if alive(p)]
     hold = plan.network.bgp.hold_time
     prefix = _prefix(plan)
     prober = Prober(client.namespace, _service(plan), interval=0.05).start()
+    dns = Prober(client.namespace, _service(plan), interval=0.05, qname=plan.network.dns.zone).start()
     try:
         t0 = time.monotonic()
         signal_pids(pids, signal.SIGSTOP)
@@ -135,18 +153,20 @@ def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10)
         t_s = prober.first_after(t0, nxt) if t_s else None
         lost, probes = prober.lost(t0, t_s or time.monotonic())
+        dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
         t1 = time.monotonic()
         signal_pids(pids, signal.SIGCONT)
-        t_e = _wait(lambda: _established(pop) and _announced(pop, prefix), recover_timeout, step=0.2)
+        t_e = _wait(lambda: _all_back(plan, pop), recover_timeout, step=0.2)
         t_r = _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 10) if t_e else None
     finally:
         signal_pids(pids, signal.SIGCONT)
         prober.stop()
+        dns.stop()
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
     ok = withdraw is not None and withdraw <= hold + 1.5 and switch is not None and recover is not None
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (hold time {hold} s), {client.name} on {nxt} after "
-              f"{_fmt(switch)}, {lost}/{probes} HTTP requests lost; after SIGCONT re-established and serving again after "
-              f"{_fmt(recover)}")
-    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail)
+              f"{_fmt(switch)}, lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS queries; after SIGCONT "
+              f"re-established and serving again after {_fmt(recover)}")
+    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail, dns_lost, dns_probes)

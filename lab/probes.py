@@ -3,8 +3,10 @@ in-process HTTP prober (sockets opened inside the namespace) for failover timing
 
 from __future__ import annotations
 
+import random
 import re
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,13 +85,80 @@ def http_pop(ns: str, address: str, timeout: float = 0.2) -> str | None:
     return None
 
 
+def _skip_name(data: bytes, off: int) -> int:
+    while True:
+        n = data[off]
+        if n & 0xC0 == 0xC0:
+            return off + 2
+        if n == 0:
+            return off + 1
+        off += n + 1
+
+
+def nsid_query(qname: str, qid: int) -> bytes:
+    """A SOA query with an EDNS0 OPT record asking for the NSID (RFC 5001)."""
+    header = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1)
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in qname.rstrip(".").split(".") if p)
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 4) + struct.pack("!HH", 3, 0)
+    return header + labels + b"\x00" + struct.pack("!HH", 6, 1) + opt
+
+
+def parse_nsid(data: bytes, qid: int) -> str | None:
+    """The NSID in a response to :func:`nsid_query` (None if absent, wrong id, or an error rcode)."""
+    if len(data) < 12:
+        return None
+    rid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", data[:12])
+    if rid != qid or not flags & 0x8000 or flags & 0x000F:
+        return None
+    off = 12
+    for _ in range(qd):
+        off = _skip_name(data, off) + 4
+    for i in range(an + ns + ar):
+        off = _skip_name(data, off)
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[off:off + 10])
+        off += 10
+        if rtype == 41 and i >= an + ns:
+            end, o = off + rdlen, off
+            while o + 4 <= end:
+                code, length = struct.unpack("!HH", data[o:o + 4])
+                if code == 3:
+                    return data[o + 4:o + 4 + length].decode(errors="replace")
+                o += 4 + length
+        off += rdlen
+    return None
+
+
+def dns_pop(ns: str, server: str, qname: str, timeout: float = 0.2) -> str | None:
+    """One SOA query with NSID from inside ``ns`` (no subprocess): the NSID (PoP code), or None on failure."""
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    sock = socket_in(ns, family, socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    qid = random.randrange(65536)
+    try:
+        sock.sendto(nsid_query(qname, qid), (server, 53))
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            data, _ = sock.recvfrom(4096)
+            if (nsid := parse_nsid(data, qid)) is not None:
+                return nsid
+    except (OSError, struct.error, IndexError):
+        return None
+    finally:
+        sock.close()
+
+
 @dataclass
 class Prober:
-    """Background HTTP probes every ``interval`` s; ``samples`` holds (monotonic time, X-PoP or None)."""
+    """Background probes every ``interval`` s; ``samples`` holds (monotonic time, PoP or None).
+
+    ``qname`` None: HTTP GETs (the PoP from X-PoP); else DNS SOA queries for ``qname`` (the PoP from the NSID).
+    """
 
     ns: str
     address: str
     interval: float = 0.02
+    qname: str | None = None
     samples: list[tuple[float, str | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -102,7 +171,8 @@ class Prober:
     def _loop(self) -> None:
         while not self._stop.is_set():
             t = time.monotonic()
-            self.samples.append((t, http_pop(self.ns, self.address)))
+            pop = http_pop(self.ns, self.address) if self.qname is None else dns_pop(self.ns, self.address, self.qname)
+            self.samples.append((t, pop))
             rest = self.interval - (time.monotonic() - t)
             if rest > 0:
                 self._stop.wait(rest)
