@@ -59,7 +59,7 @@ def run() -> list[tuple[str, float, str]]:
         rows += [
             ("lab prod: frozen PoP -> withdrawn at upstream", f["withdraw_s"] or float("nan"),
              f"s (hold time {network.bgp.hold_time}; target <= 10)"),
-            ("lab prod: frozen PoP -> DNS queries lost", float(f["dns_lost"]), f"of {f['dns_probes']} (one every 50 ms)"),
+            ("lab prod: frozen PoP -> DNS queries lost", float(f["dns_lost"]), f"of {f['dns_probes']} (50 ms apart, 200 ms timeout)"),
             ("lab prod: SIGCONT -> re-established and serving", f["recover_s"] or float("nan"),
              "s (BIRD's default error wait time 60 s after a hold-timer NOTIFICATION)"),
         ]
