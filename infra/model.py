@@ -195,6 +195,13 @@ class Bgp(Model):
     keepalive_time: int = Field(3, ge=1, le=21845, description="BGP keepalive interval in seconds (at most holdTime / 3).")
     graceful_restart: bool = Field(
         False, description="BGP graceful restart. Off for anycast: it keeps a dead PoP's routes for minutes.")
+    error_wait_min: int = Field(
+        5, ge=1, le=3600,
+        description="Seconds BIRD waits before reconnecting after a session error (BIRD's default 60 keeps a PoP that "
+        "was frozen out of service for a minute after it recovers).")
+    error_wait_max: int = Field(
+        120, ge=1, le=3600,
+        description="Upper bound of that wait, which doubles on each consecutive error: damping for a flapping PoP.")
     password_env: str = Field(
         "ANYCAST_BGP_PASSWORD",
         description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi; "
@@ -204,6 +211,8 @@ class Bgp(Model):
     def _timers(self) -> Bgp:
         if self.keepalive_time * 3 > self.hold_time:
             raise _field_error("keepaliveTime", f"{self.keepalive_time} is more than holdTime / 3 ({self.hold_time} / 3)")
+        if self.error_wait_min > self.error_wait_max:
+            raise _field_error("errorWaitMin", f"{self.error_wait_min} is more than errorWaitMax ({self.error_wait_max})")
         return self
 
 

@@ -89,6 +89,8 @@ CASES = [
      "pops[0].code: 'AMS-1' must be 2-16 lowercase letters or digits, starting with a letter"),
     ('pops_not_list', "d['pops']='ams'",
      'pops: Input should be a valid list'),
+    ('error_wait_inverted', "d['bgp']={'errorWaitMin':60,'errorWaitMax':5}",
+     'bgp.errorWaitMin: 60 is more than errorWaitMax (5)'),
     ('hold_time_keepalive', "d['bgp']={'holdTime':6,'keepaliveTime':3}",
      'bgp.keepaliveTime: 3 is more than holdTime / 3 (6 / 3)'),
     ('ns_inside_zone', "d['dns']['nameservers']=['ns1.cdn.example.com']",

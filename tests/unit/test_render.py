@@ -35,6 +35,7 @@ def test_anycast_vultr_pop_bird(prod_network: Network) -> None:
     assert bird.count(f'password "{TEST_PASSWORD}";') == 2
     assert bird.count("import none;") == 2
     assert "graceful restart off;" in bird
+    assert bird.count("error wait time 5, 120;") == 2
     assert "hold time 9;" in bird and "keepalive time 3;" in bird
     assert "route 192.0.2.0/24 blackhole;" in bird and "route 2001:db8:1000::/48 blackhole;" in bird
     assert "if net = 192.0.2.1/32 then bgp_community.add((20473, 6000));" in bird
