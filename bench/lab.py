@@ -61,7 +61,7 @@ def run() -> list[tuple[str, float, str]]:
              f"s (hold time {network.bgp.hold_time}; target <= 10)"),
             ("lab prod: frozen PoP -> DNS queries lost", float(f["dns_lost"]), f"of {f['dns_probes']} (50 ms apart, 200 ms timeout)"),
             ("lab prod: SIGCONT -> re-established and serving", f["recover_s"] or float("nan"),
-             "s (BIRD's default error wait time 60 s after a hold-timer NOTIFICATION)"),
+             "s (the PoP's BIRD waits error wait time, rendered 5 s, after the hold-timer NOTIFICATION)"),
         ]
     rows.append(("lab prod: routes leaked (1,000 injected)", float(m.get("routes_leaked", -1)), "routes (target 0)"))
     return rows

@@ -136,8 +136,8 @@ def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
                recover_timeout: float = 330) -> FailoverResult:
     """SIGSTOP every process of the PoP; time the hold-timer withdrawal; SIGCONT; time the re-establishment.
 
-    The re-establishment waits for BIRD's ``error wait time`` on the PoP (default 60-300 s, doubling on errors within
-    ``error forget time`` 300 s): a second freeze within five minutes takes ~120 s, hence the long timeout.
+    The re-establishment waits for BIRD's ``error wait time`` on the PoP (rendered from bgp.errorWaitMin/Max, 5-120 s,
+    doubling on errors within ``error forget time`` 300 s); the long timeout lets a larger configured wait pass too.
     """
     pop = plan.pop(pop_code)
     # Every process in the PoP's namespace (NSD's server children too), like a hung machine.
