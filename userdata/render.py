@@ -165,61 +165,33 @@ def _resource_text(name: str) -> str:
     return resources.files("userdata").joinpath(name).read_text(encoding="utf-8")
 
 
+def _systemd_unit(description: str, unit: list[str], service: list[str]) -> str:
+    return "\n".join(["[Unit]", f"Description={description}", *unit, "", "[Service]", *service, "",
+                      "[Install]", "WantedBy=multi-user.target", ""])
+
+
+_AFTER_NETWORK = ["After=network-online.target", "Wants=network-online.target"]
+_ONESHOT = ["Type=oneshot", "RemainAfterExit=yes"]
+
+
 def _service_addresses_unit(network: Network) -> str:
     cmds = [f"ExecStart=-/sbin/ip link add {SERVICE_INTERFACE} type dummy", f"ExecStart=/sbin/ip link set {SERVICE_INTERFACE} up"]
     for addr, plen in ((network.service.ipv4, 32), (network.service.ipv6, 128)):
         if addr is not None:
             cmds.append(f"ExecStart=/sbin/ip addr replace {addr}/{plen} dev {SERVICE_INTERFACE}")
-    return "\n".join([
-        "[Unit]",
-        "Description=Anycast service addresses on a dummy interface",
-        "Before=bird.service nsd.service caddy.service",
-        "After=network-online.target",
-        "Wants=network-online.target",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        *cmds,
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "",
-    ])
+    return _systemd_unit("Anycast service addresses on a dummy interface",
+                         ["Before=bird.service nsd.service caddy.service", *_AFTER_NETWORK], [*_ONESHOT, *cmds])
 
 
-HEALTH_UNIT = "\n".join([
-    "[Unit]",
-    "Description=Anycast health agent: withdraws this PoP's routes when Caddy or NSD fail",
-    "After=bird.service nsd.service caddy.service",
-    "Wants=bird.service",
-    "",
-    "[Service]",
-    f"ExecStart=/usr/bin/python3 {HEALTH_AGENT_PATH} --config {HOST_PATHS['health.json']}",
-    "Restart=always",
-    "RestartSec=1",
-    "",
-    "[Install]",
-    "WantedBy=multi-user.target",
-    "",
-])
+HEALTH_UNIT = _systemd_unit(
+    "Anycast health agent: withdraws this PoP's routes when Caddy or NSD fail",
+    ["After=bird.service nsd.service caddy.service", "Wants=bird.service"],
+    [f"ExecStart=/usr/bin/python3 {HEALTH_AGENT_PATH} --config {HOST_PATHS['health.json']}", "Restart=always", "RestartSec=1"])
 
-LOCAL_ADDRESSES_UNIT = "\n".join([
-    "[Unit]",
-    "Description=Write this unicast PoP's own addresses into its NSD zone",
-    "Before=nsd.service",
-    "After=network-online.target",
-    "Wants=network-online.target",
-    "",
-    "[Service]",
-    "Type=oneshot",
-    "RemainAfterExit=yes",
-    f"ExecStart=/bin/sh /usr/local/sbin/anycast-local-addresses {LOCAL_ADDRESSES_INCLUDE}",
-    "",
-    "[Install]",
-    "WantedBy=multi-user.target",
-    "",
-])
+LOCAL_ADDRESSES_UNIT = _systemd_unit(
+    "Write this unicast PoP's own addresses into its NSD zone",
+    ["Before=nsd.service", *_AFTER_NETWORK],
+    [*_ONESHOT, f"ExecStart=/bin/sh /usr/local/sbin/anycast-local-addresses {LOCAL_ADDRESSES_INCLUDE}"])
 
 
 class _LiteralDumper(yaml.SafeDumper):
