@@ -23,6 +23,7 @@ from lab.boot import state_path
 from lab.failover import freeze_pop, kill_caddy, pick_victim
 from lab.geodns import expected_pop, geo_answer
 from lab.leak import Leaker
+from lab.monitoring import PREFERRED_CLIENT, ProbeResult, check_monitoring, write_lab_targets
 from lab.netns import LabError, socket_in
 from lab.probes import curl_pop, dig
 from lab.topology import ClientPlan, LabPlan, PopPlan, build_plan
@@ -263,8 +264,52 @@ def check_logs(base: Path) -> Check:
                  f"{files} logs read" + (f"; {len(bad)} error lines, first: {bad[0]}" if bad else ""))
 
 
+def _summary(results: list[ProbeResult]) -> str:
+    bad = [r for r in results if not r.ok]
+    slowest = max((r.seconds for r in results), default=0.0)
+    text = f"{len(results) - len(bad)}/{len(results)} as expected (slowest {slowest:.2f} s)"
+    for r in bad[:4]:
+        text += f"; {r.probe.name} {r.probe.target}: probe_success {r.success}" + (f" ({r.error})" if r.error else "")
+    return text
+
+
+def monitoring_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any]) -> list[Check]:
+    """Stack outputs from the lab's addresses -> `anycast monitoring targets` -> the real blackbox exporter, from one
+    client namespace: every generated target succeeds, the anycast one from the nearest PoP, a wrong X-PoP fails."""
+    names = [c.name for c in plan.clients]
+    client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
+    nearest = plan.nearest_anycast(client)
+    path, out_dir, outputs = write_lab_targets(plan.stack, plan.network, state)
+    results, timing = check_monitoring(client.namespace, Path(state["dir"]), outputs, nearest)
+    measurements["monitoring"] = timing
+    where = f"blackbox exporter in {client.namespace} (127.0.0.1:9115)"
+    generated = [r for r in results if r.probe.why.startswith("generated")]
+    http = [r for r in generated if r.probe.kind == "http"]
+    dns = [r for r in generated if r.probe.kind == "dns"]
+    out = [Check("monitoring", f"outputs from the lab's addresses -> {len(http)} HTTP + {len(dns)} DNS targets", True,
+                 f"{path} -> {out_dir.name}/; "
+                 f"{where} up in {timing['exporter_start_s']} s, {timing['probes']} probes in {timing['total_s']} s"),
+           Check("monitoring", f"every HTTP target: probe_success 1 with the expected X-PoP ({len(http)})",
+                 bool(http) and all(r.ok for r in http), _summary(http)),
+           Check("monitoring", f"every DNS target: probe_success 1, zone SOA and id.server ({len(dns)})",
+                 all(r.ok for r in dns), _summary(dns))]
+    sharp = [r for r in results if r.probe.expect_success and not r.probe.why.startswith("generated")]
+    if sharp:
+        out.append(Check("monitoring", f"anycast HTTP from {client.name} answered by its nearest PoP ({nearest})",
+                         all(r.ok for r in sharp), _summary(sharp)))
+    negative = [r for r in results if not r.probe.expect_success]
+    if negative:
+        r = negative[0]
+        out.append(Check("monitoring", f"negative: {r.probe.name} fails (probe_success 0)", r.ok,
+                         f"{r.probe.target}: probe_success {r.success}" + (f" ({r.error})" if r.error else "")
+                         + f"; {r.probe.why}"))
+    else:
+        out.append(Check("monitoring", "negative: a wrong X-PoP fails", False, "fewer than two PoPs with unicast targets"))
+    return out
+
+
 def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
-               failover_runs: int = 1) -> dict[str, Any]:
+               failover_runs: int = 1, monitoring: bool = True) -> dict[str, Any]:
     """Run every check against the running lab of ``stack``; return the report (``ok`` is the verdict)."""
     def say(text: str) -> None:
         if progress:
@@ -299,6 +344,9 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     guarded("clients", "clients", lambda: check_clients(plan))
     guarded("logs", "daemon logs", lambda: [check_logs(base)])
+    if monitoring:
+        say("monitoring: stack outputs -> blackbox-exporter targets, probed by the exporter from a client")
+        guarded("monitoring", "blackbox exporter", lambda: monitoring_checks(plan, state, measurements))
     if failover:
         victim = pick_victim(plan)
         if victim is None:

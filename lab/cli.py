@@ -31,6 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--skip-failover", action="store_true", help="only the static checks (no kill/freeze)")
     p.add_argument("--skip-freeze", action="store_true", help="skip the frozen-PoP measurement (~60 s)")
+    p.add_argument("--skip-monitoring", action="store_true", help="skip the blackbox-exporter probes")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("down", help="remove every namespace, link and process of the lab (idempotent)")
@@ -88,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.stack = stacks[0]
     try:
         report = run_checks(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
-                            progress=not args.json)
+                            progress=not args.json, monitoring=not args.skip_monitoring)
     except LabError as exc:
         return _err(f"lab check: {exc}")
     if args.json:
