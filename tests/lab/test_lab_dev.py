@@ -7,10 +7,12 @@ Set ANYCAST_LAB_SKIP_FREEZE=1 to leave out the frozen-PoP measurement (~75 s: ho
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,6 +107,32 @@ def test_every_client_lands_on_its_expected_pop(report: dict[str, Any]) -> None:
     assert len(checks) == 2 * 11  # IPv4 and IPv6 per client
     for c in checks:
         assert c["ok"], c
+
+
+def _exporters(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout.split()
+    return [int(p) for p in out if Path(f"/proc/{p}/comm").is_file()
+            and Path(f"/proc/{p}/comm").read_text().startswith("prometheus-blac")]
+
+
+@pytest.mark.skipif(shutil.which("prometheus-blackbox-exporter") is None, reason="prometheus-blackbox-exporter not installed")
+def test_monitoring_with_the_real_blackbox_exporter(lab: dict[str, Any], report: dict[str, Any]) -> None:
+    """Stack outputs from the lab's addresses -> `anycast monitoring targets` -> prometheus-blackbox-exporter in `de`."""
+    checks = _check(report, "monitoring")
+    for c in checks:
+        assert c["ok"], c
+    names = [c["name"] for c in checks]
+    assert any(n.startswith("every HTTP target: probe_success 1") and n.endswith("(8)") for n in names), names
+    assert any(n.startswith("every DNS target: probe_success 1") and n.endswith("(8)") for n in names), names
+    assert "anycast HTTP from de answered by its nearest PoP (ams)" in names
+    negative = [c for c in checks if c["name"].startswith("negative:")]
+    assert len(negative) == 1 and "probe_success 0" in negative[0]["detail"]
+    assert report["measurements"]["monitoring"]["total_s"] < 15
+    outputs = json.loads((state_path(STACK).parent / "outputs.json").read_text())
+    for code, pop in lab["pops"].items():  # the lab's addresses, not the recorded or rendered ones
+        assert (outputs["pops"][code]["ipv4"], outputs["pops"][code]["ipv6"]) == (pop["unicast_ipv4"], pop["unicast_ipv6"])
+    assert (state_path(STACK).parent / "monitoring" / "blackbox.yml").is_file()
+    assert _exporters(f"acl-{STACK}-c-de") == []  # stopped by the check's teardown
 
 
 def test_failover(report: dict[str, Any]) -> None:
