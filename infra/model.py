@@ -106,23 +106,28 @@ def asn_problem(asn: int, source: str) -> str | None:
     return None
 
 
-def prefix_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` cannot be announced to the Internet, or None (documentation space is allowed for examples)."""
-    if isinstance(net, IPv4Network):
-        if net.prefixlen > 24:
-            return f"{net} is longer than /24; the Internet drops IPv4 prefixes longer than /24"
-        for bogon in BOGONS_V4:
-            if net.overlaps(bogon):
-                return f"{net} overlaps bogon space {bogon}"
-        return None
-    if net.prefixlen > 48:
-        return f"{net} is longer than /48; the Internet drops IPv6 prefixes longer than /48"
-    if not net.subnet_of(GLOBAL_UNICAST_V6):
-        return f"{net} is outside global unicast space 2000::/3"
-    for bogon6 in BOGONS_V6:
-        if net.overlaps(bogon6):
-            return f"{net} overlaps bogon space {bogon6}"
+def prefix_length_problem(net: IPv4Network | IPv6Network) -> str | None:
+    """Why ``net`` is too long to be accepted on the Internet, or None."""
+    limit = 24 if isinstance(net, IPv4Network) else 48
+    if net.prefixlen > limit:
+        return f"{net} is longer than /{limit}; the Internet drops IPv{net.version} prefixes longer than /{limit}"
     return None
+
+
+def bogon_problem(net: IPv4Network | IPv6Network) -> str | None:
+    """Why ``net`` lies in space nobody may announce, or None (documentation space is allowed for examples)."""
+    if isinstance(net, IPv6Network) and not net.subnet_of(GLOBAL_UNICAST_V6):
+        return f"{net} is outside global unicast space {GLOBAL_UNICAST_V6}"
+    bogons: list[Any] = BOGONS_V4 if isinstance(net, IPv4Network) else BOGONS_V6
+    for bogon in bogons:
+        if net.overlaps(bogon):
+            return f"{net} overlaps bogon space {bogon}"
+    return None
+
+
+def prefix_problem(net: IPv4Network | IPv6Network) -> str | None:
+    """Why ``net`` cannot be announced to the Internet, or None (shared with the policy pack)."""
+    return prefix_length_problem(net) or bogon_problem(net)
 
 
 def is_documentation_prefix(net: IPv4Network | IPv6Network) -> bool:

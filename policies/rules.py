@@ -25,12 +25,11 @@ from pulumi_policy import (
 )
 
 from infra.model import (
-    BOGONS_V4,
-    BOGONS_V6,
-    GLOBAL_UNICAST_V6,
     asn_problem,
+    bogon_problem,
     is_documentation_asn,
     is_documentation_prefix,
+    prefix_length_problem,
 )
 from policies.bird import bird_conf_from_user_data, export_problems
 
@@ -38,7 +37,6 @@ NETWORK_TYPE = "anycast:index:Network"
 INSTANCE_TYPE = "vultr:index/instance:Instance"
 RECORD_TYPE = "aws:route53/record:Record"
 ROUTE_OBJECT_KIND = "anycast:ripe:RouteObject"
-MAX_V4, MAX_V6 = 24, 48
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 # report_violation(message, urn=None): pulumi_policy's ReportViolation type makes urn positional; the engine's does not.
@@ -61,9 +59,8 @@ def prefix_length(args: ResourceValidationArgs, report: ReportViolation) -> None
     if args.resource_type != NETWORK_TYPE:
         return
     for net in _prefixes(args.props):
-        limit = MAX_V4 if net.version == 4 else MAX_V6
-        if net.prefixlen > limit:
-            report(f"{net} is longer than /{limit}: the Internet filters IPv{net.version} prefixes longer than /{limit}")
+        if problem := prefix_length_problem(net):
+            report(problem)
 
 
 def service_in_prefixes(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -79,18 +76,8 @@ def no_bogons(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != NETWORK_TYPE:
         return
     for net in _prefixes(args.props):
-        hits: list[Net] = []
-        if isinstance(net, ipaddress.IPv4Network):
-            hits += [b for b in BOGONS_V4 if net.overlaps(b)]
-        else:
-            hits += [b for b in BOGONS_V6 if net.overlaps(b)]
-            if not net.subnet_of(GLOBAL_UNICAST_V6):
-                hits.append(GLOBAL_UNICAST_V6)
-        for bogon in hits:
-            if bogon == GLOBAL_UNICAST_V6:
-                report(f"{net} is outside global unicast space {GLOBAL_UNICAST_V6}")
-            else:
-                report(f"{net} overlaps bogon space {bogon}")
+        if problem := bogon_problem(net):
+            report(problem)
 
 
 def documentation_resources(args: ResourceValidationArgs, report: ReportViolation) -> None:
