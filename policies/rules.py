@@ -24,6 +24,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from infra.facts import NETWORK_TYPE
 from infra.model import (
     asn_problem,
     bogon_problem,
@@ -33,7 +34,6 @@ from infra.model import (
 )
 from policies.bird import bird_conf_from_user_data, export_problems
 
-NETWORK_TYPE = "anycast:index:Network"
 INSTANCE_TYPE = "vultr:index/instance:Instance"
 RECORD_TYPE = "aws:route53/record:Record"
 ROUTE_OBJECT_KIND = "anycast:ripe:RouteObject"
