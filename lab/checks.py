@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.model import Network, Pop
+from infra.model import NO_EXPORT_OUTSIDE_VULTR, Network, Pop
 from infra.stack import load_network
 from lab import bgp
 from lab.boot import state_path
@@ -28,7 +28,7 @@ from lab.netns import LabError, socket_in
 from lab.probes import curl_pop, dig
 from lab.topology import ClientPlan, LabPlan, PopPlan, build_plan
 
-NO_EXPORT = "20473:6000"
+NO_EXPORT = NO_EXPORT_OUTSIDE_VULTR
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.model import NO_EXPORT_OUTSIDE_VULTR
 from lab.topology import ClientPlan, LabPlan, PopPlan, local_pref
 
 LEAK_COMMUNITY = (65535, 666)  # marks the routes the leak test injects, so clients drop them
-NO_EXPORT = (20473, 6000)
+NO_EXPORT = tuple(int(x) for x in NO_EXPORT_OUTSIDE_VULTR.split(":"))  # Vultr-internal host routes
 
 
 @dataclass(frozen=True)
