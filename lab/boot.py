@@ -22,6 +22,12 @@ from lab.topology import LabPlan, PopPlan, build_plan, namespace_prefix
 from userdata.render import render_pop, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
+LAB_PASSWORD_ENV = "ANYCAST_LAB_BGP_PASSWORD"
+
+
+def lab_password() -> str:
+    """The lab's own TCP-MD5 password: never the real ANYCAST_BGP_PASSWORD, which would land in .lab/ files."""
+    return os.environ.get(LAB_PASSWORD_ENV) or DEFAULT_PASSWORD
 LAB_ROOT = Path(__file__).resolve().parent.parent / ".lab"
 
 
@@ -192,7 +198,7 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure."""
     say = Progress(quiet)
     require_tools()
-    password = password or os.environ.get("ANYCAST_BGP_PASSWORD") or DEFAULT_PASSWORD
+    password = password or lab_password()
     plan = build_plan(stack, network, only)
     base = lab_dir(stack, root)
     if list_namespaces(namespace_prefix(stack)):

@@ -51,7 +51,7 @@ def _err(text: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.boot import DEFAULT_PASSWORD, build, lab_dir, up
+    from lab.boot import build, lab_dir, lab_password, up
     from lab.topology import build_plan
 
     network = load_network(args.stack)
@@ -61,8 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             plan = build_plan(args.stack, network, only)
         except KeyError as exc:
             return _err(f"lab up: unknown PoP {exc}")
-        password = os.environ.get("ANYCAST_BGP_PASSWORD") or DEFAULT_PASSWORD
-        n = build(plan, password, lab_dir(args.stack))
+        n = build(plan, lab_password(), lab_dir(args.stack))
         print(f"wrote {n} configs under {lab_dir(args.stack)} (nothing booted)")
         return 0
     try:
