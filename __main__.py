@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pulumi
 
+from infra.components.geodns import GeoDns, GeoDnsArgs
+from infra.components.network import NetworkFacts
+from infra.components.pop import ExternalPop, PopArgs, VultrAccess, VultrAccessArgs, VultrPop
+from infra.components.ripe_routes import route_objects
 from infra.cost import estimate
-from infra.facts import NetworkFacts
-from infra.geodns import GeoDns, GeoDnsArgs
 from infra.model import ConfigError, parse_network
 from infra.outputs import geodns_output, network_output, pops_output, probes_output
-from infra.pop import ExternalPop, PopArgs, VultrAccess, VultrAccessArgs, VultrPop
-from infra.ripe.resource import route_objects
 
 config = pulumi.Config()
 stack = pulumi.get_stack()

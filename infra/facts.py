@@ -1,4 +1,4 @@
-"""The ``anycast:index:Network`` component: the network's facts registered where the policy pack can read them.
+"""The network's facts as the ``anycast:index:Network`` component carries them (``infra/components/network.py``).
 
 Policies see every resource's inputs, component resources included, but not the program's config. So the program
 registers one component whose inputs carry the ASN, its source, the prefixes, the service addresses and the PoP
@@ -9,8 +9,6 @@ helpers as ``infra/model.py``.
 from __future__ import annotations
 
 from typing import Any
-
-import pulumi
 
 from infra.model import Network
 
@@ -37,12 +35,3 @@ def network_facts(network: Network) -> dict[str, Any]:
 
 def _str(value: object | None) -> str | None:
     return None if value is None else str(value)
-
-
-class NetworkFacts(pulumi.ComponentResource):
-    """Parent of every PoP and of the GeoDNS component; its inputs are :func:`network_facts`."""
-
-    def __init__(self, name: str, network: Network, opts: pulumi.ResourceOptions | None = None) -> None:
-        self.facts = network_facts(network)
-        super().__init__(NETWORK_TYPE, name, dict(self.facts), opts)
-        self.register_outputs(dict(self.facts))

@@ -1,6 +1,6 @@
 """Route53 geolocation, without Pulumi: which record sets the network needs, and which one answers a client.
 
-Two pure functions shared by the Pulumi program (``infra/geodns.py``), the policy pack, the tests and the lab:
+Two pure functions shared by the Pulumi program (``infra/components/geodns.py``), the policy pack, the tests and the lab:
 
 * :func:`geo_record_sets` turns the model plus each unicast PoP's addresses into the geolocation record sets that
   Route53 must hold: for every nameserver name and HTTP name, a default (``country="*"``) record with the anycast

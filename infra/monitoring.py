@@ -1,7 +1,7 @@
-"""``anycast monitoring targets``: stack outputs -> Prometheus blackbox-exporter file_sd targets and modules.
+"""Stack outputs -> Prometheus blackbox-exporter file_sd targets and modules.
 
 Input: ``pulumi stack output --json > outputs.json`` (keys ``network``, ``pops``, ``probes``; see infra/outputs.py).
-Output directory:
+Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitoring.py``):
 
 * ``http.json``, ``dns.json``: file_sd target groups, one per probe, labelled ``module``, ``pop``, ``mode``,
   ``family``, ``probe`` (the scrape config copies ``module`` into ``__param_module``);
@@ -13,7 +13,6 @@ Output directory:
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from ipaddress import ip_address
@@ -127,23 +126,3 @@ def write_targets(outputs: dict[str, Any], out_dir: Path) -> list[Path]:
         path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000), encoding="utf-8")
         written.append(path)
     return written
-
-
-def _targets(args: argparse.Namespace) -> int:
-    outputs = load_outputs(Path(args.outputs))
-    out_dir = Path(args.out)
-    written = write_targets(outputs, out_dir)
-    groups = file_sd(outputs)
-    print(f"wrote {len(groups['http.json'])} HTTP and {len(groups['dns.json'])} DNS targets for "
-          f"{len(outputs['pops'])} PoPs: " + ", ".join(str(p) for p in written))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``monitoring targets`` to the ``anycast`` command."""
-    p = subparsers.add_parser("monitoring", help="turn stack outputs into monitoring configuration")
-    sub = p.add_subparsers(dest="monitoring_command", required=True, metavar="SUBCOMMAND")
-    t = sub.add_parser("targets", help="blackbox-exporter file_sd targets and modules from `pulumi stack output --json`")
-    t.add_argument("--outputs", required=True, metavar="FILE", help="the JSON of `pulumi stack output --json`")
-    t.add_argument("--out", default="out/monitoring", metavar="DIR", help="directory to write into (default out/monitoring)")
-    t.set_defaults(func=_targets)

@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pulumi
-
 from infra.facts import network_facts
 from infra.georules import GeoRecordSet
 from infra.model import Network
 
 OUTPUT_KEYS = ("network", "pops", "geodns", "probes", "cost")
 
-Address = pulumi.Input[str] | None
+# Addresses and ids are plain strings here, Pulumi Outputs in the program: these functions only place them.
+Address = Any
 
 
 def network_output(network: Network) -> dict[str, Any]:
@@ -29,7 +28,7 @@ def network_output(network: Network) -> dict[str, Any]:
 
 
 def pops_output(network: Network, addresses: Mapping[str, tuple[Address, Address]],
-                instance_ids: Mapping[str, pulumi.Input[str]]) -> dict[str, Any]:
+                instance_ids: Mapping[str, Any]) -> dict[str, Any]:
     """code -> provider, region, city, country, continent, mode, ipv4, ipv6, instanceId (None for external PoPs)."""
     out: dict[str, Any] = {}
     for pop in network.pops:
@@ -48,7 +47,7 @@ def record_set_output(rs: GeoRecordSet[Any]) -> dict[str, Any]:
             "pop": rs.pop, "healthCheck": rs.health_check}
 
 
-def geodns_output(network: Network, record_sets: list[GeoRecordSet[Any]], zone_id: pulumi.Input[str]) -> dict[str, Any]:
+def geodns_output(network: Network, record_sets: list[GeoRecordSet[Any]], zone_id: Any) -> dict[str, Any]:
     names: dict[str, list[dict[str, Any]]] = {}
     for rs in record_sets:
         names.setdefault(rs.name, []).append(record_set_output(rs))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from infra.cli.render import write_rendered
 from infra.stack import load_network
 from tests.conftest import TEST_PASSWORD
-from userdata.cli import write_rendered
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "dev"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import main
+from infra.cli.main import main
 from tests.conftest import ROOT, TEST_PASSWORD
 
 

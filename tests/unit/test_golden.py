@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.cli.render import write_rendered
 from infra.model import Network
 from tests.conftest import TEST_PASSWORD
 from tests.regenerate_golden import GOLDEN
-from userdata.cli import write_rendered
 
 
 @pytest.fixture(scope="module")

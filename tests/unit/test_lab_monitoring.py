@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from infra.cli import main
+from infra.cli.main import main
 from infra.monitoring import blackbox_modules, file_sd
 from infra.outputs import OUTPUT_KEYS
 from infra.stack import load_network

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.cli import main
+from infra.cli.main import main
 from infra.model import ConfigError
 from infra.monitoring import blackbox_modules, file_sd, load_outputs
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from infra import cli
+from infra.cli import main as cli
+from infra.cli import ripe as ripe_cli
 from infra.model import Network, parse_network
-from infra.ripe import cli as ripe_cli
 from infra.ripe.desired import managed_remark
 from infra.ripe.transport import RetryPolicy
 from infra.stack import NETWORK_KEY, read_stack_config

@@ -12,11 +12,11 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
 
+from infra.components import ripe_routes as resource
+from infra.components.ripe_routes import KIND, RouteObjectProvider, route_objects
 from infra.model import Network
-from infra.ripe import resource
 from infra.ripe.desired import RouteSpec, managed_remark
 from infra.ripe.errors import CredentialError, RipeRefused
-from infra.ripe.resource import KIND, RouteObjectProvider, route_objects
 from infra.ripe.transport import RetryPolicy
 from tests.ripe_fake_server import FakeRipe
 

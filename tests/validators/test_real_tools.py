@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.cli.render import write_rendered
 from infra.model import Network
 from infra.stack import load_network
 from tests.conftest import TEST_PASSWORD
-from userdata.cli import write_rendered
 from userdata.render import LOCAL_ADDRESSES_INCLUDE
 
 PROD_POPS = [p.code for p in load_network("prod").pops]

@@ -80,7 +80,7 @@ def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namesp
             _err(str(exc))
             return EXIT_REFUSED
         except ConfigError:
-            raise  # infra.cli prints it with exit code 2
+            raise  # infra.cli.main prints it with exit code 2
 
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__

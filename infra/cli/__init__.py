@@ -1,0 +1,1 @@
+"""The ``anycast`` command line: ``main`` parses and reports; each sub-command group is a module with ``register``."""
