@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,7 +43,10 @@ def bird_protocols(socket_path: Path | str) -> dict[str, tuple[str, str]]:
         body = line[5:] if line[:4].isdigit() else line.lstrip()
         parts = body.split()
         if len(parts) >= 4 and parts[0] not in ("Name", "BIRD"):
-            out[parts[0]] = (parts[3], " ".join(parts[5:]) if len(parts) > 5 else "")
+            # "Since" is one word by default, two with `timeformat protocol iso long` ("2026-11-26 08:00:00").
+            since_words = 2 if len(parts) > 5 and re.fullmatch(r"\d{4}-\d\d-\d\d", parts[4]) else 1
+            info = parts[4 + since_words:]
+            out[parts[0]] = (parts[3], " ".join(info))
     return out
 
 

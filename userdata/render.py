@@ -41,7 +41,13 @@ LOCAL_ADDRESSES_INCLUDE = f"{ZONES_DIR}/local-addresses.inc"
 SERVICE_INTERFACE = "anycast0"
 HEALTH_AGENT_PATH = "/usr/local/sbin/anycast-health"
 ZONE_SERIAL = 1  # identical on every PoP; the zone content changes only with user data, which replaces the PoP
-PACKAGES = ["bird2", "caddy", "nftables", "nsd", "python3"]
+PACKAGES = ["bird2", "caddy", "nftables", "nsd", "prometheus-bird-exporter", "python3"]
+# Metrics for the monitoring networks (admin.monitoringCidrs), on the PoP's unicast address: Debian's
+# prometheus-bird-exporter (upstream's default port, https://github.com/czerwonk/bird_exporter) and the health agent.
+BIRD_EXPORTER_PORT = 9324
+HEALTH_METRICS_PORT = 9325
+BIRD_SOCKET = "/run/bird/bird.ctl"  # Debian's bird2 (bird.service, RuntimeDirectory=bird)
+BIRD_EXPORTER_DROPIN = "/etc/systemd/system/prometheus-bird-exporter.service.d/anycast.conf"
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,18 @@ def render_zone(network: Network, pop: Pop) -> str:
 def render_nftables(network: Network, pop: Pop) -> str:
     admin4 = [str(n) for n in network.admin.ssh_cidrs if n.version == 4]
     admin6 = [str(n) for n in network.admin.ssh_cidrs if n.version == 6]
+    monitor4 = [str(n) for n in network.admin.monitoring_cidrs if n.version == 4]
+    monitor6 = [str(n) for n in network.admin.monitoring_cidrs if n.version == 6]
     peers4 = [f["neighbor"] for f in _families(network, pop) if f["version"] == 4 and f["neighbor"]]
     peers6 = [f["neighbor"] for f in _families(network, pop) if f["version"] == 6 and f["neighbor"]]
-    return _ENV.get_template("nftables.conf.j2").render(pop=pop, admin4=admin4, admin6=admin6, bgp_peers4=peers4,
-                                                        bgp_peers6=peers6)
+    return _ENV.get_template("nftables.conf.j2").render(
+        pop=pop, admin4=admin4, admin6=admin6, bgp_peers4=peers4, bgp_peers6=peers6, monitor4=monitor4,
+        monitor6=monitor6, metrics_ports=metrics_ports(pop), service4=network.service.ipv4, service6=network.service.ipv6)
+
+
+def metrics_ports(pop: Pop) -> list[int]:
+    """The ports Prometheus scrapes on ``pop``: bird_exporter everywhere, the health agent where it runs (anycast)."""
+    return [BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT] if pop.is_anycast else [BIRD_EXPORTER_PORT]
 
 
 def render_health_json(network: Network, pop: Pop) -> str:
@@ -187,6 +201,14 @@ HEALTH_UNIT = _systemd_unit(
     "Anycast health agent: withdraws this PoP's routes when Caddy or NSD fail",
     ["After=bird.service nsd.service caddy.service", "Wants=bird.service"],
     [f"ExecStart=/usr/bin/python3 {HEALTH_AGENT_PATH} --config {HOST_PATHS['health.json']}", "Restart=always", "RestartSec=1"])
+
+# Debian's unit runs `prometheus-bird-exporter $ARGS` as user bird with ARGS="-format.new" from
+# /etc/default/prometheus-bird-exporter (a conffile, left alone); BIRD 2 needs -bird.v2 (one socket, both families).
+# The drop-in replaces ExecStart, so the package's first start already uses it (written before the packages).
+BIRD_EXPORTER_DROPIN_TEXT = "\n".join([
+    "[Service]", "ExecStart=",
+    f"ExecStart=/usr/bin/prometheus-bird-exporter -bird.v2 -format.new -bird.socket {BIRD_SOCKET} "
+    f"-web.listen-address :{BIRD_EXPORTER_PORT}", ""])
 
 LOCAL_ADDRESSES_UNIT = _systemd_unit(
     "Write this unicast PoP's own addresses into its NSD zone",
@@ -224,6 +246,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> st
         _write_file(f"{ZONES_DIR}/{zone_name}", files[zone_name], defer=True),
         _write_file(HOST_PATHS["nftables.conf"], files["nftables.conf"], "0755"),
         _write_file("/etc/systemd/system/anycast-addresses.service", _service_addresses_unit(network)),
+        _write_file(BIRD_EXPORTER_DROPIN, BIRD_EXPORTER_DROPIN_TEXT),
     ]
     services = ["anycast-addresses.service"]
     if pop.is_anycast:
@@ -244,6 +267,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> st
         ["systemctl", "enable", "nftables.service"],
         ["systemctl", "enable", "--now", *services],
         ["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"],
+        ["systemctl", "restart", "prometheus-bird-exporter.service"],
     ]
     if pop.is_anycast:
         runcmd.append(["systemctl", "enable", "--now", "anycast-health.service"])

@@ -114,7 +114,7 @@ def test_cloud_config_carries_every_file(prod_network: Network) -> None:
     units = _file(doc, "/etc/systemd/system/anycast-addresses.service")["content"]
     assert "ip link add anycast0 type dummy" in units
     assert "ip addr replace 192.0.2.1/32 dev anycast0" in units and "ip addr replace 2001:db8:1000::1/128 dev anycast0" in units
-    assert set(doc["packages"]) == {"bird2", "caddy", "nftables", "nsd", "python3"}
+    assert set(doc["packages"]) == {"bird2", "caddy", "nftables", "nsd", "prometheus-bird-exporter", "python3"}
     assert doc["ssh_pwauth"] is False and doc["hostname"] == "anycast-fra"
     assert doc["runcmd"][-1] == ["systemctl", "enable", "--now", "anycast-health.service"]
 
@@ -145,3 +145,30 @@ def test_bad_passwords_are_refused(password: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         check_password(password)
     assert str(err.value) == message
+
+
+def test_exporters_are_reachable_from_the_monitoring_networks_only(prod_network: Network) -> None:
+    ams = render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD).files["nftables.conf"]
+    assert "elements = { 203.0.113.0/28 }" in ams and "elements = { 2001:db8:fffe::/64 }" in ams
+    # Metrics on the unicast address only: never on the anycast service address.
+    assert "tcp dport { 9324, 9325 } ip saddr @monitor4 ip daddr != 192.0.2.1 accept" in ams
+    assert "tcp dport { 9324, 9325 } ip6 saddr @monitor6 ip6 daddr != 2001:db8:1000::1 accept" in ams
+    sao = render_pop(prod_network, prod_network.pop("sao"), TEST_PASSWORD).files["nftables.conf"]
+    assert "tcp dport { 9324 } ip saddr @monitor4" in sao and "9325" not in sao  # no health agent on unicast PoPs
+    # Nothing else opens the exporter ports.
+    assert [line for line in ams.splitlines() if "9324" in line and "@monitor" not in line] == []
+
+
+def test_bird_exporter_speaks_bird2(prod_network: Network) -> None:
+    rendered = render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD)
+    doc = _cloud_config(rendered.user_data)
+    assert "prometheus-bird-exporter" in doc["packages"]
+    dropin = _file(doc, "/etc/systemd/system/prometheus-bird-exporter.service.d/anycast.conf")
+    assert dropin.get("defer") is None  # present before the package starts the service
+    lines = dropin["content"].splitlines()
+    assert lines[:2] == ["[Service]", "ExecStart="]  # reset the package's ExecStart, then ours
+    assert lines[2].split() == ["ExecStart=/usr/bin/prometheus-bird-exporter", "-bird.v2", "-format.new",
+                                "-bird.socket", "/run/bird/bird.ctl", "-web.listen-address", ":9324"]
+    assert ["systemctl", "restart", "prometheus-bird-exporter.service"] in doc["runcmd"]
+    # bird_exporter computes bird_protocol_uptime only from ISO protocol times.
+    assert "timeformat protocol iso long;" in rendered.files["bird.conf"]
