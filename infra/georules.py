@@ -7,7 +7,8 @@ Two pure functions shared by the Pulumi program (``infra/components/geodns.py``)
   service address, and one record per area (``pop.geodns``) of every unicast PoP with that PoP's unicast address
   and a health check on it. The address values are whatever the caller passes (plain strings in the lab, Pulumi
   Outputs in the program), so both build from the same function.
-* :func:`resolve` answers "what does a client in BR get?" with Route53's rules (REFERENCE.md 4.2, 4.3).
+* :func:`resolve` answers "what does a client in BR get?" with Route53's rules (awsdocs/amazon-route53-docs
+  ``doc_source/routing-policy.md``, ``resource-record-sets-values-geo.md``, ``health-checks-how-route-53-chooses-records.md``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def resolve(record_sets: Iterable[GeoRecordSet[A]], client_country: str | None,
             unhealthy: Iterable[str] = frozenset(), subdivision: str | None = None) -> GeoRecordSet[A] | None:
     """The record set Route53 answers with for a client, or None ("no answer": no record and no default).
 
-    Rules (REFERENCE.md 4.2, 4.3): the smallest matching area wins (US state > country > continent > default); a
+    Rules (awsdocs/amazon-route53-docs ``routing-policy.md``, ``health-checks-how-route-53-chooses-records.md``):
+    the smallest matching area wins (US state > country > continent > default); a
     record whose health check is unhealthy is skipped for the next larger area; records without a health check are
     always healthy; if every record of the group is unhealthy, all are treated as healthy.
 

@@ -30,7 +30,8 @@ from pydantic_core import PydanticCustomError
 
 from infra.regions import CONTINENTS, vultr_regions
 
-# Vultr's side of every VPS BGP session (REFERENCE.md 1.1).
+# Vultr's side of every VPS BGP session: https://docs.vultr.com/high-availability-on-vultr-with-floating-ip-and-bgp
+# (ASN 64515, 169.254.169.254, multihop 2); the IPv6 neighbour 2001:19f0:ffff::1 only from https://bgp.run/AS64515.
 VULTR_PEER_ASN = 64515
 VULTR_NEIGHBOR_V4 = IPv4Address("169.254.169.254")
 VULTR_NEIGHBOR_V6 = IPv6Address("2001:19f0:ffff::1")
@@ -52,7 +53,8 @@ GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
 BOGONS_V6 = [IPv6Network(n) for n in ("2001::/32", "2001:10::/28", "2002::/16")]  # Teredo, ORCHID, 6to4
 DOCUMENTATION_V6 = [IPv6Network(n) for n in ("2001:db8::/32", "3fff::/20")]  # RFC 3849, RFC 9637
 
-# Vultr action communities (REFERENCE.md 1.3): fixed ones, and the per-peer-AS families 646xx:<peer-as>.
+# Vultr action communities (https://docs.vultr.com/products/network/bgp/asn-information/as20473-bgp-communities-customer-guide):
+# fixed ones, and the per-peer-AS families 646xx:<peer-as>.
 VULTR_FIXED_COMMUNITIES = {
     "20473:6601": "do not announce to IX peers",
     "20473:6000": "do not export outside AS20473",
@@ -299,9 +301,6 @@ class Admin(Model):
     ssh_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
     ssh_keys: list[SshKey] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
-    monitoring_cidrs: list[AnyNetwork] = Field(
-        default_factory=list, description="Networks of the Prometheus servers allowed to scrape the PoPs' exporters "
-                                          "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables).")
 
 
 class Ripe(Model):

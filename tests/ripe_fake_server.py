@@ -242,7 +242,7 @@ class FakeRipe:
                                                      "WhoisResources contents", [obj_type]))}, {}
         key = _key(attrs)
         if self.get(db, obj_type, key) is not None:
-            # Not recorded: the status (409, REFERENCE.md 3.3) is documented, this text is a stand-in.
+            # Not recorded: the status (409, ripe-database-documentation REST-API-Data-model.md) is documented, this text is a stand-in.
             return 409, {"errormessages": _messages(("Error", "Enforced new keyword specified, but the object "
                                                      "already exists in the database", []))}, {}
         failures = self._auth_failures(db, attrs, self._maintainers(headers), creating=True)

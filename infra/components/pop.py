@@ -1,6 +1,7 @@
 """PoP components: Vultr instances (created here) and external boxes (rendered only).
 
-Replacement behaviour (REFERENCE.md 2.1): ``userData``, ``hostname``, ``osId``, ``region`` and ``sshKeyIds`` force a
+Replacement behaviour (``willReplaceOnChanges`` in dirien/pulumi-vultr
+``provider/cmd/pulumi-resource-vultr/schema.json``): ``userData``, ``hostname``, ``osId``, ``region`` and ``sshKeyIds`` force a
 new Vultr instance. The user data carries every rendered config (BIRD, Caddy, NSD, nftables), so *any* change of the
 network document that reaches a PoP's files replaces that PoP. We keep Pulumi's create-before-delete order
 (``delete_before_replace=False``): Vultr labels and hostnames need not be unique, so the new instance can boot and

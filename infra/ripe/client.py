@@ -1,4 +1,5 @@
-"""A small typed client for route/route6 objects in the RIPE Database REST API (REFERENCE.md 3.1-3.3).
+"""A small typed client for route/route6 objects in the RIPE Database REST API
+(RIPE-NCC/ripe-database-documentation ``docs/06.Update-Methods/01.RESTful-API.md``, ``docs/03.RIPE-Database-Structure/11.REST-API-Data-model.md``).
 
 Paths are ``/{source}/{type}/{key}`` under the database's host; ``base_url`` replaces only scheme and host. JSON in
 and out. Lookups are anonymous (route objects are public); writes send the API key with HTTP Basic.
@@ -61,7 +62,7 @@ class RipeDbClient:
     def _path(self, obj_type: str, key: str | None = None) -> str:
         if obj_type not in ROUTE_TYPES:
             raise BadInput(f"object type '{obj_type}' is not route or route6")
-        # The slash in the key stays literal, as RIPE documents (REFERENCE.md 3.1).
+        # The slash in the key stays literal, as RIPE documents (ripe-database-documentation docs/06.Update-Methods/01.RESTful-API.md).
         return f"/{self.database}/{obj_type}" + (f"/{key}" if key else "")
 
     def _writer(self, what: str) -> Transport:

@@ -38,7 +38,10 @@ class _Secret:
 
 
 class ApiKey:
-    """A RIPE Database API key: the key id is the Basic-auth user name, the secret its password (REFERENCE.md 3.5)."""
+    """A RIPE Database API key: the key id is the Basic-auth user name, the secret its password.
+
+    Source: RIPE-NCC/ripe-database-documentation ``docs/23.Appendices/11.Appendix-K--API-Keys.md``.
+    """
 
     __slots__ = ("_secret", "key_id")
 
@@ -68,7 +71,7 @@ class ApiKey:
 
 
 class RpkiKey:
-    """A RIPE NCC RPKI management API key, sent as ``ncc-api-authorization`` (REFERENCE.md 3.9)."""
+    """A RIPE NCC RPKI management API key, sent as ``ncc-api-authorization`` (https://www.ripe.net/publications/documentation/developer-documentation/rpki-management-api/)."""
 
     __slots__ = ("_secret",)
 

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# RIPE's 401 template (REFERENCE.md 3.3): "Authorisation for [%s] %s failed\nusing \"%s:\"\nnot authenticated by: %s".
+# RIPE's 401 template (RIPE-NCC/ripe-database-documentation docs/03.RIPE-Database-Structure/11.REST-API-Data-model.md):
+# "Authorisation for [%s] %s failed\nusing \"%s:\"\nnot authenticated by: %s".
 _AUTH_RE = re.compile(
     r'^Authorisation for \[(?P<type>[^\]]+)\] (?P<key>.+?) failed\s+using "(?P<attr>[^"]+):"\s+'
     r"(?:not authenticated by: (?P<mnts>.*)|no valid maintainer found)", re.S)
@@ -75,7 +76,7 @@ def _substitute(template: str, args: list[Any]) -> str:
 
 
 def error_messages(body: Any) -> list[ErrorMessage]:
-    """The ``errormessages`` of a RIPE JSON body, with the ``%s`` arguments substituted (REFERENCE.md 3.3)."""
+    """The ``errormessages`` of a RIPE JSON body, with the ``%s`` arguments substituted (ripe-database-documentation REST-API-Data-model.md)."""
     if not isinstance(body, dict):
         return []
     raw = (body.get("errormessages") or {}).get("errormessage") or []
@@ -94,7 +95,8 @@ def authorisation_hints(messages: list[ErrorMessage], maintainer: str | None) ->
     """Tell the user which maintainer must authorise, from RIPE's "Authorisation for [...] failed" errors.
 
     The route(6) object needs its own ``mnt-by`` *and* the address space's ``mnt-routes`` (else ``mnt-lower``, else
-    ``mnt-by``) (REFERENCE.md 3.4). With leased space that second maintainer belongs to the lessor, which is the
+    ``mnt-by``) (ripe-database-documentation
+    docs/10.Authorisation/07.Protection-of-Route-Object-Space.md). With leased space that second maintainer belongs to the lessor, which is the
     usual reason a first ``apply`` fails.
     """
     hints = []

@@ -1,4 +1,5 @@
-"""ROAs through the RIPE NCC RPKI management API (REFERENCE.md 3.9): list, then publish only what is missing.
+"""ROAs through the RIPE NCC RPKI management API
+(https://www.ripe.net/publications/documentation/developer-documentation/rpki-management-api/): list, then publish only what is missing.
 
 Paths ``GET /api/rpki/roas`` and ``POST /api/rpki/roas/publish`` with ``{"added": [...], "deleted": [...]}`` and the
 field ``maximalLength`` come from RIPE's rpki-core code and a third-party summary; RIPE's page confirms only the base,

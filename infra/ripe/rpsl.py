@@ -1,7 +1,8 @@
 """RPSL objects as ordered attribute lists: parse the text form, convert to and from RIPE's REST JSON.
 
 An object is an ordered list of ``(name, value)`` pairs; names repeat (``descr``, ``mnt-by``, ``remarks``) and the
-first attribute names the type and holds the key (REFERENCE.md 3.2). Both forms keep that order.
+first attribute names the type and holds the key
+(RIPE-NCC/ripe-database-documentation ``docs/03.RIPE-Database-Structure/11.REST-API-Data-model.md``). Both forms keep that order.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class RpslObject:
         return RpslObject(tuple(a for a in self.attributes if a.name not in GENERATED))
 
     def to_json(self, source: str) -> dict[str, Any]:
-        """The REST request body for this object (REFERENCE.md 3.2)."""
+        """The REST request body for this object (ripe-database-documentation REST-API-Data-model.md)."""
         return {"objects": {"object": [{
             "type": self.type,
             "source": {"id": source},
@@ -127,7 +128,8 @@ def parse_text(text: str) -> list[RpslObject]:
     return objects
 
 
-# RIPE's route/route6 template (REFERENCE.md 3.4), plus admin-c/tech-c seen on stored objects and the generated pair.
+# RIPE's route/route6 template (ripe-database-documentation docs/04.RPSL-Object-Types/01.Descriptions-of-Primary-Objects.md),
+# plus admin-c/tech-c seen on stored objects and the generated pair.
 ROUTE_MANDATORY = ("origin", "mnt-by", "source")
 ROUTE_SINGLE = frozenset({"route", "route6", "origin", "source", "aggr-mtd", "aggr-bndry", "export-comps", "components"})
 ROUTE_OPTIONAL = frozenset({"descr", "remarks", "notify", "org", "member-of", "holes", "pingable", "ping-hdl", "inject",
