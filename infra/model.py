@@ -301,6 +301,9 @@ class Admin(Model):
     ssh_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
     ssh_keys: list[SshKey] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
+    monitoring_cidrs: list[AnyNetwork] = Field(
+        default_factory=list, description="Networks of the Prometheus servers allowed to scrape the PoPs' exporters "
+                                          "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables).")
 
 
 class Ripe(Model):
