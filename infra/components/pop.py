@@ -17,12 +17,15 @@ import ediri_vultr as vultr
 import pulumi
 
 from infra.model import Network, Pop
-from userdata.render import render_pop
+from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT, render_pop
 
 # Ports every PoP serves to the world: DNS (tcp+udp) and HTTP(S). ICMP stays open for path-MTU discovery
 # (essential on IPv6) and for diagnosing an anycast network with ping/traceroute.
 PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443"), ("icmp", None))
 SSH_PORT = "22"
+# Prometheus scrapes bird_exporter and the health agent (userdata.render BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT) from
+# admin.monitoringCidrs; nftables on the PoP also limits them to the unicast address (a group rule has no destination).
+METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_METRICS_PORT}"
 
 
 def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str]) -> pulumi.Output[str]:
@@ -66,6 +69,13 @@ class VultrAccess(pulumi.ComponentResource):
                 f"{name}-ssh-{slug}", firewall_group_id=group.id, ip_type=ip_type,
                 protocol="tcp", port=SSH_PORT, subnet=str(cidr.network_address), subnet_size=cidr.prefixlen,
                 notes="SSH from admin network", opts=group_opts))
+        for cidr in args.network.admin.monitoring_cidrs:
+            ip_type = "v4" if isinstance(cidr, IPv4Network) else "v6"
+            slug = str(cidr).replace(":", "-").replace("/", "-").replace(".", "-")
+            rules.append(vultr.FirewallRule(
+                f"{name}-metrics-{slug}", firewall_group_id=group.id, ip_type=ip_type,
+                protocol="tcp", port=METRICS_PORTS, subnet=str(cidr.network_address), subnet_size=cidr.prefixlen,
+                notes="Prometheus from monitoring network", opts=group_opts))
         for ip_type, any_net in (("v4", "0.0.0.0"), ("v6", "::")):
             for protocol, port in PUBLIC_RULES:
                 rules.append(vultr.FirewallRule(

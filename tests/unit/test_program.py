@@ -55,7 +55,7 @@ def test_prod_counts(prod_network: Network) -> None:
     assert counts["anycast:index:Network"] == 1
     assert counts["vultr:index/sSHKey:SSHKey"] == 1
     assert counts["vultr:index/firewallGroup:FirewallGroup"] == 1
-    assert counts["vultr:index/firewallRule:FirewallRule"] == 2 + 2 * 5
+    assert counts["vultr:index/firewallRule:FirewallRule"] == 2 + 2 + 2 * 5  # SSH, metrics, public (v4 + v6)
     assert counts[CHECK] == 4  # sao and jnb, v4 and v6
     assert counts[RECORD] == 1 + 3 * 2 * 3  # delegation + 3 names x (A, AAAA) x (default, SA, AF)
     assert counts["pulumi-python:dynamic:Resource"] == 2  # RIPE route + route6 (ripe.manage is true)
@@ -105,6 +105,10 @@ def test_firewall_rules() -> None:
         for proto, port in (("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443")):
             assert (ip_type, proto, port, anywhere, 0) in rules
     assert not any(r[2] == "22" and r[4] == 0 for r in rules), "SSH only from admin networks"
+    # bird_exporter (9324) and the health agent's metrics (9325) from the monitoring networks only.
+    assert ("v4", "tcp", "9324:9325", "203.0.113.0", 28) in rules
+    assert ("v6", "tcp", "9324:9325", "2001:db8:fffe::", 64) in rules
+    assert not any(r[2] == "9324:9325" and r[4] == 0 for r in rules)
 
 
 # --- GeoDNS ---------------------------------------------------------------------------------------------------------
