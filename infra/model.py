@@ -12,12 +12,10 @@ import re
 import zlib
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,6 +26,25 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from infra.fields import (
+    AnyNetwork,
+    Community,
+    Country,
+    DnsName,
+    EnvVarName,
+    FreeText,
+    Ipv4Address,
+    Ipv6Address,
+    Mntner,
+    PopCode,
+    RipeDescr,
+    SshKey,
+    VultrPlan,
+    address_problem,
+    country_codes,
+    shown,
+)
+from infra.fields import community as parse_community
 from infra.regions import CONTINENTS, vultr_regions
 
 # Vultr's side of every VPS BGP session: https://docs.vultr.com/high-availability-on-vultr-with-floating-ip-and-bgp
@@ -74,10 +91,6 @@ VULTR_PEER_COMMUNITY_FAMILIES = {
 }
 MAX_PREPEND = 3
 
-_CODE_RE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
-_COMMUNITY_RE = re.compile(r"^(\d{1,10}):(\d{1,10})$")
-_DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
 
 def _field_error(field: str, message: str) -> PydanticCustomError:
@@ -105,6 +118,15 @@ def asn_problem(asn: int, source: str) -> str | None:
     if source == "own" and is_private_asn(asn):
         return (f"AS{asn} is a private ASN; set asnSource: vultr-assigned if Vultr assigned it, "
                 "or use your own public ASN")
+    return None
+
+
+def peer_asn_problem(asn: int) -> str | None:
+    """Why ``asn`` cannot be a BGP neighbour's AS, or None (private ASNs are fine for a provider's router)."""
+    if asn in RESERVED_ASNS:
+        return RESERVED_ASNS[asn]
+    if not 1 <= asn <= 4294967294:
+        return f"{asn} is not a 32-bit ASN (1-4294967294)"
     return None
 
 
@@ -139,12 +161,13 @@ def is_documentation_prefix(net: IPv4Network | IPv6Network) -> bool:
 
 def community_problem(community: str, vultr: bool) -> str | None:
     """Why ``community`` cannot be attached: malformed, or (on Vultr) not one of Vultr's action communities."""
-    m = _COMMUNITY_RE.match(community)
-    if not m or int(m[1]) > 65535 or int(m[2]) > 65535:
-        return f"'{community}' is not a standard community ASN:VALUE with both parts 0-65535"
+    try:
+        parse_community(community)
+    except ValueError as exc:
+        return str(exc)
     if not vultr:
         return None
-    high, low = int(m[1]), int(m[2])
+    high, low = (int(part) for part in community.split(":"))
     if community in VULTR_FIXED_COMMUNITIES or high in VULTR_PEER_COMMUNITY_FAMILIES:
         if community == "20473:666":
             return "'20473:666' blackholes the prefix at Vultr; an anycast PoP must not announce it"
@@ -158,7 +181,8 @@ def community_problem(community: str, vultr: bool) -> str | None:
 class Model(BaseModel):
     """Base: camelCase keys in config, unknown keys rejected, values frozen once validated."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    # strict: YAML's true is not a number and 3 is not an address; the annotated types in infra.fields parse strings.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True)
 
 
 class Prefixes(Model):
@@ -169,6 +193,9 @@ class Prefixes(Model):
     @field_validator("ipv4", "ipv6", mode="before")
     @classmethod
     def _strict_network(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not isinstance(value, (str, IPv4Network, IPv6Network)):
+            raise ValueError(f"{shown(value)} is not a prefix: write it as a string like "
+                             + ("192.0.2.0/24" if info.field_name == "ipv4" else "2001:db8::/48"))
         if isinstance(value, str):
             version = 4 if info.field_name == "ipv4" else 6
             try:
@@ -176,11 +203,12 @@ class Prefixes(Model):
             except ValueError as exc:
                 if "host bits set" in str(exc):
                     fixed = ipaddress.ip_network(value, strict=False)
-                    raise ValueError(f"'{value}' has host bits set; did you mean {fixed}?") from None
+                    raise ValueError(f"{shown(value)} has host bits set; did you mean {fixed}?") from None
                 example = "192.0.2.0/24" if version == 4 else "2001:db8::/48"
-                raise ValueError(f"'{value}' is not an IPv{version} prefix like {example}") from None
+                raise ValueError(f"{shown(value)} is not an IPv{version} prefix like {example}") from None
             if net.version != version:
-                raise ValueError(f"'{value}' is an IPv{net.version} prefix; this field takes IPv{version}")
+                raise ValueError(f"{shown(value)} is an IPv{net.version} prefix; this field takes IPv{version}")
+            return net
         return value
 
     @model_validator(mode="after")
@@ -193,8 +221,8 @@ class Prefixes(Model):
 
 
 class ServiceAddresses(Model):
-    ipv4: IPv4Address | None = Field(None, description="The anycast IPv4 address every PoP serves on (inside prefixes.ipv4).")
-    ipv6: IPv6Address = Field(description="The anycast IPv6 address every PoP serves on (inside prefixes.ipv6).")
+    ipv4: Ipv4Address | None = Field(None, description="The anycast IPv4 address every PoP serves on (inside prefixes.ipv4).")
+    ipv6: Ipv6Address = Field(description="The anycast IPv6 address every PoP serves on (inside prefixes.ipv6).")
 
 
 class Bgp(Model):
@@ -209,7 +237,7 @@ class Bgp(Model):
     error_wait_max: int = Field(
         120, ge=1, le=3600,
         description="Upper bound of that wait, which doubles on each consecutive error: damping for a flapping PoP.")
-    password_env: str = Field(
+    password_env: EnvVarName = Field(
         "ANYCAST_BGP_PASSWORD",
         description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi; "
         "under Pulumi it is the anycast:bgpPassword secret.")
@@ -224,38 +252,30 @@ class Bgp(Model):
 
 
 class Dns(Model):
-    parent_zone: str = Field(description="The Route53 hosted zone that holds the delegation and the GeoDNS records, e.g. example.com.")
+    parent_zone: DnsName = Field(description="The Route53 hosted zone that holds the delegation and the GeoDNS records, e.g. example.com.")
     create_parent_zone: bool = Field(False, description="Create the Route53 hosted zone instead of looking it up by name.")
-    zone: str = Field(description="The zone NSD serves from every PoP, delegated from parentZone, e.g. cdn.example.com.")
-    nameservers: list[str] = Field(
+    zone: DnsName = Field(description="The zone NSD serves from every PoP, delegated from parentZone, e.g. cdn.example.com.")
+    nameservers: list[DnsName] = Field(
         min_length=1, description="Nameserver names for the zone; they live in parentZone as GeoDNS records.")
-    http_names: list[str] = Field(
+    http_names: list[DnsName] = Field(
         default_factory=list, description="HTTP names in parentZone answered by GeoDNS (anycast by default).")
     ttl: int = Field(
         60, ge=1, le=86400,
         description="TTL of the GeoDNS records and the zone's records (AWS advises 60 s or less with health checks).")
 
-    @field_validator("parent_zone", "zone")
-    @classmethod
-    def _zone_name(cls, value: str) -> str:
-        value = value.rstrip(".").lower()
-        if not _DNS_NAME_RE.match(value):
-            raise ValueError(f"'{value}' is not a DNS name")
-        return value
-
     @field_validator("nameservers", "http_names")
     @classmethod
-    def _names(cls, values: list[str]) -> list[str]:
-        out = [v.rstrip(".").lower() for v in values]
-        for v in out:
-            if not _DNS_NAME_RE.match(v):
-                raise ValueError(f"'{v}' is not a DNS name")
-        if len(set(out)) != len(out):
+    def _unique(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
             raise ValueError("names must be unique")
-        return out
+        return values
 
     @model_validator(mode="after")
     def _placement(self) -> Dns:
+        # A name that is both a nameserver and an HTTP name would be two Route53 record sets of the same name and type.
+        for i, name in enumerate(self.http_names):
+            if name in self.nameservers:
+                raise _field_error(f"httpNames[{i}]", f"'{name}' is also a nameserver; an HTTP name needs a name of its own")
         if not _within(self.zone, self.parent_zone) or self.zone == self.parent_zone:
             raise _field_error("zone", f"'{self.zone}' must be a subdomain of parentZone '{self.parent_zone}'")
         for field, names in (("nameservers", self.nameservers), ("httpNames", self.http_names)):
@@ -276,25 +296,8 @@ def _within(name: str, zone: str) -> bool:
 
 class Defaults(Model):
     provider: Literal["vultr", "external"] = Field("vultr", description="Provider of PoPs that do not name one.")
-    plan: str = Field("vc2-1c-1gb", description="Vultr plan id for PoPs that do not name one.")
+    plan: VultrPlan = Field("vc2-1c-1gb", description="Vultr plan id for PoPs that do not name one.")
     os_id: int = Field(2136, ge=1, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
-
-
-def _any_network(value: Any) -> Any:
-    try:
-        return ipaddress.ip_network(value, strict=True)
-    except (ValueError, TypeError):
-        raise ValueError(f"'{value}' is not an IPv4 or IPv6 network like 198.51.100.0/24") from None
-
-
-def _ssh_key(value: str) -> str:
-    if not re.match(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+", value):
-        raise ValueError(f"'{value[:30]}' is not an OpenSSH public key (ssh-ed25519 AAAA...)")
-    return value
-
-
-AnyNetwork = Annotated[IPv4Network | IPv6Network, BeforeValidator(_any_network)]
-SshKey = Annotated[str, AfterValidator(_ssh_key)]
 
 
 class Admin(Model):
@@ -308,14 +311,12 @@ class Admin(Model):
 
 class Ripe(Model):
     manage: bool = Field(False, description="Register route/route6 objects in the RIPE Database (needs RIPE_API_KEY).")
-    maintainer: str | None = Field(None, description="The mntner that maintains the route objects (mnt-by), e.g. EXAMPLE-MNT.")
+    maintainer: Mntner | None = Field(None, description="The mntner that maintains the route objects (mnt-by), e.g. EXAMPLE-MNT.")
     database: Literal["ripe", "test"] = Field("ripe", description="RIPE (production) or TEST database.")
-    descr: str = Field("anycast network", description="descr: of the route objects.")
+    descr: RipeDescr = Field("anycast network", description="descr: of the route objects.")
 
     @model_validator(mode="after")
     def _maintainer(self) -> Ripe:
-        if self.maintainer is not None and not re.match(r"^[A-Z0-9][A-Z0-9_-]*-MNT$", self.maintainer):
-            raise _field_error("maintainer", f"'{self.maintainer}' is not a mntner name (like EXAMPLE-MNT)")
         if self.manage and self.maintainer is None:
             raise _field_error("maintainer", "is required when manage is true")
         return self
@@ -323,7 +324,7 @@ class Ripe(Model):
 
 class Announce(Model):
     prepend: int = Field(0, ge=0, le=MAX_PREPEND, description="Prepend the own ASN this many times (0-3) on this PoP's announcements.")
-    communities: list[str] = Field(
+    communities: list[Community] = Field(
         default_factory=list,
         description="Communities on this PoP's announcements; on Vultr only Vultr's action communities.")
     only_to: list[int] = Field(
@@ -333,24 +334,24 @@ class Announce(Model):
 
 class Neighbor(Model):
     asn: int = Field(description="The external provider's ASN.")
-    ipv4: IPv4Address | None = Field(None, description="IPv4 neighbour address.")
-    ipv6: IPv6Address | None = Field(None, description="IPv6 neighbour address.")
+    ipv4: Ipv4Address | None = Field(None, description="IPv4 neighbour address.")
+    ipv6: Ipv6Address | None = Field(None, description="IPv6 neighbour address.")
     multihop: int | None = Field(None, ge=1, le=255, description="eBGP multihop, if the neighbour is not directly connected.")
 
 
 class Unicast(Model):
-    ipv4: IPv4Address | None = Field(None, description="The PoP's own IPv4 address.")
-    ipv6: IPv6Address | None = Field(None, description="The PoP's own IPv6 address.")
+    ipv4: Ipv4Address | None = Field(None, description="The PoP's own IPv4 address.")
+    ipv6: Ipv6Address | None = Field(None, description="The PoP's own IPv6 address.")
 
 
 class Pop(Model):
-    code: str = Field(description="Short unique name (lowercase letters/digits), used in hostnames, X-PoP and NSID.")
+    code: PopCode = Field(description="Short unique name (lowercase letters/digits), used in hostnames, X-PoP and NSID.")
     provider: Literal["vultr", "external"] | None = Field(None, description="'vultr' (created by Pulumi) or 'external' (a box elsewhere).")
     region: str | None = Field(None, description="Vultr region id (required for Vultr PoPs).")
     mode: Literal["anycast", "unicast"] = Field("anycast", description="anycast announces the prefixes; unicast is reached through GeoDNS.")
-    plan: str | None = Field(None, description="Vultr plan id; defaults.plan if omitted.")
-    city: str | None = Field(None, description="City (from the region catalogue for Vultr PoPs).")
-    country: str | None = Field(None, description="ISO 3166-1 alpha-2 country (from the catalogue for Vultr PoPs).")
+    plan: VultrPlan | None = Field(None, description="Vultr plan id; defaults.plan if omitted.")
+    city: FreeText | None = Field(None, description="City (from the region catalogue for Vultr PoPs).")
+    country: Country | None = Field(None, description="ISO 3166-1 alpha-2 country (from the catalogue for Vultr PoPs).")
     continent: str | None = Field(None, description="Continent code AF AN AS EU NA OC SA (from the catalogue for Vultr PoPs).")
     latitude: float | None = Field(None, ge=-90, le=90, description="Latitude (from the catalogue for Vultr PoPs).")
     longitude: float | None = Field(None, ge=-180, le=180, description="Longitude (from the catalogue for Vultr PoPs).")
@@ -360,19 +361,13 @@ class Pop(Model):
     neighbor: Neighbor | None = Field(None, description="External PoPs: their provider's BGP neighbour.")
     unicast: Unicast | None = Field(None, description="External PoPs: the box's own addresses (Vultr's come from the instance).")
 
-    @field_validator("code")
-    @classmethod
-    def _code(cls, value: str) -> str:
-        if not _CODE_RE.match(value):
-            raise ValueError(f"'{value}' must be 2-16 lowercase letters or digits, starting with a letter")
-        return value
-
     @field_validator("geodns")
     @classmethod
     def _areas(cls, values: list[str]) -> list[str]:
         for v in values:
-            if v not in CONTINENTS and not _COUNTRY_RE.match(v):
-                raise ValueError(f"'{v}' is neither a continent ({', '.join(CONTINENTS)}) nor a country code like BR")
+            if not isinstance(v, str) or (v not in CONTINENTS and v not in country_codes()):
+                raise ValueError(f"{shown(v)} is neither a continent ({', '.join(CONTINENTS)}) "
+                                 "nor a country code like BR")
         if len(set(values)) != len(values):
             raise ValueError("areas must be unique")
         return values
@@ -386,7 +381,8 @@ class Pop(Model):
             raise _field_error("geodns", "only unicast PoPs have GeoDNS areas; anycast PoPs are reached by BGP")
         return self
 
-    # Resolved views (valid after Network validation filled provider and geography).
+    # Resolved views: Network fills provider, plan and geography before validation (see _fill_pops), so on a
+    # validated Network every PoP has them (Optional only because the document may leave them to the catalogue).
     @property
     def is_vultr(self) -> bool:
         return self.provider == "vultr"
@@ -401,32 +397,42 @@ class Pop(Model):
         return IPv4Address(zlib.crc32(self.code.encode()) or 1)
 
 
-def _with_geography(pop: Pop, defaults: Defaults) -> tuple[Pop, list[tuple[str, str]]]:
-    """Fill provider, plan and geography from defaults and the catalogue; return errors as (field, message)."""
+def _fill_pop(raw: Any, provider: Any, plan: Any) -> Any:
+    """A PoP document with provider, plan and geography filled from the defaults and the region catalogue.
+
+    Runs before validation, on the raw document: a validated Pop is never patched afterwards. Values of the wrong
+    type are left alone for validation to report.
+    """
+    if not isinstance(raw, dict):
+        return raw
+    pop = dict(raw)
+    pop.setdefault("provider", provider)
+    if pop["provider"] != "vultr":
+        return pop
+    pop.setdefault("plan", plan)
+    region = vultr_regions().get(pop["region"]) if isinstance(pop.get("region"), str) else None
+    if region is not None:
+        for key, value in (("city", region.city), ("country", region.country), ("continent", region.continent),
+                           ("latitude", region.lat), ("longitude", region.lon)):
+            pop.setdefault(key, value)
+    return pop
+
+
+def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
+    """What a PoP lacks or must not have for its provider, as (field, message)."""
     errors: list[tuple[str, str]] = []
-    provider = pop.provider or defaults.provider
-    update: dict[str, Any] = {"provider": provider}
-    if provider == "vultr":
+    if pop.provider == "vultr":
         regions = vultr_regions()
         if pop.region is None:
             errors.append(("region", "is required for a Vultr PoP: a region id such as ams (see infra/data/regions.json)"))
         elif pop.region not in regions:
-            shown = ", ".join(list(regions)[:3])
-            errors.append(("region", f"'{pop.region}' is not a Vultr region ({shown}, ... {len(regions)} in all, "
+            some = ", ".join(list(regions)[:3])
+            errors.append(("region", f"{shown(pop.region)} is not a Vultr region ({some}, ... {len(regions)} in all, "
                                      "see infra/data/regions.json)"))
-        else:
-            r = regions[pop.region]
-            update.update(city=pop.city or r.city, country=pop.country or r.country, continent=pop.continent or r.continent,
-                          latitude=pop.latitude if pop.latitude is not None else r.lat,
-                          longitude=pop.longitude if pop.longitude is not None else r.lon)
-        update["plan"] = pop.plan or defaults.plan
         if pop.neighbor is not None:
             errors.append(("neighbor", "only external PoPs configure a neighbour; Vultr PoPs peer with AS64515"))
         if pop.unicast is not None:
             errors.append(("unicast", "Vultr PoPs get their addresses from the instance; remove unicast"))
-        for i, community in enumerate(pop.announce.communities):
-            if problem := community_problem(community, vultr=True):
-                errors.append((f"announce.communities[{i}]", problem))
     else:
         for field in ("city", "country", "continent", "latitude", "longitude"):
             if getattr(pop, field) is None:
@@ -437,14 +443,84 @@ def _with_geography(pop: Pop, defaults: Defaults) -> tuple[Pop, list[tuple[str, 
             errors.append(("unicast", "is required for an external PoP: the box's own ipv4 and/or ipv6 address"))
         if pop.announce.only_to:
             errors.append(("announce.onlyTo", "is a Vultr feature (64699:<asn>); not available for external PoPs"))
-        for i, community in enumerate(pop.announce.communities):
-            if problem := community_problem(community, vultr=False):
-                errors.append((f"announce.communities[{i}]", problem))
+        if pop.plan is not None:
+            errors.append(("plan", "is a Vultr plan; an external PoP's cost goes to anycast:externalPopCosts"))
+    for i, community in enumerate(pop.announce.communities):
+        if problem := community_problem(community, vultr=pop.is_vultr):
+            errors.append((f"announce.communities[{i}]", problem))
     if pop.continent is not None and pop.continent not in CONTINENTS:
-        errors.append(("continent", f"'{pop.continent}' is not a continent code ({', '.join(CONTINENTS)})"))
-    if pop.country is not None and not _COUNTRY_RE.match(pop.country):
-        errors.append(("country", f"'{pop.country}' is not an ISO 3166-1 alpha-2 code like BR"))
-    return pop.model_copy(update=update), errors
+        errors.append(("continent", f"{shown(pop.continent)} is not a continent code ({', '.join(CONTINENTS)})"))
+    return errors
+
+
+LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+_TLS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _tls_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a DNS name")
+    name = value.rstrip(".").lower()
+    if not _TLS_NAME_RE.match(name):
+        raise ValueError(f"'{value}' is not a DNS name like www.example.com (no wildcards)")
+    return name
+
+
+class Tls(Model):
+    """HTTPS on every PoP with one certificate issued centrally by ACME DNS-01 (docs/tls.md)."""
+
+    enabled: bool = Field(False, description="Serve HTTPS on port 443 and redirect HTTP to it (except /healthz).")
+    email: str | None = Field(None, description="Contact address of the ACME account (Let's Encrypt expiry mail).")
+    directory: str = Field(LETSENCRYPT_DIRECTORY, description="ACME directory URL (https://); Let's Encrypt's by default.")
+    names: list[str] = Field(
+        default_factory=list,
+        description="Names on the certificate; default: the zone, www.<zone> and dns.httpNames. Each must be in "
+                    "dns.zone (NSD answers the challenge CNAME) or dns.parentZone (Route53 does).")
+    challenge_zone: str | None = Field(
+        None, description="Route53 zone the program creates for the _acme-challenge TXT records (default "
+                          "acme.<parentZone>); the only zone the ACME identity may write to.")
+    issuer: str | None = Field(None, description="Code of the PoP that orders and renews the certificate (default: "
+                                                 "the first anycast PoP); every PoP fetches it from the S3 store.")
+    renew_days: int = Field(30, ge=7, le=60, description="Renew when the certificate has fewer days left than this.")
+    key_type: Literal["ec256", "ec384", "rsa2048", "rsa4096"] = Field("ec256", description="Private key type (lego --key-type).")
+    fetch_minutes: int = Field(15, ge=1, le=1440, description="How often every PoP looks for a renewed certificate.")
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _names(cls, values: Any) -> Any:
+        if not isinstance(values, list):
+            return values
+        out = [_tls_name(v) for v in values]
+        if len(set(out)) != len(out):
+            raise ValueError("names must be unique")
+        return out
+
+    @field_validator("challenge_zone", mode="before")
+    @classmethod
+    def _zone(cls, value: Any) -> Any:
+        return None if value is None else _tls_name(value)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL_RE.match(value):
+            raise ValueError(f"'{value}' is not an email address like hostmaster@example.com")
+        return value
+
+    @field_validator("directory")
+    @classmethod
+    def _directory(cls, value: str) -> str:
+        if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$", value):
+            raise ValueError(f"'{value}' is not an https:// URL; ACME directories are served over HTTPS only (RFC 8555)")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_email(self) -> Tls:
+        if self.enabled and self.email is None:
+            raise _field_error("email", "is required with tls.enabled: the ACME account's contact address")
+        return self
+
 
 
 class Network(Model):
@@ -460,7 +536,18 @@ class Network(Model):
     defaults: Defaults = Field(default_factory=Defaults, description="Defaults for PoPs.")
     admin: Admin = Field(default_factory=Admin, description="Administrative access.")
     ripe: Ripe = Field(default_factory=Ripe, description="RIPE Database route objects.")
+    tls: Tls = Field(default_factory=Tls, description="HTTPS: one ACME certificate for every PoP (docs/tls.md).")
     pops: list[Pop] = Field(min_length=1, description="The points of presence.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_pops(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("pops"), list):
+            return data
+        defaults: dict[str, Any] = data["defaults"] if isinstance(data.get("defaults"), dict) else {}
+        provider = defaults.get("provider", Defaults.model_fields["provider"].default)
+        plan = defaults.get("plan", Defaults.model_fields["plan"].default)
+        return {**data, "pops": [_fill_pop(p, provider, plan) for p in data["pops"]]}
 
     @model_validator(mode="after")
     def _check(self) -> Network:
@@ -475,20 +562,18 @@ class Network(Model):
         if self.service.ipv6 not in self.prefixes.ipv6:
             raise _field_error("service.ipv6", f"{self.service.ipv6} is outside prefixes.ipv6 {self.prefixes.ipv6}")
         seen: dict[str, int] = {}
-        resolved: list[Pop] = []
         for i, pop in enumerate(self.pops):
             if pop.code in seen:
                 raise _field_error(f"pops[{i}].code", f"'{pop.code}' is already used by pops[{seen[pop.code]}]")
             seen[pop.code] = i
-            full, errors = _with_geography(pop, self.defaults)
-            if errors:
+            if errors := _pop_problems(pop):
                 field, message = errors[0]
                 raise _field_error(f"pops[{i}].{field}", message)
-            self._check_pop(i, full)
-            resolved.append(full)
-        object.__setattr__(self, "pops", resolved)  # frozen model: store the resolved PoPs once
+            self._check_pop(i, pop)
+        self._check_geodns_areas()
         if len(self.anycast_pops) < 2:
             raise _field_error("pops", f"an anycast network needs at least two anycast PoPs, found {len(self.anycast_pops)}")
+        self._check_tls()
         if self.ripe.manage and self.prefixes.ipv4 is None and self.prefixes.ipv6 is None:
             raise _field_error("ripe.manage", "there is no prefix to register")
         return self
@@ -501,6 +586,8 @@ class Network(Model):
             raise _field_error(f"pops[{i}].provider",
                                "an external PoP needs your own public ASN; a Vultr-assigned ASN works only inside Vultr")
         if pop.neighbor is not None:
+            if problem := peer_asn_problem(pop.neighbor.asn):
+                raise _field_error(f"pops[{i}].neighbor.asn", problem)
             if pop.neighbor.asn == self.asn:
                 raise _field_error(f"pops[{i}].neighbor.asn", f"AS{self.asn} is the network's own ASN; the neighbour must be eBGP")
             if pop.neighbor.ipv4 is None and pop.neighbor.ipv6 is None:
@@ -513,12 +600,77 @@ class Network(Model):
             for fam in ("ipv4", "ipv6"):
                 addr = getattr(pop.unicast, fam)
                 net = getattr(self.prefixes, fam)
-                if addr is not None and net is not None and addr in net:
+                if addr is None:
+                    continue
+                if net is not None and addr in net:
                     raise _field_error(f"pops[{i}].unicast.{fam}",
                                        f"{addr} is inside the anycast prefix {net}; a unicast address must be reachable on its own")
+                # GeoDNS hands this address to clients on the Internet: the same rules as for the prefixes.
+                if problem := address_problem(addr) or bogon_problem(ipaddress.ip_network(addr)):
+                    raise _field_error(f"pops[{i}].unicast.{fam}", f"{problem}; use the box's public address")
+        if pop.neighbor is not None:
+            for fam in ("ipv4", "ipv6"):
+                if (addr := getattr(pop.neighbor, fam)) is not None and (
+                        problem := self._neighbor_address_problem(addr, pop)):
+                    raise _field_error(f"pops[{i}].neighbor.{fam}", problem)
         for j, asn in enumerate(pop.announce.only_to):
             if asn in RESERVED_ASNS or not 1 <= asn <= 65535:
                 raise _field_error(f"pops[{i}].announce.onlyTo[{j}]", f"{asn} is not a 16-bit peer ASN (Vultr communities carry 1-65535)")
+
+    def _neighbor_address_problem(self, addr: IPv4Address | IPv6Address, pop: Pop) -> str | None:
+        own = {a for a in (self.service.ipv4, self.service.ipv6) if a is not None}
+        if addr in own:
+            return f"{addr} is the network's own anycast service address, not a neighbour"
+        if any(addr in net for net in self.announced_prefixes):
+            return f"{addr} is inside the network's own prefix; the neighbour is the provider's router"
+        if pop.unicast is not None and addr in (pop.unicast.ipv4, pop.unicast.ipv6):
+            return f"{addr} is this PoP's own address (unicast); the neighbour is the provider's router"
+        # Providers put multihop BGP neighbours on IPv4 link-local addresses (Vultr itself uses 169.254.169.254
+        # with multihop 2), so that one is allowed with multihop; everything else follows the prefixes' bogon rules.
+        if isinstance(addr, IPv4Address) and addr.is_link_local and addr != IPv4Address("169.254.0.0"):
+            if pop.neighbor is not None and pop.neighbor.multihop:
+                return None
+            return f"{addr} is link-local: reachable only with multihop (set neighbor.multihop, usually 2)"
+        problem = address_problem(addr) or bogon_problem(ipaddress.ip_network(addr))
+        return f"{problem}; a BGP neighbour needs a routable address" if problem else None
+
+    def _check_geodns_areas(self) -> None:
+        # Two unicast PoPs for one area would be two Route53 record sets with the same geolocation: refused by AWS.
+        owner: dict[str, int] = {}
+        for i, pop in enumerate(self.pops):
+            for j, area in enumerate(pop.geodns):
+                if area in owner:
+                    raise _field_error(f"pops[{i}].geodns[{j}]",
+                                       f"{area} is already sent to {self.pops[owner[area]].code} (pops[{owner[area]}]); "
+                                       "GeoDNS can send an area to one unicast PoP only")
+                owner[area] = i
+
+    def _check_tls(self) -> None:
+        tls, dns = self.tls, self.dns
+        for i, name in enumerate(tls.names):
+            if not (_within(name, dns.zone) or _within(name, dns.parent_zone)):
+                raise _field_error(f"tls.names[{i}]", f"'{name}' is neither in zone '{dns.zone}' nor in parentZone "
+                                                      f"'{dns.parent_zone}'; no challenge record can be placed for it")
+        if tls.challenge_zone is not None and (
+                not _within(tls.challenge_zone, dns.parent_zone) or tls.challenge_zone == dns.parent_zone
+                or _within(tls.challenge_zone, dns.zone)):
+            raise _field_error("tls.challengeZone", f"'{tls.challenge_zone}' must be a subdomain of parentZone "
+                                                    f"'{dns.parent_zone}' outside zone '{dns.zone}'")
+        if tls.issuer is not None and tls.issuer not in {p.code for p in self.pops}:
+            raise _field_error("tls.issuer", f"'{tls.issuer}' is not a PoP code ({', '.join(p.code for p in self.pops)})")
+
+    @property
+    def tls_names(self) -> list[str]:
+        """The certificate's names: ``tls.names``, or the zone, www.<zone> and the HTTP names."""
+        return list(self.tls.names) or [self.dns.zone, f"www.{self.dns.zone}", *self.dns.http_names]
+
+    @property
+    def tls_challenge_zone(self) -> str:
+        return self.tls.challenge_zone or f"acme.{self.dns.parent_zone}"
+
+    @property
+    def tls_issuer(self) -> str:
+        return self.tls.issuer or self.anycast_pops[0].code
 
     # Derived views used by the renderers, the program and the lab.
     @property
