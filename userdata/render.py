@@ -62,10 +62,23 @@ class RenderedPop:
         return self.files["user-data.yaml"]
 
 
+def _one_line(value: Any) -> Any:
+    """Every ``{{ value }}`` of every template: one line of printable text, or rendering stops.
+
+    The model already refuses such values; this is the second line of defence, so that no value can add a line
+    (a protocol, a record, a rule) to bird.conf, the zone, nsd.conf, the Caddyfile or nftables.conf.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c in "\u2028\u2029\x85" for c in text):
+        raise ConfigError([f"render: refusing to write {text[:40]!r} into a config file: it holds a line break or "
+                           "control character (fix the stack field it comes from)"])
+    return value
+
+
 def _environment() -> jinja2.Environment:
     loader = jinja2.PackageLoader("userdata", "templates")
     return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True, autoescape=False)
+                              keep_trailing_newline=True, autoescape=False, finalize=_one_line)
 
 
 _ENV = _environment()
