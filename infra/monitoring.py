@@ -8,7 +8,15 @@ Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitor
 * ``blackbox.yml``: the modules: ``http_xpop_<pop>`` checks ``X-PoP`` (``http_xpop_anycast`` accepts any anycast
   PoP); ``dns_zone`` asks the zone's SOA; ``dns_id_<pop>`` asks ``CH TXT id.server``, which NSD answers with its
   ``identity``, the same PoP code as its NSID (blackbox cannot read the EDNS NSID option; ``dig +nsid`` can);
-* ``prometheus.yml``: the two scrape jobs reading those files through a blackbox exporter.
+* ``bird.json``, ``health.json``: file_sd targets of each PoP's exporters on its unicast address (IPv4 if it has
+  one): Debian's prometheus-bird-exporter on every PoP, the health agent's ``/metrics`` on anycast PoPs; labelled
+  ``pop``, ``mode``, ``provider``, ``region``, ``city``, ``country``, ``continent``, ``asn``;
+* ``alerts.yml``: the alerting rules of ``infra/alerts.py``;
+* ``prometheus.yml``: a whole Prometheus config: the probe jobs through the blackbox exporter, the exporter jobs,
+  the blackbox exporter's own metrics (so a dead exporter is a target down) and ``rule_files: [alerts.yml]``.
+
+Exporters that are down are targets down in Prometheus (``up == 0``, alert ``AnycastPopNoMetrics``), never errors
+here: this reads only the outputs file.
 """
 
 from __future__ import annotations
@@ -21,10 +29,14 @@ from typing import Any
 
 import yaml
 
+from infra.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
 from infra.model import ConfigError
+from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT
 
 REQUIRED_KEYS = ("network", "pops", "probes")
 BLACKBOX_ADDRESS = "127.0.0.1:9115"
+SCRAPE_INTERVAL = "15s"
+EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "mode")
 
 
 def load_outputs(path: Path) -> dict[str, Any]:
@@ -40,7 +52,47 @@ def load_outputs(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if not isinstance(data.get(k), dict)]
     if missing:
         raise ConfigError([f"--outputs: {path} lacks the stack output(s) {', '.join(missing)}; is this the anycast stack?"])
+    if problem := shape_problem(data):
+        raise ConfigError([f"--outputs: {path}: {problem}; write it with `pulumi stack output --json` of this project"])
     return data
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def shape_problem(data: dict[str, Any]) -> str | None:
+    """The first field of the outputs that does not have the shape infra/outputs.py writes (None if all do)."""
+    network, pops, probes = data["network"], data["pops"], data["probes"]
+    for key in ("anycastPops", "unicastPops"):
+        if not _is_str_list(network.get(key)):
+            return f"network.{key} is not a list of PoP codes"
+    if not isinstance(network.get("zone"), str) or not isinstance(network.get("asn"), int):
+        return "network.zone or network.asn is missing"
+    for code, pop in pops.items():
+        if not isinstance(pop, dict):
+            return f"pops.{code} is not an object"
+        if pop.get("mode") not in ("anycast", "unicast"):
+            return f"pops.{code}.mode is {pop.get('mode')!r}, not anycast or unicast"
+        for family in ("ipv4", "ipv6"):
+            address = pop.get(family)
+            if address is not None:
+                try:
+                    ip_address(address)
+                except (ValueError, TypeError):
+                    return f"pops.{code}.{family} is {address!r}, not an IP address"
+    for kind, keys in (("http", ("name", "address", "family", "port", "path", "expectXPop", "mode")),
+                       ("dns", ("name", "address", "family", "port", "expectNsid", "mode"))):
+        items = probes.get(kind, [])
+        if not isinstance(items, list):
+            return f"probes.{kind} is not a list"
+        for i, probe in enumerate(items):
+            if not isinstance(probe, dict):
+                return f"probes.{kind}[{i}] is not an object"
+            lacking = [k for k in keys if k not in probe]
+            if lacking:
+                return f"probes.{kind}[{i}] lacks {', '.join(lacking)}"
+    return None
 
 
 def _host(address: str) -> str:
@@ -99,29 +151,67 @@ def blackbox_modules(outputs: dict[str, Any]) -> dict[str, Any]:
     return {"modules": dict(sorted(modules.items()))}
 
 
-def prometheus_jobs(out_dir: Path, blackbox: str = BLACKBOX_ADDRESS) -> dict[str, Any]:
-    """Scrape jobs that read the file_sd files and probe through the blackbox exporter at ``blackbox``."""
-    relabel = [
+def _unicast_host(pop: dict[str, Any]) -> str | None:
+    address = pop.get("ipv4") or pop.get("ipv6")
+    return _host(str(address)) if address else None
+
+
+def exporter_file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``{"bird.json": [...], "health.json": [...]}``: one target group per PoP and exporter, on the unicast address.
+
+    PoPs without an address in the outputs (not deployed yet) get no target."""
+    asn = str(outputs["network"].get("asn", ""))
+    bird: list[dict[str, Any]] = []
+    health: list[dict[str, Any]] = []
+    for code, pop in sorted(outputs["pops"].items()):
+        host = _unicast_host(pop)
+        if host is None:
+            continue
+        labels = {"pop": code, "asn": asn} | {k: str(pop.get(k) or "") for k in EXPORTER_LABELS}
+        bird.append({"targets": [f"{host}:{BIRD_EXPORTER_PORT}"], "labels": labels})
+        if pop["mode"] == "anycast":
+            health.append({"targets": [f"{host}:{HEALTH_METRICS_PORT}"], "labels": labels})
+    return {"bird.json": bird, "health.json": health}
+
+
+def prometheus_config(out_dir: Path, blackbox: str = BLACKBOX_ADDRESS, scrape_interval: str = SCRAPE_INTERVAL,
+                      evaluation_interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
+    """A Prometheus config: probe jobs through the blackbox exporter at ``blackbox``, the PoPs' exporters, the
+    blackbox exporter itself, and the rules in ``out_dir/alerts.yml``."""
+    relabel: list[dict[str, Any]] = [
         {"source_labels": ["__address__"], "target_label": "__param_target"},
         {"source_labels": ["module"], "target_label": "__param_module"},
         {"source_labels": ["__param_target"], "target_label": "instance"},
         {"target_label": "__address__", "replacement": blackbox},
     ]
-    return {"scrape_configs": [
-        {"job_name": f"anycast-{kind}", "metrics_path": "/probe",
-         "file_sd_configs": [{"files": [str(out_dir / f"{kind}.json")]}], "relabel_configs": relabel}
-        for kind in ("http", "dns")]}
+    probes = [{"job_name": f"anycast-{kind}", "metrics_path": "/probe",
+               "file_sd_configs": [{"files": [str(out_dir / f"{kind}.json")]}],
+               "relabel_configs": [dict(r) for r in relabel]}
+              for kind in ("http", "dns")]
+    exporters = [{"job_name": job, "file_sd_configs": [{"files": [str(out_dir / name)]}]}
+                 for job, name in ((BIRD_JOB, "bird.json"), (HEALTH_JOB, "health.json"))]
+    return {"global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+            "rule_files": [str(out_dir / "alerts.yml")],
+            "scrape_configs": [*probes, *exporters,
+                               {"job_name": BLACKBOX_JOB, "static_configs": [{"targets": [blackbox]}]}]}
 
 
-def write_targets(outputs: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write http.json, dns.json, blackbox.yml and prometheus.yml into ``out_dir``; return the paths."""
+def write_targets(outputs: dict[str, Any], out_dir: Path, min_announcing: int | None = None,
+                  blackbox: str = BLACKBOX_ADDRESS, scrape_interval: str = SCRAPE_INTERVAL,
+                  hold: str | None = None) -> list[Path]:
+    """Write the file_sd files, blackbox.yml, alerts.yml and prometheus.yml into ``out_dir``; return the paths.
+
+    ``blackbox``, ``scrape_interval`` and ``hold`` (every alert's ``for``) are for the lab; defaults suit production.
+    """
+    rules = rules_document(outputs, min_announcing, hold)  # refuses a bad threshold before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, groups in file_sd(outputs).items():
+    for name, groups in (file_sd(outputs) | exporter_file_sd(outputs)).items():
         path = out_dir / name
         path.write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
-    for name, doc in (("blackbox.yml", blackbox_modules(outputs)), ("prometheus.yml", prometheus_jobs(out_dir))):
+    config = prometheus_config(out_dir, blackbox, scrape_interval, scrape_interval)
+    for name, doc in (("blackbox.yml", blackbox_modules(outputs)), ("alerts.yml", rules), ("prometheus.yml", config)):
         path = out_dir / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000), encoding="utf-8")
         written.append(path)

@@ -6,16 +6,23 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from infra.monitoring import file_sd, load_outputs, write_targets
+from infra.alerts import alerts
+from infra.monitoring import exporter_file_sd, file_sd, load_outputs, write_targets
 
 
 def _targets(args: argparse.Namespace) -> int:
     outputs = load_outputs(Path(args.outputs))
     out_dir = Path(args.out)
-    written = write_targets(outputs, out_dir)
+    written = write_targets(outputs, out_dir, min_announcing=args.min_announcing)
     groups = file_sd(outputs)
+    exporters = exporter_file_sd(outputs)
     print(f"wrote {len(groups['http.json'])} HTTP and {len(groups['dns.json'])} DNS targets for "
-          f"{len(outputs['pops'])} PoPs: " + ", ".join(str(p) for p in written))
+          f"{len(outputs['pops'])} PoPs, {len(exporters['bird.json'])} bird_exporter and "
+          f"{len(exporters['health.json'])} health agent targets, {len(alerts(outputs, args.min_announcing))} alerts: "
+          + ", ".join(str(p) for p in written))
+    missing = sorted(code for code, pop in outputs["pops"].items() if not (pop.get("ipv4") or pop.get("ipv6")))
+    if missing:
+        print(f"no address in the outputs (not deployed?), so no exporter targets: {', '.join(missing)}")
     return 0
 
 
@@ -23,7 +30,10 @@ def register(subparsers: Any) -> None:
     """Add ``monitoring targets`` to the ``anycast`` command."""
     p = subparsers.add_parser("monitoring", help="turn stack outputs into monitoring configuration")
     sub = p.add_subparsers(dest="monitoring_command", required=True, metavar="SUBCOMMAND")
-    t = sub.add_parser("targets", help="blackbox-exporter file_sd targets and modules from `pulumi stack output --json`")
+    t = sub.add_parser("targets", help="Prometheus config, file_sd targets, blackbox modules and alert rules from "
+                                       "`pulumi stack output --json`")
     t.add_argument("--outputs", required=True, metavar="FILE", help="the JSON of `pulumi stack output --json`")
     t.add_argument("--out", default="out/monitoring", metavar="DIR", help="directory to write into (default out/monitoring)")
+    t.add_argument("--min-announcing", type=int, default=None, metavar="N",
+                   help="alert when fewer than N anycast PoPs announce (default: half of them, rounded up)")
     t.set_defaults(func=_targets)

@@ -7,13 +7,14 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from infra.cli.main import main
 from infra.model import ConfigError
-from infra.monitoring import blackbox_modules, file_sd, load_outputs
+from infra.monitoring import blackbox_modules, exporter_file_sd, file_sd, load_outputs
 
 OUTPUTS = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
 
@@ -29,7 +30,9 @@ def test_command_writes_file_sd_and_modules(tmp_path: Path, capsys: pytest.Captu
         assert set(group) == {"targets", "labels"} and len(group["targets"]) == 1
         assert all(isinstance(v, str) for v in group["labels"].values())
         assert group["labels"]["module"] in modules, group
-    assert [j["job_name"] for j in prometheus["scrape_configs"]] == ["anycast-http", "anycast-dns"]
+    assert [j["job_name"] for j in prometheus["scrape_configs"]] == [
+        "anycast-http", "anycast-dns", "anycast-bird", "anycast-health", "blackbox-exporter"]
+    assert prometheus["rule_files"] == [str(tmp_path / "alerts.yml")]
     relabels = prometheus["scrape_configs"][0]["relabel_configs"]
     assert {"source_labels": ["module"], "target_label": "__param_module"} in relabels
 
@@ -68,6 +71,57 @@ def test_no_secrets_reach_monitoring(tmp_path: Path) -> None:
     main(["monitoring", "targets", "--outputs", str(OUTPUTS), "--out", str(tmp_path)])
     text = "".join(p.read_text() for p in tmp_path.iterdir())
     assert "password" not in text.lower() and "[secret]" not in text
+
+
+def test_exporter_targets_on_the_unicast_address() -> None:
+    outputs = load_outputs(OUTPUTS)
+    sd = exporter_file_sd(outputs)
+    bird = {g["labels"]["pop"]: g for g in sd["bird.json"]}
+    health = {g["labels"]["pop"]: g for g in sd["health.json"]}
+    assert sorted(bird) == sorted(outputs["pops"])  # every PoP runs BIRD
+    assert sorted(health) == sorted(outputs["network"]["anycastPops"])  # the health agent runs on anycast PoPs
+    assert bird["ams"]["targets"] == [f"{outputs['pops']['ams']['ipv4']}:9324"]
+    assert health["ams"]["targets"] == [f"{outputs['pops']['ams']['ipv4']}:9325"]
+    assert bird["sao"]["labels"] == {"pop": "sao", "mode": "unicast", "provider": "vultr", "region": "sao",
+                                     "city": "São Paulo", "country": "BR", "continent": "SA", "asn": "64500"}
+    service = set(outputs["network"]["service"].values())
+    assert not any(g["targets"][0].rsplit(":", 1)[0] in service for g in sd["bird.json"])  # never the anycast address
+
+
+def test_exporter_targets_ipv6_only_and_undeployed() -> None:
+    outputs = load_outputs(OUTPUTS)
+    outputs["pops"]["ams"] = outputs["pops"]["ams"] | {"ipv4": None}
+    outputs["pops"]["fra"] = outputs["pops"]["fra"] | {"ipv4": None, "ipv6": None}
+    sd = exporter_file_sd(outputs)
+    bird = {g["labels"]["pop"]: g["targets"][0] for g in sd["bird.json"]}
+    assert bird["ams"] == f"[{outputs['pops']['ams']['ipv6']}]:9324"
+    assert "fra" not in bird  # no address yet: no target (the command says so)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["pops"]["ams"].update(mode="edge"), "pops.ams.mode is 'edge', not anycast or unicast"),
+    (lambda d: d["pops"]["ams"].update(ipv4="ams.example.com"), "pops.ams.ipv4 is 'ams.example.com', not an IP address"),
+    (lambda d: d["probes"]["http"][0].pop("expectXPop"), "probes.http[0] lacks expectXPop"),
+    (lambda d: d["network"].update(anycastPops="ams"), "network.anycastPops is not a list of PoP codes"),
+    (lambda d: d.update(pops={"vpc": "vpc-123"}), "pops.vpc is not an object"),
+])
+def test_outputs_of_the_wrong_shape(tmp_path: Path, change: Any, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(OUTPUTS.read_text())
+    change(data)
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(data))
+    assert main(["monitoring", "targets", "--outputs", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_outputs_of_another_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"vpcId": "vpc-123", "bucketName": "logs"}))
+    assert main(["monitoring", "targets", "--outputs", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --outputs: {path} lacks the stack output(s) network, pops, probes; is this the anycast stack?\n"
 
 
 @pytest.mark.parametrize(("content", "message"), [
