@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from infra.readiness import nsid_query, parse_nsid  # one DNS/NSID codec, shared with the readiness gate
 from lab.netns import LabError, nsrun, socket_in
 
 _NSID_RE = re.compile(r'NSID: .*\("([^"]*)"\)')
@@ -82,49 +83,6 @@ def http_pop(ns: str, address: str, timeout: float = 0.2) -> str | None:
     for line in data.decode(errors="replace").split("\r\n"):
         if line.lower().startswith("x-pop:"):
             return line.split(":", 1)[1].strip()
-    return None
-
-
-def _skip_name(data: bytes, off: int) -> int:
-    while True:
-        n = data[off]
-        if n & 0xC0 == 0xC0:
-            return off + 2
-        if n == 0:
-            return off + 1
-        off += n + 1
-
-
-def nsid_query(qname: str, qid: int) -> bytes:
-    """A SOA query with an EDNS0 OPT record asking for the NSID (RFC 5001)."""
-    header = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1)
-    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in qname.rstrip(".").split(".") if p)
-    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 4) + struct.pack("!HH", 3, 0)
-    return header + labels + b"\x00" + struct.pack("!HH", 6, 1) + opt
-
-
-def parse_nsid(data: bytes, qid: int) -> str | None:
-    """The NSID in a response to :func:`nsid_query` (None if absent, wrong id, or an error rcode)."""
-    if len(data) < 12:
-        return None
-    rid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", data[:12])
-    if rid != qid or not flags & 0x8000 or flags & 0x000F:
-        return None
-    off = 12
-    for _ in range(qd):
-        off = _skip_name(data, off) + 4
-    for i in range(an + ns + ar):
-        off = _skip_name(data, off)
-        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[off:off + 10])
-        off += 10
-        if rtype == 41 and i >= an + ns:
-            end, o = off + rdlen, off
-            while o + 4 <= end:
-                code, length = struct.unpack("!HH", data[o:o + 4])
-                if code == 3:
-                    return data[o + 4:o + 4 + length].decode(errors="replace")
-                o += 4 + length
-        off += rdlen
     return None
 
 

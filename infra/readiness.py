@@ -1,0 +1,338 @@
+"""Is a new PoP really serving? The readiness gate's checks and polling loop, without Pulumi.
+
+The same code runs in two places: inside the Pulumi dynamic resource ``PopGate`` (infra/components/gate.py), whose
+``create`` blocks ``pulumi up`` until the replaced PoP serves, and in ``anycast lab rollout``, which opens its sockets
+inside a lab namespace (``connect``). Standard library only.
+
+What "ready" means for one PoP (docs/deploy.md, "The readiness gate"), each seen from outside on its unicast address:
+
+* HTTP: ``GET /`` on port 80 answers 200 with ``X-PoP: <code>`` (Caddy listens on every address).
+* DNS: a SOA query for the zone with the EDNS NSID option (RFC 5001) answers NOERROR with NSID ``<code>``. Unicast
+  PoPs only: NSD on an anycast PoP listens on the anycast addresses alone, so its DNS is judged by the health agent's
+  own DNS check in the status document (next item).
+* Anycast PoPs: the health agent's status document (:data:`STATUS_PORT`, :data:`STATUS_PATH`; the JSON contract in
+  docs/deploy.md) names this PoP, every check passes, at least ``sessions`` BGP sessions exist and all are
+  Established, the anycast routes are exported and the PoP is not draining.
+
+A PoP is ready when one poll finds nothing wrong ``consecutive`` times in a row. After ``timeout`` seconds
+:func:`wait_ready` raises :class:`NotReady` naming the PoP and what was still missing at the last poll.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUS_PORT = 9325
+STATUS_PATH = "/status"
+DEFAULT_TIMEOUT_S = 900.0  # rollout.gateTimeout's default: 15 minutes per PoP
+DEFAULT_INTERVAL_S = 5.0
+DEFAULT_CONSECUTIVE = 2
+ESTABLISHED = "established"
+
+Connect = Callable[[int, int], socket.socket]  # (family, type) -> socket; the lab opens it inside a namespace
+
+
+def plain_socket(family: int, kind: int) -> socket.socket:
+    return socket.socket(family, kind)
+
+
+@dataclass(frozen=True)
+class GateTarget:
+    """One PoP as the gate probes it. ``addresses``: its unicast addresses (IPv4 and/or IPv6)."""
+
+    pop: str
+    mode: str  # "anycast" | "unicast"
+    addresses: tuple[str, ...]
+    zone: str
+    sessions: int = 1  # BGP sessions the status document must show Established (anycast PoPs)
+    http_port: int = 80
+    dns_port: int = 53
+    status_port: int = STATUS_PORT
+    status_path: str = STATUS_PATH
+
+
+class NotReady(RuntimeError):
+    """The PoP did not become ready in time; the message names it and what was missing."""
+
+    def __init__(self, pop: str, waited: float, problems: list[str]) -> None:
+        self.pop, self.waited, self.problems = pop, waited, problems
+        super().__init__(f"PoP {pop} not ready after {waited:.0f} s: " + "; ".join(problems)
+                         + " (the old PoP keeps serving; see docs/deploy.md, 'When a wave fails')")
+
+
+# --- HTTP (raw sockets, so the lab can open them inside a namespace) -----------------------------------------------
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def http_get(address: str, port: int, path: str, timeout: float, connect: Connect = plain_socket) -> HttpAnswer:
+    """One ``GET`` (HTTP/1.0, the body ends when the server closes); raises OSError or ValueError."""
+    sock = connect(_family(address), socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((address, port))
+        host = f"[{address}]" if ":" in address else address
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: anycast-gate\r\n\r\n".encode())
+        data = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > 1 << 20:
+                raise ValueError("answer larger than 1 MiB")
+    finally:
+        sock.close()
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("no complete HTTP answer")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP status line: {lines[0][:60]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return HttpAnswer(int(parts[1]), headers, body)
+
+
+# --- DNS with NSID (RFC 5001) ----------------------------------------------------------------------------------------
+
+def nsid_query(qname: str, qid: int) -> bytes:
+    """A SOA query with an EDNS0 OPT record asking for the NSID (RFC 5001)."""
+    header = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1)
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in qname.rstrip(".").split(".") if p)
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 4) + struct.pack("!HH", 3, 0)
+    return header + labels + b"\x00" + struct.pack("!HH", 6, 1) + opt
+
+
+def _skip_name(data: bytes, off: int) -> int:
+    while True:
+        n = data[off]
+        if n & 0xC0 == 0xC0:
+            return off + 2
+        if n == 0:
+            return off + 1
+        off += n + 1
+
+
+def parse_nsid(data: bytes, qid: int) -> str | None:
+    """The NSID in a response to :func:`nsid_query` (None if absent, wrong id, or an error rcode)."""
+    if len(data) < 12:
+        return None
+    rid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", data[:12])
+    if rid != qid or not flags & 0x8000 or flags & 0x000F:
+        return None
+    off = 12
+    for _ in range(qd):
+        off = _skip_name(data, off) + 4
+    for i in range(an + ns + ar):
+        off = _skip_name(data, off)
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[off:off + 10])
+        off += 10
+        if rtype == 41 and i >= an + ns:
+            end, o = off + rdlen, off
+            while o + 4 <= end:
+                code, length = struct.unpack("!HH", data[o:o + 4])
+                if code == 3:
+                    return data[o + 4:o + 4 + length].decode(errors="replace")
+                o += 4 + length
+        off += rdlen
+    return None
+
+
+def dns_nsid(server: str, port: int, qname: str, timeout: float, connect: Connect = plain_socket) -> str | None:
+    """The NSID a server answers a SOA query with; None on timeout, error rcode or no NSID."""
+    sock = connect(_family(server), socket.SOCK_DGRAM)
+    qid = random.randrange(65536)
+    try:
+        sock.settimeout(timeout)
+        sock.sendto(nsid_query(qname, qid), (server, port))
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            data, _ = sock.recvfrom(4096)
+            if (nsid := parse_nsid(data, qid)) is not None:
+                return nsid
+    except (OSError, struct.error, IndexError):
+        return None
+    finally:
+        sock.close()
+
+
+# --- The status document --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PopStatus:
+    """The health agent's status document, normalised (docs/deploy.md, 'Status document')."""
+
+    pop: str
+    checks: dict[str, bool]
+    sessions: dict[str, str]  # name -> BGP state, lower case
+    exported: bool
+    drain: bool
+
+
+def _ok(value: Any) -> bool:
+    if isinstance(value, dict):
+        if "ok" in value:
+            return value["ok"] is True
+        return str(value.get("state", "")).lower() in ("ok", "up", "healthy", "pass")
+    if isinstance(value, str):
+        return value.lower() in ("ok", "up", "healthy", "pass")
+    return value is True
+
+
+def _named(items: Any, what: str) -> dict[str, Any]:
+    """``{name: value}`` from either a mapping or a list of objects with ``name``."""
+    if isinstance(items, dict):
+        return dict(items)
+    if isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items):
+        return {str(i["name"]): i for i in items}
+    raise ValueError(f"{what}: expected an object or a list of objects with 'name'")
+
+
+def parse_status(doc: Any) -> PopStatus:
+    """Validate and normalise a status document; ValueError names the field that does not fit the contract."""
+    if not isinstance(doc, dict):
+        raise ValueError("status: expected a JSON object")
+    if not isinstance(doc.get("pop"), str):
+        raise ValueError("status.pop: missing or not a string")
+    checks = {k: _ok(v) for k, v in _named(doc.get("checks", {}), "status.checks").items()}
+    bgp = doc.get("bgp", {})
+    raw_sessions = bgp.get("sessions", {}) if isinstance(bgp, dict) else bgp
+    sessions = {}
+    for name, value in _named(raw_sessions, "status.bgp.sessions").items():
+        state = value.get("state") if isinstance(value, dict) else value
+        if not isinstance(state, str):
+            raise ValueError(f"status.bgp.sessions.{name}.state: missing or not a string")
+        sessions[name] = state.lower()
+    exported = doc.get("exported")
+    if isinstance(exported, dict):
+        exported_ok = bool(exported) and all(_ok(v) for v in exported.values())
+    elif isinstance(exported, list):
+        exported_ok = bool(exported)
+    elif isinstance(exported, bool):
+        exported_ok = exported
+    else:
+        raise ValueError("status.exported: missing (true/false, {protocol: bool} or a list of prefixes)")
+    drain = doc.get("drain", False)
+    draining = _ok(drain.get("active", drain.get("draining", False))) if isinstance(drain, dict) else bool(drain)
+    return PopStatus(doc["pop"], checks, sessions, exported_ok, draining)
+
+
+def status_problems(status: PopStatus, target: GateTarget) -> list[str]:
+    """What in a (parsed) status document keeps the PoP from being ready; [] when nothing."""
+    problems = []
+    if status.pop != target.pop:
+        problems.append(f"status endpoint answers for PoP {status.pop!r}, not {target.pop!r}")
+    failed = sorted(name for name, ok in status.checks.items() if not ok)
+    if failed:
+        problems.append("health checks failing: " + ", ".join(failed))
+    if not status.checks:
+        problems.append("the status document lists no health checks")
+    down = sorted(f"{name} {state}" for name, state in status.sessions.items() if state != ESTABLISHED)
+    if down:
+        problems.append("BGP sessions not Established: " + ", ".join(down))
+    if len(status.sessions) < target.sessions:
+        problems.append(f"{len(status.sessions)} BGP sessions, expected {target.sessions}")
+    if target.mode == "anycast" and not status.exported:
+        problems.append("anycast routes not exported")
+    if status.drain:
+        problems.append("the PoP is draining")
+    return problems
+
+
+# --- One poll and the loop ------------------------------------------------------------------------------------------
+
+def observe(target: GateTarget, timeout: float = 2.0, connect: Connect = plain_socket) -> list[str]:
+    """Probe the PoP once; the list of what is not ready yet (empty: ready)."""
+    problems: list[str] = []
+    for address in target.addresses:
+        try:
+            answer = http_get(address, target.http_port, "/", timeout, connect)
+            xpop = answer.headers.get("x-pop")
+            if answer.status != 200 or xpop != target.pop:
+                problems.append(f"HTTP on {address}: status {answer.status}, X-PoP {xpop!r} (want 200, {target.pop!r})")
+        except (OSError, ValueError) as exc:
+            problems.append(f"HTTP on {address}: {type(exc).__name__}: {exc}")
+        if target.mode == "unicast":
+            nsid = dns_nsid(address, target.dns_port, target.zone, timeout, connect)
+            if nsid != target.pop:
+                problems.append(f"DNS on {address}: NSID {nsid!r} (want {target.pop!r})" if nsid else
+                                f"DNS on {address}: no NOERROR answer with an NSID for {target.zone} SOA")
+    if target.mode == "anycast":
+        address = target.addresses[0] if target.addresses else ""
+        where = f"status endpoint http://{address}:{target.status_port}{target.status_path}"
+        try:
+            answer = http_get(address, target.status_port, target.status_path, timeout, connect)
+            if answer.status != 200:
+                problems.append(f"{where}: HTTP {answer.status}")
+            else:
+                problems += status_problems(parse_status(json.loads(answer.body)), target)
+        except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            problems.append(f"{where}: {type(exc).__name__}: {exc}")
+    if not target.addresses:
+        problems.append("no unicast address to probe")
+    return problems
+
+
+@dataclass
+class GateResult:
+    pop: str
+    seconds: float
+    polls: int
+    log: list[str] = field(default_factory=list)
+
+
+def wait_ready(target: GateTarget, timeout: float = DEFAULT_TIMEOUT_S, interval: float = DEFAULT_INTERVAL_S,
+               consecutive: int = DEFAULT_CONSECUTIVE, connect: Connect = plain_socket,
+               probe: Callable[[GateTarget], list[str]] | None = None,
+               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+               say: Callable[[str], None] | None = None) -> GateResult:
+    """Poll until ``consecutive`` polls in a row find nothing wrong; raise :class:`NotReady` after ``timeout`` s.
+
+    ``say`` gets one line whenever the set of problems changes (not every poll).
+    """
+    if timeout <= 0 or interval <= 0 or consecutive < 1:
+        raise ValueError("timeout and interval must be positive, consecutive at least 1")
+    check = probe or (lambda t: observe(t, min(2.0, interval), connect))
+    start = clock()
+    good = polls = 0
+    last: list[str] | None = None
+    result = GateResult(target.pop, 0.0, 0)
+    while True:
+        problems = check(target)
+        polls += 1
+        if problems != last:
+            line = f"{target.pop}: " + ("ready" if not problems else "; ".join(problems))
+            result.log.append(f"{clock() - start:.1f}s {line}")
+            if say:
+                say(line)
+            last = problems
+        good = good + 1 if not problems else 0
+        if good >= consecutive:
+            result.seconds, result.polls = clock() - start, polls
+            return result
+        elapsed = clock() - start
+        if elapsed >= timeout:
+            raise NotReady(target.pop, elapsed, problems or ["flapping: ready, then not ready again"])
+        sleep(min(interval, timeout - elapsed))
