@@ -11,8 +11,6 @@ import pytest
 from infra.readiness import GateTarget, NotReady, observe, parse_status, status_problems, wait_ready
 from tests.fake_pop import FakePop, FakePopState, status_document
 
-FAST = {"interval": 0.05, "consecutive": 2}
-
 
 def target(fake: FakePop, mode: str = "anycast", sessions: int = 2) -> GateTarget:
     return GateTarget(pop="ams", mode=mode, addresses=("127.0.0.1",), zone="cdn.example.com", sessions=sessions,
@@ -21,7 +19,7 @@ def target(fake: FakePop, mode: str = "anycast", sessions: int = 2) -> GateTarge
 
 def test_ready_anycast_pop_passes() -> None:
     with FakePop(FakePopState("ams", status=status_document("ams"))) as fake:
-        result = wait_ready(target(fake), timeout=5, **FAST)
+        result = wait_ready(target(fake), timeout=5, interval=0.05, consecutive=2)
     assert result.pop == "ams" and result.polls == 2 and result.seconds < 2
     assert result.log == [result.log[0]] and result.log[0].endswith("ams: ready")
     assert fake.state.requests.count("/status") == 2 and fake.state.requests.count("/") == 2
@@ -41,7 +39,7 @@ def test_ready_unicast_pop_needs_http_and_nsid_not_the_status_endpoint() -> None
 def test_never_ready_times_out_naming_the_pop_and_what_is_missing() -> None:
     status = status_document("ams", checks_ok=False, sessions={"vultr4": "Active", "vultr6": "Connect"}, exported=False)
     with FakePop(FakePopState("ams", status=status)) as fake, pytest.raises(NotReady) as err:
-        wait_ready(target(fake), timeout=0.4, **FAST)
+        wait_ready(target(fake), timeout=0.4, interval=0.05, consecutive=2)
     text = str(err.value)
     assert text.startswith("PoP ams not ready after 0 s: ")
     assert "health checks failing: http" in text
@@ -91,7 +89,7 @@ def test_becoming_ready_passes_and_logs_each_change_once() -> None:
             return observe(t)
 
         lines: list[str] = []
-        result = wait_ready(target(fake), timeout=5, probe=probe, say=lines.append, **FAST)
+        result = wait_ready(target(fake), timeout=5, probe=probe, say=lines.append, interval=0.05, consecutive=2)
     assert result.polls == 5  # polls 1-3 not ready, 4 and 5 ready
     assert lines == ["ams: BGP sessions not Established: vultr4 connect, vultr6 connect; anycast routes not exported",
                      "ams: ready"]
