@@ -173,8 +173,8 @@ def test_bgp_export_rejects_leaks(prod_network: Network, facts: dict[str, Any]) 
     leaky_set = conf.replace("define ANYCAST_V4 = [ 192.0.2.0/24", "define ANYCAST_V4 = [ 198.51.100.0/24, 192.0.2.0/24")
     export_all = conf.replace("export filter export_upstream6;", "export all;")
     no_set = conf.replace("if ! (net ~ ANYCAST_V4) then reject;", "")
-    cases = {leaky_set: "ANYCAST_V4 holds 198.51.100.0/24", export_all: "upstream6: 'export all'",
-             no_set: "upstream4: export filter export_upstream4 does not match on a prefix set"}
+    cases = {leaky_set: "ANYCAST_V4 holds 198.51.100.0/24", export_all: "upstream6 channel ipv6: 'export all'",
+             no_set: "upstream4 channel ipv4: export filter export_upstream4 can accept a route that no prefix set limits"}
     for bad, expected in cases.items():
         assert bad != conf
         found = violations(rules.bgp_export_own_prefixes, StackValidationArgs([network, instance_with(bad)]))
@@ -202,7 +202,7 @@ def test_bird_reader() -> None:
     allowed = [ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8:1000::/48")]
     assert export_problems(conf, allowed) == []
     assert export_problems(conf, allowed[:1]) == [
-        "protocol b: ANYCAST_V6 holds 2001:db8:1000::/48, which is not the network's (192.0.2.0/24)"]
+        "protocol b channel ipv6: ANYCAST_V6 holds 2001:db8:1000::/48, which is not the network's (192.0.2.0/24)"]
 
 
 def route_object(prefix: str, origin: str) -> PolicyResource:
