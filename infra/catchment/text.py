@@ -19,12 +19,12 @@ def format_report(report: Report, limit: int = 15) -> str:
     lines = [f"catchment ({report.source}): {s['results']} results; {s['ok']} ok, {s['misrouted']} mis-routed "
              f"(> {report.tolerance_km:.0f} km farther than the nearest announcing PoP), {s['no_answer']} no answer, "
              f"{s['unknown_pop']} unknown PoP, {s['no_location']} without coordinates", ""]
-    header = f"{'probe':<10} {'af':>2} {'country':<7} {'answered':<8} {'expected':<8} {'geodns':<6} {'rtt ms':>7} {'extra km':>8}  status"
+    header = f"{'probe':<18} {'af':>2} {'country':<7} {'answered':<8} {'expected':<8} {'geodns':<6} {'rtt ms':>7} {'extra km':>8}  status"
     lines += ["probes (mis-routed first, then by extra distance):", header]
     order = sorted(report.probes, key=lambda p: (p.status != "misrouted", p.status != "ok", -(p.extra_km or 0), p.id))
     for p in order[:limit]:
         name = p.label or p.id
-        lines.append(f"{name[:10]:<10} {p.af or '-':>2} {p.country or '??':<7} {p.pop or '-':<8} {p.expected_pop or '-':<8} "
+        lines.append(f"{name[:18]:<18} {p.af or '-':>2} {p.country or '??':<7} {p.pop or '-':<8} {p.expected_pop or '-':<8} "
                      f"{p.geodns_pop or '-':<6} {_num(p.rtt_ms) if p.rtt_ms is None or p.rtt_ms >= 1 else f'{p.rtt_ms:.2f}':>7} "
                      f"{_num(p.extra_km):>8}  {p.status}")
     if len(order) > limit:

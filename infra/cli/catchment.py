@@ -148,8 +148,13 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         observations: list[Observation]
         if args.lab:
             from lab.catchment import lab_observations
+            from lab.netns import LabError
 
-            observations, probes = lab_observations(args.stack, network)
+            try:
+                observations, probes = lab_observations(args.stack, network)
+            except LabError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_REFUSED
             source = f"lab {args.stack}"
         elif args.results is not None:
             observations = parse_results(_load_json(args.results, "--results"))

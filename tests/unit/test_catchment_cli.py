@@ -128,6 +128,8 @@ def test_offline_results_with_probe_metadata(tmp_path: Path, capsys: pytest.Capt
     assert "13 results; 9 ok, 1 mis-routed" in out
     assert "unknown NSID 'k3.ams-ix.k.ripe.net'" in out and "timeout after 5000 ms" in out
     assert (tmp_path / "out" / "catchment.svg").read_text().startswith("<svg")
+    assert "advice (a diff of the stack file; nothing was applied):" in out
+    assert "+        announce: {prepend: 3}" in (tmp_path / "out" / "advice.diff").read_text()
     assert main(["catchment", "--stack", "prod", "--results", str(results)]) == 0
     assert "nothing is judged" in capsys.readouterr().out
 
