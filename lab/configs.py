@@ -41,6 +41,8 @@ def lab_substitutions(pop_dir: Path, zone_file: str) -> list[Substitution]:
                      "unicast PoPs: the include written by anycast-local-addresses lives in the lab directory"),
         Substitution("health.json", '"socket": "/run/bird/bird.ctl"', f'"socket": "{d}/bird.ctl"',
                      "each PoP's BIRD has its own control socket in its lab directory"),
+        Substitution("health.json", '"file": "/var/lib/anycast/drain"', f'"file": "{d}/drain"',
+                     "each PoP's drain file lives in its lab directory"),
     ]
 
 

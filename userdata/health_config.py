@@ -1,4 +1,4 @@
-"""The health agent's configuration (``/etc/anycast/health.json``) for one anycast PoP."""
+"""The health agent's configuration (``/etc/anycast/health.json``) and systemd unit for one anycast PoP."""
 
 from __future__ import annotations
 
@@ -7,12 +7,24 @@ from typing import Any
 from infra.model import Network, Pop
 
 BIRD_SOCKET = "/run/bird/bird.ctl"
+BIRDC = "/usr/sbin/birdc"
+STATUS_PORT = 9325  # /status (JSON) and /metrics (Prometheus) on the unicast address; nftables: admin.monitoringCidrs
+DRAIN_FILE = "/var/lib/anycast/drain"  # survives a reboot: a PoP drained for maintenance stays drained
+WATCHDOG_SEC = 2  # systemd kills a silent agent after this; its worst-case round (checks + BIRD) stays below 1.2 s
+RESTART_SEC = 1
+
+
+def anycast_protocols(network: Network) -> list[str]:
+    return [f"anycast{v}" for v, p in ((4, network.prefixes.ipv4), (6, network.prefixes.ipv6)) if p is not None]
 
 
 def health_config(network: Network, pop: Pop) -> dict[str, Any]:
-    """Check Caddy and NSD on the service address (IPv4 if the network has it) and drive the anycast protocols."""
+    """Check Caddy and NSD on the service address (IPv4 if the network has it) and drive the anycast protocols.
+
+    Damping follows BIRD's error wait time (bgp.errorWaitMin/Max): a crash loop announces no more often than BIRD
+    would re-open a failing session.
+    """
     service = network.service.ipv4 if network.service.ipv4 is not None else network.service.ipv6
-    protocols = [f"anycast{v}" for v, p in ((4, network.prefixes.ipv4), (6, network.prefixes.ipv6)) if p is not None]
     return {
         "pop": pop.code,
         "interval_ms": 200,
@@ -20,5 +32,47 @@ def health_config(network: Network, pop: Pop) -> dict[str, Any]:
         "fall": 2,
         "http": {"host": str(service), "port": 80, "path": "/healthz", "timeout_ms": 300},
         "dns": {"server": str(service), "port": 53, "qname": network.dns.zone, "qtype": "SOA", "timeout_ms": 300},
-        "bird": {"socket": BIRD_SOCKET, "protocols": protocols},
+        "bird": {"socket": BIRD_SOCKET, "protocols": anycast_protocols(network), "timeout_ms": 250},
+        "damping": {"stable_s": 10, "min_hold_down_s": network.bgp.error_wait_min,
+                    "max_hold_down_s": network.bgp.error_wait_max},
+        "status": {"address": "::", "port": STATUS_PORT},
+        "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": [53, 80, 443]},
     }
+
+
+def withdraw_commands(network: Network, socket: str = BIRD_SOCKET) -> list[list[str]]:
+    """What systemd runs when the agent stops for any reason (crash, watchdog kill, stop): disable every anycast
+    protocol with birdc. Independent of the agent's code; a missing BIRD means nothing is announced anyway."""
+    return [[BIRDC, "-s", socket, "disable", p] for p in anycast_protocols(network)]
+
+
+def health_unit(network: Network, config_path: str, agent_path: str) -> str:
+    """anycast-health.service: Type=notify with a watchdog; ExecStopPost withdraws whenever the agent is gone."""
+    stop_post = [f"ExecStopPost=-{' '.join(cmd)}" for cmd in withdraw_commands(network)]
+    return "\n".join([
+        "[Unit]",
+        "Description=Anycast health agent: announces this PoP only while Caddy and NSD answer",
+        "After=bird.service nsd.service caddy.service",
+        "Wants=bird.service",
+        "# Restart forever: while the agent is down the PoP stays withdrawn (ExecStopPost), never announced blindly.",
+        "StartLimitIntervalSec=0",
+        "",
+        "[Service]",
+        "Type=notify",
+        "NotifyAccess=main",
+        f"ExecStart=/usr/bin/python3 {agent_path} --config {config_path}",
+        "# The agent sends WATCHDOG=1 every round (200 ms); silent for this long (frozen, wedged) -> SIGKILL at once",
+        "# (a stopped process would ignore the default SIGABRT until TimeoutAbortSec).",
+        f"WatchdogSec={WATCHDOG_SEC}",
+        "WatchdogSignal=SIGKILL",
+        "Restart=always",
+        f"RestartSec={RESTART_SEC}",
+        "TimeoutStopSec=5",
+        "# Second line of defence, without the agent's code: whenever the agent stops (crash, watchdog, stop),",
+        "# systemd disables the anycast protocols. The next agent re-enables them after `rise` good checks.",
+        *stop_post,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])

@@ -1,8 +1,12 @@
-"""The health agent (userdata/files/anycast-health.py) against fake HTTP, DNS and BIRD servers on 127.0.0.1."""
+"""The health agent (userdata/files/anycast-health.py): config, checks, damping, status and BIRD failure modes against
+fake HTTP, DNS and BIRD control sockets on 127.0.0.1. The agent against a real BIRD and Caddy:
+tests/validators/test_health_agent_bird.py."""
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
+import io
 import json
 import os
 import socket
@@ -11,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -96,11 +99,11 @@ class FakeDns:
 
 
 class FakeBird:
-    """A BIRD control socket: welcome line, then enable/disable replies like BIRD 2.0.12 (and syntax errors)."""
+    """A BIRD control socket that fails: ``mode`` "error" answers every command with a syntax error, "mute" never
+    answers after the welcome line."""
 
-    def __init__(self, path: str, protocols: tuple[str, ...] = ("anycast4", "anycast6")) -> None:
-        self.path = path
-        self.enabled = dict.fromkeys(protocols, True)
+    def __init__(self, path: str, mode: str) -> None:
+        self.path, self.mode = path, mode
         self.commands: list[str] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
@@ -109,17 +112,20 @@ class FakeBird:
         self.running = True
         threading.Thread(target=self._loop, daemon=True).start()
 
-    def _reply(self, line: str) -> bytes:
-        parts = line.split()
-        if len(parts) == 2 and parts[0] in ("enable", "disable") and parts[1] in self.enabled:
-            want = parts[0] == "enable"
-            if self.enabled[parts[1]] == want:
-                code, word = ("0010", "already enabled") if want else ("0008", "already disabled")
-            else:
-                code, word = ("0011", "enabled") if want else ("0009", "disabled")
-            self.enabled[parts[1]] = want
-            return f"{code}-{parts[1]}: {word}\n0000 \n".encode()
-        return b"9001 syntax error, unexpected CF_SYM_UNDEFINED\n"
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(b"0001 BIRD 2.0.12 ready.\n")
+            conn.settimeout(5)
+            try:
+                while self.running:
+                    data = conn.recv(1024)
+                    if not data:
+                        return
+                    self.commands.append(data.decode().strip())
+                    if self.mode == "error":
+                        conn.sendall(b"9001 syntax error, unexpected CF_SYM_UNDEFINED\n")
+            except OSError:
+                return
 
     def _loop(self) -> None:
         while self.running:
@@ -127,22 +133,7 @@ class FakeBird:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            with conn:
-                conn.sendall(b"0001 BIRD 2.0.12 ready.\n")
-                buf = b""
-                conn.settimeout(1)
-                try:
-                    while b"\n" not in buf:
-                        chunk = conn.recv(1024)
-                        if not chunk:
-                            break
-                        buf += chunk
-                except OSError:
-                    continue
-                line = buf.decode().strip()
-                if line:
-                    self.commands.append(line)
-                    conn.sendall(self._reply(line))
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def stop(self) -> None:
         self.running = False
@@ -150,28 +141,21 @@ class FakeBird:
 
 
 @pytest.fixture()
-def env() -> Iterator[tuple[FakeHttp, FakeDns, FakeBird, dict[str, Any]]]:
+def env() -> Iterator[tuple[FakeHttp, FakeDns, str, dict[str, Any]]]:
     tmp = tempfile.mkdtemp(prefix="health-")
-    http, dns, bird = FakeHttp(), FakeDns(), FakeBird(os.path.join(tmp, "bird.ctl"))
+    http, dns = FakeHttp(), FakeDns()
     cfg = {"pop": "ams", "interval_ms": 20, "rise": 3, "fall": 2,
            "http": {"host": "127.0.0.1", "port": http.port, "path": "/healthz", "timeout_ms": 200},
            "dns": {"server": "127.0.0.1", "port": dns.port, "qname": "cdn.example.com", "qtype": "SOA", "timeout_ms": 200},
-           "bird": {"socket": bird.path, "protocols": ["anycast4", "anycast6"]}}
-    yield http, dns, bird, cfg
+           "bird": {"socket": os.path.join(tmp, "bird.ctl"), "protocols": ["anycast4", "anycast6"], "timeout_ms": 100},
+           "status": {"address": "127.0.0.1", "port": 0}, "drain": {"file": os.path.join(tmp, "drain")}}
+    yield http, dns, tmp, cfg
     http.stop()
     dns.stop()
-    bird.stop()
 
 
 def _agent(cfg: dict[str, Any]) -> Any:
-    import io
-
     return agent.Agent(agent.load_config(cfg), log=io.StringIO())
-
-
-def _steps(a: Any, n: int) -> None:
-    for _ in range(n):
-        a.step()
 
 
 def test_dns_query_is_a_standard_query() -> None:
@@ -181,7 +165,7 @@ def test_dns_query_is_a_standard_query() -> None:
 
 
 def test_checks_pass_against_healthy_servers(env: Any) -> None:
-    http, dns, _bird, cfg = env
+    http, dns, _tmp, cfg = env
     c = agent.load_config(cfg)
     assert agent.check_http(c.http) is None
     assert agent.check_dns(c.dns) is None
@@ -193,92 +177,60 @@ def test_checks_pass_against_healthy_servers(env: Any) -> None:
     assert "timed out" in (agent.check_dns(c.dns) or "")
 
 
-def test_healthy_pop_is_announced_after_rise_rounds(env: Any) -> None:
-    _http, _dns, bird, cfg = env
-    a = _agent(cfg)
-    _steps(a, 2)
-    assert bird.commands == []  # undecided before `rise` good rounds
-    a.step()
-    assert bird.commands == ["enable anycast4", "enable anycast6"]
-    assert all(bird.enabled.values())
+def test_hysteresis_and_events() -> None:
+    h = agent.Hysteresis(rise=3, fall=2)
+    assert [h.feed(True) for _ in range(3)] == [False, False, True] and h.healthy is True
+    assert h.feed(False) is False and h.healthy is True  # one bad round is not `fall`
+    assert h.force_down() is True and h.healthy is False  # a closed connection + failed check: at once
+    assert h.force_down() is False
 
 
-def test_http_failure_withdraws_after_fall_rounds_and_recovers_after_rise(env: Any) -> None:
-    http, _dns, bird, cfg = env
-    a = _agent(cfg)
-    _steps(a, 3)
-    http.stop()  # Caddy dies: connection refused
-    a.step()
-    assert all(bird.enabled.values()), "one bad round must not withdraw (fall = 2)"
-    a.step()
-    assert not any(bird.enabled.values())
-    assert bird.commands[-2:] == ["disable anycast4", "disable anycast6"]
-    new = FakeHttp()  # Caddy back (new port: point the agent at it)
-    cfg["http"]["port"] = new.port
-    a.cfg = agent.load_config(cfg)
-    _steps(a, 2)
-    assert not any(bird.enabled.values()), "two good rounds are not enough (rise = 3)"
-    a.step()
-    assert all(bird.enabled.values())
-    new.stop()
+def test_damping_doubles_the_hold_down_for_flaps_in_a_row() -> None:
+    d = agent.Damper(agent.Damping(stable_s=10, min_hold_down_s=5, max_hold_down_s=120))
+    d.announced(0.0)
+    d.withdrawn(100.0)  # announced for 100 s: not a flap
+    assert d.hold_down() == 0 and d.until() == 100.0
+    t = 100.0
+    waits = []
+    for _ in range(7):  # a crash loop: announced, dead again 1 s later
+        d.announced(t)
+        t += 1
+        d.withdrawn(t)
+        waits.append(d.hold_down())
+        t = d.until()
+    assert waits == [5, 10, 20, 40, 80, 120, 120]
+    d.announced(t)
+    d.withdrawn(t + 11)  # stable for longer than stable_s: forgiven
+    assert d.hold_down() == 0
 
 
-def test_dns_failure_withdraws(env: Any) -> None:
-    _http, dns, bird, cfg = env
-    a = _agent(cfg)
-    _steps(a, 3)
-    dns.mode = "servfail"
-    _steps(a, 2)
-    assert not any(bird.enabled.values())
+@pytest.mark.parametrize(("change", "message"), [
+    ({"rise": "3"}, 'rise: expected an integer, got "3"'),
+    ({"fall": True}, "fall: expected an integer, got true"),
+    ({"intervall_ms": 200}, "intervall_ms: unknown key (known: bird, damping, dns, drain, fall, http, interval_ms, pop, rise, status)"),
+    ({"http": {"host": "127.0.0.1", "timout_ms": 5}}, "http.timout_ms: unknown key (known: host, path, port, timeout_ms)"),
+    ({"bird": {"socket": "s", "protocols": "anycast4"}}, 'bird.protocols: expected a list of strings, got "anycast4"'),
+    ({"bird": {"protocols": ["anycast4"]}}, "bird.socket: is required"),
+    ({"damping": {"stable_s": "10"}}, 'damping.stable_s: expected a number, got "10"'),
+    ({"drain": {"ports": [80, "443"]}}, 'drain.ports: expected a list of integers, got [80, "443"]'),
+    ({"interval_ms": 0}, "interval_ms: must be at least 1, got 0"),
+    ({"dns": {"server": "::1", "qname": "x", "qtype": "MX"}}, "dns.qtype: 'MX' is not one of A, NS, SOA, TXT, AAAA"),
+])
+def test_config_errors_name_the_key(env: Any, change: dict[str, Any], message: str) -> None:
+    _http, _dns, _tmp, cfg = env
+    with pytest.raises(agent.ConfigProblem) as exc:
+        agent.load_config({**cfg, **change})
+    assert str(exc.value) == message
 
 
-def test_flapping_service_does_not_flap_routes(env: Any) -> None:
-    http, _dns, bird, cfg = env
-    a = _agent(cfg)
-    _steps(a, 3)
-    n = len(bird.commands)
-    for i in range(10):  # fails every other round: never `fall` in a row
-        http.status = 500 if i % 2 else 200
-        a.step()
-    assert len(bird.commands) == n
-    assert all(bird.enabled.values())
-
-
-def test_bird_reply_is_checked_not_trusted(env: Any) -> None:
-    _http, _dns, bird, _cfg = env
-    assert agent.set_protocol(bird.path, "anycast4", False) == "anycast4: disabled"
-    assert agent.set_protocol(bird.path, "anycast4", False) == "anycast4: already disabled"
-    with pytest.raises(agent.BirdError, match="unexpected reply"):
-        agent.set_protocol(bird.path, "nosuch", False)
-
-
-def test_bird_down_is_retried_every_round(env: Any) -> None:
-    _http, _dns, bird, cfg = env
-    cfg["bird"]["socket"] = bird.path + ".missing"
-    a = _agent(cfg)
-    _steps(a, 3)
-    assert a.applied is None  # BIRD unreachable: not applied, will retry
-    a.cfg = agent.load_config({**cfg, "bird": {"socket": bird.path, "protocols": ["anycast4", "anycast6"]}})
-    a.step()
-    assert a.applied is True
-    assert bird.commands == ["enable anycast4", "enable anycast6"]
-
-
-def test_external_change_is_corrected_by_resync(env: Any) -> None:
-    _http, _dns, bird, cfg = env
-    a = _agent({**cfg, "resync_s": 0.05})
-    _steps(a, 3)
-    bird.enabled["anycast4"] = False  # e.g. BIRD restarted with the protocol disabled
-    time.sleep(0.06)
-    a.step()
-    assert bird.enabled["anycast4"] is True
-
-
-def test_config_errors_name_the_field() -> None:
-    with pytest.raises(agent.ConfigProblem, match=r"^bird: is required"):
-        agent.load_config({"http": {"host": "127.0.0.1"}})
-    with pytest.raises(agent.ConfigProblem, match=r"dns\.qtype"):
-        agent.load_config({"dns": {"server": "::1", "qname": "x", "qtype": "MX"}, "bird": {"socket": "s", "protocols": ["a"]}})
+def test_bad_config_is_refused_at_start_with_one_line(env: Any) -> None:
+    _http, _dns, tmp, cfg = env
+    path = Path(tmp) / "health.json"
+    path.write_text(json.dumps({**cfg, "rise": "3"}))
+    res = subprocess.run([sys.executable, str(AGENT), "--config", str(path)], capture_output=True, text=True, timeout=10)
+    assert res.returncode == 2
+    assert res.stderr == f'anycast-health: {path}: rise: expected an integer, got "3"\n'
+    assert res.stdout == ""
 
 
 def test_rendered_health_json_is_accepted() -> None:
@@ -288,25 +240,112 @@ def test_rendered_health_json_is_accepted() -> None:
     net = load_network("dev")
     cfg = agent.load_config(json.loads(json.dumps(health_config(net, net.pop("ams")))))
     assert cfg.protocols == ("anycast4", "anycast6")
-    assert cfg.http.host == "192.0.2.1" and cfg.dns.qtype == 6
+    assert cfg.http is not None and cfg.http.host == "192.0.2.1"
+    assert cfg.dns is not None and cfg.dns.qtype == 6
+    assert cfg.damping.min_hold_down_s == net.bgp.error_wait_min and cfg.status_port == 9325
 
 
-def test_the_file_runs_as_a_program(env: Any) -> None:
-    """The same file the PoP runs: ``--once`` exits 0 when healthy, 1 when not; SIGTERM stops the loop."""
-    http, _dns, bird, cfg = env
-    path = Path(bird.path).with_name("health.json")
+@pytest.mark.parametrize("mode", ["missing", "error", "mute"])
+def test_bird_missing_slow_or_erroring_keeps_the_pop_withdrawn_and_logs_once(env: Any, mode: str) -> None:
+    _http, _dns, _tmp, cfg = env
+    fake = None if mode == "missing" else FakeBird(cfg["bird"]["socket"], mode)
+    try:
+        a = _agent(cfg)
+        for _ in range(6):
+            a.cycle()
+        assert a.wanted is True  # the checks pass...
+        status = a.status()
+        assert status["state"] == "unknown" and status["bird"]["reachable"] is False  # ...but nothing is confirmed
+        assert status["exported"] == {"anycast": False, "routes": 0}
+        log = a.log.getvalue()
+        problems = [line for line in log.splitlines() if "announces nothing while BIRD" in line]
+        assert len(problems) == 1, log  # once per state change, not once per round
+        want = {"missing": "No such file", "error": "unexpected reply", "mute": "timed out"}[mode]
+        if mode == "error":
+            assert "9001 syntax error" in problems[0]
+        else:
+            assert want in problems[0], problems
+    finally:
+        if fake:
+            fake.stop()
+
+
+def test_status_and_metrics_are_served(env: Any) -> None:
+    _http, _dns, _tmp, cfg = env
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        cfg["status"]["port"] = free.getsockname()[1]
+    a = _agent(cfg)
+    a.cycle()
+    server = agent.serve_status(a)
+    assert server is not None
+    port = server.server_address[1]
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/status")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type") == "application/json"
+        status = json.loads(resp.read())
+        assert status["schema"] == 1 and status["pop"] == "ams"
+        assert set(status) >= {"state", "reason", "healthy", "announce", "drain", "checks", "bird", "exported", "agent"}
+        assert status["checks"]["http"]["ok"] is True and status["checks"]["dns"]["ok"] is True
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        assert resp.getheader("Content-Type", "").startswith("text/plain; version=0.0.4")
+        samples = {line.split(" ")[0]: line.split(" ")[1] for line in text.splitlines() if not line.startswith("#")}
+        assert samples['anycast_health_check_up{check="http"}'] == "1"
+        assert samples["anycast_health_bird_up"] == "0"
+        assert samples["anycast_health_drained"] == "0"
+        assert 'anycast_health_info{pop="ams",schema="1"}' in samples
+        for line in text.splitlines():  # every sample has a HELP and TYPE before it
+            if not line.startswith("#"):
+                assert f"# TYPE {line.split('{')[0].split(' ')[0]} " in text
+        conn.request("GET", "/nope")
+        assert conn.getresponse().status == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_watchdog_and_ready_over_notify_socket(env: Any) -> None:
+    """The program sends READY=1 and WATCHDOG=1 to $NOTIFY_SOCKET like sd_notify(3), honouring WATCHDOG_PID."""
+    _http, _dns, tmp, cfg = env
+    path = Path(tmp) / "health.json"
     path.write_text(json.dumps(cfg))
-    res = subprocess.run([sys.executable, str(AGENT), "--config", str(path), "--once"], capture_output=True, text=True, timeout=10)
-    assert res.returncode == 0, res.stderr
-    proc = subprocess.Popen([sys.executable, str(AGENT), "--config", str(path)], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and len(bird.commands) < 2:
-        time.sleep(0.02)
-    http.stop()
-    while time.monotonic() < deadline and any(bird.enabled.values()):
-        time.sleep(0.02)
-    proc.terminate()
-    _out, err = proc.communicate(timeout=5)
-    assert proc.returncode == 0
-    assert not any(bird.enabled.values())
-    assert "unhealthy: withdrawing" in err
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(os.path.join(tmp, "notify"))
+    sock.settimeout(5)
+    envv = {**os.environ, "NOTIFY_SOCKET": os.path.join(tmp, "notify"), "WATCHDOG_USEC": "2000000"}
+    proc = subprocess.Popen([sys.executable, str(AGENT), "--config", str(path)], env=envv, stderr=subprocess.PIPE, text=True)
+    try:
+        got = [sock.recv(4096).decode() for _ in range(4)]
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=5)
+        sock.close()
+    assert got[0].startswith("READY=1\nSTATUS=")
+    assert "WATCHDOG=1" in got[1:]
+    assert "watchdog 2.0 s" in err
+
+
+def test_watchdog_pid_for_another_process_means_no_pings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert agent.watchdog_interval() == 2.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert agent.watchdog_interval() is None
+
+
+def test_parse_protocols_reads_states_and_route_counts() -> None:
+    reply = ("2002-Name       Proto      Table      State  Since         Info\n"
+             "1002-anycast4   Static     master4    down   08:14:25.496  \n"
+             "1002-upstream4  BGP        ---        up     08:14:24.489  Established   \n"
+             "1006-  Description:    Vultr AS64515 (IPv4)\n"
+             "   BGP state:          Established\n"
+             "   Channel ipv4\n"
+             "     Routes:         0 imported, 2 exported, 0 preferred\n"
+             "0000 \n")
+    p = agent.parse_protocols(reply)
+    assert p["anycast4"]["state"] == "down" and p["anycast4"]["proto"] == "Static"
+    assert p["upstream4"]["bgp_state"] == "Established" and p["upstream4"]["exported"] == 2

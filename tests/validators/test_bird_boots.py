@@ -52,8 +52,11 @@ def test_rendered_bird_comes_up(netns: str, tmp_path: Path, prod_network: Networ
                 out = _birdc(netns, sock, "show", "protocols")
         lines = {line.split()[0]: line.split() for line in out.splitlines() if line and line.split()[0] in
                  {"anycast4", "anycast6", "upstream4", "upstream6", "device1"}}
-        assert lines["anycast4"][1:4] == ["Static", "master4", "up"]
-        assert lines["anycast6"][1:4] == ["Static", "master6", "up"]
+        # Fail-closed: the anycast protocols start disabled; only the health agent enables them.
+        assert lines["anycast4"][1:4] == ["Static", "master4", "down"]
+        assert lines["anycast6"][1:4] == ["Static", "master6", "down"]
+        assert "192.0.2.0/24" not in _birdc(netns, sock, "show", "route", "protocol", "anycast4")
+        assert "enabled" in _birdc(netns, sock, "enable", "anycast4")
         # No Vultr router in this namespace: the sessions exist and try to connect.
         assert lines["upstream4"][1] == "BGP" and lines["upstream6"][1] == "BGP"
         routes = _birdc(netns, sock, "show", "route", "protocol", "anycast4")

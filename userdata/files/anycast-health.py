@@ -1,42 +1,127 @@
 #!/usr/bin/env python3
-"""anycast-health: withdraw this PoP's anycast routes when Caddy or NSD fail, re-announce when they recover.
+"""anycast-health: announce this PoP's anycast routes only while Caddy and NSD answer; withdraw within milliseconds.
 
-Reads ``/etc/anycast/health.json`` (see ``userdata/health_config.py``). Every ``interval_ms`` it checks
+Reads ``/etc/anycast/health.json`` (see ``userdata/health_config.py``; every key is checked at start, a wrong type or
+an unknown key is refused with one line naming it). The PoP is **fail-closed**: the rendered bird.conf starts the
+anycast static protocols ``disabled``, so BIRD (at boot, after a crash or restart) announces nothing until this agent
+enables them.
 
-* HTTP: ``GET <path>`` on the service address must answer 200 within ``timeout_ms``;
-* DNS: a ``<qname> <qtype>`` query (built here with struct) to the service address must get a NOERROR answer with
-  the same id and the QR bit set within ``timeout_ms``.
-
-Hysteresis: ``fall`` failed rounds in a row mark the PoP down, ``rise`` good rounds in a row mark it up again. On
-every change (and every ``resync_s`` seconds, so a restarted BIRD is corrected too) the agent sends
-``disable <proto>`` / ``enable <proto>`` for each protocol in ``bird.protocols`` over BIRD's control socket and
-checks the reply code (0008/0009 disabled, 0010/0011 enabled): birdc's exit code says nothing, so it is not used.
+* **Polling** (hangs): every ``interval_ms`` a ``GET <path>`` to Caddy must answer 200 and a ``<qname> <qtype>`` query
+  (built with struct) to NSD must answer NOERROR, each within ``timeout_ms``. ``fall`` bad rounds in a row withdraw,
+  ``rise`` good rounds announce.
+* **Events** (crashes): the agent keeps one idle TCP connection open to Caddy and one to NSD (DNS over TCP) and waits
+  on them with ``poll``. The kernel closes them the instant the process dies; the agent then checks that service at
+  once and, if it fails, withdraws without waiting for ``fall`` (an idle-timeout close passes the check and the
+  connection is simply reopened).
+* **Reconciling**: every round the agent reads BIRD's actual protocol states over a persistent control-socket
+  connection (``show protocols all``) and corrects them, so a restarted BIRD is re-enabled only when checks pass.
+  Replies are judged by BIRD's codes (0008/0009 disabled, 0010/0011 enabled), never by birdc's exit code.
+* **Damping**: a withdrawal less than ``damping.stable_s`` after an announcement is a flap; each flap in a row doubles a
+  hold-down (``min_hold_down_s`` .. ``max_hold_down_s``) before the next announcement.
+* **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``).
+* **systemd**: ``READY=1`` after the first round, ``WATCHDOG=1`` every round, ``STATUS=`` on changes, sent to
+  ``$NOTIFY_SOCKET`` with a plain datagram socket (sd_notify(3) protocol; no library).
+* **Status**: JSON at ``/status`` and Prometheus text at ``/metrics`` on ``status.address``:``status.port``.
 
 Standard library only: it runs as ``/usr/local/sbin/anycast-health`` on a PoP and unchanged in the lab.
-Exit codes: 0 on SIGTERM/SIGINT, 2 for a bad configuration.
+Exit codes: 0 on SIGTERM/SIGINT (and for --drain/--undrain when done), 1 when --drain times out, 2 for a bad config.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import random
+import select
 import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 QTYPES = {"A": 1, "NS": 2, "SOA": 6, "TXT": 16, "AAAA": 28}
 BIRD_OK_CODES = {"disable": ("0008", "0009"), "enable": ("0010", "0011")}
+STATUS_SCHEMA = 1
 
 
 class ConfigProblem(ValueError):
     """health.json is missing a field or has a wrong value."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Configuration: every key is declared with its type; anything else is refused with one line naming the key.
+
+_INT, _STR, _STRS, _NUM = "an integer", "a string", "a list of strings", "a number"
+SCHEMA: dict[str, Any] = {
+    "pop": (_STR, None),
+    "interval_ms": (_INT, 200),
+    "rise": (_INT, 3),
+    "fall": (_INT, 2),
+    "http": {"host": (_STR, None), "port": (_INT, 80), "path": (_STR, "/healthz"), "timeout_ms": (_INT, 300)},
+    "dns": {"server": (_STR, None), "port": (_INT, 53), "qname": (_STR, None), "qtype": (_STR, "SOA"),
+            "timeout_ms": (_INT, 300)},
+    "bird": {"socket": (_STR, None), "protocols": (_STRS, None), "timeout_ms": (_INT, 500)},
+    "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120)},
+    "status": {"address": (_STR, "::"), "port": (_INT, 9180)},
+    "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
+              "ports": ([_INT], [53, 80, 443])},
+}
+OPTIONAL_SECTIONS = {"http", "dns", "damping", "status", "drain"}
+
+
+def _typed(value: Any, kind: Any, where: str) -> Any:
+    def bad(what: str) -> ConfigProblem:
+        return ConfigProblem(f"{where}: expected {what}, got {json.dumps(value)}")
+
+    if kind == _INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(_INT)
+    elif kind == _NUM:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(_NUM)
+    elif kind == _STR:
+        if not isinstance(value, str) or not value:
+            raise bad("a non-empty string")
+    elif kind == _STRS:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad(_STRS)
+    elif isinstance(kind, list) and not (isinstance(value, list)
+                                         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise bad("a list of integers")
+    return value
+
+
+def _section(data: Any, schema: dict[str, Any], prefix: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigProblem(f"{prefix.rstrip('.') or 'health.json'}: expected an object, got {json.dumps(data)}")
+    for key in data:
+        if key not in schema:
+            raise ConfigProblem(f"{prefix}{key}: unknown key (known: {', '.join(sorted(schema))})")
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            if key in data:
+                out[key] = _section(data[key], spec, f"{prefix}{key}.")
+            elif key not in OPTIONAL_SECTIONS:
+                raise ConfigProblem(f"{prefix}{key}: is required")
+            elif key in ("damping", "status", "drain"):
+                out[key] = _section({}, spec, f"{prefix}{key}.")
+            continue
+        kind, default = spec
+        if key in data:
+            out[key] = _typed(data[key], kind, f"{prefix}{key}")
+        elif default is None:
+            raise ConfigProblem(f"{prefix}{key}: is required")
+        else:
+            out[key] = default
+    return out
 
 
 @dataclass(frozen=True)
@@ -57,6 +142,21 @@ class DnsCheck:
 
 
 @dataclass(frozen=True)
+class Damping:
+    stable_s: float = 10.0
+    min_hold_down_s: float = 5.0
+    max_hold_down_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class DrainConfig:
+    file: str = "/var/lib/anycast/drain"
+    quiet_s: float = 2.0
+    timeout_s: float = 60.0
+    ports: tuple[int, ...] = (53, 80, 443)
+
+
+@dataclass(frozen=True)
 class Config:
     pop: str
     interval: float
@@ -66,42 +166,51 @@ class Config:
     dns: DnsCheck | None
     bird_socket: str
     protocols: tuple[str, ...]
-    resync: float = 10.0
+    bird_timeout: float = 0.5
+    damping: Damping = Damping()
+    status_address: str = "::"
+    status_port: int = 9180
+    drain: DrainConfig = DrainConfig()
 
 
-def load_config(data: dict[str, Any]) -> Config:
-    """Validate the parsed health.json; raises ConfigProblem naming the field."""
-    def need(obj: dict[str, Any], key: str, where: str) -> Any:
-        if key not in obj:
-            raise ConfigProblem(f"{where}{key}: is required")
-        return obj[key]
-
+def load_config(data: Any) -> Config:
+    """Validate the parsed health.json; raises ConfigProblem naming the field (one line)."""
+    c = _section(data, SCHEMA, "")
     http = dns = None
-    if "http" in data:
-        h = data["http"]
-        http = HttpCheck(str(need(h, "host", "http.")), int(h.get("port", 80)), str(h.get("path", "/healthz")),
-                         int(h.get("timeout_ms", 300)) / 1000)
-    if "dns" in data:
-        d = data["dns"]
-        qtype = str(d.get("qtype", "SOA")).upper()
+    if "http" in c:
+        h = c["http"]
+        http = HttpCheck(h["host"], h["port"], h["path"], h["timeout_ms"] / 1000)
+    if "dns" in c:
+        d = c["dns"]
+        qtype = d["qtype"].upper()
         if qtype not in QTYPES:
             raise ConfigProblem(f"dns.qtype: '{qtype}' is not one of {', '.join(QTYPES)}")
-        dns = DnsCheck(str(need(d, "server", "dns.")), int(d.get("port", 53)), str(need(d, "qname", "dns.")),
-                       QTYPES[qtype], int(d.get("timeout_ms", 300)) / 1000)
+        dns = DnsCheck(d["server"], d["port"], d["qname"], QTYPES[qtype], d["timeout_ms"] / 1000)
     if http is None and dns is None:
         raise ConfigProblem("http, dns: at least one check is required")
-    bird = need(data, "bird", "")
-    protocols = tuple(str(p) for p in need(bird, "protocols", "bird."))
-    if not protocols:
+    if not c["bird"]["protocols"]:
         raise ConfigProblem("bird.protocols: needs at least one protocol")
-    cfg = Config(pop=str(data.get("pop", "?")), interval=int(data.get("interval_ms", 200)) / 1000,
-                 rise=int(data.get("rise", 3)), fall=int(data.get("fall", 2)), http=http, dns=dns,
-                 bird_socket=str(need(bird, "socket", "bird.")), protocols=protocols,
-                 resync=float(data.get("resync_s", 10.0)))
-    if cfg.rise < 1 or cfg.fall < 1 or cfg.interval <= 0:
-        raise ConfigProblem("rise, fall, interval_ms: must be positive")
-    return cfg
+    for key in ("interval_ms", "rise", "fall"):
+        if c[key] < 1:
+            raise ConfigProblem(f"{key}: must be at least 1, got {c[key]}")
+    for sec, key in (("http", "timeout_ms"), ("dns", "timeout_ms"), ("bird", "timeout_ms")):
+        if sec in c and c[sec][key] < 1:
+            raise ConfigProblem(f"{sec}.{key}: must be at least 1, got {c[sec][key]}")
+    dm, st, dr = c["damping"], c["status"], c["drain"]
+    if not 0 <= dm["min_hold_down_s"] <= dm["max_hold_down_s"]:
+        raise ConfigProblem("damping.min_hold_down_s: must be between 0 and damping.max_hold_down_s")
+    if not 0 <= st["port"] <= 65535:
+        raise ConfigProblem(f"status.port: must be 0-65535 (0: no status server), got {st['port']}")
+    return Config(pop=c["pop"], interval=c["interval_ms"] / 1000, rise=c["rise"], fall=c["fall"], http=http, dns=dns,
+                  bird_socket=c["bird"]["socket"], protocols=tuple(c["bird"]["protocols"]),
+                  bird_timeout=c["bird"]["timeout_ms"] / 1000,
+                  damping=Damping(float(dm["stable_s"]), float(dm["min_hold_down_s"]), float(dm["max_hold_down_s"])),
+                  status_address=st["address"], status_port=st["port"],
+                  drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"])))
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checks
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -154,52 +263,179 @@ def check_dns(check: DnsCheck) -> str | None:
         sock.close()
 
 
+class Watch:
+    """An idle TCP connection to a service: it becomes readable (EOF or reset) the moment the process dies."""
+
+    def __init__(self, name: str, host: str, port: int, timeout: float) -> None:
+        self.name, self.host, self.port, self.timeout = name, host, port, timeout
+        self.sock: socket.socket | None = None
+
+    def connect(self) -> bool:
+        if self.sock is not None:
+            return True
+        sock = socket.socket(_family(self.host), socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect((self.host, self.port))
+        except OSError:
+            sock.close()
+            return False
+        sock.setblocking(False)
+        self.sock = sock
+        return True
+
+    def fired(self) -> bool:
+        """Called when poll says readable: True if the peer closed (the watch is then closed too)."""
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if data:
+            return False  # a server never talks first; ignore
+        self.close()
+        return True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# BIRD
+
 class BirdError(RuntimeError):
     """BIRD refused a command or the control socket failed."""
 
 
+class Bird:
+    """A persistent connection to BIRD's control socket (it also closes when BIRD dies, which we poll for)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path, self.timeout = path, timeout
+        self.sock: socket.socket | None = None
+        self.version = ""
+
+    def _connect(self) -> socket.socket:
+        if self.sock is not None:
+            return self.sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+            buf = b""
+            while b"\n" not in buf:  # the welcome line: 0001 BIRD x.y.z ready.
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise BirdError("control socket closed before the welcome line")
+                buf += chunk
+        except OSError as exc:
+            sock.close()
+            raise BirdError(f"{self.path}: {exc.strerror or exc}") from exc
+        except BirdError:
+            sock.close()
+            raise
+        self.version = buf.decode(errors="replace").split("\n")[0][5:].strip()
+        self.sock = sock
+        return sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def fileno(self) -> int | None:
+        return self.sock.fileno() if self.sock is not None else None
+
+    def command(self, command: str) -> str:
+        """Send one command and return the reply (all lines, codes kept). The reply ends with a line whose 4-digit
+        code is followed by a space (``0000 ``, ``0009 x: disabled``); continuation lines start ``DDDD-`` or a space."""
+        sock = self._connect()
+        try:
+            sock.settimeout(self.timeout)
+            sock.sendall(command.encode() + b"\n")
+            buf = b""
+            deadline = time.monotonic() + self.timeout
+            while True:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise BirdError(f"control socket closed during '{command}'")
+                buf += chunk
+                if buf.endswith(b"\n"):
+                    for line in buf.decode(errors="replace").split("\n")[:-1]:
+                        if len(line) >= 5 and line[:4].isdigit() and line[4] == " ":
+                            if line[0] in "89":  # 8xxx run-time error, 9xxx parse error
+                                raise BirdError(f"'{command}': {line.strip()}")
+                            return buf.decode(errors="replace")
+        except (OSError, BirdError) as exc:
+            self.close()
+            if isinstance(exc, BirdError):
+                raise
+            raise BirdError(f"'{command}': {exc.strerror or exc}") from exc
+
+    def set_protocol(self, protocol: str, enabled: bool) -> str:
+        """Enable or disable one protocol; return BIRD's reply; raise BirdError unless BIRD confirms it."""
+        verb = "enable" if enabled else "disable"
+        reply = self.command(f"{verb} {protocol}")
+        for line in reply.splitlines():
+            if line[:4] in BIRD_OK_CODES[verb] and protocol in line:
+                return line[5:].strip()
+        raise BirdError(f"'{verb} {protocol}': unexpected reply {reply.strip()!r}")
+
+    def protocols(self) -> dict[str, dict[str, Any]]:
+        """``show protocols all``: name -> {proto, state, info, bgp_state, imported, exported}."""
+        return parse_protocols(self.command("show protocols all"))
+
+
+def parse_protocols(reply: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for raw in reply.splitlines():
+        code = raw[:4] if len(raw) >= 5 and raw[:4].isdigit() and raw[4] in "- " else None
+        text = raw[5:] if code else raw[1:] if raw.startswith(" ") else raw
+        if code == "1002":
+            parts = text.split()
+            if len(parts) >= 4:
+                current = {"proto": parts[1], "state": parts[3], "info": " ".join(parts[5:]),
+                           "bgp_state": None, "imported": 0, "exported": 0}
+                out[parts[0]] = current
+            continue
+        if current is None:
+            continue
+        s = text.strip()
+        if s.startswith("BGP state:"):
+            current["bgp_state"] = s.split(":", 1)[1].strip()
+        elif s.startswith("Routes:"):
+            words = s.split(":", 1)[1].replace(",", " ").split()
+            for n, w in itertools.pairwise(words):
+                if w in ("imported", "exported") and n.isdigit():
+                    current[w] += int(n)
+    return out
+
+
 def bird_command(path: str, command: str, timeout: float = 2.0) -> str:
-    """Send one command over BIRD's control socket and return the reply text (all lines, codes kept).
-
-    The reply ends with a line whose 4-digit code is followed by a space (``0000 ``, ``0009 x: disabled``) or with
-    an error code 8xxx/9xxx; continuation lines start with ``DDDD-`` or a space.
-    """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    """One command on a fresh connection (for --drain and tests)."""
+    b = Bird(path, timeout)
     try:
-        sock.connect(path)
-        buf = b""
-        while b"\n" not in buf:  # the welcome line: 0001 BIRD x.y.z ready.
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise BirdError("control socket closed before the welcome line")
-            buf += chunk
-        sock.sendall(command.encode() + b"\n")
-        buf = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise BirdError(f"control socket closed during '{command}'")
-            buf += chunk
-            lines = buf.decode(errors="replace").split("\n")
-            for line in lines[:-1]:
-                if len(line) >= 5 and line[:4].isdigit() and line[4] == " ":
-                    return buf.decode(errors="replace")
-    except OSError as exc:
-        raise BirdError(f"{path}: {exc}") from exc
+        return b.command(command)
     finally:
-        sock.close()
+        b.close()
 
 
-def set_protocol(path: str, protocol: str, enabled: bool) -> str:
-    """Enable or disable one protocol; return BIRD's reply; raise BirdError unless BIRD confirms it."""
-    verb = "enable" if enabled else "disable"
-    reply = bird_command(path, f"{verb} {protocol}")
-    for line in reply.splitlines():
-        if line[:4] in BIRD_OK_CODES[verb] and protocol in line:
-            return line[5:].strip()
-    raise BirdError(f"'{verb} {protocol}': unexpected reply {reply.strip()!r}")
+def set_protocol(path: str, protocol: str, enabled: bool, timeout: float = 2.0) -> str:
+    b = Bird(path, timeout)
+    try:
+        return b.set_protocol(protocol, enabled)
+    finally:
+        b.close()
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# State machines
 
 @dataclass
 class Hysteresis:
@@ -225,75 +461,518 @@ class Hysteresis:
                 return True
         return False
 
+    def force_down(self) -> bool:
+        """An event proved a service dead: down now, without waiting for ``fall`` rounds."""
+        self.bad, self.good = max(self.bad, self.fall), 0
+        changed = self.healthy is not False
+        self.healthy = False
+        return changed
+
+
+@dataclass
+class Damper:
+    """Hold-down after flaps: a withdrawal within ``stable_s`` of the last announcement doubles the wait."""
+
+    cfg: Damping
+    flaps: int = 0
+    announced_at: float | None = None
+    withdrawn_at: float | None = None
+
+    def announced(self, now: float) -> None:
+        self.announced_at = now
+
+    def withdrawn(self, now: float) -> None:
+        if self.announced_at is not None and now - self.announced_at < self.cfg.stable_s:
+            self.flaps += 1
+        else:
+            self.flaps = 0
+        self.announced_at = None
+        self.withdrawn_at = now
+
+    def hold_down(self) -> float:
+        if self.flaps == 0:
+            return 0.0
+        return min(self.cfg.max_hold_down_s, self.cfg.min_hold_down_s * 2 ** (self.flaps - 1))
+
+    def until(self) -> float:
+        """Monotonic time before which no announcement may happen."""
+        return 0.0 if self.withdrawn_at is None else self.withdrawn_at + self.hold_down()
+
+
+def sd_notify(message: str) -> bool:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (abstract names start with '@')."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """$WATCHDOG_USEC in seconds if the watchdog is meant for this process (sd_watchdog_enabled(3) rules)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1e6
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The agent
+
+def _wall(mono: float | None) -> float | None:
+    return None if mono is None else round(time.time() - (time.monotonic() - mono), 3)
+
+
+@dataclass
+class CheckState:
+    ok: bool | None = None
+    detail: str | None = None
+    latency_s: float | None = None
+    checked_at: float | None = None
+    failures: int = 0
+    events: int = 0
+
 
 @dataclass
 class Agent:
     cfg: Config
     log: Any = field(default=sys.stderr)
     state: Hysteresis = field(init=False)
-    applied: bool | None = field(default=None, init=False)
-    last_apply: float = field(default=0.0, init=False)
+    damper: Damper = field(init=False)
+    wanted: bool = field(default=False, init=False)
+    bird: Bird = field(init=False)
+    watches: dict[str, Watch] = field(init=False)
+    checks: dict[str, CheckState] = field(init=False)
+    bird_problem: str | None = field(default=None, init=False)
+    bird_protocols: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    drained: bool = field(default=False, init=False)
+    withdrawals: dict[str, int] = field(default_factory=lambda: {"check": 0, "event": 0, "drain": 0}, init=False)
+    last_cycle: float | None = field(default=None, init=False)
+    last_ping: float | None = field(default=None, init=False)
+    started: float = field(default_factory=time.monotonic, init=False)
+    reason: str = field(default="starting: no checks yet", init=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    snapshot: dict[str, Any] = field(default_factory=dict, init=False)
+    watchdog: float | None = field(default=None, init=False)
+    ready: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.state = Hysteresis(self.cfg.rise, self.cfg.fall)
+        self.damper = Damper(self.cfg.damping)
+        self.bird = Bird(self.cfg.bird_socket, self.cfg.bird_timeout)
+        self.watches = {}
+        self.checks = {}
+        if self.cfg.http is not None:
+            self.watches["http"] = Watch("http", self.cfg.http.host, self.cfg.http.port, self.cfg.http.timeout)
+            self.checks["http"] = CheckState()
+        if self.cfg.dns is not None:
+            self.watches["dns"] = Watch("dns", self.cfg.dns.server, self.cfg.dns.port, self.cfg.dns.timeout)
+            self.checks["dns"] = CheckState()
+        self.watchdog = watchdog_interval()
+        self._publish()
 
     def say(self, text: str) -> None:
         print(f"anycast-health[{self.cfg.pop}]: {text}", file=self.log, flush=True)
 
+    # -- checks
+    def check_one(self, name: str) -> str | None:
+        t = time.monotonic()
+        if name == "http":
+            assert self.cfg.http is not None
+            reason = check_http(self.cfg.http)
+        else:
+            assert self.cfg.dns is not None
+            reason = check_dns(self.cfg.dns)
+        cs = self.checks[name]
+        cs.latency_s, cs.checked_at, cs.ok, cs.detail = time.monotonic() - t, t, reason is None, reason
+        if reason:
+            cs.failures += 1
+        return reason
+
     def probe(self) -> list[str]:
         """The failure reasons of this round (empty: healthy)."""
-        reasons = []
-        if self.cfg.http is not None and (r := check_http(self.cfg.http)):
-            reasons.append(r)
-        if self.cfg.dns is not None and (r := check_dns(self.cfg.dns)):
-            reasons.append(r)
-        return reasons
+        return [r for name in self.checks if (r := self.check_one(name))]
 
-    def apply(self, healthy: bool) -> bool:
-        """Drive every protocol to the wanted state; True if BIRD confirmed all of them."""
-        ok = True
-        for proto in self.cfg.protocols:
-            try:
-                reply = set_protocol(self.cfg.bird_socket, proto, healthy)
-                if self.applied is not healthy:
-                    self.say(f"bird: {reply}")
-            except BirdError as exc:
-                ok = False
-                self.say(f"bird: {exc}")
-        self.last_apply = time.monotonic()
-        self.applied = healthy if ok else None
-        return ok
-
-    def step(self) -> None:
-        reasons = self.probe()
-        changed = self.state.feed(not reasons)
-        if changed:
-            self.say("healthy: announcing" if self.state.healthy else "unhealthy: withdrawing ("
-                      + "; ".join(reasons) + ")")
-        wanted = self.state.healthy
-        if wanted is None:
-            return
-        if changed or self.applied is not wanted or time.monotonic() - self.last_apply >= self.cfg.resync:
-            self.apply(wanted)
-
-    def run(self, stop: list[bool]) -> None:
-        self.say(f"checking every {int(self.cfg.interval * 1000)} ms, rise {self.cfg.rise}, fall {self.cfg.fall}, "
-                 f"protocols {', '.join(self.cfg.protocols)}")
-        next_at = time.monotonic()
-        while not stop:
-            self.step()
-            next_at += self.cfg.interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+    # -- decisions
+    def decide(self, cause: str) -> None:
+        """Set ``wanted`` from health, drain and hold-down; push it to BIRD at once if it changed."""
+        now = time.monotonic()
+        self.drained = os.path.exists(self.cfg.drain.file)
+        if self.drained:
+            want, why = False, f"drained ({self.cfg.drain.file} exists)"
+        elif self.state.healthy is not True:
+            want = False
+            bad = [f"{n}: {c.detail}" for n, c in self.checks.items() if c.ok is False]
+            why = "unhealthy: " + "; ".join(bad) if bad else "waiting for rise good checks"
+        elif now < self.damper.until():
+            want, why = False, (f"hold-down after {self.damper.flaps} flap(s) in a row: announcing in "
+                                f"{self.damper.until() - now:.1f} s")
+        else:
+            want, why = True, "healthy"
+        if want != self.wanted:
+            if want:
+                self.damper.announced(now)
             else:
-                next_at = time.monotonic()
+                if cause != "drain" and not self.drained:
+                    self.damper.withdrawn(now)
+                self.withdrawals["drain" if self.drained else cause] += 1
+            self.say(("announcing: " if want else "withdrawing: ") + why)
+            self.wanted = want
+            self.reconcile()
+            self.notify_status(why)
+        self.reason = why
+
+    def reconcile(self) -> None:
+        """Read BIRD's actual state and correct every protocol that differs from ``wanted``."""
+        try:
+            protos = self.bird.protocols()
+            for name in self.cfg.protocols:
+                p = protos.get(name)
+                if p is None:
+                    raise BirdError(f"protocol {name} is not in BIRD's configuration")
+                if (p["state"] == "up") != self.wanted or (self.wanted and "disabled" in p["info"]):
+                    reply = self.bird.set_protocol(name, self.wanted)
+                    self.say(f"bird: {reply}")
+                    protos = self.bird.protocols()
+            self.bird_protocols = protos
+            problem = None
+        except BirdError as exc:
+            self.bird_protocols = {}
+            problem = str(exc)
+        if problem != self.bird_problem:
+            self.say(f"bird: {problem} (the PoP announces nothing while BIRD is unreachable or failing)"
+                     if problem else f"bird: reachable again ({self.bird.version})")
+            self.bird_problem = problem
+
+    def on_event(self, name: str) -> None:
+        """A watched connection closed: check that service now; withdraw at once if it fails."""
+        self.checks[name].events += 1
+        reason = self.check_one(name)
+        if reason is None:
+            self.watches[name].connect()  # an idle-timeout close: reopen
+            return
+        self.say(f"{name} connection closed and the check fails ({reason})")
+        if self.state.force_down():
+            self.decide("event")
+
+    def cycle(self) -> None:
+        reasons = self.probe()
+        self.state.feed(not reasons)
+        self.decide("check")
+        self.reconcile()
+        for w in self.watches.values():
+            w.connect()
+        self.last_cycle = time.monotonic()
+        self._publish()
+        if not self.ready:
+            self.ready = sd_notify("READY=1\nSTATUS=" + self.reason)
+        if self.watchdog is not None and sd_notify("WATCHDOG=1"):
+            self.last_ping = time.monotonic()
+
+    def notify_status(self, why: str) -> None:
+        sd_notify(f"STATUS={'announced' if self.wanted else 'withdrawn'}: {why}")
+
+    def run(self, stop: threading.Event) -> None:
+        self.say(f"checking every {int(self.cfg.interval * 1000)} ms and on connection close, rise {self.cfg.rise}, "
+                 f"fall {self.cfg.fall}, protocols {', '.join(self.cfg.protocols)}, watchdog "
+                 + (f"{self.watchdog:.1f} s" if self.watchdog else "off"))
+        next_at = time.monotonic()
+        poller = select.poll()
+        registered: dict[int, str] = {}
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_at:
+                self.cycle()
+                next_at += self.cfg.interval
+                if next_at < time.monotonic():
+                    next_at = time.monotonic() + self.cfg.interval
+            # (Re)register the sockets to wait on: the two watches and BIRD's control connection.
+            want = {w.sock.fileno(): n for n, w in self.watches.items() if w.sock is not None}
+            if (fd := self.bird.fileno()) is not None:
+                want[fd] = "bird"
+            for fd in set(registered) - set(want):
+                poller.unregister(fd)
+            for fd in set(want) - set(registered):
+                poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+            registered = want
+            timeout_ms = max(0, int((next_at - time.monotonic()) * 1000) + 1)
+            try:
+                events = poller.poll(timeout_ms)
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                name = registered.get(fd)
+                if name == "bird":
+                    self.bird.close()  # BIRD went away (or restarted): reconcile with the new one now
+                    self.reconcile()
+                elif name is not None and self.watches[name].fired():
+                    self.on_event(name)
+
+    # -- status
+    def _publish(self) -> None:
+        sessions = {n: {"state": p["state"], "bgp_state": p["bgp_state"], "routes_exported": p["exported"],
+                        "routes_imported": p["imported"]}
+                    for n, p in sorted(self.bird_protocols.items()) if p["proto"] == "BGP"}
+        protocols = {n: {"state": self.bird_protocols[n]["state"], "info": self.bird_protocols[n]["info"]}
+                     if n in self.bird_protocols else None for n in self.cfg.protocols}
+        up = [p is not None and p["state"] == "up" for p in protocols.values()]
+        exported = sum(s["routes_exported"] for s in sessions.values())
+        if self.bird_problem is not None or not self.bird_protocols:
+            state = "unknown"
+        elif self.wanted and all(up):
+            state = "announced"
+        elif not self.wanted and not any(up):
+            state = "drained" if self.drained else "withdrawn"
+        else:
+            state = "changing"
+        now = time.monotonic()
+        snap = {
+            "schema": STATUS_SCHEMA,
+            "pop": self.cfg.pop,
+            "time": round(time.time(), 3),
+            "state": state,
+            "reason": self.reason,
+            "healthy": self.state.healthy,
+            "announce": {"wanted": self.wanted, "hold_down_until": _wall(self.damper.until()) if now < self.damper.until() else None,
+                         "flaps": self.damper.flaps, "announced_since": _wall(self.damper.announced_at),
+                         "withdrawals": dict(self.withdrawals)},
+            "drain": {"drained": self.drained, "file": self.cfg.drain.file},
+            "checks": {n: {"ok": c.ok, "detail": c.detail,
+                           "latency_ms": None if c.latency_s is None else round(c.latency_s * 1000, 3),
+                           "checked_at": _wall(c.checked_at), "failures": c.failures, "events": c.events,
+                           "watch": "open" if self.watches[n].sock is not None else "closed"}
+                       for n, c in self.checks.items()},
+            "bird": {"reachable": self.bird_problem is None and bool(self.bird_protocols), "error": self.bird_problem,
+                     "version": self.bird.version or None, "protocols": protocols, "sessions": sessions},
+            "exported": {"anycast": state == "announced" and exported > 0, "routes": exported},
+            "agent": {"pid": os.getpid(), "started": _wall(self.started), "interval_ms": int(self.cfg.interval * 1000),
+                      "rise": self.cfg.rise, "fall": self.cfg.fall,
+                      "last_cycle_age_s": None if self.last_cycle is None else round(now - self.last_cycle, 3),
+                      "watchdog": {"enabled": self.watchdog is not None, "timeout_s": self.watchdog,
+                                   "last_ping_age_s": None if self.last_ping is None else round(now - self.last_ping, 3)}},
+        }
+        with self.lock:
+            self.snapshot = snap
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            snap = json.loads(json.dumps(self.snapshot))
+        if self.last_cycle is not None:  # ages at the time of the request (a wedged loop shows here)
+            snap["agent"]["last_cycle_age_s"] = round(time.monotonic() - self.last_cycle, 3)
+        return snap
+
+
+def metrics(status: dict[str, Any]) -> str:
+    """The status in Prometheus text exposition format (version 0.0.4)."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, text: str, samples: list[tuple[str, Any]]) -> None:
+        out.append(f"# HELP {name} {text}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            v = "NaN" if value is None else str(float(value) if isinstance(value, bool) else value)
+            out.append(f"{name}{labels} {v}")
+
+    def b(x: Any) -> int | None:
+        return None if x is None else int(bool(x))
+
+    checks = status["checks"]
+    sessions = status["bird"]["sessions"]
+    agent = status["agent"]
+    metric("anycast_health_info", "gauge", "Constant 1 with the PoP code and the status schema.",
+           [(f'{{pop="{status["pop"]}",schema="{status["schema"]}"}}', 1)])
+    metric("anycast_health_check_up", "gauge", "1 if the last check of this service passed.",
+           [(f'{{check="{n}"}}', b(c["ok"])) for n, c in checks.items()])
+    metric("anycast_health_check_latency_seconds", "gauge", "Duration of the last check.",
+           [(f'{{check="{n}"}}', None if c["latency_ms"] is None else c["latency_ms"] / 1000) for n, c in checks.items()])
+    metric("anycast_health_check_failures_total", "counter", "Failed checks since the agent started.",
+           [(f'{{check="{n}"}}', c["failures"]) for n, c in checks.items()])
+    metric("anycast_health_connection_closed_total", "counter", "Watched connections that closed (crash events).",
+           [(f'{{check="{n}"}}', c["events"]) for n, c in checks.items()])
+    metric("anycast_health_healthy", "gauge", "1 healthy, 0 unhealthy (NaN before the first decision).",
+           [("", b(status["healthy"]))])
+    metric("anycast_health_announce_wanted", "gauge", "1 if the agent wants the anycast routes announced.",
+           [("", b(status["announce"]["wanted"]))])
+    metric("anycast_health_announced", "gauge", "1 if BIRD has every anycast protocol up (routes announced).",
+           [("", b(status["state"] == "announced"))])
+    metric("anycast_health_withdrawals_total", "counter", "Withdrawals by cause (check, event, drain).",
+           [(f'{{cause="{k}"}}', v) for k, v in sorted(status["announce"]["withdrawals"].items())])
+    metric("anycast_health_flaps", "gauge", "Flaps in a row (withdrawn within damping.stable_s of announcing).",
+           [("", status["announce"]["flaps"])])
+    metric("anycast_health_drained", "gauge", "1 while the drain file exists.", [("", b(status["drain"]["drained"]))])
+    metric("anycast_health_bird_up", "gauge", "1 if BIRD's control socket answers.", [("", b(status["bird"]["reachable"]))])
+    metric("anycast_health_bgp_session_up", "gauge", "1 if the BGP session is Established.",
+           [(f'{{session="{n}"}}', b(s["bgp_state"] == "Established")) for n, s in sessions.items()])
+    metric("anycast_health_bgp_routes_exported", "gauge", "Routes BIRD exports over the session.",
+           [(f'{{session="{n}"}}', s["routes_exported"]) for n, s in sessions.items()])
+    metric("anycast_health_watchdog_enabled", "gauge", "1 if systemd's watchdog is armed for the agent.",
+           [("", b(agent["watchdog"]["enabled"]))])
+    metric("anycast_health_watchdog_last_ping_age_seconds", "gauge", "Seconds since the last WATCHDOG=1.",
+           [("", agent["watchdog"]["last_ping_age_s"])])
+    metric("anycast_health_last_cycle_age_seconds", "gauge", "Seconds since the last completed check round.",
+           [("", agent["last_cycle_age_s"])])
+    return "\n".join(out) + "\n"
+
+
+def serve_status(agent: Agent) -> ThreadingHTTPServer | None:
+    """``/status`` (JSON) and ``/metrics`` (Prometheus) on status.address:status.port, in a daemon thread."""
+    if agent.cfg.status_port == 0:
+        return None
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path in ("/", "/status"):
+                body, ctype = (json.dumps(agent.status(), indent=2, sort_keys=True) + "\n").encode(), "application/json"
+            elif path == "/metrics":
+                body, ctype = metrics(agent.status()).encode(), "text/plain; version=0.0.4; charset=utf-8"
+            else:
+                self.send_error(404, "try /status or /metrics")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = _family(agent.cfg.status_address)
+
+        def server_bind(self) -> None:
+            if self.address_family == socket.AF_INET6:
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    server = Server((agent.cfg.status_address, agent.cfg.status_port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="status").start()
+    return server
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Drain: withdraw, wait until BIRD has sent the withdrawals and no new connection arrives, then say it is safe.
+
+def _hexaddr(addr: str) -> str:
+    """The address as /proc/net/tcp{,6} prints it (host byte order per 32-bit word)."""
+    raw = socket.inet_pton(_family(addr), addr)
+    return "".join(f"{struct.unpack('<I', raw[i:i + 4])[0]:08X}" for i in range(0, len(raw), 4))
+
+
+OPEN_STATES = {"01", "02", "03", "04", "08", "09", "0B"}  # ESTABLISHED, SYN_SENT/RECV, FIN_WAIT1, CLOSE_WAIT, LAST_ACK, CLOSING
+
+
+def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tuple[str, str], str]:
+    """TCP connections to ``addresses``:``ports`` in this network namespace from elsewhere (the agent's own checks come
+    from the service address itself and are left out): (local, remote) -> /proc state code."""
+    local = {_hexaddr(a) for a in addresses}
+    want = {f"{h}:{p:04X}" for h in local for p in ports}
+    out: dict[tuple[str, str], str] = {}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path, encoding="ascii") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 3 and f[3] != "0A" and f[1] in want and f[2].split(":")[0] not in local:
+                out[(f[1], f[2])] = f[3]
+    return out
+
+
+def drain(cfg: Config, say: Any) -> int:
+    """--drain: the file makes the agent keep the PoP withdrawn; BIRD is told directly too (works without the agent).
+    Safe to stop = every anycast protocol down, every BGP session exports 0 routes, no TCP connection to the service
+    addresses open and none new for ``drain.quiet_s``."""
+    os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
+    with open(cfg.drain.file, "w", encoding="utf-8") as fh:
+        fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
+    t0 = time.monotonic()
+    bird = Bird(cfg.bird_socket, max(cfg.bird_timeout, 2.0))
+    addresses = [a for a in ((cfg.http.host if cfg.http else None), (cfg.dns.server if cfg.dns else None)) if a]
+    seen: set[tuple[str, str]] = set()
+    last_new = t0
+    withdrawn_at: float | None = None
+    problem = ""
+    try:
+        while time.monotonic() - t0 < cfg.drain.timeout_s:
+            if withdrawn_at is None:
+                try:
+                    protos = bird.protocols()
+                    for name in cfg.protocols:
+                        if protos.get(name, {}).get("state") == "up":
+                            bird.set_protocol(name, False)
+                    protos = bird.protocols()
+                    missing = [n for n in cfg.protocols if n not in protos]
+                    up = [n for n in cfg.protocols if protos.get(n, {}).get("state") == "up"]
+                    exporting = {n: p["exported"] for n, p in protos.items() if p["proto"] == "BGP" and p["exported"]}
+                    problem = (f"BIRD has no protocol {missing}" if missing else f"still exporting {exporting}"
+                               if exporting else f"still up: {up}" if up else "")
+                except BirdError as exc:
+                    problem = f"BIRD: {exc}"
+                if not problem:
+                    withdrawn_at = time.monotonic()
+                    say(f"withdrawn: BIRD exports 0 routes on every session after {withdrawn_at - t0:.2f} s; "
+                        f"waiting for connections to finish")
+            conns = service_connections(addresses, cfg.drain.ports)
+            if set(conns) - seen:
+                last_new = time.monotonic()
+            seen |= set(conns)
+            open_now = sum(1 for st in conns.values() if st in OPEN_STATES)
+            problem = problem or (f"{open_now} connection(s) open" if open_now else "connections still arriving")
+            if (withdrawn_at is not None and open_now == 0
+                    and time.monotonic() - max(last_new, withdrawn_at) >= cfg.drain.quiet_s):
+                say(f"safe to stop: drained in {time.monotonic() - t0:.2f} s (no new connection to "
+                    f"{', '.join(addresses)} for {cfg.drain.quiet_s:g} s, none open); undo with --undrain")
+                return 0
+            if withdrawn_at is not None:
+                problem = ""
+            time.sleep(0.05)
+    finally:
+        bird.close()
+    say(f"not safe yet after {cfg.drain.timeout_s:g} s: {problem or 'connections still arriving'}; the drain file stays")
+    return 1
+
+
+def undrain(cfg: Config, say: Any, timeout: float = 30.0) -> int:
+    """--undrain: remove the file; the agent announces again after ``rise`` good checks. Waits for BIRD to show it."""
+    try:
+        os.unlink(cfg.drain.file)
+    except FileNotFoundError:
+        say(f"not drained ({cfg.drain.file} does not exist)")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            protos = parse_protocols(bird_command(cfg.bird_socket, "show protocols all"))
+            if all(protos.get(n, {}).get("state") == "up" for n in cfg.protocols):
+                say(f"announced again after {time.monotonic() - t0:.2f} s")
+                return 0
+        except BirdError:
+            pass
+        time.sleep(0.05)
+    say(f"undrained, but not announced after {timeout:g} s: is anycast-health running and are the checks passing?")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="anycast-health", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="anycast-health", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", default="/etc/anycast/health.json", help="health.json (default: %(default)s)")
-    parser.add_argument("--once", action="store_true", help="run one round, print the result, exit 0 if healthy")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="run one round of checks, print the result, exit 0 if healthy")
+    mode.add_argument("--drain", action="store_true", help="withdraw this PoP and wait until it is safe to stop services")
+    mode.add_argument("--undrain", action="store_true", help="end a drain; the agent announces again when healthy")
+    mode.add_argument("--check-config", action="store_true", help="validate the config and exit")
     args = parser.parse_args(argv)
     try:
         with open(args.config, encoding="utf-8") as fh:
@@ -301,20 +980,36 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"anycast-health: {args.config}: {exc}", file=sys.stderr)
         return 2
+
+    def say(text: str) -> None:
+        print(f"anycast-health[{cfg.pop}]: {text}", flush=True)
+
+    if args.check_config:
+        say("config OK")
+        return 0
+    if args.drain:
+        return drain(cfg, say)
+    if args.undrain:
+        return undrain(cfg, say)
     agent = Agent(cfg)
     if args.once:
         reasons = agent.probe()
         agent.say("healthy" if not reasons else "unhealthy: " + "; ".join(reasons))
         return 0 if not reasons else 1
-    stop: list[bool] = []
+    stop = threading.Event()
 
     def _stop(_sig: int, _frm: object) -> None:
-        stop.append(True)
+        stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    try:
+        serve_status(agent)
+    except OSError as exc:
+        agent.say(f"status server on [{cfg.status_address}]:{cfg.status_port}: {exc.strerror or exc}; continuing without it")
     agent.run(stop)
-    agent.say(f"stopping (pid {os.getpid()}); routes left as they are")
+    sd_notify("STOPPING=1")
+    agent.say(f"stopping (pid {os.getpid()}); systemd's ExecStopPost withdraws the routes")
     return 0
 
 
