@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 
 from infra.components.geodns import GeoDns, GeoDnsArgs
 from infra.components.network import NetworkFacts
 from infra.components.pop import ExternalPop, PopArgs, VultrAccess, VultrAccessArgs, VultrPop
 from infra.components.ripe_routes import route_objects
+from infra.components.tls import TlsArgs, TlsCertificate
 from infra.cost import estimate
 from infra.model import ConfigError, parse_network
 from infra.outputs import geodns_output, network_output, pops_output, probes_output
+from userdata.render import check_password
 
 config = pulumi.Config()
 stack = pulumi.get_stack()
+# Everything is checked before the first resource is registered: a bad value stops the run with one line per
+# problem (RunError: no traceback) and nothing half-applied.
 try:
     network = parse_network(config.require_object("network"), source=f"Pulumi.{stack}.yaml anycast:network")
-except ConfigError as exc:
-    raise pulumi.RunError("the network document does not validate:\n  " + "\n  ".join(exc.errors)) from None
+    cost = estimate(network, config.get_object("externalPopCosts"))
+except (ConfigError, json.JSONDecodeError, pulumi.ConfigTypeError) as exc:
+    lines = exc.errors if isinstance(exc, ConfigError) else [f"anycast:externalPopCosts: must be a mapping like {{hkg: 40}} ({exc})"[:200]]
+    raise pulumi.RunError("the stack configuration does not validate:\n  " + "\n  ".join(lines)) from None
+
 bgp_password = config.require_secret("bgpPassword")
+try:  # the plain value, read once to check it before any resource exists; it flows on only as the secret above
+    check_password(pulumi.runtime.get_config(f"{config.name}:bgpPassword") or "", source="anycast:bgpPassword")
+except ConfigError as exc:
+    raise pulumi.RunError(str(exc)) from None
 
 facts = NetworkFacts("network", network)
 under_network = pulumi.ResourceOptions(parent=facts)
 vultr_pops = [p for p in network.pops if p.is_vultr]
 access = VultrAccess("vultr", VultrAccessArgs(network, stack), under_network) if vultr_pops else None
+tls = TlsCertificate("tls", TlsArgs(network, stack), under_network) if network.tls.enabled else None
 
 addresses: dict[str, tuple[pulumi.Input[str] | None, pulumi.Input[str] | None]] = {}
 instance_ids: dict[str, pulumi.Input[str]] = {}
 external_cloud_config: dict[str, pulumi.Output[str]] = {}
 for pop in network.pops:
     args = PopArgs(network, pop, bgp_password, stack)
+    if tls is not None:  # the issuer PoP gets the issuer's access key, every other PoP the read-only one
+        args.tls_credentials = tls.issuer_credentials if pop.code == network.tls_issuer else tls.reader_credentials
     if pop.is_vultr and access is not None:
         args.ssh_key_ids, args.firewall_group_id = access.ssh_key_ids, access.firewall_group_id
         vp = VultrPop(pop.code, args, under_network)
@@ -40,6 +56,8 @@ for pop in network.pops:
         external_cloud_config[pop.code] = ep.user_data
 
 geodns = GeoDns("geodns", GeoDnsArgs(network, {p.code: addresses[p.code] for p in network.unicast_pops}), under_network)
+if tls is not None:
+    tls.add_parent_records(geodns.zone_id)
 
 if network.ripe.manage:
     route_objects(network, under_network)
@@ -48,5 +66,5 @@ pulumi.export("network", network_output(network))
 pulumi.export("pops", pops_output(network, addresses, instance_ids))
 pulumi.export("geodns", geodns_output(network, geodns.record_sets, geodns.zone_id))
 pulumi.export("probes", probes_output(network, addresses))
-pulumi.export("cost", estimate(network, config.get_object("externalPopCosts")))
+pulumi.export("cost", cost)
 pulumi.export("externalCloudConfig", pulumi.Output.secret(external_cloud_config))

@@ -13,7 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from infra.model import Network
+from infra.fields import shown
+from infra.model import ConfigError, Network
 
 
 @lru_cache(maxsize=1)
@@ -25,6 +26,25 @@ class UnknownPlanError(KeyError):
     """A Vultr plan that the price table does not list."""
 
 
+def check_external_costs(network: Network, costs: Any) -> dict[str, float]:
+    """``anycast:externalPopCosts`` as {external PoP code: USD per month}; ConfigError names the entry at fault."""
+    key = "anycast:externalPopCosts"
+    if costs is None:
+        return {}
+    if not isinstance(costs, Mapping):
+        raise ConfigError([f"{key}: must be a mapping of external PoP code to monthly USD, like {{hkg: 40}}"])
+    external = [p.code for p in network.pops if not p.is_vultr]
+    out: dict[str, float] = {}
+    for code, usd in costs.items():
+        if code not in external:
+            raise ConfigError([f"{key}.{shown(code)}: not an external PoP of this network "
+                               f"(external PoPs: {', '.join(external) or 'none'})"])
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not 0 <= usd < 1e6 or usd != usd:
+            raise ConfigError([f"{key}.{code}: {shown(usd)} is not a monthly price in USD (a number like 40)"])
+        out[code] = float(usd)
+    return out
+
+
 def estimate(network: Network, external_costs: Mapping[str, float] | None = None) -> dict[str, Any]:
     """``{"currency", "perPop": {code: {"provider", "plan", "usdPerMonth", "source"}}, "totalUsdPerMonth"}``.
 
@@ -32,7 +52,7 @@ def estimate(network: Network, external_costs: Mapping[str, float] | None = None
         UnknownPlanError: a Vultr PoP uses a plan missing from ``infra/data/plans.json`` (add its price there).
     """
     table = price_table()
-    external_costs = external_costs or {}
+    external_costs = check_external_costs(network, external_costs)
     per_pop: dict[str, dict[str, Any]] = {}
     for pop in network.pops:
         if pop.is_vultr:

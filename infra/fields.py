@@ -43,10 +43,14 @@ SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-ni
 
 def shown(value: Any) -> str:
     """``value`` for an error message: repr-quoted (control characters visible), cut to MAX_SHOWN characters."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > MAX_SHOWN:
-        return repr(text[:MAX_SHOWN]) + f"... ({len(text)} characters)"
-    return repr(text)
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"a {value.bit_length()}-bit number"  # repr() of a huge int raises past Python's digit limit
+    if not isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"... ({len(text)} characters)"
+    if len(value) > MAX_SHOWN:
+        return repr(value[:MAX_SHOWN]) + f"... ({len(value)} characters)"
+    return repr(value)
 
 
 def _require_str(value: Any, what: str) -> str:

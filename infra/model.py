@@ -111,7 +111,7 @@ def asn_problem(asn: int, source: str) -> str | None:
     if asn in RESERVED_ASNS:
         return RESERVED_ASNS[asn]
     if not 1 <= asn <= 4294967294:
-        return f"{asn} is not a 32-bit ASN (1-4294967294)"
+        return f"{shown(asn)} is not a 32-bit ASN (1-4294967294)"
     if source == "vultr-assigned" and not is_private_asn(asn):
         return (f"AS{asn} is not private; with asnSource 'vultr-assigned' use the private ASN Vultr gave you "
                 "(64512-65534 or 4200000000-4294967294)")
@@ -126,7 +126,7 @@ def peer_asn_problem(asn: int) -> str | None:
     if asn in RESERVED_ASNS:
         return RESERVED_ASNS[asn]
     if not 1 <= asn <= 4294967294:
-        return f"{asn} is not a 32-bit ASN (1-4294967294)"
+        return f"{shown(asn)} is not a 32-bit ASN (1-4294967294)"
     return None
 
 
@@ -297,7 +297,7 @@ def _within(name: str, zone: str) -> bool:
 class Defaults(Model):
     provider: Literal["vultr", "external"] = Field("vultr", description="Provider of PoPs that do not name one.")
     plan: VultrPlan = Field("vc2-1c-1gb", description="Vultr plan id for PoPs that do not name one.")
-    os_id: int = Field(2136, ge=1, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
+    os_id: int = Field(2136, ge=1, le=999999, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
 
 
 class Admin(Model):
@@ -615,7 +615,7 @@ class Network(Model):
                     raise _field_error(f"pops[{i}].neighbor.{fam}", problem)
         for j, asn in enumerate(pop.announce.only_to):
             if asn in RESERVED_ASNS or not 1 <= asn <= 65535:
-                raise _field_error(f"pops[{i}].announce.onlyTo[{j}]", f"{asn} is not a 16-bit peer ASN (Vultr communities carry 1-65535)")
+                raise _field_error(f"pops[{i}].announce.onlyTo[{j}]", f"{shown(asn)} is not a 16-bit peer ASN (Vultr communities carry 1-65535)")
 
     def _neighbor_address_problem(self, addr: IPv4Address | IPv6Address, pop: Pop) -> str | None:
         own = {a for a in (self.service.ipv4, self.service.ipv6) if a is not None}
@@ -737,11 +737,11 @@ def format_errors(exc: ValidationError) -> list[str]:
         elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
             bound = {"less_than_equal": "at most {le}", "greater_than_equal": "at least {ge}",
                      "less_than": "less than {lt}", "greater_than": "more than {gt}"}[kind].format(**ctx)
-            msg = f"{value!r} is out of range: must be {bound}"
+            msg = f"{shown(value)} is out of range: must be {bound}"
         elif kind in ("int_parsing", "int_type", "int_from_float"):
-            msg = f"{value!r} is not a whole number"
+            msg = f"{shown(value)} is not a whole number"
         elif kind == "literal_error":
-            msg = f"{value!r} is not one of {ctx.get('expected')}"
+            msg = f"{shown(value)} is not one of {ctx.get('expected')}"
         else:
             msg = err["msg"].removeprefix("Value error, ")
         path = path or "network"

@@ -32,6 +32,14 @@ def read_stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
         raise ConfigError([f"--stack: no stack file {path.name} (stacks here: {', '.join(known) or 'none'})"])
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path.name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path.name}: cannot read it: {exc.strerror or exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path.name}: nested too deeply to be a stack file"]) from None
+    except ValueError as exc:  # PyYAML converts digits with int(): Python refuses more than 4300 of them
+        raise ConfigError([f"{path.name}: {str(exc).split(';')[0]} (a number with thousands of digits?)"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

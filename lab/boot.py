@@ -16,8 +16,9 @@ from infra.model import Network
 from lab import bgp
 from lab.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.geodns import expected_pop, geo_answer
+from lab.health import supervised_command
 from lab.netns import LabError, ip_batch, kill_namespaces, list_namespaces, nsrun, run
-from lab.processes import HEALTH_AGENT, LOCAL_ADDRESSES, python3, require_tools, start, wait_for
+from lab.processes import LOCAL_ADDRESSES, require_tools, start, wait_for
 from lab.topology import LabPlan, PopPlan, build_plan, namespace_prefix
 from userdata.render import render_pop, zone_file_name
 
@@ -132,7 +133,8 @@ def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
     for name, cmd in commands.items():
         pids[name] = start(ns, cmd, pop_dir / f"{name}.log", env=env)
     if pop.mode == "anycast":
-        commands["health"] = [python3(), str(HEALTH_AGENT), "--config", str(pop_dir / "health.json")]
+        # The agent under lab/supervise.py: the rendered unit's watchdog, ExecStopPost and Restart= (lab/health.py).
+        commands["health"] = supervised_command(plan.network, pop_dir)
         if not wait_for(pop_dir / "bird.ctl", 5):
             raise LabError(f"{pop.code}: BIRD did not create its control socket (see {pop_dir / 'bird.log'})")
         pids["health"] = start(ns, commands["health"], pop_dir / "health.log")

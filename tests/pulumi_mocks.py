@@ -26,6 +26,8 @@ TEST_BGP_PASSWORD = "Mock-BGP-Password-4f9c2e"  # what tests search for in outpu
 TEST_VULTR_API_KEY = "MOCK-VULTR-API-KEY-0000"
 ZONE_ID = "Z0123456789EXAMPLE"
 SECRET_MARK = "[secret]"
+TEST_TLS_SECRET = "Mock-TLS-Access-Secret-9b3f1a"  # the mocked IAM access keys' secret
+REGISTERED: list[dict[str, Any]] = []
 
 
 def stack_config(stack: str, network: dict[str, Any] | None = None) -> dict[str, str]:
@@ -35,6 +37,7 @@ def stack_config(stack: str, network: dict[str, Any] | None = None) -> dict[str,
 
     raw = dict(read_stack_config(stack)) if network is None else {NETWORK_KEY: network}
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+    config.update(json.loads(os.environ.get("ANYCAST_MOCK_EXTRA_CONFIG", "{}")))  # run_in_subprocess(extra_config=)
     config.setdefault("anycast:bgpPassword", TEST_BGP_PASSWORD)
     config.setdefault("vultr:apiKey", TEST_VULTR_API_KEY)
     return config
@@ -52,7 +55,7 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
     from infra.regions import vultr_regions
 
     region_index = {r: i for i, r in enumerate(vultr_regions())}
-    resources: list[dict[str, Any]] = []
+    resources = REGISTERED  # module-level, so that a failed run still reports what it had registered
 
     class Mocks(pmocks.Mocks):
         def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
@@ -69,6 +72,9 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
             elif args.typ == "aws:route53/zone:Zone":
                 rid = "Z0CREATED0000"
                 state.update(zoneId=rid, nameServers=["ns-1.awsdns-00.com", "ns-2.awsdns-00.net"])
+            elif args.typ == "aws:iam/accessKey:AccessKey":
+                rid = f"AKIAMOCK{args.name.upper().replace('-', '')[:12]}"
+                state.update(secret=TEST_TLS_SECRET, status="Active")
             elif args.typ == "aws:route53/record:Record":
                 state.update(fqdn=args.inputs.get("name"))
             return rid, state
@@ -128,15 +134,22 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
     return {"stack": stack, "seconds": elapsed, "resources": resources, "outputs": result}
 
 
-def run_in_subprocess(stack: str, network: dict[str, Any] | None = None, timeout: float = 300) -> dict[str, Any]:
-    """Run the program for ``stack`` (or a stack named ``stack`` holding ``network``) in a fresh interpreter."""
+def run_in_subprocess(stack: str, network: dict[str, Any] | None = None, timeout: float = 300,
+                      extra_config: dict[str, str] | None = None, expect_failure: bool = False) -> dict[str, Any]:
+    """Run the program for ``stack`` (or a stack named ``stack`` holding ``network``) in a fresh interpreter.
+
+    ``extra_config`` overrides config keys (``anycast:bgpPassword``...). With ``expect_failure`` a program that
+    raised returns ``{"errorType", "error", "resources"}``; otherwise any failure raises RuntimeError."""
     cmd = [sys.executable, str(Path(__file__).resolve()), stack]
     stdin = json.dumps(network) if network is not None else ""
     if network is not None:
         cmd.append("--network-from-stdin")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="0")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="0",
+               ANYCAST_MOCK_EXTRA_CONFIG=json.dumps(extra_config or {}))
     proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
-    if proc.returncode != 0:
+    if proc.returncode == 3 and not expect_failure:
+        raise RuntimeError(f"mock run of {stack} refused its config: {proc.stdout[-2000:]}")
+    if proc.returncode not in (0, 3):
         raise RuntimeError(f"mock run of {stack} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
     return dict(json.loads(proc.stdout))
 
@@ -157,7 +170,12 @@ def record_outputs(stack: str) -> Path:
 def main(argv: list[str]) -> int:
     stack = argv[0]
     network = json.loads(sys.stdin.read()) if "--network-from-stdin" in argv else None
-    result = run_program(stack, stack_config(stack, network))
+    try:
+        result = run_program(stack, stack_config(stack, network))
+    except Exception as exc:  # the program refused its config: say how, and what exists already
+        failure = {"errorType": type(exc).__name__, "error": str(exc), "resources": REGISTERED}
+        sys.stdout.write(json.dumps(failure, sort_keys=True, default=str))
+        return 3
     sys.stdout.write(json.dumps(result, sort_keys=True, default=str))
     return 0
 

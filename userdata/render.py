@@ -26,7 +26,8 @@ from infra.model import (
     Network,
     Pop,
 )
-from userdata.health_config import health_config
+from userdata.health_config import STATUS_PORT, health_config
+from userdata.health_config import health_unit as _health_unit
 
 # Where each rendered file lives on a PoP (the lab maps these into its own directories).
 HOST_PATHS = {
@@ -45,7 +46,7 @@ PACKAGES = ["bird2", "caddy", "nftables", "nsd", "prometheus-bird-exporter", "py
 # Metrics for the monitoring networks (admin.monitoringCidrs), on the PoP's unicast address: Debian's
 # prometheus-bird-exporter (upstream's default port, https://github.com/czerwonk/bird_exporter) and the health agent.
 BIRD_EXPORTER_PORT = 9324
-HEALTH_METRICS_PORT = 9325
+HEALTH_METRICS_PORT = STATUS_PORT  # the agent's /status and /metrics (userdata/health_config.py)
 BIRD_SOCKET = "/run/bird/bird.ctl"  # Debian's bird2 (bird.service, RuntimeDirectory=bird)
 BIRD_EXPORTER_DROPIN = "/etc/systemd/system/prometheus-bird-exporter.service.d/anycast.conf"
 
@@ -210,10 +211,9 @@ def _service_addresses_unit(network: Network) -> str:
                          ["Before=bird.service nsd.service caddy.service", *_AFTER_NETWORK], [*_ONESHOT, *cmds])
 
 
-HEALTH_UNIT = _systemd_unit(
-    "Anycast health agent: withdraws this PoP's routes when Caddy or NSD fail",
-    ["After=bird.service nsd.service caddy.service", "Wants=bird.service"],
-    [f"ExecStart=/usr/bin/python3 {HEALTH_AGENT_PATH} --config {HOST_PATHS['health.json']}", "Restart=always", "RestartSec=1"])
+def health_unit(network: Network) -> str:
+    """anycast-health.service (Type=notify, watchdog, ExecStopPost withdraws): userdata/health_config.py."""
+    return _health_unit(network, HOST_PATHS["health.json"], HEALTH_AGENT_PATH)
 
 # Debian's unit runs `prometheus-bird-exporter $ARGS` as user bird with ARGS="-format.new" from
 # /etc/default/prometheus-bird-exporter (a conffile, left alone); BIRD 2 needs -bird.v2 (one socket, both families).
@@ -266,7 +266,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> st
         write_files += [
             _write_file(HOST_PATHS["health.json"], files["health.json"]),
             _write_file(HEALTH_AGENT_PATH, _resource_text("files/anycast-health.py"), "0755"),
-            _write_file("/etc/systemd/system/anycast-health.service", HEALTH_UNIT),
+            _write_file("/etc/systemd/system/anycast-health.service", health_unit(network)),
         ]
     if needs_local_addresses:
         write_files += [
