@@ -178,6 +178,7 @@ def test_not_a_mapping_and_deep_nesting_are_one_line() -> None:
     nested: Any = "x"
     for _ in range(5000):
         nested = [nested]
-    for bad in ([], "network", 5, None, {"pops": nested}, {"asn": 10**5000}):
-        errors = _refused(bad)  # type: ignore[arg-type]
+    bad_documents: list[Any] = [[], "network", 5, None, {"pops": nested}, {"asn": 10**5000}]
+    for bad in bad_documents:
+        errors = _refused(bad)
         assert errors and all(len(e) < 400 for e in errors), errors
