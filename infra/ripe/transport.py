@@ -54,9 +54,16 @@ def base_url(url: str, option: str = "--base-url") -> str:
 
     Plain http is accepted only for loopback hosts: writes carry the API key, and RIPE requires HTTPS for them.
     """
-    parts = urlsplit(url.strip())
+    shown = url if len(url) <= 80 else url[:80] + "..."
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # urlsplit checks the port only when asked
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", "Port could not be cast..."
+        raise BadInput(f"{option}: '{shown}' is not a valid URL ({exc})") from None
+    if port == 0:
+        raise BadInput(f"{option}: '{shown}' has port 0; give a port 1-65535 or none")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"{option}: '{url}' is not an http(s) URL like https://rest.db.ripe.net")
+        raise BadInput(f"{option}: '{shown}' is not an http(s) URL like https://rest.db.ripe.net")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         raise BadInput(f"{option}: give only scheme and host (like https://mirror.example.net:8443); "
                        f"the path /{{source}}/{{type}}/... is added for you")

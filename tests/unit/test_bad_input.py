@@ -81,3 +81,14 @@ def test_program_refuses_bad_config_before_creating_anything(config: dict[str, s
     assert expect in result["error"] and 'pass"word' not in result["error"]
     assert len(result["error"].splitlines()) <= 3
     assert result["resources"] == []
+
+
+@pytest.mark.parametrize("url, expect", [
+    ("http://127.0.0.1:99999", "Port out of range"), ("http://127.0.0.1:abc", "Port could not be cast"),
+    ("http://[::1", "Invalid IPv6 URL"), ("http://127.0.0.1:0", "port 0"), ("ftp://x" + "y" * 500, "..."),
+])
+def test_ripe_base_url_is_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                  url: str, expect: str) -> None:
+    monkeypatch.setenv("RIPE_API_KEY", "keyid:secret")
+    line = _one_error_line(capsys, main(["ripe", "plan", "--stack", "prod", "--base-url", url]))
+    assert line.startswith("error: --base-url: ") and expect in line
