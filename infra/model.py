@@ -454,17 +454,7 @@ def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
 
 
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
-_TLS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-
-
-def _tls_name(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a DNS name")
-    name = value.rstrip(".").lower()
-    if not _TLS_NAME_RE.match(name):
-        raise ValueError(f"'{value}' is not a DNS name like www.example.com (no wildcards)")
-    return name
 
 
 class Tls(Model):
@@ -473,11 +463,11 @@ class Tls(Model):
     enabled: bool = Field(False, description="Serve HTTPS on port 443 and redirect HTTP to it (except /healthz).")
     email: str | None = Field(None, description="Contact address of the ACME account (Let's Encrypt expiry mail).")
     directory: str = Field(LETSENCRYPT_DIRECTORY, description="ACME directory URL (https://); Let's Encrypt's by default.")
-    names: list[str] = Field(
+    names: list[DnsName] = Field(
         default_factory=list,
         description="Names on the certificate; default: the zone, www.<zone> and dns.httpNames. Each must be in "
                     "dns.zone (NSD answers the challenge CNAME) or dns.parentZone (Route53 does).")
-    challenge_zone: str | None = Field(
+    challenge_zone: DnsName | None = Field(
         None, description="Route53 zone the program creates for the _acme-challenge TXT records (default "
                           "acme.<parentZone>); the only zone the ACME identity may write to.")
     issuer: str | None = Field(None, description="Code of the PoP that orders and renews the certificate (default: "
@@ -486,20 +476,12 @@ class Tls(Model):
     key_type: Literal["ec256", "ec384", "rsa2048", "rsa4096"] = Field("ec256", description="Private key type (lego --key-type).")
     fetch_minutes: int = Field(15, ge=1, le=1440, description="How often every PoP looks for a renewed certificate.")
 
-    @field_validator("names", mode="before")
+    @field_validator("names")
     @classmethod
-    def _names(cls, values: Any) -> Any:
-        if not isinstance(values, list):
-            return values
-        out = [_tls_name(v) for v in values]
-        if len(set(out)) != len(out):
+    def _names(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
             raise ValueError("names must be unique")
-        return out
-
-    @field_validator("challenge_zone", mode="before")
-    @classmethod
-    def _zone(cls, value: Any) -> Any:
-        return None if value is None else _tls_name(value)
+        return values
 
     @field_validator("email")
     @classmethod

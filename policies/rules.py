@@ -32,6 +32,7 @@ from infra.model import (
     is_documentation_prefix,
     prefix_length_problem,
 )
+from infra.tls_iam import policy_problems
 from policies.bird import bird_conf_from_user_data, export_problems
 
 INSTANCE_TYPE = "vultr:index/instance:Instance"
@@ -51,6 +52,9 @@ def _prefixes(props: Mapping[str, Any]) -> list[Net]:
 def _service(props: Mapping[str, Any]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     raw = props.get("service") or {}
     return [ipaddress.ip_address(raw[k]) for k in ("ipv4", "ipv6") if raw.get(k)]
+
+IAM_POLICY_TYPES = ("aws:iam/userPolicy:UserPolicy", "aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy",
+                    "aws:iam/groupPolicy:GroupPolicy")
 
 
 # --- resource rules on the anycast:index:Network component -------------------------------------------------------
@@ -191,6 +195,19 @@ def route_objects_cover(args: StackValidationArgs, report: ReportViolation) -> N
                    "(ripe.manage is true)")
 
 
+def acme_identity_least_privilege(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """The program's IAM policies (the certificate issuer and readers, infra/tls_iam.py) grant nothing beyond changing
+    the ACME challenge TXT records and reading/writing the certificate object. A policy still unknown during a
+    preview (it names the challenge zone's id) is checked at ``pulumi up``."""
+    if args.resource_type not in IAM_POLICY_TYPES:
+        return
+    document = args.props.get("policy")
+    if not isinstance(document, str):
+        return
+    for problem in policy_problems(document):
+        report(f"{args.name}: {problem}")
+
+
 Rule = Callable[[Any, ReportViolation], None]
 
 RESOURCE_RULES: list[tuple[str, str, Rule, EnforcementLevel]] = [
@@ -206,6 +223,8 @@ RESOURCE_RULES: list[tuple[str, str, Rule, EnforcementLevel]] = [
     ("vultr-instance-ipv6", "Every Vultr instance has IPv6 enabled.", instance_ipv6, EnforcementLevel.MANDATORY),
     ("vultr-instance-cloud-config", "Every Vultr instance boots a user data document starting with #cloud-config.",
      instance_cloud_config, EnforcementLevel.MANDATORY),
+    ("acme-identity-txt-only", "IAM identities may change only the ACME challenge TXT records and the certificate object.",
+     acme_identity_least_privilege, EnforcementLevel.MANDATORY),
 ]
 
 STACK_RULES: list[tuple[str, str, Rule, EnforcementLevel]] = [

@@ -26,6 +26,7 @@ from infra.model import (
     Network,
     Pop,
 )
+from userdata import tls as tls_files
 from userdata.health_config import STATUS_PORT, health_config
 from userdata.health_config import health_unit as _health_unit
 
@@ -138,8 +139,12 @@ def render_bird(network: Network, pop: Pop, password: str) -> str:
         no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "")
 
 
-def render_caddyfile(pop: Pop) -> str:
-    return _ENV.get_template("Caddyfile.j2").render(pop=pop)
+def render_caddyfile(pop: Pop, network: Network | None = None) -> str:
+    """Plain HTTP, or (tls.enabled) HTTP redirecting to HTTPS except /healthz, and HTTPS with the stored certificate."""
+    tls = None
+    if network is not None and network.tls.enabled:
+        tls = {"names": network.tls_names, "cert_file": tls_files.CERT_FILE, "key_file": tls_files.KEY_FILE}
+    return _ENV.get_template("Caddyfile.j2").render(pop=pop, tls=tls)
 
 
 def _listen_addresses(network: Network, pop: Pop) -> list[IPv4Address | IPv6Address]:
@@ -165,7 +170,8 @@ def render_zone(network: Network, pop: Pop) -> str:
     include = LOCAL_ADDRESSES_INCLUDE if not answers else ""
     return _ENV.get_template("zone.j2").render(
         zone=network.dns.zone, pop=pop, ttl=network.dns.ttl, serial=ZONE_SERIAL, nameservers=network.dns.nameservers,
-        records=records, include=include)
+        records=records, include=include,
+        acme_cnames=sorted(tls_files.challenge_cnames(network)[0].items()) if network.tls.enabled else [])
 
 
 def render_nftables(network: Network, pop: Pop) -> str:
@@ -249,7 +255,20 @@ def _write_file(path: str, content: str, permissions: str = "0644", owner: str =
     return entry
 
 
-def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> str:
+def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
+                     credentials: tls_files.TlsCredentials | None) -> list[dict[str, Any]]:
+    """anycast-tls, its config and timers; the access key only when given (the Pulumi program passes it)."""
+    out = [_write_file(tls_files.CONFIG_FILE, files["tls.json"]),
+           _write_file(tls_files.SCRIPT, _resource_text("files/anycast-tls.py"), "0755")]
+    out += [_write_file(f"/etc/systemd/system/{name}", text) for name, text in tls_files.units(network, pop).items()]
+    if credentials is not None:
+        creds = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
+        out.append(_write_file(tls_files.CREDENTIALS_FILE, json.dumps(creds) + "\n", "0600"))
+    return out
+
+
+def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
+                        tls_credentials: tls_files.TlsCredentials | None = None) -> str:
     zone_name = zone_file_name(network)
     needs_local_addresses = not _listen_addresses(network, pop)
     write_files = [
@@ -274,6 +293,8 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> st
             _write_file("/etc/systemd/system/anycast-local-addresses.service", LOCAL_ADDRESSES_UNIT),
         ]
         services.append("anycast-local-addresses.service")
+    if network.tls.enabled:
+        write_files += _tls_write_files(network, pop, files, tls_credentials)
     runcmd: list[Any] = [
         ["systemctl", "daemon-reload"],
         ["nft", "-f", HOST_PATHS["nftables.conf"]],
@@ -284,11 +305,17 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> st
     ]
     if pop.is_anycast:
         runcmd.append(["systemctl", "enable", "--now", "anycast-health.service"])
+    if network.tls.enabled:
+        at = runcmd.index(["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"])
+        runcmd[at:at] = [["/usr/bin/python3", tls_files.SCRIPT, "bootstrap", "--config", tls_files.CONFIG_FILE]]
+        timers = [u for u in tls_files.units(network, pop) if u.endswith(".timer")]
+        runcmd += [["systemctl", "enable", "--now", *timers],
+                   ["systemctl", "start", "--no-block", *(t.replace(".timer", ".service") for t in timers)]]
     doc: dict[str, Any] = {
         "hostname": f"anycast-{pop.code}",
         "fqdn": f"{pop.code}.{network.dns.zone}",
         "package_update": True,
-        "packages": PACKAGES,
+        "packages": PACKAGES + tls_files.packages(network, pop),
         "ssh_pwauth": False,
     }
     if network.admin.ssh_keys:
@@ -299,19 +326,23 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str]) -> st
     return f"#cloud-config\n# PoP {pop.code} ({pop.city}, {pop.country}), {pop.mode}. Rendered by anycast: edit the stack.\n{body}"
 
 
-def render_pop(network: Network, pop: Pop, bgp_password: str) -> RenderedPop:
-    """All files of ``pop``; ``bgp_password`` lands only in bird.conf and the user data that carries it."""
+def render_pop(network: Network, pop: Pop, bgp_password: str,
+               tls_credentials: tls_files.TlsCredentials | None = None) -> RenderedPop:
+    """All files of ``pop``; ``bgp_password`` lands only in bird.conf and the user data that carries it, and
+    ``tls_credentials`` (the PoP's AWS access key for the certificate store) only in the user data."""
     check_password(bgp_password)
     files: dict[str, str] = {
         "bird.conf": render_bird(network, pop, bgp_password),
-        "Caddyfile": render_caddyfile(pop),
+        "Caddyfile": render_caddyfile(pop, network),
         "nsd.conf": render_nsd_conf(network, pop),
         zone_file_name(network): render_zone(network, pop),
         "nftables.conf": render_nftables(network, pop),
     }
     if pop.is_anycast:
         files["health.json"] = render_health_json(network, pop)
-    files["user-data.yaml"] = render_cloud_config(network, pop, files)
+    if network.tls.enabled:
+        files["tls.json"] = json.dumps(tls_files.tls_config(network, pop), indent=2, sort_keys=True) + "\n"
+    files["user-data.yaml"] = render_cloud_config(network, pop, files, tls_credentials)
     return RenderedPop(pop=pop.code, files=files)
 
 

@@ -18,6 +18,7 @@ import pulumi
 
 from infra.model import Network, Pop
 from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT, render_pop
+from userdata.tls import TlsCredentials
 
 # Ports every PoP serves to the world: DNS (tcp+udp) and HTTP(S). ICMP stays open for path-MTU discovery
 # (essential on IPv6) and for diagnosing an anycast network with ping/traceroute.
@@ -28,9 +29,14 @@ SSH_PORT = "22"
 METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_METRICS_PORT}"
 
 
-def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str]) -> pulumi.Output[str]:
-    """The PoP's ``#cloud-config``, rendered inside ``apply`` on the secret password and kept secret."""
-    return pulumi.Output.secret(bgp_password.apply(lambda password: render_pop(network, pop, password).user_data))
+def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str],
+                     tls_credentials: pulumi.Output[TlsCredentials] | None = None) -> pulumi.Output[str]:
+    """The PoP's ``#cloud-config``, rendered inside ``apply`` on the secret password (and the certificate store's
+    access key, with tls.enabled) and kept secret."""
+    if tls_credentials is None:
+        return pulumi.Output.secret(bgp_password.apply(lambda password: render_pop(network, pop, password).user_data))
+    return pulumi.Output.secret(pulumi.Output.all(bgp_password, tls_credentials).apply(
+        lambda v: render_pop(network, pop, v[0], v[1]).user_data))
 
 
 @dataclass
@@ -99,6 +105,7 @@ class PopArgs:
     stack: str = "stack"
     ssh_key_ids: pulumi.Input[list[str]] = field(default_factory=list)
     firewall_group_id: pulumi.Input[str] | None = None
+    tls_credentials: pulumi.Output[TlsCredentials] | None = None
 
 
 def pop_tags(pop: Pop, stack: str) -> list[str]:
@@ -126,7 +133,7 @@ class VultrPop(pulumi.ComponentResource):
             hostname=f"anycast-{pop.code}",
             label=f"anycast-{args.stack}-{pop.code}",
             tags=pop_tags(pop, args.stack),
-            user_data=user_data_output(args.network, pop, args.bgp_password),
+            user_data=user_data_output(args.network, pop, args.bgp_password, args.tls_credentials),
             ssh_key_ids=args.ssh_key_ids,
             firewall_group_id=args.firewall_group_id,
             backups="disabled",
@@ -157,7 +164,7 @@ class ExternalPop(pulumi.ComponentResource):
     def __init__(self, name: str, args: PopArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         pop = args.pop
         super().__init__("anycast:index:ExternalPop", name, {"code": pop.code, "mode": pop.mode}, opts)
-        self.user_data = user_data_output(args.network, pop, args.bgp_password)
+        self.user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials)
         unicast = pop.unicast
         self.ipv4 = str(unicast.ipv4) if unicast is not None and unicast.ipv4 is not None else None
         self.ipv6 = str(unicast.ipv6) if unicast is not None and unicast.ipv6 is not None else None

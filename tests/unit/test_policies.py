@@ -242,7 +242,7 @@ def test_pack_builds_kebab_case_policies_with_descriptions() -> None:
     assert all(n == n.lower() and " " not in n for n in names)
     assert all(p.description.endswith(".") for p in policies)
     assert sum(isinstance(p, StackValidationPolicy) for p in policies) == 3
-    assert sum(isinstance(p, ResourceValidationPolicy) for p in policies) == 7
+    assert sum(isinstance(p, ResourceValidationPolicy) for p in policies) == 8
 
 
 def test_pack_passes_the_prod_program() -> None:

@@ -230,7 +230,9 @@ def test_recorded_outputs_fixture_matches_the_program() -> None:
 def schemas() -> dict[str, Any]:
     vultr = json.loads((FIXTURES / "provider-schemas/vultr-schema-subset.json").read_text(encoding="utf-8"))
     aws = json.loads((FIXTURES / "provider-schemas/aws-route53-sdk-derived-subset.json").read_text(encoding="utf-8"))
-    return {"resources": {**vultr["resources"], **aws["resources"]}, "types": {**vultr["types"], **aws["types"]}}
+    tls = json.loads((FIXTURES / "provider-schemas/aws-tls-sdk-derived-subset.json").read_text(encoding="utf-8"))
+    return {"resources": {**vultr["resources"], **aws["resources"], **tls["resources"]},
+            "types": {**vultr["types"], **aws["types"], **tls["types"]}}
 
 
 _PY_TYPES = {"_builtins.str": "string", "_builtins.int": "integer", "_builtins.bool": "boolean",

@@ -1,0 +1,129 @@
+"""HTTPS on the PoPs: the files, units and names that carry one centrally issued certificate (docs/tls.md).
+
+Pure: the Pulumi program, the renderers and the lab share these names. The certificate and its key are never in the
+user data: every PoP fetches them from one S3 object (``anycast-tls fetch``, a systemd timer) with a read-only access
+key; the issuer PoP orders and renews them with lego (ACME DNS-01 through Route53) and writes that object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infra.model import Network, Pop
+
+CERT_FILE = "/etc/caddy/tls/cert.pem"
+KEY_FILE = "/etc/caddy/tls/key.pem"
+CONFIG_FILE = "/etc/anycast/tls.json"
+CREDENTIALS_FILE = "/etc/anycast/tls-credentials"
+SCRIPT = "/usr/local/sbin/anycast-tls"
+LEGO_PATH = "/var/lib/anycast-tls/lego"
+STORE_KEY = "tls/bundle.json"
+STORE_REGION = "us-east-1"  # the bucket's region, set on the Bucket resource too; Route53 is global (us-east-1)
+ACME_LABEL = "_acme-challenge"  # RFC 8555 section 8.4
+# Debian's caddy.service: ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile --force (a graceful config
+# switch: listeners are kept, open connections finish). try-reload-or-restart does nothing if Caddy is not running.
+RELOAD = ["systemctl", "try-reload-or-restart", "caddy.service"]
+ISSUE_EVERY = "12h"  # the issuer checks twice a day; it orders only inside the renewal window
+
+
+@dataclass(frozen=True)
+class TlsCredentials:
+    """An AWS access key for a PoP: the read-only one, or the issuer's. Lands only in CREDENTIALS_FILE (0600)."""
+
+    access_key_id: str
+    secret_access_key: str
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"TlsCredentials(access_key_id={self.access_key_id!r}, secret_access_key='***')"
+
+
+def store_bucket(network: Network) -> str:
+    """The S3 bucket holding the bundle: named after the zone, so it is stable and (S3 names are global) yours."""
+    return f"anycast-tls-{network.dns.zone.replace('.', '-')}"[:63].rstrip("-")
+
+
+def store_url(network: Network) -> str:
+    return f"https://{store_bucket(network)}.s3.{STORE_REGION}.amazonaws.com/{STORE_KEY}"
+
+
+def challenge_target(network: Network, name: str) -> str:
+    """Where ``_acme-challenge.<name>`` points: ``<name>.<challenge zone>`` (a TXT lego writes through Route53)."""
+    return f"{name}.{network.tls_challenge_zone}"
+
+
+def challenge_cnames(network: Network) -> tuple[dict[str, str], dict[str, str]]:
+    """(in the NSD zone: relative owner -> target, in the Route53 parent zone: FQDN -> target) for every name."""
+    zone = network.dns.zone
+    nsd: dict[str, str] = {}
+    route53: dict[str, str] = {}
+    for name in network.tls_names:
+        owner = f"{ACME_LABEL}.{name}"
+        if name == zone or name.endswith("." + zone):
+            nsd[owner[: -len(zone) - 1]] = challenge_target(network, name)
+        else:
+            route53[owner] = challenge_target(network, name)
+    return nsd, route53
+
+
+def is_issuer(network: Network, pop: Pop) -> bool:
+    return network.tls.enabled and network.tls_issuer == pop.code
+
+
+def tls_config(network: Network, pop: Pop) -> dict[str, Any]:
+    """``/etc/anycast/tls.json``, read by anycast-tls (no secrets: the access key is in CREDENTIALS_FILE)."""
+    cfg: dict[str, Any] = {
+        "pop": pop.code,
+        "names": network.tls_names,
+        "cert_file": CERT_FILE,
+        "key_file": KEY_FILE,
+        "group": "caddy",
+        "reload": RELOAD,
+        "credentials_file": CREDENTIALS_FILE,
+        "ca_file": None,
+        "store": {"url": store_url(network), "region": STORE_REGION},
+    }
+    if is_issuer(network, pop):
+        tls = network.tls
+        cfg["acme"] = {"directory": tls.directory, "email": tls.email, "key_type": tls.key_type,
+                       "renew_days": tls.renew_days, "lego_path": LEGO_PATH, "aws_region": STORE_REGION}
+    return cfg
+
+
+def _unit(description: str, body: list[str], install: str | None = None) -> str:
+    lines = ["[Unit]", f"Description={description}", *body]
+    if install:
+        lines += ["", "[Install]", f"WantedBy={install}"]
+    return "\n".join(lines) + "\n"
+
+
+def units(network: Network, pop: Pop) -> dict[str, str]:
+    """systemd units by file name: the fetch timer everywhere, the issue timer on the issuer."""
+    cmd = f"/usr/bin/python3 {SCRIPT} %s --config {CONFIG_FILE}"
+    out = {
+        "anycast-tls-fetch.service": _unit(
+            "Install the HTTPS certificate from the S3 store when it changed, then reload Caddy",
+            ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
+             f"ExecStart={cmd % 'fetch'}"]),
+        "anycast-tls-fetch.timer": _unit(
+            "Look for a renewed HTTPS certificate",
+            ["", "[Timer]", "OnBootSec=1min", f"OnUnitActiveSec={network.tls.fetch_minutes}min", "RandomizedDelaySec=60"],
+            "timers.target"),
+    }
+    if is_issuer(network, pop):
+        out["anycast-tls-issue.service"] = _unit(
+            "Order or renew the HTTPS certificate (ACME DNS-01 via Route53) and store it in S3",
+            ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
+             f"ExecStart={cmd % 'issue'}", "TimeoutStartSec=20min"])
+        out["anycast-tls-issue.timer"] = _unit(
+            "Check twice a day whether the HTTPS certificate is due for renewal",
+            ["", "[Timer]", "OnBootSec=2min", f"OnUnitActiveSec={ISSUE_EVERY}", "RandomizedDelaySec=30min"],
+            "timers.target")
+    return out
+
+
+def packages(network: Network, pop: Pop) -> list[str]:
+    """Extra Debian packages: openssl (checks and the bootstrap certificate), lego on the issuer."""
+    if not network.tls.enabled:
+        return []
+    return ["lego", "openssl"] if is_issuer(network, pop) else ["openssl"]
