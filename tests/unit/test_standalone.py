@@ -15,7 +15,7 @@ INTERNAL = re.compile(
     rf"\b(?:{_DOCS})\b"                        # the session's reference sheet, design and style notes
     r"|\.\./" + "shared" + r"\b"               # their directory next to the work tree
     r"|/work/" + r"(?:shared|notes)\b"         # the same by absolute path
-    r"|(?-i:\b[Tt]he " + "DESIGN" + r"\b)",     # "the DESIGN's ..." without the file name (capitals only)
+    r"|(?-i:\b[Tt]he " + "DESIGN" + r"\b)",     # that document named in capitals, without ".md"
     re.IGNORECASE,
 )
 
