@@ -9,7 +9,9 @@ on: API-key Basic auth, ``mnt-by`` of the object, ``mnt-routes`` of protected ad
 Faults (``Fault``) match by method and path fragment and answer instead of the real handler ``times`` times: any
 status and body (a 500, a 429 with ``Retry-After``, malformed JSON), optionally after a ``hang`` longer than the
 client's timeout, and optionally after really applying the request (``apply_first``: the write happened, the answer
-was lost, the hard case for a client).
+was lost, the hard case for a client); ``drip`` sends the body one byte at a time (each read of the client succeeds,
+the whole answer never arrives in time). :class:`SilentServer` accepts connections and never answers;
+:func:`refused_port` gives a loopback port where nothing listens.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,6 +55,7 @@ class Fault:
     hang: float = 0.0  # seconds to wait before answering (longer than the client's read timeout = a hang)
     apply_first: bool = False  # really process the request, then answer with the fault
     real_only: bool = False  # match only requests without ?dry-run
+    drip: float = 0.0  # seconds between the body's bytes (0: send it at once)
 
     def matches(self, method: str, path: str, dry_run: bool) -> bool:
         return (self.times > 0 and self.method in ("*", method) and self.path_contains in path
@@ -159,7 +163,7 @@ class FakeRipe:
         if fault is not None:
             status = fault.status
             out = fault.body if fault.body is not None else f"fault {fault.status}"
-            extra = fault.headers
+            extra = {**fault.headers, **({DRIP_HEADER: str(fault.drip)} if fault.drip else {})}
         entry.status = status
         return status, out, extra
 
@@ -326,6 +330,53 @@ def _key(attrs: list[dict[str, str]]) -> str:
     return first["value"]
 
 
+DRIP_HEADER = "X-Fake-Drip"  # internal: handle() tells the handler to drip; never sent
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte (a hung server behind a working TCP stack)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.connections = 0
+
+    def __enter__(self) -> SilentServer:
+        self._sock.settimeout(0.05)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self._held.append(conn)
+            self.connections += 1
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+
+def refused_port() -> tuple[socket.socket, int]:
+    """A loopback port bound but not listening: connections are refused (RST), and no one else can take it while
+    the returned socket stays open."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeRipe
     protocol_version = "HTTP/1.1"
@@ -341,10 +392,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            drip = float(extra.pop(DRIP_HEADER, 0))
             for k, v in extra.items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(data)
+            if not drip:
+                self.wfile.write(data)
+            for i in range(len(data) if drip else 0):
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                time.sleep(drip)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test): nothing to answer
 

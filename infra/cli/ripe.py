@@ -1,16 +1,18 @@
 """``anycast ripe plan|apply`` and ``anycast ripe roa plan|apply``: route objects and ROAs from the stack's model.
 
 Exit codes: 0 done or nothing to do; 1 RIPE refused or could not be reached (the message says which and why);
-2 bad input (missing or malformed API key, ripe.maintainer unset, bad --base-url). Only this module prints.
+2 bad input (missing or malformed API key, ripe.maintainer unset, bad --base-url or --timeout). Only this module
+prints: retries of a slow or failing server show as ``retry: ...`` lines on stderr while they happen.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infra.model import ConfigError
@@ -35,6 +37,26 @@ class Runtime:
 
 
 RUNTIME = Runtime()
+MAX_TIMEOUT = 3600.0
+
+
+def _timeout(text: str) -> float:
+    """``--timeout SECONDS``: a positive number of seconds, at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is not between 0 and {MAX_TIMEOUT:.0f} seconds")
+    return value
+
+
+def _policy(args: argparse.Namespace) -> RetryPolicy:
+    return replace(RUNTIME.policy, budget=args.timeout) if args.timeout is not None else RUNTIME.policy
+
+
+def _retry_line(line: str) -> None:
+    print(f"retry: {line}", file=sys.stderr, flush=True)
 
 
 def register(subparsers: Any) -> None:
@@ -65,6 +87,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     p.add_argument("--base-url", help="replace scheme and host only (a mirror, a test server); the path stays")
     p.add_argument("--prune", action="store_true", help="delete objects/ROAs this stack manages but no longer wants")
+    p.add_argument("--timeout", type=_timeout, metavar="SECONDS",
+                   help=f"the most one RIPE request may take, retries and waits included (default "
+                        f"{RetryPolicy().budget:g}); one attempt waits at most {RetryPolicy().read_timeout:g} s for an answer")
 
 
 def _guard(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -98,7 +123,7 @@ def _route_setup(args: argparse.Namespace, need_key: bool) -> tuple[RipeDbClient
     maintainer = specs[0].maintainer if specs else (network.ripe.maintainer or "")
     database = args.database or network.ripe.database
     key = ripe_api_key() if need_key else None
-    client = RipeDbClient(database, key, args.base_url, RUNTIME.policy, RUNTIME.sleep, maintainer)
+    client = RipeDbClient(database, key, args.base_url, _policy(args), RUNTIME.sleep, maintainer, on_retry=_retry_line)
     print(f"RIPE database {database} ({args.base_url or HOSTS[database]}), stack {args.stack}, maintainer {maintainer}")
     if not network.ripe.manage:
         print(f"note: ripe.manage is false in Pulumi.{args.stack}.yaml, so `pulumi up` does not manage these objects")
@@ -136,7 +161,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _roa_setup(args: argparse.Namespace) -> tuple[RpkiClient, Any]:
     network = load_network(args.stack)
-    client = RpkiClient(rpki_api_key(), args.base_url, RUNTIME.policy, RUNTIME.sleep)
+    client = RpkiClient(rpki_api_key(), args.base_url, _policy(args), RUNTIME.sleep, on_retry=_retry_line)
     wanted = wanted_roas(network)
     if not wanted:
         raise BadInput(f"stack {args.stack} announces no prefix")

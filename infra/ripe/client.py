@@ -42,11 +42,12 @@ class RipeDbClient:
         api_key: needed for writes only; None gives a read-only client.
         base_url: replaces scheme and host (a mirror, or the test server); the path stays ``/{source}/...``.
         maintainer: named in authorisation hints.
+        on_retry: receives one line per retry (what failed, when the next attempt starts); the CLI prints it.
     """
 
     def __init__(self, database: Database = "ripe", api_key: ApiKey | None = None, base_url_: str | None = None,
                  policy: RetryPolicy | None = None, sleep: Callable[[float], None] | None = None,
-                 maintainer: str | None = None) -> None:
+                 maintainer: str | None = None, on_retry: Callable[[str], None] | None = None) -> None:
         if database not in HOSTS:
             raise BadInput(f"--database: '{database}' is not one of ripe, test")
         self.database = database
@@ -54,10 +55,12 @@ class RipeDbClient:
         self.maintainer = maintainer
         self._key = api_key
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        self._anon = Transport(base_url(base_url_) if base_url_ else HOSTS[database], headers, policy, sleep)
+        self._anon = Transport(base_url(base_url_) if base_url_ else HOSTS[database], headers, policy, sleep,
+                               on_retry=on_retry)
         self._auth = None
         if api_key is not None:
-            self._auth = Transport(self._anon.base, {**headers, "Authorization": api_key.authorization()}, policy, sleep)
+            self._auth = Transport(self._anon.base, {**headers, "Authorization": api_key.authorization()}, policy, sleep,
+                                   on_retry=on_retry)
 
     def _path(self, obj_type: str, key: str | None = None) -> str:
         if obj_type not in ROUTE_TYPES:

@@ -49,9 +49,9 @@ class RpkiClient:
     """``roas()`` and ``publish(added, deleted)``; raises RipeRefused, RipeUnavailable, RipeProtocolError."""
 
     def __init__(self, key: RpkiKey, base_url_: str | None = None, policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None, on_retry: Callable[[str], None] | None = None) -> None:
         headers = {"Accept": "application/json", "Content-Type": "application/json", **key.header()}
-        self._t = Transport(base_url(base_url_) if base_url_ else RPKI_HOST, headers, policy, sleep)
+        self._t = Transport(base_url(base_url_) if base_url_ else RPKI_HOST, headers, policy, sleep, on_retry=on_retry)
 
     def roas(self) -> list[Roa]:
         reply = self._t.request("GET", f"{API_PATH}/roas", what="list ROAs")

@@ -3,6 +3,12 @@
 Why not urllib3 ``Retry``: tests need an injectable ``sleep`` and clock, the whole exchange needs a time budget
 (not only a count), and callers must learn that a write *may* have been applied by an earlier attempt that timed out
 or got a 5xx, so they can check instead of writing twice. This loop does those three things and nothing else.
+
+Time bounds: ``budget`` caps one request, all attempts and waits included (``anycast ripe ... --timeout``); every
+attempt gets the smaller of its own timeouts and what is left of the budget, and the body is read in pieces against
+the same deadline, so a server that drips a byte at a time cannot hold a request open past it. A refused connection
+(nothing listening) or an unknown host ends the request at once: retrying cannot help. Each retry is reported through
+``on_retry`` (one line: what failed, which attempt, when the next one starts); library code never prints.
 """
 
 from __future__ import annotations
@@ -17,23 +23,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
-from infra.ripe.errors import BadInput, RipeUnavailable
+from infra.ripe.errors import BadInput, RipeProtocolError, RipeUnavailable
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+MAX_BODY = 4 * 1024 * 1024  # route objects and ROA lists are small; more is not a RIPE answer
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try. Defaults suit RIPE: a few tries, at most about two minutes per request."""
+    """How hard to try. Defaults suit RIPE: a few tries, at most a minute per request."""
 
     attempts: int = 4
     backoff: float = 1.0  # first wait in seconds; doubles each retry
     max_backoff: float = 20.0
-    budget: float = 120.0  # seconds for all attempts and waits of one request
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
+    budget: float = 60.0  # seconds for all attempts and waits of one request (--timeout)
+    connect_timeout: float = 3.0
+    read_timeout: float = 20.0  # per attempt: the longest silence while waiting for the answer
     max_retry_after: float = 60.0  # a longer Retry-After means "come back later": give up with a message
 
 
@@ -94,18 +102,44 @@ def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time)
         return None
 
 
+class _Slow(Exception):
+    """The answer did not arrive completely before the request's deadline."""
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}" if x >= 0.1 else f"{x:.2f}"
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> bool:
+    """Whether ``kind`` is somewhere in the chain requests/urllib3 wrap a socket error in."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, kind):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+    return False
+
+
 class Transport:
-    """One base URL, fixed headers, and the retry loop. ``sleep`` and ``clock`` are injectable for tests."""
+    """One base URL, fixed headers, and the retry loop. ``sleep`` and ``clock`` are injectable for tests;
+    ``on_retry`` receives one line per retry (the CLI prints it)."""
 
     def __init__(self, base: str, headers: Mapping[str, str], policy: RetryPolicy | None = None,
                  sleep: Callable[[float], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, on_retry: Callable[[str], None] | None = None) -> None:
         self.base = base.rstrip("/")
         self.policy = policy or RetryPolicy()
         self._headers = dict(headers)
         self._sleep = sleep or time.sleep
         self._clock = clock
         self._session = session or requests.Session()
+        self._on_retry = on_retry
         # requests would otherwise pick up ~/.netrc and proxy settings, which could replace our auth header.
         self._session.trust_env = False
 
@@ -118,25 +152,43 @@ class Transport:
         """
         p = self.policy
         start = self._clock()
+        deadline = start + p.budget
         maybe_applied = False
         last = ""
         for attempt in range(1, p.attempts + 1):
+            left = max(deadline - self._clock(), 0.05)
+            read_timeout = min(p.read_timeout, left)
             try:
                 resp = self._session.request(
                     method, self.base + path, params=params, headers=self._headers,
-                    data=None if body is None else json.dumps(body), timeout=(p.connect_timeout, p.read_timeout),
-                    allow_redirects=False)
-            except requests.Timeout:  # ConnectTimeout or ReadTimeout
-                last = f"no answer within {p.read_timeout:g} s"
+                    data=None if body is None else json.dumps(body),
+                    timeout=(min(p.connect_timeout, left), read_timeout), allow_redirects=False, stream=True)
+                raw = self._read(resp, deadline)
+            except requests.ConnectTimeout:
+                last = f"no connection within {_seconds(min(p.connect_timeout, left))} s"
+                wait = self._backoff(attempt)
+            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+                last = f"no answer within {_seconds(read_timeout)} s"
                 maybe_applied |= method not in IDEMPOTENT
                 wait = self._backoff(attempt)
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+            except _Slow:
+                last = f"an answer still incomplete after {_seconds(self._clock() - start)} s"
+                maybe_applied |= method not in IDEMPOTENT
+                wait = self._backoff(attempt)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError) as exc:
+                if _caused_by(exc, ConnectionRefusedError):  # nothing was sent: retrying cannot help
+                    raise RipeUnavailable(f"{what}: nothing is listening at {self.base} (connection refused); check "
+                                          "--base-url, or try again later") from None
+                if _caused_by(exc, urllib3.exceptions.NameResolutionError):
+                    raise RipeUnavailable(f"{what}: cannot resolve the host of {self.base}; check --base-url and "
+                                          "DNS") from None
                 last = "a connection error"
                 maybe_applied |= method not in IDEMPOTENT
                 wait = self._backoff(attempt)
             else:
                 if resp.status_code not in RETRY_STATUSES:
-                    return _reply(resp, maybe_applied)
+                    return _reply(resp, raw, maybe_applied)
                 last = f"HTTP {resp.status_code}"
                 hinted = retry_after_seconds(resp.headers.get("Retry-After"))
                 if resp.status_code == 429:
@@ -148,9 +200,12 @@ class Transport:
                 wait = min(hinted, p.max_retry_after) if hinted is not None else self._backoff(attempt)
             if attempt == p.attempts or self._clock() - start + wait > p.budget:
                 break
+            if self._on_retry is not None:
+                self._on_retry(f"{what}: attempt {attempt} of {p.attempts} failed with {last}; "
+                               f"next attempt in {_seconds(wait)} s")
             self._sleep(wait)
         elapsed = self._clock() - start
-        raise RipeUnavailable(f"{what}: gave up after {attempt} attempt(s) in {elapsed:.0f} s; the last one ended "
+        raise RipeUnavailable(f"{what}: gave up after {attempt} attempt(s) in {_seconds(elapsed)} s; the last one ended "
                               f"with {last}; run the command again later"
                               + (" (the last write may or may not have been applied: the next run checks)"
                                  if maybe_applied else ""))
@@ -158,13 +213,32 @@ class Transport:
     def _backoff(self, attempt: int) -> float:
         return min(self.policy.backoff * 2 ** (attempt - 1), self.policy.max_backoff)
 
-
-def _reply(resp: requests.Response, maybe_applied: bool) -> Reply:
-    text = resp.text[:2000]
-    body: Any = None
-    if text.strip():
+    def _read(self, resp: requests.Response, deadline: float) -> bytes:
+        """The whole body, read piece by piece (each read bounded by the read timeout) until ``deadline``."""
+        chunks: list[bytes] = []
+        size = 0
         try:
-            body = resp.json()
+            while True:
+                if self._clock() > deadline:
+                    raise _Slow()
+                chunk = resp.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise RipeProtocolError(f"the answer is larger than {MAX_BODY // 2**20} MiB; this is not a RIPE "
+                                            "API answer (check --base-url)")
+        finally:
+            resp.close()
+
+
+def _reply(resp: requests.Response, raw: bytes, maybe_applied: bool) -> Reply:
+    full = raw.decode(resp.encoding or "utf-8", errors="replace")
+    body: Any = None
+    if full.strip():
+        try:
+            body = json.loads(full)
         except ValueError:
             body = None
-    return Reply(resp.status_code, body, text, maybe_applied)
+    return Reply(resp.status_code, body, full[:2000], maybe_applied)
