@@ -1,7 +1,8 @@
 """``anycast lab check``: assertions in BGP terms, what every client gets, and failover timing.
 
 Each check is a :class:`Check` (name, ok, detail); measurements are numbers with their target. The report is a
-JSON-safe dict; :func:`format_table` prints it for people.
+JSON-safe dict; :func:`format_table` prints it for people. Every row can fail: a row over zero observations (no
+session, no target, no log) is a FAIL, never a vacuous PASS (tests/unit/test_lab_checks.py breaks each condition).
 """
 
 from __future__ import annotations
@@ -112,9 +113,11 @@ def check_sessions(plan: LabPlan, state: dict[str, Any]) -> list[Check]:
         for name, (state_, info) in protos.items():
             if name.startswith("up_") and info != "Established":
                 bad_client.append(f"{c.name}:{name}:{state_}")
-    out.append(Check("bgp", "PoP <-> upstream sessions Established (both ends)", not bad_pop,
+        if not any(name.startswith("up_") for name in protos):
+            bad_client.append(f"{c.name}: BIRD has no up_ protocol")
+    out.append(Check("bgp", "PoP <-> upstream sessions Established (both ends)", n_pop > 0 and not bad_pop,
                      f"{n_pop} sessions" + (f"; down: {', '.join(bad_pop)}" if bad_pop else "")))
-    out.append(Check("bgp", "upstream <-> client sessions Established (both ends)", not bad_client,
+    out.append(Check("bgp", "upstream <-> client sessions Established (both ends)", n_client > 0 and not bad_client,
                      f"{n_client} sessions" + (f"; down: {', '.join(bad_client[:8])}" if bad_client else "")))
     return out
 
@@ -149,7 +152,7 @@ def check_routes(plan: LabPlan) -> list[Check]:
     out: list[Check] = []
     for p in plan.pops:
         pop = plan.network.pop(p.code)
-        problems: list[str] = []
+        problems: list[str] = [] if p.sessions else ["no BGP session to observe"]
         got_text: list[str] = []
         for s in p.sessions:
             want = expected_routes(plan.network, pop, s.version)
@@ -248,9 +251,20 @@ ALLOWED_LOG_ERRORS: tuple[str, ...] = ("already enabled", "already disabled", "b
                                        "bird: anycast6: enabled", "bird: anycast4: disabled", "bird: anycast6: disabled")
 
 
-def check_logs(base: Path) -> Check:
-    """No daemon logged an error so far (run before the failover tests, which cause expected ones)."""
+def expected_logs(plan: LabPlan) -> list[str]:
+    """The daemon logs a running lab writes, relative to its directory (lab/boot.py; bird.log via lab/configs.py)."""
+    out: list[str] = []
+    for p in plan.pops:
+        out += [f"pops/{p.code}/{name}.log" for name in ("bird", "nsd", "caddy", *(("health",) if p.mode == "anycast" else ()))]
+        out.append(f"upstreams/{p.code}/gobgpd.log")
+    return out
+
+
+def check_logs(base: Path, expected: list[str] | tuple[str, ...] = ()) -> Check:
+    """No daemon logged an error so far (run before the failover tests, which cause expected ones); every log in
+    ``expected`` exists, and at least one log was read."""
     bad: list[str] = []
+    missing = [e for e in expected if not (base / e).is_file()]
     files = 0
     for path in sorted(base.glob("*/*/*.log")):
         patterns = LOG_ERRORS.get(path.name)
@@ -260,8 +274,9 @@ def check_logs(base: Path) -> Check:
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if any(p in line for p in patterns) and not any(a in line for a in ALLOWED_LOG_ERRORS):
                 bad.append(f"{path.relative_to(base)}: {line.strip()[:160]}")
-    return Check("logs", "no errors in the daemons' logs", not bad,
-                 f"{files} logs read" + (f"; {len(bad)} error lines, first: {bad[0]}" if bad else ""))
+    return Check("logs", "no errors in the daemons' logs", files > 0 and not bad and not missing,
+                 f"{files} logs read" + (f"; {len(bad)} error lines, first: {bad[0]}" if bad else "")
+                 + (f"; missing: {', '.join(missing[:6])}" if missing else ""))
 
 
 def _summary(results: list[ProbeResult]) -> str:
@@ -283,20 +298,33 @@ def monitoring_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[s
     results, timing = check_monitoring(client.namespace, Path(state["dir"]), outputs, nearest)
     measurements["monitoring"] = timing
     where = f"blackbox exporter in {client.namespace} (127.0.0.1:9115)"
+    return monitoring_rows(plan, client.name, nearest, results, timing,
+                           f"{path} -> {out_dir.name}/; {where}")
+
+
+def monitoring_rows(plan: LabPlan, client_name: str, nearest: str | None, results: list[ProbeResult],
+                    timing: dict[str, Any], where: str) -> list[Check]:
+    """The monitoring rows from the probe results (pure: tests feed it fabricated results)."""
     generated = [r for r in results if r.probe.why.startswith("generated")]
     http = [r for r in generated if r.probe.kind == "http"]
     dns = [r for r in generated if r.probe.kind == "dns"]
-    out = [Check("monitoring", f"outputs from the lab's addresses -> {len(http)} HTTP + {len(dns)} DNS targets", True,
-                 f"{path} -> {out_dir.name}/; "
-                 f"{where} up in {timing['exporter_start_s']} s, {timing['probes']} probes in {timing['total_s']} s"),
+    # The targets infra/monitoring.py must generate for this lab: HTTP on every PoP's unicast address, DNS on the
+    # unicast PoPs' (anycast PoPs serve DNS on the service address only), and both on the anycast service.
+    anycast = {"anycast"} if any(p.mode == "anycast" for p in plan.pops) else set()
+    want = {"HTTP": {p.code for p in plan.pops} | anycast, "DNS": {p.code for p in plan.pops if p.mode == "unicast"} | anycast}
+    lacking = [f"{kind} {pop}" for kind, rows in (("HTTP", http), ("DNS", dns))
+               for pop in sorted(want[kind] - {r.probe.why.removeprefix("generated target, pop ") for r in rows})]
+    out = [Check("monitoring", f"outputs from the lab's addresses -> {len(http)} HTTP + {len(dns)} DNS targets",
+                 not lacking, f"{where} up in {timing.get('exporter_start_s')} s, {timing.get('probes')} probes in "
+                              f"{timing.get('total_s')} s" + (f"; no target for: {', '.join(lacking)}" if lacking else "")),
            Check("monitoring", f"every HTTP target: probe_success 1 with the expected X-PoP ({len(http)})",
                  bool(http) and all(r.ok for r in http), _summary(http)),
            Check("monitoring", f"every DNS target: probe_success 1, zone SOA and id.server ({len(dns)})",
-                 all(r.ok for r in dns), _summary(dns))]
+                 bool(dns) and all(r.ok for r in dns), _summary(dns))]
     sharp = [r for r in results if r.probe.expect_success and not r.probe.why.startswith("generated")]
-    if sharp:
-        out.append(Check("monitoring", f"anycast HTTP from {client.name} answered by its nearest PoP ({nearest})",
-                         all(r.ok for r in sharp), _summary(sharp)))
+    if sharp or nearest is not None:
+        out.append(Check("monitoring", f"anycast HTTP from {client_name} answered by its nearest PoP ({nearest})",
+                         bool(sharp) and all(r.ok for r in sharp), _summary(sharp)))
     negative = [r for r in results if not r.probe.expect_success]
     if negative:
         r = negative[0]
@@ -343,7 +371,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     guarded("leak", "route leak", leak)
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     guarded("clients", "clients", lambda: check_clients(plan))
-    guarded("logs", "daemon logs", lambda: [check_logs(base)])
+    guarded("logs", "daemon logs", lambda: [check_logs(base, expected_logs(plan))])
     if monitoring:
         say("monitoring: stack outputs -> blackbox-exporter targets, probed by the exporter from a client")
         guarded("monitoring", "blackbox exporter", lambda: monitoring_checks(plan, state, measurements))

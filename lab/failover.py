@@ -81,6 +81,40 @@ class FailoverResult:
     detail: str
     dns_lost: int = 0  # client DNS queries (SOA with NSID, every 20 ms) that failed in the same window
     dns_probes: int = 0
+    dns_switch_s: float | None = None  # event -> first DNS answer from next_pop (its NSID)
+    lost_after: int = 0  # HTTP requests that failed after the switch, before the restore
+    dns_lost_after: int = 0  # DNS queries that failed after DNS moved to next_pop, before the restore
+
+
+def failover_problems(*, nxt: str, withdraw: float | None, withdraw_limit: float, switch: float | None,
+                      recover: float | None, probes: int, dns_probes: int, dns_switch: float | None,
+                      lost_after: int, dns_lost_after: int) -> list[str]:
+    """Why a failover measurement fails (empty: it passes). HTTP and DNS both count: each must have been probed,
+    must have moved to ``nxt`` and must not fail once there; the prefix must be withdrawn in time and come back."""
+    problems: list[str] = []
+    if withdraw is None:
+        problems.append("the upstream never withdrew the prefix")
+    elif withdraw > withdraw_limit:
+        problems.append(f"withdrawn after {withdraw:.2f} s, over the {withdraw_limit:g} s limit")
+    for kind, n, moved, after in (("HTTP", probes, switch, lost_after), ("DNS", dns_probes, dns_switch, dns_lost_after)):
+        if n == 0:
+            problems.append(f"no {kind} probe ran")
+        elif moved is None:
+            problems.append(f"{kind} never answered from {nxt}")
+        if after:
+            problems.append(f"{after} {kind} probes failed after the move to {nxt}")
+    if recover is None:
+        problems.append("not back on the PoP after the restore")
+    return problems
+
+
+def _after_switch(prober: Prober, dns: Prober, t0: float, t_s: float | None, t1: float,
+                  nxt: str) -> tuple[float | None, int, int]:
+    """(event -> DNS on ``nxt``, HTTP failures after the switch, DNS failures after DNS switched), up to ``t1``."""
+    t_d = dns.first_after(t0, nxt)
+    lost_after = prober.lost(t_s, t1)[0] if t_s is not None else 0
+    dns_lost_after = dns.lost(t_d, t1)[0] if t_d is not None else 0
+    return (None if t_d is None else t_d - t0), lost_after, dns_lost_after
 
 
 def _prefix(plan: LabPlan) -> str:
@@ -125,11 +159,15 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
-    ok = withdraw is not None and withdraw <= limit_s and switch is not None and recover is not None
+    dns_switch, lost_after, dns_lost_after = _after_switch(prober, dns, t0, t_s, t1, nxt)
+    problems = failover_problems(nxt=nxt, withdraw=withdraw, withdraw_limit=limit_s, switch=switch, recover=recover,
+                                 probes=probes, dns_probes=dns_probes, dns_switch=dns_switch, lost_after=lost_after,
+                                 dns_lost_after=dns_lost_after)
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
-              f"{_fmt(switch)}, lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS queries; Caddy restarted, "
-              f"re-announced after {_fmt(recover)}")
-    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail, dns_lost, dns_probes)
+              f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
+              f"queries; Caddy restarted, re-announced after {_fmt(recover)}" + "".join(f"; FAIL: {p}" for p in problems))
+    return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
+                          dns_probes, dns_switch, lost_after, dns_lost_after)
 
 
 def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
@@ -165,8 +203,13 @@ def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
-    ok = withdraw is not None and withdraw <= hold + 1.5 and switch is not None and recover is not None
+    dns_switch, lost_after, dns_lost_after = _after_switch(prober, dns, t0, t_s, t1, nxt)
+    problems = failover_problems(nxt=nxt, withdraw=withdraw, withdraw_limit=hold + 1.5, switch=switch, recover=recover,
+                                 probes=probes, dns_probes=dns_probes, dns_switch=dns_switch, lost_after=lost_after,
+                                 dns_lost_after=dns_lost_after)
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (hold time {hold} s), {client.name} on {nxt} after "
-              f"{_fmt(switch)}, lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS queries; after SIGCONT "
-              f"re-established and serving again after {_fmt(recover)}")
-    return FailoverResult(pop_code, client.name, nxt, ok, withdraw, switch, lost, probes, recover, detail, dns_lost, dns_probes)
+              f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
+              f"queries; after SIGCONT re-established and serving again after {_fmt(recover)}"
+              + "".join(f"; FAIL: {p}" for p in problems))
+    return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
+                          dns_probes, dns_switch, lost_after, dns_lost_after)
