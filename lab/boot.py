@@ -19,7 +19,7 @@ from lab.geodns import expected_pop, geo_answer
 from lab.health import supervised_command
 from lab.netns import LabError, ip_batch, kill_namespaces, list_namespaces, nsrun, run
 from lab.processes import LOCAL_ADDRESSES, require_tools, start, wait_for
-from lab.topology import LabPlan, PopPlan, build_plan, namespace_prefix
+from lab.topology import LabPlan, PopPlan, WellConnected, build_plan, namespace_prefix
 from userdata.render import render_pop, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
@@ -196,12 +196,13 @@ def down(stack: str | None, root: Path | None = None, say: Callable[[str], None]
 
 
 def up(stack: str, network: Network, only: list[str] | None = None, password: str | None = None,
+       well_connected: tuple[WellConnected, ...] = (),
        root: Path | None = None, quiet: bool = False, timeout: float = 60) -> dict[str, Any]:
     """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure."""
     say = Progress(quiet)
     require_tools()
     password = password or lab_password()
-    plan = build_plan(stack, network, only)
+    plan = build_plan(stack, network, only, well_connected)
     base = lab_dir(stack, root)
     if list_namespaces(namespace_prefix(stack)):
         down(stack, root, say)
@@ -236,6 +237,7 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         list(pool.map(_originate_links, plan.pops))
     say("upstreams originate their PoP links (unicast reachability)")
     state = _state(plan, base, started, upstream_pids, client_pids)
+    state["well_connected"] = [str(w) for w in plan.well_connected]
     _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     wait_converged(plan, base, say, timeout)
     state["boot_seconds"] = round(say.elapsed, 2)
@@ -281,9 +283,7 @@ def convergence(plan: LabPlan, base: Path) -> tuple[int, int, list[str]]:
     waiting = []
     prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
     for c in plan.clients:
-        want = expected_pop(plan, c)
-        if plan.network.pop(want).mode != "anycast":
-            want = plan.nearest_anycast(c) or want
+        want = plan.routed_pop(c) or expected_pop(plan, c)  # the nearest anycast PoP, or the step-8 option's choice
         hop = plan.pop(want).backbone_v4 if plan.network.prefixes.ipv4 else plan.pop(want).backbone_v6
         try:
             via = bgp.bird_route_via(base / "clients" / c.name / "bird.ctl", prefix)

@@ -22,6 +22,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml), e.g. dev or prod")
     p.add_argument("--pops", default="", help="comma-separated PoP codes to boot (default: all)")
     p.add_argument("--timeout", type=float, default=60, help="seconds to wait for convergence (default %(default)s)")
+    p.add_argument("--well-connected", action="append", default=[], metavar="CODE:CONTINENTS",
+                   help="the guide's step 8: this PoP's upstream is the direct transit of the clients on these "
+                        "continents (maa:EU), so AS-path length decides for them (docs/catchment.md); off by default")
     p.add_argument("--build-only", action="store_true",
                    help="only write every config under .lab/<stack>/ (render-only mode; no namespaces, no root)")
     p.set_defaults(func=cmd_up)
@@ -52,20 +55,24 @@ def _err(text: str) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from lab.boot import build, lab_dir, lab_password, up
-    from lab.topology import build_plan
+    from lab.topology import build_plan, parse_well_connected
 
     network = load_network(args.stack)
     only = [c.strip() for c in args.pops.split(",") if c.strip()] or None
+    try:
+        well = tuple(parse_well_connected(spec, network) for spec in args.well_connected)
+    except ValueError as exc:
+        return _err(f"lab up: {exc}")
     if args.build_only:
         try:
-            plan = build_plan(args.stack, network, only)
+            plan = build_plan(args.stack, network, only, well)
         except KeyError as exc:
             return _err(f"lab up: unknown PoP {exc}")
         n = build(plan, lab_password(), lab_dir(args.stack))
         print(f"wrote {n} configs under {lab_dir(args.stack)} (nothing booted)")
         return 0
     try:
-        state = up(args.stack, network, only=only, timeout=args.timeout)
+        state = up(args.stack, network, only=only, well_connected=well, timeout=args.timeout)
     except (LabError, KeyError) as exc:
         return _err(f"lab up: {exc} (clean up with: anycast lab down --stack {args.stack})")
     print(f"lab {args.stack} is up in {state['boot_seconds']} s: {len(state['pops'])} PoPs, {len(state['clients'])} clients")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.model import NO_EXPORT_OUTSIDE_VULTR
-from lab.topology import ClientPlan, LabPlan, PopPlan, local_pref
+from lab.topology import TRANSIT_ASN, VULTR_PREPEND_COMMUNITIES, ClientPlan, LabPlan, PopPlan, local_pref
 
 LEAK_COMMUNITY = (65535, 666)  # marks the routes the leak test injects, so clients drop them
 NO_EXPORT = tuple(int(x) for x in NO_EXPORT_OUTSIDE_VULTR.split(":"))  # Vultr-internal host routes
@@ -105,8 +105,23 @@ def client_bird_conf(plan: LabPlan, client: ClientPlan, run_dir: Path) -> str:
         "protocol kernel kernel4 { ipv4 { import none; export all; }; }",
         "protocol kernel kernel6 { ipv6 { import none; export all; }; }",
     ]
+    hot = plan.hot_pops(client)
+    if hot:
+        out[0] += (f" Step-8 option: {', '.join(sorted(hot))} upstream is this client's transit; the others come"
+                   f" through AS{TRANSIT_ASN}; shortest AS path first, then the nearest (MED).")
     for pop in plan.pops:
         pref = local_pref(client.distances_km[pop.code])
+        if hot:  # equal local-pref, AS path length decides, the distance (as MED, compared across ASes) breaks ties
+            policy = ["      bgp_local_pref = 100;", f"      bgp_med = {int(client.distances_km[pop.code] // 10)};"]
+            if plan.network.pop(pop.code).is_vultr:  # Vultr acts on its "prepend n x to all" communities
+                for community, n in VULTR_PREPEND_COMMUNITIES.items():
+                    high, low = community.split(":")
+                    policy.append(f"      if ({high}, {low}) ~ bgp_community then {{ "
+                                  + " ".join([f"bgp_path.prepend({pop.upstream_asn});"] * n) + " }")
+            if pop.code not in hot:
+                policy.append(f"      bgp_path.prepend({TRANSIT_ASN});")
+        else:
+            policy = [f"      bgp_local_pref = {pref};"]
         for version in (4, 6):
             if pop.session(version) is None:
                 continue
@@ -119,11 +134,12 @@ def client_bird_conf(plan: LabPlan, client: ClientPlan, run_dir: Path) -> str:
                 f"  neighbor {peer} as {pop.upstream_asn};",
                 "  connect delay time 1; connect retry time 2; error wait time 1, 3;",
                 "  hold time 30; keepalive time 10;",
+                *(["  med metric yes;"] if hot else []),
                 f"  ipv{version} {{",
                 "    import filter {",
                 f"      if ({NO_EXPORT[0]}, {NO_EXPORT[1]}) ~ bgp_community then reject;",
                 f"      if ({LEAK_COMMUNITY[0]}, {LEAK_COMMUNITY[1]}) ~ bgp_community then reject;",
-                f"      bgp_local_pref = {pref};",
+                *policy,
                 "      accept;",
                 "    };",
                 "    export none;",

@@ -11,6 +11,13 @@ Shape (one namespace each, all names start with ``acl-<stack>-``):
   great-circle distance to the PoP behind that upstream, so it reaches the nearest announcing PoP and fails over
   to the next-nearest when that PoP withdraws.
 
+Option ``well_connected`` (off by default; ``anycast lab up --well-connected maa:EU``): the guide's step 8, "a PoP's
+upstream is too well connected". Clients on the listed continents buy transit from that PoP's provider, so they see
+its routes directly while every other upstream reaches them through one more AS (:data:`TRANSIT_ASN`, a regional
+transit). Those clients then choose like BGP does between equal customers: the same local-pref for every upstream,
+the shortest AS path first (so prepending and Vultr's "prepend n x" communities 20473:6001-6003 count), and only then
+the nearest PoP (the distance as MED, compared across neighbours). Without the option nothing changes.
+
 Addresses: documentation and private space only. Vultr PoP links take /30s from 198.51.100.128/25 and /64s from
 2001:db8:ff00::/48 (the PoP's "unicast" address is its end of the link); external PoPs use their configured
 neighbour/unicast addresses; the backbone is 100.64.0.0/16 and fd00:ac1::/64.
@@ -31,6 +38,8 @@ VULTR_POOL_V6 = IPv6Network("2001:db8:ff00::/48")
 BACKBONE_V4 = IPv4Network("100.64.0.0/16")
 BACKBONE_V6 = IPv6Network("fd00:ac1::/64")
 CLIENT_ASN_BASE = 65100
+TRANSIT_ASN = 64496  # documentation ASN (RFC 5398): the transit between the other upstreams and a well-connected area
+VULTR_PREPEND_COMMUNITIES = {"20473:6001": 1, "20473:6002": 2, "20473:6003": 3}  # "prepend n x to all" (Vultr)
 
 
 @dataclass(frozen=True)
@@ -118,12 +127,43 @@ class ClientPlan:
 
 
 @dataclass(frozen=True)
+class WellConnected:
+    """A PoP whose upstream is the direct transit of the clients on ``continents`` (the guide's step 8)."""
+
+    pop: str
+    continents: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.pop}:{','.join(self.continents)}"
+
+
+def parse_well_connected(spec: str, network: Network) -> WellConnected:
+    """``CODE:CONT[,CONT...]`` (``maa:EU``); ValueError naming the option and the fix."""
+    code, sep, areas = spec.partition(":")
+    continents = tuple(a.strip().upper() for a in areas.split(",") if a.strip())
+    if not sep or not code or not continents:
+        raise ValueError(f"--well-connected: '{spec}' must be CODE:CONTINENTS like maa:EU or sao:NA")
+    try:
+        pop = network.pop(code)
+    except KeyError:
+        raise ValueError(f"--well-connected: '{code}' is not a PoP of this network") from None
+    if not pop.is_anycast:
+        raise ValueError(f"--well-connected: {code} is a unicast PoP; only an announcing (anycast) PoP can pull traffic")
+    bad = [c for c in continents if c not in {s.continent for s in CLIENT_SITES}]
+    if bad:
+        known = ", ".join(sorted({s.continent for s in CLIENT_SITES}))
+        raise ValueError(f"--well-connected: {', '.join(bad)} is not a continent with lab clients ({known})")
+    return WellConnected(code, continents)
+
+
+@dataclass(frozen=True)
 class LabPlan:
     stack: str
     network: Network
     pops: tuple[PopPlan, ...]
     clients: tuple[ClientPlan, ...]
     backbone_namespace: str
+    well_connected: tuple[WellConnected, ...] = ()
 
     def pop(self, code: str) -> PopPlan:
         for p in self.pops:
@@ -150,6 +190,29 @@ class LabPlan:
         best = [(d, code) for code, d in client.distances_km.items()
                 if code not in exclude and self.network.pop(code).is_anycast]
         return min(best)[1] if best else None
+
+    def hot_pops(self, client: ClientPlan) -> frozenset[str]:
+        """PoPs whose upstream is ``client``'s direct transit (option ``well_connected``)."""
+        in_lab = {p.code for p in self.pops}
+        return frozenset(w.pop for w in self.well_connected if client.site.continent in w.continents and w.pop in in_lab)
+
+    def as_path_length(self, client: ClientPlan, code: str) -> int:
+        """The AS path length ``client`` sees for ``code``'s route under the option: upstream, own ASN and its
+        prepends (Vultr's prepend communities included), plus the transit unless the upstream is the client's own."""
+        pop = self.network.pop(code)
+        prepends = pop.announce.prepend
+        if pop.is_vultr:
+            prepends += max((VULTR_PREPEND_COMMUNITIES.get(c, 0) for c in pop.announce.communities), default=0)
+        return 2 + prepends + (0 if code in self.hot_pops(client) else 1)
+
+    def routed_pop(self, client: ClientPlan, exclude: frozenset[str] = frozenset()) -> str | None:
+        """The anycast PoP the lab's BGP sends ``client`` to: the nearest one, or with a well-connected upstream
+        the shortest AS path first and the nearest among those."""
+        if not self.hot_pops(client):
+            return self.nearest_anycast(client, exclude)
+        best = [(self.as_path_length(client, code), d, code) for code, d in client.distances_km.items()
+                if code not in exclude and self.network.pop(code).is_anycast]
+        return min(best)[2] if best else None
 
 
 def namespace_prefix(stack: str | None) -> str:
@@ -183,8 +246,10 @@ def _external_sessions(pop: Pop, pool4: list[IPv4Network], pool6: list[IPv6Netwo
     return out
 
 
-def build_plan(stack: str, network: Network, only: list[str] | None = None) -> LabPlan:
-    """The whole lab for ``network``; ``only`` limits it to some PoP codes (unknown codes raise KeyError)."""
+def build_plan(stack: str, network: Network, only: list[str] | None = None,
+               well_connected: tuple[WellConnected, ...] = ()) -> LabPlan:
+    """The whole lab for ``network``; ``only`` limits it to some PoP codes (unknown codes raise KeyError);
+    ``well_connected`` turns on the step-8 routing for those PoPs' upstreams (see the module docstring)."""
     pops = network.pops
     if only:
         for code in only:
@@ -226,7 +291,8 @@ def build_plan(stack: str, network: Network, only: list[str] | None = None) -> L
         clients.append(ClientPlan(site=site, index=j, namespace=f"{ns}c-{site.name}", asn=CLIENT_ASN_BASE + j,
                                   backbone_v4=BACKBONE_V4.network_address + 512 + j + 1,
                                   backbone_v6=BACKBONE_V6.network_address + 0x20000 + j + 1, distances_km=dist))
-    return LabPlan(stack=stack, network=network, pops=tuple(plans), clients=tuple(clients), backbone_namespace=f"{ns}bb")
+    return LabPlan(stack=stack, network=network, pops=tuple(plans), clients=tuple(clients), backbone_namespace=f"{ns}bb",
+                   well_connected=tuple(well_connected))
 
 
 def local_pref(distance_km: float) -> int:
