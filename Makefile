@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter prometheus prometheus-bird-exporter
 STACK ?= prod
 
-.PHONY: help deps debs venv test lint golden docs lab lab-down bench render clean
+.PHONY: help deps debs venv lock test lint golden docs lab lab-down bench render clean
 
 help:
 	@echo "make lab     boot the prod network in a local lab of namespaces and check it (root)"
 	@echo "make test    install everything and run the tests"
 	@echo "make lint    ruff + mypy"
+	@echo "make lock    rewrite requirements.lock from pyproject.toml (then review git diff)"
 	@echo "make golden  rewrite the golden files of the dev stack (review with git diff)"
 	@echo "make docs    regenerate docs/config.md from the model"
 	@echo "make bench   print timing figures"
@@ -27,12 +28,25 @@ debs: .debs.stamp
 	fi
 	@touch $@
 
+# The Python packages at the versions CI tests and deploys: requirements.lock (hash-checked), then the project itself.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Update requirements.lock after a change of pyproject.toml: keeps the existing pins, adds what is new, pins pulumi to the
+# CLI the workflows use. Everything to the newest versions: `rm requirements.lock && make lock`. pip-tools runs in a
+# throwaway venv; PIP_CONFIG_FILE=/dev/null and no PIP_FIND_LINKS keep local package mirrors out of the hashes (PyPI's
+# files only). About 4 minutes from scratch (it downloads every file to hash it).
+PULUMI_VERSION := 3.259.0
+LOCK_VENV := .lock-venv
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || (python3 -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install -q pip-tools)
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes \
+	  --allow-unsafe --extra dev --strip-extras --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
+	  -P pulumi==$(PULUMI_VERSION) -o requirements.lock pyproject.toml
 
 test: deps
 	$(PY) -m pytest -q
@@ -63,4 +77,4 @@ bench: deps
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .debs.stamp out .lab
+	rm -rf $(VENV) $(LOCK_VENV) .debs.stamp out .lab
