@@ -113,11 +113,11 @@ def bird_conf_from_user_data(user_data: str) -> str | None:
     """The content of ``.../bird.conf`` in a cloud-config's ``write_files`` (plain or base64), or None."""
     try:
         doc = yaml.safe_load(user_data)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
-    if not isinstance(doc, dict):
+    if not isinstance(doc, dict) or not isinstance(doc.get("write_files"), list):
         return None
-    for entry in doc.get("write_files") or []:
+    for entry in doc["write_files"]:
         if isinstance(entry, dict) and str(entry.get("path", "")).endswith("/bird.conf"):
             content = str(entry.get("content", ""))
             if str(entry.get("encoding", "")).lower() in ("b64", "base64"):
@@ -131,17 +131,18 @@ def bird_conf_from_user_data(user_data: str) -> str | None:
 
 # --- structure ---------------------------------------------------------------------------------------------------
 
-def _close(tokens: list[Token], i: int) -> int:
-    """Index of the ``}`` matching the ``{`` at ``i``."""
-    depth = 0
-    for j in range(i, len(tokens)):
-        if tokens[j].is_("{"):
-            depth += 1
-        elif tokens[j].is_("}"):
-            depth -= 1
-            if depth == 0:
-                return j
-    raise BirdSyntaxError(f"line {tokens[i].line}: '{{' is never closed")
+def _check_balance(tokens: list[Token]) -> None:
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack: list[Token] = []
+    for t in tokens:
+        if t.is_("(", "[", "{"):
+            stack.append(t)
+        elif t.is_(")", "]", "}"):
+            if not stack or stack[-1].text != pairs[t.text]:
+                raise BirdSyntaxError(f"line {t.line}: unbalanced '{t.text}'")
+            stack.pop()
+    if stack:
+        raise BirdSyntaxError(f"line {stack[-1].line}: '{stack[-1].text}' is never closed")
 
 
 def _statements(tokens: list[Token]) -> list[list[Token]]:
@@ -209,8 +210,10 @@ def _prefix_set(body: list[Token]) -> list[IPv4Network | IPv6Network] | None:
 
 
 def read_config(conf: str) -> Config:
-    """The top-level declarations policy checks need. Raises BirdSyntaxError for text BIRD's lexer refuses."""
+    """The top-level declarations policy checks need. Raises BirdSyntaxError for text BIRD's lexer refuses and for
+    unbalanced brackets (which BIRD's parser refuses)."""
     tokens = tokenize(conf)
+    _check_balance(tokens)
     cfg = Config()
     bgp_count = 0
     for st in _statements(tokens):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from infra.model import ConfigError, Network
 from infra.stack import load_network
-from policies.bird import BirdSyntaxError, bgp_exports, export_problems, tokenize
+from policies.bird import BirdSyntaxError, bgp_exports, bird_conf_from_user_data, export_problems, tokenize
 from userdata.render import check_password, render_bird
 
 NETWORK: Network = load_network("prod")
@@ -212,6 +212,31 @@ def test_export_forms(conf: str, problem: str | None) -> None:
 def test_exports_are_listed_per_channel() -> None:
     conf = bgp("export filter f;", "filter f { if ! (net ~ ANYCAST_V4) then reject; accept; }")
     assert [(e.protocol, e.channel, e.statement, e.sets) for e in bgp_exports(conf)] == [("up", "ipv4", "filter f", ("ANYCAST_V4",))]
+
+
+VOCABULARY = ["protocol", "bgp", "template", "from", "filter", "function", "define", "include", "ipv4", "ipv6",
+              "multicast", "export", "import", "all", "none", "where", "limit", "if", "then", "else", "accept", "reject",
+              "net", "~", "!~", "!", "&&", "||", "(", ")", "{", "}", "[", "]", ";", ",", "=", "ANYCAST_V4", "x",
+              "192.0.2.0/24", "0.0.0.0/0", '"', '"s"', "'q'", "#", "/*", "*/", "\n", "64500"]
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(st.lists(st.sampled_from(VOCABULARY), max_size=60), st.text(max_size=40))
+def test_the_reader_never_crashes(words: list[str], noise: str) -> None:
+    """Token soup and arbitrary text: a list of problems or none, never an exception (the pack must not crash)."""
+    text = " ".join(words)
+    for conf in (text, noise, text + noise, TEMPLATE + text):
+        found = export_problems(conf, ALLOWED)
+        assert isinstance(found, list) and all(isinstance(f, str) for f in found)
+
+
+@settings(max_examples=100, deadline=None, database=None, derandomize=True)
+@given(st.one_of(st.text(max_size=80), st.recursive(st.none() | st.integers() | st.text(max_size=10),
+                                                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                                                        st.sampled_from(["write_files", "path", "content", "encoding"]),
+                                                        inner, max_size=3), max_leaves=12).map(str)))
+def test_user_data_reader_never_crashes(user_data: str) -> None:
+    assert bird_conf_from_user_data(user_data) is None or isinstance(bird_conf_from_user_data(user_data), str)
 
 
 def test_every_rendered_pop_of_every_stack_passes() -> None:
