@@ -175,8 +175,7 @@ class Transport:
                 last = f"an answer still incomplete after {_seconds(self._clock() - start)} s"
                 maybe_applied |= method not in IDEMPOTENT
                 wait = self._backoff(attempt)
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    urllib3.exceptions.HTTPError) as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # connection errors and the rest
                 if _caused_by(exc, ConnectionRefusedError):  # nothing was sent: retrying cannot help
                     raise RipeUnavailable(f"{what}: nothing is listening at {self.base} (connection refused); check "
                                           "--base-url, or try again later") from None
