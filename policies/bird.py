@@ -20,6 +20,11 @@ every 2.x and 3.x release):
 The policy (:func:`export_problems`) fails closed: a config it cannot read, an ``include``, a protocol built ``from``
 a template, a channel without an ``export`` statement, or a filter whose accepts are not behind a
 ``net ~ SET`` test are all reported, never passed.
+
+A BGP channel without ``export``: BIRD 2 itself refuses it for EBGP ("EBGP requires explicit export policy",
+``bgp_postconfig`` in proto/bgp/bgp.c, RFC 8212) and exports nothing for IBGP (``FILTER_REJECT``; doc/bird.sgml:
+"export ... Default: none (except for EBGP)"). Either way the policy cannot see the own prefixes being exported, and
+the renderer always writes the export, so a missing one means the file is not what the renderer made: a violation.
 """
 
 from __future__ import annotations
