@@ -126,11 +126,11 @@ def test_the_program_runs_with_the_config_the_cli_hands_it(tmp_path: Path) -> No
     assert cost["totalUsdPerMonth"] > 0 and set(cost["perPop"]) == {"ams", "ewr", "sao"}
 
 
-# --- the project file before issue 14 is refused ---------------------------------------------------------------------
+# --- the project file as it was before the fix (tests/fixtures/pulumi/Pulumi.yaml.refused) is refused -----------------
 
 
 def old_project() -> Any:
-    return yaml.safe_load((FIXTURES / "Pulumi.yaml.before-issue-14").read_text(encoding="utf-8"))
+    return yaml.safe_load((FIXTURES / "Pulumi.yaml.refused").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -75,7 +75,7 @@ def test_deploy_runs_up_for_prod_on_main() -> None:
     assert doc["concurrency"]["cancel-in-progress"] is False
 
 
-# --- what deploys is what was tested (issue 14, part 8) ---------------------------------------------------------------
+# --- what deploys is what was tested ---------------------------------------------------------------------------------
 
 # Commits read from the actions' own repositories (git tag -> commit), 2026-11-26.
 PINNED_ACTIONS = {
