@@ -351,11 +351,12 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     measurements: dict[str, Any] = {}
 
     def guarded(group: str, name: str, step: Callable[[], list[Check]]) -> None:
-        """Run one step; a lab failure inside it becomes a FAIL row instead of aborting the whole check."""
+        """Run one step; a failure inside it (the lab's, or a bug's) becomes a FAIL row instead of a traceback that
+        aborts the whole check."""
         try:
             checks.extend(step())
-        except (LabError, OSError, ValueError, KeyError) as exc:
-            checks.append(Check(group, name, False, f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # every failure must end as a row, never as a traceback
+            checks.append(Check(group, name, False, f"{type(exc).__name__}: {str(exc)[:300]}"))
 
     def leak() -> list[Check]:
         check, numbers = check_leak(plan, base)
