@@ -12,8 +12,9 @@ from infra.components.pop import ExternalPop, PopArgs, VultrAccess, VultrAccessA
 from infra.components.ripe_routes import route_objects
 from infra.components.tls import TlsArgs, TlsCertificate
 from infra.cost import estimate
-from infra.model import ConfigError, parse_network
+from infra.model import ConfigError, Pop, parse_network
 from infra.outputs import geodns_output, network_output, pops_output, probes_output
+from infra.rollout import overlap_estimate, rollout_waves
 from userdata.render import check_password
 
 config = pulumi.Config()
@@ -40,22 +41,43 @@ access = VultrAccess("vultr", VultrAccessArgs(network, stack), under_network) if
 tls = TlsCertificate("tls", TlsArgs(network, stack), under_network) if network.tls.enabled else None
 
 addresses: dict[str, tuple[pulumi.Input[str] | None, pulumi.Input[str] | None]] = {}
+served: dict[str, tuple[pulumi.Input[str] | None, pulumi.Input[str] | None]] = {}  # resolved once the gate passed
 instance_ids: dict[str, pulumi.Input[str]] = {}
 external_cloud_config: dict[str, pulumi.Output[str]] = {}
-for pop in network.pops:
+
+
+def pop_args(pop: Pop) -> PopArgs:
     args = PopArgs(network, pop, bgp_password, stack)
     if tls is not None:  # the issuer PoP gets the issuer's access key, every other PoP the read-only one
         args.tls_credentials = tls.issuer_credentials if pop.code == network.tls_issuer else tls.reader_credentials
-    if pop.is_vultr and access is not None:
-        args.ssh_key_ids, args.firewall_group_id = access.ssh_key_ids, access.firewall_group_id
-        vp = VultrPop(pop.code, args, under_network)
-        addresses[pop.code], instance_ids[pop.code] = (vp.ipv4, vp.ipv6), vp.instance_id
-    else:
-        ep = ExternalPop(pop.code, args, under_network)
-        addresses[pop.code] = (ep.ipv4, ep.ipv6)
-        external_cloud_config[pop.code] = ep.user_data
+    return args
 
-geodns = GeoDns("geodns", GeoDnsArgs(network, {p.code: addresses[p.code] for p in network.unicast_pops}), under_network)
+
+# Vultr PoPs wave by wave (rollout.waves, docs/deploy.md): each instance of a wave depends on the readiness gates of
+# every PoP of the wave before, so a replacement that does not serve stops the update before the next wave starts.
+gates_before: list[pulumi.Resource] = []
+for wave in rollout_waves(network):
+    gates: list[pulumi.Resource] = []
+    for code in wave:
+        assert access is not None  # created whenever there is a Vultr PoP
+        args = pop_args(network.pop(code))
+        args.ssh_key_ids, args.firewall_group_id, args.after = access.ssh_key_ids, access.firewall_group_id, gates_before
+        vp = VultrPop(code, args, under_network)
+        addresses[code], instance_ids[code] = (vp.ipv4, vp.ipv6), vp.instance_id
+        gate_id = vp.gate.id
+        served[code] = (pulumi.Output.all(gate_id, vp.ipv4).apply(lambda x: x[1]),
+                        pulumi.Output.all(gate_id, vp.ipv6).apply(lambda x: x[1]))
+        gates.append(vp.gate)
+    gates_before = gates
+for pop in network.pops:
+    if not pop.is_vultr:
+        ep = ExternalPop(pop.code, pop_args(pop), under_network)
+        addresses[pop.code] = served[pop.code] = (ep.ipv4, ep.ipv6)
+        external_cloud_config[pop.code] = ep.user_data
+addresses = {p.code: addresses[p.code] for p in network.pops}  # document order for the outputs
+
+# GeoDNS sends clients to a replaced unicast PoP only once its gate passed (until then: the old address).
+geodns = GeoDns("geodns", GeoDnsArgs(network, {p.code: served[p.code] for p in network.unicast_pops}), under_network)
 if tls is not None:
     tls.add_parent_records(geodns.zone_id)
 
@@ -66,5 +88,5 @@ pulumi.export("network", network_output(network))
 pulumi.export("pops", pops_output(network, addresses, instance_ids))
 pulumi.export("geodns", geodns_output(network, geodns.record_sets, geodns.zone_id))
 pulumi.export("probes", probes_output(network, addresses))
-pulumi.export("cost", cost)
+pulumi.export("cost", {**cost, "rollout": overlap_estimate(network)})
 pulumi.export("externalCloudConfig", pulumi.Output.secret(external_cloud_config))

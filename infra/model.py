@@ -322,6 +322,38 @@ class Ripe(Model):
         return self
 
 
+
+def _canary_then_rest() -> list[int | Literal["all"]]:
+    return [1, "all"]
+
+
+class Rollout(Model):
+    """How ``pulumi up`` replaces PoPs (docs/deploy.md): wave by wave, each PoP gated on really serving."""
+
+    waves: list[int | Literal["all"]] = Field(
+        default_factory=_canary_then_rest,
+        description="Sizes of the replacement waves over the Vultr PoPs in document order, e.g. [1, 2, 5, \"all\"]: "
+                    "a wave starts only when every PoP of the wave before serves. Sizes grow; \"all\" (the rest) only last; "
+                    "PoPs beyond the listed sizes form one last wave.")
+    gate_timeout: int = Field(
+        900, ge=60, le=7200, description="Seconds a replaced PoP may take to serve (HTTP, DNS, BGP, routes exported) "
+                                         "before `pulumi up` stops with an error naming it.")
+
+    @field_validator("waves", mode="before")
+    @classmethod
+    def _waves(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise _field_error("", "must be a non-empty list of wave sizes like [1, 2, 5, \"all\"]")
+        for i, size in enumerate(value):
+            if size == "all":
+                if i != len(value) - 1:
+                    raise _field_error(f"[{i}]", "'all' (every remaining PoP) must be the last wave")
+            elif isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise _field_error(f"[{i}]", f"{size!r} is not a wave size: use a positive whole number or \"all\"")
+            elif i and value[i - 1] != "all" and size < value[i - 1]:
+                raise _field_error(f"[{i}]", f"{size} is smaller than the wave before ({value[i - 1]}): waves must not shrink")
+        return value
+
 class Announce(Model):
     prepend: int = Field(0, ge=0, le=MAX_PREPEND, description="Prepend the own ASN this many times (0-3) on this PoP's announcements.")
     communities: list[Community] = Field(
@@ -519,6 +551,7 @@ class Network(Model):
     admin: Admin = Field(default_factory=Admin, description="Administrative access.")
     ripe: Ripe = Field(default_factory=Ripe, description="RIPE Database route objects.")
     tls: Tls = Field(default_factory=Tls, description="HTTPS: one ACME certificate for every PoP (docs/tls.md).")
+    rollout: Rollout = Field(default_factory=Rollout, description="Wave-by-wave, health-gated replacement of PoPs (docs/deploy.md).")
     pops: list[Pop] = Field(min_length=1, description="The points of presence.")
 
     @model_validator(mode="before")

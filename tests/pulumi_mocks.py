@@ -109,6 +109,7 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
                     "ignoreChanges": list(request.ignoreChanges),
+                    "dependencies": sorted(request.dependencies),  # depends_on and property dependencies (URNs)
                 })
             return super().RegisterResource(request)
 

@@ -16,6 +16,7 @@ from ipaddress import IPv4Network
 import ediri_vultr as vultr
 import pulumi
 
+from infra.components.gate import PopGate, gate_addresses
 from infra.model import Network, Pop
 from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT, render_pop
 from userdata.tls import TlsCredentials
@@ -106,6 +107,8 @@ class PopArgs:
     ssh_key_ids: pulumi.Input[list[str]] = field(default_factory=list)
     firewall_group_id: pulumi.Input[str] | None = None
     tls_credentials: pulumi.Output[TlsCredentials] | None = None
+    # Rollout: the readiness gates of the wave before (infra/rollout.py); this PoP's instance waits for all of them.
+    after: list[pulumi.Resource] = field(default_factory=list)
 
 
 def pop_tags(pop: Pop, stack: str) -> list[str]:
@@ -113,9 +116,11 @@ def pop_tags(pop: Pop, stack: str) -> list[str]:
 
 
 class VultrPop(pulumi.ComponentResource):
-    """One Vultr instance booting the PoP's rendered cloud-config (BIRD, Caddy, NSD, nftables, health agent)."""
+    """One Vultr instance booting the PoP's rendered cloud-config (BIRD, Caddy, NSD, nftables, health agent), and its
+    readiness gate (infra/components/gate.py): replaced with the instance, created only when the new PoP serves."""
 
     instance: vultr.Instance
+    gate: PopGate
     ipv4: pulumi.Output[str]
     ipv6: pulumi.Output[str]
     instance_id: pulumi.Output[str]
@@ -124,6 +129,7 @@ class VultrPop(pulumi.ComponentResource):
         pop = args.pop
         super().__init__("anycast:index:VultrPop", name, {"code": pop.code, "mode": pop.mode, "region": pop.region}, opts)
         assert pop.region is not None and pop.plan is not None  # the model fills both for Vultr PoPs
+        user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials)
         self.instance = vultr.Instance(
             f"{name}-instance",
             region=pop.region,
@@ -133,7 +139,7 @@ class VultrPop(pulumi.ComponentResource):
             hostname=f"anycast-{pop.code}",
             label=f"anycast-{args.stack}-{pop.code}",
             tags=pop_tags(pop, args.stack),
-            user_data=user_data_output(args.network, pop, args.bgp_password, args.tls_credentials),
+            user_data=user_data,
             ssh_key_ids=args.ssh_key_ids,
             firewall_group_id=args.firewall_group_id,
             backups="disabled",
@@ -146,11 +152,16 @@ class VultrPop(pulumi.ComponentResource):
                 # userData already forces replacement in the provider; say so for the reader of a preview.
                 replace_on_changes=["userData"],
                 additional_secret_outputs=["userData", "defaultPassword"],
+                # Rollout waves: created only after every PoP of the wave before passed its gate.
+                depends_on=list(args.after),
             ),
         )
         self.ipv4 = self.instance.main_ip
         self.ipv6 = self.instance.v6_main_ip
         self.instance_id = self.instance.id
+        self.gate = PopGate(f"{name}-gate", args.network, pop, self.instance.id, user_data,
+                            gate_addresses(args.network, self.ipv4, self.ipv6), args.network.rollout.gate_timeout,
+                            opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"instanceId": self.instance_id, "ipv4": self.ipv4, "ipv6": self.ipv6})
 
 

@@ -58,7 +58,7 @@ def test_prod_counts(prod_network: Network) -> None:
     assert counts["vultr:index/firewallRule:FirewallRule"] == 2 + 2 + 2 * 5  # SSH, metrics, public (v4 + v6)
     assert counts[CHECK] == 4  # sao and jnb, v4 and v6
     assert counts[RECORD] == 1 + 3 * 2 * 3  # delegation + 3 names x (A, AAAA) x (default, SA, AF)
-    assert counts["pulumi-python:dynamic:Resource"] == 2  # RIPE route + route6 (ripe.manage is true)
+    assert counts["pulumi-python:dynamic:Resource"] == 2 + 18  # RIPE route + route6 (ripe.manage), a gate per Vultr PoP
     labels = {r["inputs"]["label"] for r in of_type(run, INSTANCE)}
     assert not any("hkg" in label or "maa" in label for label in labels)
 
@@ -69,7 +69,7 @@ def test_dev_counts() -> None:
     assert counts[INSTANCE] == 3
     assert counts[CHECK] == 2
     assert counts[RECORD] == 1 + 3 * 2 * 2
-    assert counts["pulumi-python:dynamic:Resource"] == 0
+    assert counts["pulumi-python:dynamic:Resource"] == 3  # the readiness gates; no RIPE objects
 
 
 def test_instances(run: dict[str, Any], request: pytest.FixtureRequest) -> None:

@@ -1,0 +1,129 @@
+"""``PopGate``: a Pulumi dynamic resource whose ``create`` blocks until a new PoP is really serving.
+
+Why: Pulumi deletes replaced resources only at the end of the deployment (create-before-delete; pulumi/pulumi
+``pkg/resource/deploy/step_generator.go``), and Vultr reports an instance created when it is ``active``, long before
+cloud-init has BIRD, Caddy and NSD running. One gate per Vultr PoP, depending on its instance, turns "created" into
+"serving"; the instances of the next rollout wave depend on the gates of this one (``__main__.py``), so a broken
+change stops at the canary while every old PoP still serves. What "serving" means is :mod:`infra.readiness`
+(pulumi-free, so ``anycast lab rollout`` runs the very same checks).
+
+Replacement is deliberate: Python dynamic providers' default ``diff`` lets the engine choose an *update*, and the
+default ``update`` does nothing (pulumi/pulumi ``sdk/python/lib/pulumi/dynamic/dynamic.py``), so a replaced PoP would
+never be polled. :meth:`PopGateProvider.diff` returns ``replaces`` when the instance id or the user-data hash change
+(during a preview the new instance id is unknown, which also differs); a changed timeout or poll interval is an
+in-place ``update`` that polls nothing. ``delete`` does nothing: the old instance's own delete withdraws that PoP.
+
+Secrets: the inputs are the PoP's public facts (code, unicast address, zone) and a SHA-256 of the user data, which is
+derived from the BGP password and therefore kept secret (a secret input, and ``additional_secret_outputs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from infra.model import Network, Pop
+from infra.readiness import DEFAULT_CONSECUTIVE, STATUS_PATH, STATUS_PORT, GateTarget, wait_ready
+
+KIND = "anycast:rollout:PopGate"
+# A new instance or new user data means a new PoP to wait for: replace the gate, i.e. poll again.
+REPLACE_ON = ("pop", "instanceId", "userDataHash")
+# Changing how long or how often to wait, or what the gate looks at, changes nothing that needs polling now.
+UPDATE_ON = ("kind", "mode", "addresses", "zone", "sessions", "timeoutSeconds", "intervalSeconds", "statusPort", "statusPath")
+DEFAULT_INTERVAL_S = 5
+
+
+def target_from(props: dict[str, Any]) -> GateTarget:
+    return GateTarget(pop=str(props["pop"]), mode=str(props["mode"]), addresses=tuple(str(a) for a in props["addresses"]),
+                      zone=str(props["zone"]), sessions=int(props["sessions"]),
+                      http_port=int(props.get("httpPort") or 80), dns_port=int(props.get("dnsPort") or 53),
+                      status_port=int(props.get("statusPort") or STATUS_PORT),
+                      status_path=str(props.get("statusPath") or STATUS_PATH))
+
+
+class PopGateProvider(ResourceProvider):
+    """Create = wait until ready (raises :class:`infra.readiness.NotReady` after the timeout); nothing else acts."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        for key in ("pop", "mode", "zone"):
+            if not isinstance(news.get(key), str) or not news.get(key):
+                failures.append(CheckFailure(key, "is required"))
+        for key in ("timeoutSeconds", "intervalSeconds"):
+            value = news.get(key)
+            if not isinstance(value, int | float) or value <= 0:
+                failures.append(CheckFailure(key, f"must be a positive number of seconds, got {value!r}"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in REPLACE_ON if olds.get(k) != news.get(k)]
+        changed = replaces + [k for k in UPDATE_ON if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        target = target_from(props)
+        result = wait_ready(target, timeout=float(props["timeoutSeconds"]), interval=float(props["intervalSeconds"]),
+                            consecutive=DEFAULT_CONSECUTIVE, say=lambda line: pulumi.log.info(f"gate {line}"))
+        outs = {**_inputs(props), "readySeconds": round(result.seconds, 1), "polls": result.polls}
+        return CreateResult(f"gate-{target.pop}-{props['instanceId']}", outs)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        # Deliberately no polling: the PoP is the same instance with the same user data.
+        return UpdateResult({**_inputs(news), "readySeconds": olds.get("readySeconds"), "polls": olds.get("polls")})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)  # a refresh never polls: the gate records a past fact
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None
+
+
+def _inputs(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if not k.startswith("__")}
+
+
+def user_data_hash(user_data: pulumi.Output[str]) -> pulumi.Output[str]:
+    """SHA-256 of the rendered user data, kept secret (it is derived from the BGP password)."""
+    return pulumi.Output.secret(user_data.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()))
+
+
+def gate_addresses(network: Network, ipv4: pulumi.Input[str], ipv6: pulumi.Input[str]) -> pulumi.Input[list[str]]:
+    """The address the gate probes: IPv4 when the network has IPv4 (CI runners often lack IPv6), else IPv6."""
+    return pulumi.Output.from_input(ipv4 if network.prefixes.ipv4 is not None else ipv6).apply(lambda a: [a])
+
+
+class PopGate(Resource):
+    """One PoP's readiness gate; type token ``pulumi-python:dynamic:Resource``, identified by ``kind``."""
+
+    kind: pulumi.Output[str]
+    pop: pulumi.Output[str]
+    addresses: pulumi.Output[list[str]]
+    ready_seconds: pulumi.Output[float]
+    polls: pulumi.Output[int]
+
+    def __init__(self, name: str, network: Network, pop: Pop, instance_id: pulumi.Input[str],
+                 user_data: pulumi.Output[str], addresses: pulumi.Input[list[str]], timeout_s: int,
+                 interval_s: int = DEFAULT_INTERVAL_S, opts: pulumi.ResourceOptions | None = None) -> None:
+        props: dict[str, Any] = {
+            "kind": KIND, "pop": pop.code, "mode": pop.mode, "instance_id": instance_id,
+            "user_data_hash": user_data_hash(user_data), "addresses": addresses, "zone": network.dns.zone,
+            "sessions": len(network.announced_prefixes), "timeout_seconds": timeout_s, "interval_seconds": interval_s,
+            "status_port": STATUS_PORT, "status_path": STATUS_PATH, "ready_seconds": None, "polls": None,
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["userDataHash"]))
+        super().__init__(PopGateProvider(), name, props, opts)
+
+    def translate_input_property(self, prop: str) -> str:
+        return _CAMEL.get(prop, prop)
+
+    def translate_output_property(self, prop: str) -> str:
+        return _SNAKE.get(prop, prop)
+
+
+_CAMEL = {"instance_id": "instanceId", "user_data_hash": "userDataHash", "timeout_seconds": "timeoutSeconds",
+          "interval_seconds": "intervalSeconds", "status_port": "statusPort", "status_path": "statusPath",
+          "ready_seconds": "readySeconds"}
+_SNAKE = {v: k for k, v in _CAMEL.items()}

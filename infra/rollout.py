@@ -1,0 +1,59 @@
+"""Rollout waves and the cost of the overlap between old and new PoPs (pure: the program and the lab use it).
+
+``rollout.waves`` splits the Vultr PoPs, in document order, into waves: ``[1, 2, 5, "all"]`` is a canary of one,
+then two, then five, then every PoP left. The instances of wave k+1 depend on the readiness gates of wave k
+(``__main__.py``), so a wave starts only when every PoP of the wave before serves.
+
+Overlap: Pulumi deletes replaced instances at the end of the update (create-before-delete), so every new instance
+runs beside its old one from the start of its wave until the last wave passed. Vultr bills instances by the hour
+, capped at the monthly price (vultr.com/pricing); the estimate uses the plan's monthly price / 730 hours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.cost import price_table
+from infra.model import Network
+
+HOURS_PER_MONTH = 730
+TYPICAL_WAVE_MINUTES = 5.0  # boot + cloud-init + BGP + gate polls of a Debian 12 PoP: an estimate, see docs/deploy.md
+
+
+def rollout_waves(network: Network, only: set[str] | None = None) -> list[list[str]]:
+    """The Vultr PoP codes of each wave (PoPs outside ``only`` are skipped; empty waves dropped)."""
+    codes = [p.code for p in network.pops if p.is_vultr and (only is None or p.code in only)]
+    waves: list[list[str]] = []
+    for size in network.rollout.waves:
+        if not codes:
+            break
+        n = len(codes) if size == "all" else int(size)
+        waves.append(codes[:n])
+        codes = codes[n:]
+    if codes:
+        waves.append(codes)
+    return waves
+
+
+def overlap_estimate(network: Network, wave_minutes: float = TYPICAL_WAVE_MINUTES) -> dict[str, Any]:
+    """What the old+new overlap of a rollout that replaces every Vultr PoP costs, typical and worst case."""
+    waves = rollout_waves(network)
+    table = price_table()["vultr"]
+    hourly = {p.code: float(table[p.plan]) / HOURS_PER_MONTH for p in network.pops if p.is_vultr and p.plan in table}
+    worst_minutes = network.rollout.gate_timeout / 60 + wave_minutes
+
+    def usd(minutes_per_wave: float) -> float:
+        # A PoP of wave i (0-based) overlaps its old instance for the waves i..last.
+        return round(sum(hourly.get(code, 0.0) * (len(waves) - i) * minutes_per_wave / 60
+                         for i, wave in enumerate(waves) for code in wave), 4)
+
+    return {
+        "waves": waves,
+        "extraInstances": sum(len(w) for w in waves),
+        "typicalMinutes": round(len(waves) * wave_minutes, 1),
+        "typicalExtraUsd": usd(wave_minutes),
+        "worstCaseMinutes": round(len(waves) * worst_minutes, 1),
+        "worstCaseExtraUsd": usd(worst_minutes),
+        "assumes": f"every Vultr PoP replaced; {wave_minutes:g} min per wave typical, gateTimeout "
+                   f"({network.rollout.gate_timeout} s) + {wave_minutes:g} min worst; plan price / {HOURS_PER_MONTH} h",
+    }
