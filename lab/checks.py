@@ -337,7 +337,7 @@ def monitoring_rows(plan: LabPlan, client_name: str, nearest: str | None, result
 
 
 def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
-               failover_runs: int = 1, monitoring: bool = True) -> dict[str, Any]:
+               failover_runs: int = 1, monitoring: bool = True, health: bool = True) -> dict[str, Any]:
     """Run every check against the running lab of ``stack``; return the report (``ok`` is the verdict)."""
     def say(text: str) -> None:
         if progress:
@@ -392,6 +392,14 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
                     return [Check("failover", name, res.ok, res.detail)]
 
                 guarded("failover", name, kill)
+                save_state(stack, state)
+            if health:
+                from lab.faults import fault_rows
+
+                def health_rows() -> list[Check]:
+                    return [Check(*r) for r in fault_rows(plan, state, client, pop, nxt, measurements, say)]
+
+                guarded("health", "health agent faults", health_rows)
                 save_state(stack, state)
             if freeze:
                 say(f"freeze {pop} (SIGSTOP): waits for the hold timer, then SIGCONT and re-establishment")

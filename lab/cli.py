@@ -35,7 +35,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--skip-failover", action="store_true", help="only the static checks (no kill/freeze)")
     p.add_argument("--skip-freeze", action="store_true", help="skip the frozen-PoP measurement (~60 s)")
     p.add_argument("--skip-monitoring", action="store_true", help="skip the blackbox-exporter probes")
+    p.add_argument("--skip-health", action="store_true",
+                   help="skip the health-agent faults (NSD killed, agent frozen, BIRD restart, drain; ~60 s)")
     p.set_defaults(func=cmd_check)
+
+    for action, text in (("drain", "withdraw a PoP (anycast-health --drain on it) and wait until it is safe to stop"),
+                         ("undrain", "end a drain (anycast-health --undrain); the PoP announces again when healthy")):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("--stack", default=None, help="stack name (default: the one lab that is running)")
+        p.add_argument("pop", help="PoP code, e.g. ams")
+        p.set_defaults(func=cmd_drain, action=action)
 
     p = sub.add_parser("down", help="remove every namespace, link and process of the lab (idempotent)")
     p.add_argument("--stack", default=None, help="only this stack's lab (default: every acl-* namespace)")
@@ -95,7 +104,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.stack = stacks[0]
     try:
         report = run_checks(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
-                            progress=not args.json, monitoring=not args.skip_monitoring)
+                            progress=not args.json, monitoring=not args.skip_monitoring,
+                            health=not args.skip_health)
     except LabError as exc:
         return _err(f"lab check: {exc}")
     if args.json:
@@ -103,6 +113,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print(format_table(report))
     return 0 if report["ok"] else 1
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    """`anycast lab drain|undrain POP`: the agent's own --drain/--undrain, run on the PoP (inside its namespace)."""
+    from pathlib import Path
+
+    from lab.checks import load_state
+    from lab.health import agent_cli
+
+    if args.stack is None:
+        stacks = running_stacks()
+        if len(stacks) != 1:
+            return _err(f"lab {args.action}: pass --stack (running labs: {', '.join(stacks) or 'none'})")
+        args.stack = stacks[0]
+    try:
+        pops = load_state(args.stack)["pops"]
+    except LabError as exc:
+        return _err(f"lab {args.action}: {exc}")
+    pop = pops.get(args.pop)
+    if pop is None or pop["mode"] != "anycast":
+        anycast = ", ".join(c for c, p in sorted(pops.items()) if p["mode"] == "anycast")
+        return _err(f"lab {args.action}: '{args.pop}' is not an anycast PoP of the {args.stack} lab ({anycast})")
+    rc, out = agent_cli(pop["namespace"], Path(pop["dir"]), f"--{args.action}")
+    print(out)
+    return rc
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ Exit codes: 0 on SIGTERM/SIGINT (and for --drain/--undrain when done), 1 when --
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import itertools
 import json
@@ -49,6 +50,7 @@ from typing import Any
 QTYPES = {"A": 1, "NS": 2, "SOA": 6, "TXT": 16, "AAAA": 28}
 BIRD_OK_CODES = {"disable": ("0008", "0009"), "enable": ("0010", "0011")}
 STATUS_SCHEMA = 1
+EVENT_TRY_S = 0.025  # one quick check after a watched connection closed
 
 
 class ConfigProblem(ValueError):
@@ -583,14 +585,14 @@ class Agent:
         print(f"anycast-health[{self.cfg.pop}]: {text}", file=self.log, flush=True)
 
     # -- checks
-    def check_one(self, name: str) -> str | None:
+    def check_one(self, name: str, timeout: float | None = None) -> str | None:
         t = time.monotonic()
         if name == "http":
             assert self.cfg.http is not None
-            reason = check_http(self.cfg.http)
+            reason = check_http(self.cfg.http if timeout is None else dataclasses.replace(self.cfg.http, timeout=timeout))
         else:
             assert self.cfg.dns is not None
-            reason = check_dns(self.cfg.dns)
+            reason = check_dns(self.cfg.dns if timeout is None else dataclasses.replace(self.cfg.dns, timeout=timeout))
         cs = self.checks[name]
         cs.latency_s, cs.checked_at, cs.ok, cs.detail = time.monotonic() - t, t, reason is None, reason
         if reason:
@@ -628,6 +630,8 @@ class Agent:
             self.wanted = want
             self.reconcile()
             self.notify_status(why)
+        elif why.startswith("hold-down") and not self.reason.startswith("hold-down"):
+            self.say(why)  # healthy again, held down: said once
         self.reason = why
 
     def reconcile(self) -> None:
@@ -655,10 +659,18 @@ class Agent:
     def on_event(self, name: str) -> None:
         """A watched connection closed: check that service now; withdraw at once if it fails."""
         self.checks[name].events += 1
-        reason = self.check_one(name)
-        if reason is None:
-            self.watches[name].connect()  # an idle-timeout close: reopen
-            return
+        # A dying daemon's other sockets may still exist for a moment (NSD's UDP socket lives in several processes):
+        # quick tries of EVENT_TRY_S until a refusal (dead), an answer (alive: an idle-timeout close) or the timeout.
+        full = (self.cfg.http if name == "http" else self.cfg.dns)
+        assert full is not None
+        deadline = time.monotonic() + full.timeout
+        while True:
+            reason = self.check_one(name, timeout=min(EVENT_TRY_S, full.timeout))
+            if reason is None:
+                self.watches[name].connect()  # an idle-timeout close: reopen
+                return
+            if "Refused" in reason or "Reset" in reason or time.monotonic() >= deadline:
+                break
         self.say(f"{name} connection closed and the check fails ({reason})")
         if self.state.force_down():
             self.decide("event")

@@ -1,0 +1,340 @@
+"""The health agent's fault rows of ``anycast lab check`` (issue: a PoP never black-holes the anycast address).
+
+Each fault runs against the running process-mode lab with one client probing the anycast address every 20 ms (HTTP,
+plus DNS where NSD is the victim) and ``gobgp monitor adj-in`` streaming the PoP's upstream, so withdrawal times are
+measured to the millisecond at the upstream, and requests lost are counted:
+
+* a service crash (Caddy or NSD SIGKILLed; NSD's whole process group, as systemd would);
+* the agent frozen (SIGSTOP) and then Caddy killed: the lab's supervisor (the unit's watchdog) must withdraw;
+* BIRD restarted while Caddy is down: nothing may be announced at any moment;
+* a drain: 0 requests lost while the client moves to the next PoP, then undrain.
+
+Before each fault the PoP must have been announced for the agent's ``damping.stable_s``: otherwise the fault counts as
+a flap and the agent's hold-down (correctly) delays the re-announcement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import bgp
+from lab.health import AdjInStream, agent_cli, agent_pid, metrics, status, unit_semantics
+from lab.netns import LabError
+from lab.probes import Prober
+from lab.processes import alive, signal_pids, start
+from lab.topology import ClientPlan, LabPlan
+
+
+@dataclass
+class FaultResult:
+    fault: str
+    pop: str
+    client: str
+    next_pop: str
+    ok: bool
+    withdraw_s: float | None = None  # fault -> withdrawal received by the upstream
+    switch_s: float | None = None  # fault -> first request answered by next_pop
+    lost: int = 0  # HTTP requests lost (one every 20 ms) from the fault until the client is served again
+    probes: int = 0
+    dns_lost: int = 0
+    dns_probes: int = 0
+    recover_s: float | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt(x: float | None, unit: str = "s") -> str:
+    if x is None:
+        return "never"
+    return f"{x * 1000:.0f} ms" if unit == "ms" else f"{x:.2f} s"
+
+
+class Fixture:
+    """One anycast PoP under test, its upstream stream and the client's probes."""
+
+    def __init__(self, plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str) -> None:
+        self.plan, self.state, self.client, self.code, self.nxt = plan, state, client, pop_code, nxt
+        self.pop = plan.pop(pop_code)
+        self.pst = state["pops"][pop_code]
+        self.dir = Path(self.pst["dir"])
+        self.prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
+        self.service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
+        self.unicast = str(self.pst["unicast_ipv4"] or self.pst["unicast_ipv6"])
+        cfg = json.loads((self.dir / "health.json").read_text())
+        self.stable_s = float(cfg["damping"]["stable_s"])
+        self.rise_s = cfg["rise"] * cfg["interval_ms"] / 1000
+        self.unit = unit_semantics(plan.network, str(self.dir / "bird.ctl"))
+
+    def status(self) -> dict[str, Any]:
+        return status(self.client.namespace, self.unicast)
+
+    def wait_stable(self, timeout: float = 40.0) -> None:
+        """Until the agent reports the PoP announced for at least damping.stable_s and the client is on it."""
+        deadline = time.monotonic() + timeout
+        last = "no status"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(LabError):
+                st = self.status()
+                since = st["announce"]["announced_since"]
+                last = f"state {st['state']} ({st['reason']})"
+                if st["state"] == "announced" and since is not None and st["time"] - since >= self.stable_s:
+                    return
+            time.sleep(0.25)
+        raise LabError(f"{self.code} is not stably announced after {timeout:.0f} s: {last}")
+
+    def restart(self, name: str) -> None:
+        env = {"HOME": str(self.dir), "XDG_CONFIG_HOME": str(self.dir / "xdg"), "XDG_DATA_HOME": str(self.dir / "xdg")}
+        self.pst["pids"][name] = start(self.pop.namespace, self.pst["commands"][name], self.dir / f"{name}.log", env=env)
+
+    def kill(self, name: str) -> None:
+        pid = self.pst["pids"][name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # the daemon leads its own session: NSD's children go too
+        deadline = time.monotonic() + 2
+        while alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.005)
+
+    def session_established(self) -> bool:
+        try:
+            neigh = bgp.neighbors(self.pop.upstream_namespace)
+        except (LabError, ValueError):
+            return False
+        return all((n := neigh.get(str(s.pop_address))) is not None and n.established for s in self.pop.sessions)
+
+    def on_pop(self, prober: Prober) -> bool:
+        return bool(prober.samples) and prober.samples[-1][1] == self.code
+
+
+def _wait(cond: Any, timeout: float, step: float = 0.01) -> float | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return time.monotonic()
+        time.sleep(step)
+    return None
+
+
+def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
+    """SIGKILL ``service`` (caddy or nsd); withdrawal at the upstream, the client's switch, losses; restart it."""
+    fx.wait_stable()
+    http = Prober(fx.client.namespace, fx.service).start()
+    dns = Prober(fx.client.namespace, fx.service, qname=fx.plan.network.dns.zone).start()
+    stream = AdjInStream(fx.pop.upstream_namespace).start()
+    try:
+        if _wait(lambda: fx.on_pop(http), 5) is None:
+            raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
+        t0 = time.monotonic()
+        fx.kill(service)
+        t_w = stream.wait(fx.prefix, True, t0, 10)
+        probe = http if service == "caddy" else dns
+        t_s = _wait(lambda: probe.first_after(t0, fx.nxt) is not None, 10)
+        t_s = probe.first_after(t0, fx.nxt) if t_s else None
+        end = (t_s or time.monotonic()) + 0.1
+        time.sleep(max(0.0, end - time.monotonic()))
+        lost, probes = http.lost(t0, end)
+        dns_lost, dns_probes = dns.lost(t0, end)
+        t1 = time.monotonic()
+        fx.restart(service)
+        t_a = stream.wait(fx.prefix, False, t1, 30)
+        t_r = _wait(lambda: fx.on_pop(http) and fx.on_pop(dns), 10) if t_a else None
+    finally:
+        http.stop()
+        dns.stop()
+        stream.stop()
+    w = None if t_w is None else t_w - t0
+    s = None if t_s is None else t_s - t0
+    r = None if t_r is None else t_r - t1
+    what = "Caddy" if service == "caddy" else "NSD"
+    ok = w is not None and w <= 1.0 and r is not None
+    detail = (f"withdrawn at upstream {_fmt(w, 'ms')} after the kill (goal <= {target_s * 1000:.0f} ms), "
+              f"{fx.client.name} on {fx.nxt} after {_fmt(s, 'ms')}; lost {lost}/{probes} HTTP, {dns_lost}/{dns_probes} "
+              f"DNS; {what} restarted, re-announced and serving after {_fmt(r)}")
+    return FaultResult(f"{service} killed", fx.code, fx.client.name, fx.nxt, ok, w, s, lost, probes, dns_lost, dns_probes,
+                       r, detail)
+
+
+def frozen_agent(fx: Fixture) -> FaultResult:
+    """SIGSTOP the agent, then kill Caddy: only the watchdog (the supervisor, as systemd) can withdraw."""
+    fx.wait_stable()
+    pid = agent_pid(fx.dir)
+    http = Prober(fx.client.namespace, fx.service).start()
+    stream = AdjInStream(fx.pop.upstream_namespace).start()
+    try:
+        if _wait(lambda: fx.on_pop(http), 5) is None:
+            raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
+        signal_pids([pid], signal.SIGSTOP)
+        t0 = time.monotonic()
+        fx.kill("caddy")
+        t_w = stream.wait(fx.prefix, True, t0, fx.unit.watchdog_sec + 10)
+        t_s = _wait(lambda: http.first_after(t0, fx.nxt) is not None, 5)
+        t_s = http.first_after(t0, fx.nxt) if t_s else None
+        end = (t_s or time.monotonic()) + 0.1
+        time.sleep(max(0.0, end - time.monotonic()))
+        lost, probes = http.lost(t0, end)
+        killed = not alive(pid)
+        new_pid = agent_pid(fx.dir, timeout=fx.unit.restart_sec + 5)
+        t1 = time.monotonic()
+        fx.restart("caddy")
+        t_a = stream.wait(fx.prefix, False, t1, 30)
+        t_r = _wait(lambda: fx.on_pop(http), 10) if t_a else None
+    finally:
+        signal_pids([pid], signal.SIGCONT)
+        http.stop()
+        stream.stop()
+    w = None if t_w is None else t_w - t0
+    r = None if t_r is None else t_r - t1
+    limit = fx.unit.watchdog_sec + 0.5
+    ok = w is not None and w <= limit and killed and new_pid != pid and r is not None
+    detail = (f"agent pid {pid} SIGSTOPped, Caddy killed: withdrawn at upstream after {_fmt(w)} (WatchdogSec="
+              f"{fx.unit.watchdog_sec:g}, limit {limit:g} s) by the watchdog's ExecStopPost; lost {lost}/{probes} HTTP; "
+              f"agent {'SIGKILLed' if killed else 'NOT killed'} and restarted as pid {new_pid}; "
+              f"Caddy restarted, re-announced and serving after {_fmt(r)}")
+    return FaultResult("agent frozen, Caddy killed", fx.code, fx.client.name, fx.nxt, ok, w, None, lost, probes,
+                       recover_s=r, detail=detail)
+
+
+def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
+    """Caddy down and withdrawn; BIRD killed and started again: the new BIRD must announce nothing (fail-closed)."""
+    fx.wait_stable()
+    http = Prober(fx.client.namespace, fx.service).start()
+    stream = AdjInStream(fx.pop.upstream_namespace).start()
+    try:
+        fx.kill("caddy")
+        t_w = stream.wait(fx.prefix, True, time.monotonic() - 1, 10)
+        if t_w is None:
+            raise LabError(f"{fx.code} was not withdrawn after Caddy was killed")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        fx.kill("bird")
+        with contextlib.suppress(FileNotFoundError):
+            (fx.dir / "bird.ctl").unlink()
+        fx.restart("bird")
+        t_e = _wait(fx.session_established, 30, step=0.1)
+        if t_e is not None:
+            time.sleep(watch_s)
+        leaked = [p for t, p, w in stream.events if t >= t0 and not w]
+        lost, probes = http.lost(t0, time.monotonic())
+        t1 = time.monotonic()
+        fx.restart("caddy")
+        t_a = stream.wait(fx.prefix, False, t1, 30)
+        t_r = _wait(lambda: fx.on_pop(http), 10) if t_a else None
+    finally:
+        http.stop()
+        stream.stop()
+    e = None if t_e is None else t_e - t0
+    r = None if t_r is None else t_r - t1
+    ok = t_e is not None and not leaked and r is not None
+    detail = (f"BIRD SIGKILLed and restarted with Caddy down: sessions Established again after {_fmt(e)}, then watched "
+              f"{watch_s:g} s: {'announced ' + ', '.join(sorted(set(leaked))) if leaked else 'nothing announced'}; "
+              f"lost {lost}/{probes} HTTP ({fx.client.name} stays on {fx.nxt}); Caddy restarted, re-announced after "
+              f"{_fmt(r)}")
+    return FaultResult("BIRD restarted while Caddy is down", fx.code, fx.client.name, fx.nxt, ok, None, None, lost,
+                       probes, recover_s=r, detail=detail, extra={"established_s": e, "announced": sorted(set(leaked))})
+
+
+def drain_and_stop(fx: Fixture) -> FaultResult:
+    """``anycast-health --drain`` on the PoP, then Caddy stopped (the maintenance); 0 requests may be lost. Then
+    Caddy back, ``--undrain``, and the client returns."""
+    fx.wait_stable()
+    http = Prober(fx.client.namespace, fx.service).start()
+    dns = Prober(fx.client.namespace, fx.service, qname=fx.plan.network.dns.zone).start()
+    stream = AdjInStream(fx.pop.upstream_namespace).start()
+    try:
+        if _wait(lambda: fx.on_pop(http), 5) is None:
+            raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
+        t0 = time.monotonic()
+        rc, out = agent_cli(fx.pop.namespace, fx.dir, "--drain")
+        t_safe = time.monotonic()
+        t_w = stream.first(fx.prefix, True, t0)
+        t_s = http.first_after(t0, fx.nxt)
+        fx.kill("caddy")  # the maintenance the drain made safe
+        time.sleep(1.0)
+        lost, probes = http.lost(t0, time.monotonic())
+        dns_lost, dns_probes = dns.lost(t0, time.monotonic())
+        drained_state = fx.status()["state"] if rc == 0 else "?"
+        fx.restart("caddy")
+        time.sleep(fx.rise_s + 0.5)  # healthy again, still drained
+        still = stream.first(fx.prefix, False, t0) is None
+        t1 = time.monotonic()
+        urc, uout = agent_cli(fx.pop.namespace, fx.dir, "--undrain")
+        t_r = _wait(lambda: fx.on_pop(http), 10)
+        back_lost, back_probes = http.lost(t1, time.monotonic())
+    finally:
+        http.stop()
+        dns.stop()
+        stream.stop()
+    w = None if t_w is None else t_w - t0
+    s = None if t_s is None else t_s - t0
+    r = None if t_r is None else t_r - t1
+    ok = rc == 0 and urc == 0 and lost == 0 and still and drained_state == "drained" and r is not None
+    safe = t_safe - t0
+    detail = (f"--drain: withdrawn at upstream after {_fmt(w, 'ms')}, {fx.client.name} on {fx.nxt} after {_fmt(s, 'ms')}, "
+              f"'safe to stop' after {safe:.2f} s; Caddy then stopped: lost {lost}/{probes} HTTP, "
+              f"{dns_lost}/{dns_probes} DNS (goal 0); status {drained_state}; healthy but drained: "
+              f"{'not announced' if still else 'ANNOUNCED'}; --undrain: back on {fx.code} after {_fmt(r)}, "
+              f"lost {back_lost}/{back_probes} while moving back"
+              + ("" if rc == 0 else f"; --drain said: {out.splitlines()[-1:]}")
+              + ("" if urc == 0 else f"; --undrain said: {uout.splitlines()[-1:]}"))
+    return FaultResult("drain", fx.code, fx.client.name, fx.nxt, ok, w, s, lost, probes, dns_lost, dns_probes, r, detail,
+                       extra={"safe_s": round(safe, 3), "undrain_lost": back_lost})
+
+
+def status_row(fx: Fixture) -> tuple[bool, str]:
+    """/status and /metrics of the PoP's agent, fetched from the client over the PoP's unicast address."""
+    st = fx.status()
+    metrics_text = metrics(fx.client.namespace, fx.unicast)
+    sessions = st["bird"]["sessions"]
+    problems = []
+    if st.get("schema") != 1 or st.get("pop") != fx.code:
+        problems.append(f"schema {st.get('schema')} pop {st.get('pop')}")
+    if st["state"] != "announced" or not st["exported"]["anycast"]:
+        problems.append(f"state {st['state']} exported {st['exported']}")
+    if not sessions or any(v["bgp_state"] != "Established" for v in sessions.values()):
+        problems.append(f"sessions {sessions}")
+    if any(c["ok"] is not True for c in st["checks"].values()):
+        problems.append(f"checks {st['checks']}")
+    if not st["agent"]["watchdog"]["enabled"]:
+        problems.append("watchdog not armed")
+    if "anycast_health_announced 1" not in metrics_text:
+        problems.append("/metrics lacks anycast_health_announced 1")
+    text = (f"http://{fx.unicast}:9325/status from {fx.client.name}: state {st['state']}, "
+            + ", ".join(f"{n} {v['bgp_state']} exporting {v['routes_exported']}" for n, v in sessions.items())
+            + ", checks " + ", ".join(f"{n} {c['latency_ms']} ms" for n, c in st["checks"].items())
+            + f", watchdog {st['agent']['watchdog']['timeout_s']} s; /metrics {len(metrics_text.splitlines())} lines")
+    return not problems, text + ("; " + "; ".join(problems) if problems else "")
+
+
+def fault_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop: str, nxt: str,
+               measurements: dict[str, Any], say: Any) -> list[tuple[str, str, bool, str]]:
+    """Every health-agent row: (group, name, ok, detail); a fault that breaks becomes a FAIL row."""
+    fx = Fixture(plan, state, client, pop, nxt)
+    rows: list[tuple[str, str, bool, str]] = []
+    steps: list[tuple[str, Any]] = [
+        (f"status: {pop}'s /status and /metrics from {client.name} (unicast address)", status_row),
+        (f"NSD killed at {pop}: withdrawn (event), {client.name} served by {nxt}", lambda f: crash(f, "nsd")),
+        (f"agent frozen at {pop}, then Caddy killed: withdrawn within the watchdog time", frozen_agent),
+        (f"BIRD restarted at {pop} while Caddy is down: nothing announced (fail-closed)", bird_restart_while_down),
+        (f"drain {pop}: 0 requests lost while {client.name} moves to {nxt}; undrain", drain_and_stop),
+    ]
+    for name, step in steps:
+        say(f"health: {name}")
+        try:
+            res = step(fx)
+        except (LabError, OSError, ValueError, KeyError) as exc:
+            rows.append(("health", name, False, f"{type(exc).__name__}: {exc}"))
+            continue
+        if isinstance(res, FaultResult):
+            measurements.setdefault("health", {})[res.fault] = {k: v for k, v in res.__dict__.items() if k != "detail"}
+            rows.append(("health", name, res.ok, res.detail))
+        else:
+            rows.append(("health", name, res[0], res[1]))
+    return rows
