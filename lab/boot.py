@@ -56,8 +56,10 @@ class Progress:
         return time.monotonic() - self.t0
 
 
-def _links(plan: LabPlan) -> tuple[list[str], dict[str, list[str]]]:
-    """Root ``ip -batch`` lines creating every veth pair, and per-namespace batch lines configuring them."""
+def _links(plan: LabPlan, machines: bool = False) -> tuple[list[str], dict[str, list[str]]]:
+    """Root ``ip -batch`` lines creating every veth pair, and per-namespace batch lines configuring them.
+
+    In machine mode the service addresses are left to the PoP's own ``anycast-addresses.service``."""
     root: list[str] = []
     per: dict[str, list[str]] = {ns: ["link set lo up"] for ns in plan.namespaces}
     bb = plan.backbone_namespace
@@ -72,9 +74,10 @@ def _links(plan: LabPlan) -> tuple[list[str], dict[str, list[str]]]:
                f"addr add {p.backbone_v6}/64 dev bb0 nodad"]
         pop += ["link set eth0 up"]
         # Service addresses on lo: the host puts them on the dummy anycast0, which this kernel cannot create.
-        if net.service.ipv4 is not None:
+        if net.service.ipv4 is not None and not machines:
             pop.append(f"addr add {net.service.ipv4}/32 dev lo")
-        pop.append(f"addr add {net.service.ipv6}/128 dev lo")
+        if not machines:
+            pop.append(f"addr add {net.service.ipv6}/128 dev lo")
         for s in p.sessions:
             nodad = "" if s.version == 4 else " nodad"
             plen = s.link.prefixlen
@@ -191,21 +194,31 @@ def down(stack: str | None, root: Path | None = None, say: Callable[[str], None]
         if st.exists():
             st.unlink()
     if say:
-        say(f"removed {len(names)} namespaces, stopped {killed} processes")
+        say(f"removed {len(names)} namespaces, stopped {killed} processes"
+            + (f" and {machines} containers (cgroups removed, overlays unmounted)" if machines else ""))
     return len(names)
 
 
 def up(stack: str, network: Network, only: list[str] | None = None, password: str | None = None,
        well_connected: tuple[WellConnected, ...] = (),
-       root: Path | None = None, quiet: bool = False, timeout: float = 60) -> dict[str, Any]:
-    """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure."""
+       root: Path | None = None, quiet: bool = False, timeout: float = 60, machines: bool = False) -> dict[str, Any]:
+    """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure.
+
+    ``machines``: every PoP is a Debian 12 container booted from its user data (lab/machine_lab.py)."""
     say = Progress(quiet)
     require_tools()
     password = password or lab_password()
     plan = build_plan(stack, network, only, well_connected)
+    prep = None
+    if machines:
+        from lab import machine_lab
+        prep = machine_lab.prepare(plan, password, say)
     base = lab_dir(stack, root)
     if list_namespaces(namespace_prefix(stack)):
         down(stack, root, say)
+    else:  # a crashed machine-mode run may have left overlays mounted below base: never rmtree through them
+        from lab.machines import stop_all
+        stop_all(namespace_prefix(stack), root or LAB_ROOT)
     if base.exists():  # fresh logs and configs for every boot (only the lab's own directory)
         shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
@@ -213,7 +226,7 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         f"{len(plan.namespaces)} namespaces")
     say(f"wrote {build(plan, password, base)} configs: rendered by userdata.render (+ lab substitutions), GoBGP, clients")
     ip_batch([f"netns add {ns}" for ns in plan.namespaces])
-    root_lines, per_ns = _links(plan)
+    root_lines, per_ns = _links(plan, machines)
     ip_batch(root_lines)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda item: run(["ip", "-n", item[0], "-batch", "-"], input_text="\n".join(item[1]) + "\n"),
@@ -223,10 +236,15 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     say("namespaces, veth links and the backbone bridge are up")
     upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
     say(f"started {len(upstream_pids)} GoBGP upstreams")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        started = dict(zip([p.code for p in plan.pops],
-                           pool.map(lambda p: _start_pop(plan, p, base / "pops" / p.code), plan.pops), strict=True))
-    say(f"started BIRD, NSD, Caddy (+ health agent on anycast PoPs) in {len(started)} PoPs")
+    if prep is not None:
+        from lab import machine_lab
+        started = machine_lab.boot(plan, prep, base, say)
+        say(f"booted {len(started)} PoP containers; cloud-init done on every one")
+    else:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            started = dict(zip([p.code for p in plan.pops],
+                               pool.map(lambda p: _start_pop(plan, p, base / "pops" / p.code), plan.pops), strict=True))
+        say(f"started BIRD, NSD, Caddy (+ health agent on anycast PoPs) in {len(started)} PoPs")
     client_pids = {}
     for c in plan.clients:
         cdir = base / "clients" / c.name
@@ -237,6 +255,7 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         list(pool.map(_originate_links, plan.pops))
     say("upstreams originate their PoP links (unicast reachability)")
     state = _state(plan, base, started, upstream_pids, client_pids)
+    state["mode"] = "machines" if machines else "processes"
     state["well_connected"] = [str(w) for w in plan.well_connected]
     _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     wait_converged(plan, base, say, timeout)
