@@ -187,6 +187,8 @@ def _originate_links(pop: PopPlan) -> None:
 
 def down(stack: str | None, root: Path | None = None, say: Callable[[str], None] | None = None) -> int:
     """Remove every namespace (and so every link) and process of the lab; idempotent; returns namespaces removed."""
+    from lab.machines import stop_all
+    machines = stop_all(namespace_prefix(stack), root or LAB_ROOT)
     names = list_namespaces(namespace_prefix(stack))
     killed = kill_namespaces(names)
     states = [state_path(stack, root)] if stack else list((root or LAB_ROOT).glob("*/state.json"))

@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--well-connected", action="append", default=[], metavar="CODE:CONTINENTS",
                    help="the guide's step 8: this PoP's upstream is the direct transit of the clients on these "
                         "continents (maa:EU), so AS-path length decides for them (docs/catchment.md); off by default")
+    p.add_argument("--machines", action="store_true",
+                   help="boot every PoP as a Debian 12 container from its rendered user data (systemd-nspawn, "
+                        "cloud-init; image and package mirror cached under /var/cache/anycast-lab)")
     p.add_argument("--build-only", action="store_true",
                    help="only write every config under .lab/<stack>/ (render-only mode; no namespaces, no root)")
     p.set_defaults(func=cmd_up)
@@ -81,7 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"wrote {n} configs under {lab_dir(args.stack)} (nothing booted)")
         return 0
     try:
-        state = up(args.stack, network, only=only, well_connected=well, timeout=args.timeout)
+        state = up(args.stack, network, only=only, well_connected=well, timeout=args.timeout, machines=args.machines)
     except (LabError, KeyError) as exc:
         return _err(f"lab up: {exc} (clean up with: anycast lab down --stack {args.stack})")
     print(f"lab {args.stack} is up in {state['boot_seconds']} s: {len(state['pops'])} PoPs, {len(state['clients'])} clients")
