@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.model import NO_EXPORT_OUTSIDE_VULTR, Network, Pop
 from infra.stack import load_network
-from lab import bgp
+from lab import bgp, prometheus
 from lab.boot import state_path
 from lab.failover import freeze_pop, kill_caddy, pick_victim
 from lab.geodns import expected_pop, geo_answer
@@ -279,6 +279,10 @@ def check_logs(base: Path, expected: list[str] | tuple[str, ...] = ()) -> Check:
                  + (f"; missing: {', '.join(missing[:6])}" if missing else ""))
 
 
+def _secs(x: float | None) -> str:
+    return "never" if x is None else f"{x:.2f} s"
+
+
 def _summary(results: list[ProbeResult]) -> str:
     bad = [r for r in results if not r.ok]
     slowest = max((r.seconds for r in results), default=0.0)
@@ -336,6 +340,37 @@ def monitoring_rows(plan: LabPlan, client_name: str, nearest: str | None, result
     return out
 
 
+def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any],
+                      outputs: dict[str, Any]) -> tuple[list[Check], prometheus.Stack]:
+    """Start Prometheus with the generated config (lab addresses, 1 s intervals) and the exporters; every target
+    must be up, every rule loaded, and nothing may fire on the healthy lab."""
+    from infra.monitoring import exporter_file_sd, file_sd
+
+    names = [c.name for c in plan.clients]
+    client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
+    mon = prometheus.start_stack(plan, state, outputs, client)
+    expected = prometheus.expected_target_count(file_sd(outputs) | exporter_file_sd(outputs))
+    got, waited = prometheus.wait_targets_up(mon.ns, expected)
+    per_job = prometheus.summarize_targets(got)
+    down = [t for t in got if t.health != "up"]
+    jobs = ", ".join(f"{job} {up}/{total}" for job, (up, total) in per_job.items())
+    detail = (f"{mon.ns}: started in {mon.startup_s:.1f} s, all up {waited:.1f} s later; {jobs}"
+              + "".join(f"; DOWN {t.job} {t.pop} {t.url}: {t.error}" for t in down[:4]))
+    ok = len(got) == expected and not down
+    checks = [Check("prometheus", f"Prometheus scrapes every target up: bird_exporter on every PoP, health agents, "
+                                  f"probes, blackbox exporter ({len(got)}/{expected})", ok, detail)]
+    time.sleep(3)  # a few evaluation rounds (1 s) on the scraped data
+    groups = prometheus.api(mon.ns, "rules")["groups"]
+    rules = [r["name"] for g in groups for r in g["rules"]]
+    fired = prometheus.all_firing(mon.ns)
+    text = ", ".join(f"{a['labels'].get('alertname')}{{pop={a['labels'].get('pop', '-')}}}" for a in fired[:6])
+    checks.append(Check("prometheus", f"{len(rules)} alert rules loaded, none firing on the healthy lab",
+                        len(rules) > 0 and not fired, f"rules: {', '.join(rules)}" + (f"; FIRING: {text}" if fired else "")))
+    measurements["prometheus"] = {"startup_s": round(mon.startup_s, 2), "targets_up_s": round(waited, 2),
+                                  "targets": len(got), "rules": len(rules)}
+    return checks, mon
+
+
 def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
                failover_runs: int = 1, monitoring: bool = True, health: bool = True) -> dict[str, Any]:
     """Run every check against the running lab of ``stack``; return the report (``ok`` is the verdict)."""
@@ -373,9 +408,20 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     guarded("clients", "clients", lambda: check_clients(plan))
     guarded("logs", "daemon logs", lambda: [check_logs(base, expected_logs(plan))])
+    mon: list[prometheus.Stack] = []
     if monitoring:
         say("monitoring: stack outputs -> blackbox-exporter targets, probed by the exporter from a client")
         guarded("monitoring", "blackbox exporter", lambda: monitoring_checks(plan, state, measurements))
+
+        def prom() -> list[Check]:
+            _, _, outputs = write_lab_targets(plan.stack, plan.network, state)
+            rows, stack_ = prometheus_checks(plan, state, measurements, outputs)
+            mon.append(stack_)
+            return rows
+
+        say("monitoring: Prometheus with the generated config and alerts, scraping every PoP's exporters")
+        guarded("prometheus", "Prometheus", prom)
+        save_state(stack, state)
     if failover:
         victim = pick_victim(plan)
         if victim is None:
@@ -387,9 +433,26 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
                 name = f"Caddy killed at {pop}: withdrawn, {client.name} served by {nxt}"
 
                 def kill(name: str = name) -> list[Check]:
-                    res = kill_caddy(plan, state, client, pop, nxt)
-                    measurements.setdefault("kill_caddy", []).append(asdict(res))
-                    return [Check("failover", name, res.ok, res.detail)]
+                    if not mon:
+                        res = kill_caddy(plan, state, client, pop, nxt)
+                        measurements.setdefault("kill_caddy", []).append(asdict(res))
+                        return [Check("failover", name, res.ok, res.detail)]
+                    events: dict[str, float] = {}
+                    watch = prometheus.AlertWatch(mon[0].ns, "AnycastPopWithdrawn", pop).start()
+                    try:
+                        res = kill_caddy(plan, state, client, pop, nxt, on_event=events.__setitem__)
+                        watch.wait_cleared(15)
+                    finally:
+                        watch.stop()
+                    fire = None if watch.fired_at is None or "killed" not in events else watch.fired_at - events["killed"]
+                    clear = (None if watch.cleared_at is None or "restarted" not in events
+                             else watch.cleared_at - events["restarted"])
+                    alert_ok = fire is not None and clear is not None and fire > 0 and clear > 0
+                    measurements.setdefault("kill_caddy", []).append(asdict(res) | {"alert_fire_s": fire,
+                                                                                      "alert_clear_s": clear})
+                    alert = (f"; Prometheus: AnycastPopWithdrawn{{pop={pop}}} firing {_secs(fire)} after the kill, "
+                             f"cleared {_secs(clear)} after Caddy restarted")
+                    return [Check("failover", name + ", alert fired and cleared", res.ok and alert_ok, res.detail + alert)]
 
                 guarded("failover", name, kill)
                 save_state(stack, state)
@@ -411,6 +474,9 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
                     return [Check("failover", name, res.ok, res.detail)]
 
                 guarded("failover", name, frozen)
+    if mon:  # like the blackbox probes above: the check leaves no monitoring process behind
+        prometheus.stop_stack(state)
+        save_state(stack, state)
     return {"stack": stack, "ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks],
             "measurements": measurements}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,11 @@ def _fmt(x: float | None) -> str:
 
 
 def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
-               target_s: float = 1.0, limit_s: float = 3.0) -> FailoverResult:
-    """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; restart Caddy."""
+               target_s: float = 1.0, limit_s: float = 3.0,
+               on_event: Callable[[str, float], None] | None = None) -> FailoverResult:
+    """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; restart Caddy.
+
+    ``on_event("killed" | "restarted", monotonic time)`` lets an observer (the lab's Prometheus) time itself."""
     pop = plan.pop(pop_code)
     pst = state["pops"][pop_code]
     prefix = _prefix(plan)
@@ -142,6 +146,8 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
         t0 = time.monotonic()
         signal_pids([pst["pids"]["caddy"]], signal.SIGKILL)
+        if on_event:
+            on_event("killed", t0)
         t_w = _wait(lambda: not _announced(pop, prefix), 10)
         t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10)
         t_s = prober.first_after(t0, nxt) if t_s else None
@@ -152,6 +158,8 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
         t1 = time.monotonic()
         pst["pids"]["caddy"] = start(pop.namespace, pst["commands"]["caddy"], d / "caddy.log", env=env)
+        if on_event:
+            on_event("restarted", t1)
         t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20)
     finally:
         prober.stop()

@@ -20,7 +20,7 @@ import pytest
 from infra.stack import load_network
 from lab.boot import down, state_path, up
 from lab.checks import run_checks
-from lab.netns import list_namespaces
+from lab.netns import list_namespaces, namespace_pids
 from lab.processes import alive
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -133,6 +133,26 @@ def test_monitoring_with_the_real_blackbox_exporter(lab: dict[str, Any], report:
         assert (outputs["pops"][code]["ipv4"], outputs["pops"][code]["ipv6"]) == (pop["unicast_ipv4"], pop["unicast_ipv6"])
     assert (state_path(STACK).parent / "monitoring" / "blackbox.yml").is_file()
     assert _exporters(f"acl-{STACK}-c-de") == []  # stopped by the check's teardown
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="make deps installs Debian's prometheus")
+def test_prometheus_scrapes_every_pop_and_the_withdrawn_alert_fires(report: dict[str, Any]) -> None:
+    checks = _check(report, "prometheus")
+    for c in checks:
+        assert c["ok"], c
+    assert any("(22/22)" in c["name"] for c in checks)  # 16 probes, 3 bird_exporter, 2 health agents, blackbox
+    (kill,) = [c for c in _check(report, "failover") if c["name"].startswith("Caddy killed")]
+    assert "AnycastPopWithdrawn{pop=ams} firing" in kill["detail"]
+    first = report["measurements"]["kill_caddy"][0]
+    assert 0 < first["alert_fire_s"] < 5 and 0 < first["alert_clear_s"] < 10  # 1 s scrape and evaluation in the lab
+    assert _exporters(f"acl-{STACK}-c-de") == []  # the check stopped its monitoring processes
+    assert glob_processes("prometheus") == [] and glob_processes("prometheus-bird") == []
+
+
+def glob_processes(prefix: str) -> list[int]:
+    """Pids of processes inside this stack's lab namespaces named exactly ``prefix`` (their comm)."""
+    pids = [pid for ns in list_namespaces(f"acl-{STACK}-") for pid in namespace_pids(ns)]
+    return [p for p in pids if alive(p) and Path(f"/proc/{p}/comm").read_text().strip() == prefix]
 
 
 def test_failover(report: dict[str, Any]) -> None:
