@@ -53,7 +53,16 @@ def run() -> list[tuple[str, float, str]]:
         ("lab prod: DNS queries lost per failover", _median([float(k["dns_lost"]) for k in kills]),
          "median (one query every 20 ms; NSD stays up when Caddy dies)"),
         ("lab prod: Caddy back -> re-announced", _median([k["recover_s"] for k in kills]), "s median (rise 3 x 200 ms)"),
+        ("lab prod: Caddy killed -> Prometheus alert AnycastPopWithdrawn firing",
+         _median([k.get("alert_fire_s") for k in kills]),
+         "s median (lab: 1 s scrape + 1 s evaluation, for 0s; production adds for: 1m and 15 s intervals)"),
+        ("lab prod: Caddy back -> AnycastPopWithdrawn cleared", _median([k.get("alert_clear_s") for k in kills]),
+         "s median (re-announce after rise, then a scrape and an evaluation)"),
     ]
+    if "prometheus" in m:
+        p = m["prometheus"]
+        rows.append(("lab prod: Prometheus started -> every target up", float(p["startup_s"] + p["targets_up_s"]),
+                     f"s ({p['targets']} targets; Prometheus applies discovered targets every 5 s)"))
     if "freeze" in m:
         f = m["freeze"]
         rows += [
