@@ -14,7 +14,7 @@ from infra.components.tls import TlsArgs, TlsCertificate
 from infra.cost import estimate
 from infra.model import ConfigError, Pop, parse_network
 from infra.outputs import geodns_output, network_output, pops_output, probes_output
-from infra.rollout import overlap_estimate, rollout_waves
+from infra.rollout import rollout_waves
 from userdata.render import check_password
 
 config = pulumi.Config()
@@ -88,5 +88,5 @@ pulumi.export("network", network_output(network))
 pulumi.export("pops", pops_output(network, addresses, instance_ids))
 pulumi.export("geodns", geodns_output(network, geodns.record_sets, geodns.zone_id))
 pulumi.export("probes", probes_output(network, addresses))
-pulumi.export("cost", {**cost, "rollout": overlap_estimate(network)})
+pulumi.export("cost", cost)
 pulumi.export("externalCloudConfig", pulumi.Output.secret(external_cloud_config))

@@ -65,5 +65,8 @@ def estimate(network: Network, external_costs: Mapping[str, float] | None = None
             usd, source, plan = float(table["external_default"]), "plans.json external_default", None
         per_pop[pop.code] = {"provider": pop.provider, "plan": plan, "usdPerMonth": usd, "source": source}
     total = round(sum(p["usdPerMonth"] for p in per_pop.values()), 2)
+    from infra.rollout import overlap_estimate  # here, not at the top: infra.rollout reads this module's price table
+
     return {"currency": table["currency"], "perPop": per_pop, "totalUsdPerMonth": total,
-            "notCounted": ["Route53 hosted zone, queries and health checks", "traffic above the plans' allowance"]}
+            "notCounted": ["Route53 hosted zone, queries and health checks", "traffic above the plans' allowance"],
+            "rollout": overlap_estimate(network)}  # old and new PoPs side by side during a gated rollout

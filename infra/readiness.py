@@ -10,9 +10,10 @@ What "ready" means for one PoP (docs/deploy.md, "The readiness gate"), each seen
 * DNS: a SOA query for the zone with the EDNS NSID option (RFC 5001) answers NOERROR with NSID ``<code>``. Unicast
   PoPs only: NSD on an anycast PoP listens on the anycast addresses alone, so its DNS is judged by the health agent's
   own DNS check in the status document (next item).
-* Anycast PoPs: the health agent's status document (:data:`STATUS_PORT`, :data:`STATUS_PATH`; the JSON contract in
-  docs/deploy.md) names this PoP, every check passes, at least ``sessions`` BGP sessions exist and all are
-  Established, the anycast routes are exported and the PoP is not draining.
+* Anycast PoPs: the health agent's status document (``http://<unicast>:9325/status``, schema 1 of
+  userdata/files/anycast-health.py; the fields read here are listed in docs/deploy.md) names this PoP, every check
+  passes, BIRD answers, at least ``sessions`` BGP sessions exist and all are Established, the anycast routes are
+  exported and the PoP is not drained.
 
 A PoP is ready when one poll finds nothing wrong ``consecutive`` times in a row. After ``timeout`` seconds
 :func:`wait_ready` raises :class:`NotReady` naming the PoP and what was still missing at the last poll.
@@ -29,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-STATUS_PORT = 9325
+from userdata.health_config import STATUS_PORT  # where the agent serves /status (nftables: admin.monitoringCidrs)
+
 STATUS_PATH = "/status"
 DEFAULT_TIMEOUT_S = 900.0  # rollout.gateTimeout's default: 15 minutes per PoP
 DEFAULT_INTERVAL_S = 5.0
@@ -182,61 +184,45 @@ def dns_nsid(server: str, port: int, qname: str, timeout: float, connect: Connec
 
 @dataclass(frozen=True)
 class PopStatus:
-    """The health agent's status document, normalised (docs/deploy.md, 'Status document')."""
+    """The fields of the health agent's status document (schema 1) that the gate reads (docs/deploy.md)."""
 
     pop: str
+    state: str  # announced | withdrawn | drained | changing | unknown
+    reason: str
     checks: dict[str, bool]
-    sessions: dict[str, str]  # name -> BGP state, lower case
+    bird_reachable: bool
+    sessions: dict[str, str]  # BGP protocol name -> BGP state, lower case ("established")
     exported: bool
-    drain: bool
+    drained: bool
 
 
-def _ok(value: Any) -> bool:
-    if isinstance(value, dict):
-        if "ok" in value:
-            return value["ok"] is True
-        return str(value.get("state", "")).lower() in ("ok", "up", "healthy", "pass")
-    if isinstance(value, str):
-        return value.lower() in ("ok", "up", "healthy", "pass")
-    return value is True
-
-
-def _named(items: Any, what: str) -> dict[str, Any]:
-    """``{name: value}`` from either a mapping or a list of objects with ``name``."""
-    if isinstance(items, dict):
-        return dict(items)
-    if isinstance(items, list) and all(isinstance(i, dict) and "name" in i for i in items):
-        return {str(i["name"]): i for i in items}
-    raise ValueError(f"{what}: expected an object or a list of objects with 'name'")
+def _need(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = doc.get(key)
+    if not isinstance(value, kind):
+        raise ValueError(f"{where}{key}: missing or not {getattr(kind, '__name__', 'the right type')}")
+    return value
 
 
 def parse_status(doc: Any) -> PopStatus:
-    """Validate and normalise a status document; ValueError names the field that does not fit the contract."""
+    """Validate a status document (userdata/files/anycast-health.py, ``Agent._publish``, schema 1); ValueError names
+    the field that does not fit."""
     if not isinstance(doc, dict):
         raise ValueError("status: expected a JSON object")
-    if not isinstance(doc.get("pop"), str):
-        raise ValueError("status.pop: missing or not a string")
-    checks = {k: _ok(v) for k, v in _named(doc.get("checks", {}), "status.checks").items()}
-    bgp = doc.get("bgp", {})
-    raw_sessions = bgp.get("sessions", {}) if isinstance(bgp, dict) else bgp
+    if doc.get("schema") != 1:
+        raise ValueError(f"status.schema: {doc.get('schema')!r} is not 1, the schema this gate reads")
+    checks = _need(doc, "checks", dict, "status.")
+    bird = _need(doc, "bird", dict, "status.")
     sessions = {}
-    for name, value in _named(raw_sessions, "status.bgp.sessions").items():
-        state = value.get("state") if isinstance(value, dict) else value
-        if not isinstance(state, str):
-            raise ValueError(f"status.bgp.sessions.{name}.state: missing or not a string")
-        sessions[name] = state.lower()
-    exported = doc.get("exported")
-    if isinstance(exported, dict):
-        exported_ok = bool(exported) and all(_ok(v) for v in exported.values())
-    elif isinstance(exported, list):
-        exported_ok = bool(exported)
-    elif isinstance(exported, bool):
-        exported_ok = exported
-    else:
-        raise ValueError("status.exported: missing (true/false, {protocol: bool} or a list of prefixes)")
-    drain = doc.get("drain", False)
-    draining = _ok(drain.get("active", drain.get("draining", False))) if isinstance(drain, dict) else bool(drain)
-    return PopStatus(doc["pop"], checks, sessions, exported_ok, draining)
+    for name, value in _need(bird, "sessions", dict, "status.bird.").items():
+        state = value.get("bgp_state") if isinstance(value, dict) else None
+        sessions[name] = str(state).lower() if state else "down"  # no BGP state: the protocol is down or starting
+    exported = _need(doc, "exported", dict, "status.")
+    drain = _need(doc, "drain", dict, "status.")
+    return PopStatus(
+        pop=_need(doc, "pop", str, "status."), state=str(doc.get("state")), reason=str(doc.get("reason") or ""),
+        checks={str(k): isinstance(v, dict) and v.get("ok") is True for k, v in checks.items()},
+        bird_reachable=bird.get("reachable") is True, sessions=sessions,
+        exported=_need(exported, "anycast", bool, "status.exported."), drained=_need(drain, "drained", bool, "status.drain."))
 
 
 def status_problems(status: PopStatus, target: GateTarget) -> list[str]:
@@ -249,15 +235,17 @@ def status_problems(status: PopStatus, target: GateTarget) -> list[str]:
         problems.append("health checks failing: " + ", ".join(failed))
     if not status.checks:
         problems.append("the status document lists no health checks")
+    if not status.bird_reachable:
+        problems.append("BIRD's control socket does not answer the agent")
     down = sorted(f"{name} {state}" for name, state in status.sessions.items() if state != ESTABLISHED)
     if down:
         problems.append("BGP sessions not Established: " + ", ".join(down))
     if len(status.sessions) < target.sessions:
         problems.append(f"{len(status.sessions)} BGP sessions, expected {target.sessions}")
     if target.mode == "anycast" and not status.exported:
-        problems.append("anycast routes not exported")
-    if status.drain:
-        problems.append("the PoP is draining")
+        problems.append(f"anycast routes not exported (agent: {status.state}" + (f", {status.reason})" if status.reason else ")"))
+    if status.drained:
+        problems.append("the PoP is drained")
     return problems
 
 

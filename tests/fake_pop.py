@@ -12,17 +12,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def status_document(pop: str, *, checks_ok: bool = True, sessions: dict[str, str] | None = None,
-                    exported: bool = True, drain: bool = False) -> dict[str, Any]:
-    """A status document in the contract of docs/deploy.md."""
+def status_document(pop: str, *, checks_ok: bool = True, sessions: dict[str, str | None] | None = None,
+                    exported: bool = True, drained: bool = False) -> dict[str, Any]:
+    """The fields of the health agent's status document (userdata/files/anycast-health.py, ``Agent._publish``,
+    schema 1) that the gate reads, with the agent's own key names."""
     sessions = {"vultr4": "Established", "vultr6": "Established"} if sessions is None else sessions
+    state = "announced" if exported else ("drained" if drained else "withdrawn")
     return {
-        "pop": pop,
+        "schema": 1, "pop": pop, "state": state, "reason": "" if exported else "rise 1/3",
+        "healthy": checks_ok,
         "checks": {"http": {"ok": checks_ok, "detail": None if checks_ok else "http ConnectionRefusedError"},
                    "dns": {"ok": True, "detail": None}},
-        "bgp": {"sessions": {name: {"state": state} for name, state in sessions.items()}},
-        "exported": {"anycast4": exported, "anycast6": exported},
-        "drain": {"active": drain},
+        "bird": {"reachable": True, "error": None,
+                 "sessions": {name: {"state": "up" if bgp == "Established" else "start", "bgp_state": bgp,
+                                     "routes_exported": 2 if exported else 0, "routes_imported": 0}
+                              for name, bgp in sessions.items()}},
+        "exported": {"anycast": exported, "routes": 4 if exported else 0},
+        "drain": {"drained": drained, "file": "/var/lib/anycast/drain"},
     }
 
 

@@ -64,10 +64,10 @@ def test_partially_ready_pop_reports_only_what_is_missing() -> None:
         state.status = status_document("ams", sessions={"vultr4": "Established"})
         assert observe(target(fake)) == ["1 BGP sessions, expected 2"]
         state.status = status_document("ams", exported=False)
-        assert observe(target(fake)) == ["anycast routes not exported"]
+        assert observe(target(fake)) == ["anycast routes not exported (agent: withdrawn, rise 1/3)"]
         assert observe(target(fake, "unicast")) == []  # unicast PoPs announce nothing
-        state.status, state.xpop = status_document("ams", drain=True), "fra"
-        assert observe(target(fake)) == ["HTTP on 127.0.0.1: status 200, X-PoP 'fra' (want 200, 'ams')", "the PoP is draining"]
+        state.status, state.xpop = status_document("ams", drained=True), "fra"
+        assert observe(target(fake)) == ["HTTP on 127.0.0.1: status 200, X-PoP 'fra' (want 200, 'ams')", "the PoP is drained"]
         state.status, state.xpop = status_document("fra"), None
         assert observe(target(fake)) == ["status endpoint answers for PoP 'fra', not 'ams'"]
         state.status = None
@@ -91,7 +91,8 @@ def test_becoming_ready_passes_and_logs_each_change_once() -> None:
         lines: list[str] = []
         result = wait_ready(target(fake), timeout=5, probe=probe, say=lines.append, interval=0.05, consecutive=2)
     assert result.polls == 5  # polls 1-3 not ready, 4 and 5 ready
-    assert lines == ["ams: BGP sessions not Established: vultr4 connect, vultr6 connect; anycast routes not exported",
+    assert lines == ["ams: BGP sessions not Established: vultr4 connect, vultr6 connect; "
+                     "anycast routes not exported (agent: withdrawn, rise 1/3)",
                      "ams: ready"]
 
 
@@ -112,18 +113,18 @@ def test_timeout_uses_the_given_clock() -> None:
     assert now[0] == 900
 
 
-def test_status_contract_shapes_and_errors() -> None:
-    listed = {"pop": "ams", "checks": [{"name": "http", "ok": True}, {"name": "dns", "state": "down"}],
-              "bgp": {"sessions": [{"name": "vultr4", "state": "Established"}]}, "exported": ["192.0.2.0/24"],
-              "drain": False}
-    s = parse_status(listed)
-    assert s.checks == {"http": True, "dns": False} and s.sessions == {"vultr4": "established"}
-    assert s.exported and not s.drain
-    assert status_problems(s, GateTarget("ams", "anycast", (), "z", sessions=1)) == ["health checks failing: dns"]
-    assert parse_status({**listed, "exported": []}).exported is False
-    for doc, field in ((["x"], "status"), ({"checks": {}}, "status.pop"), ({**listed, "exported": None}, "status.exported"),
-                       ({**listed, "checks": [1]}, "status.checks"),
-                       ({**listed, "bgp": {"sessions": {"vultr4": {"state": 3}}}}, "status.bgp.sessions.vultr4.state")):
+def test_status_contract_errors_name_the_field() -> None:
+    good = status_document("ams")
+    s = parse_status(good)
+    assert (s.pop, s.state, s.exported, s.drained, s.bird_reachable) == ("ams", "announced", True, False, True)
+    assert s.sessions == {"vultr4": "established", "vultr6": "established"} and s.checks == {"http": True, "dns": True}
+    unknown = {**good, "checks": {"http": {"ok": None}}, "bird": {**good["bird"], "reachable": False,
+                                                                  "sessions": {"vultr4": {"bgp_state": None}}}}
+    assert status_problems(parse_status(unknown), GateTarget("ams", "anycast", (), "z", sessions=1)) == [
+        "health checks failing: http", "BIRD's control socket does not answer the agent", "BGP sessions not Established: vultr4 down"]
+    for doc, field in ((["x"], "status"), ({**good, "schema": 2}, "status.schema"), ({**good, "pop": 1}, "status.pop"),
+                       ({**good, "exported": {"routes": 2}}, "status.exported.anycast"), ({**good, "drain": None}, "status.drain"),
+                       ({**good, "bird": {"reachable": True}}, "status.bird.sessions"), ({**good, "checks": []}, "status.checks")):
         with pytest.raises(ValueError, match=f"^{field.replace('.', '[.]')}"):
             parse_status(doc)
 
@@ -149,3 +150,29 @@ def test_status_that_is_not_json_is_a_problem_not_a_crash() -> None:
     t.join(2)
     srv.close()
     assert len(problems) == 1 and "JSONDecodeError" in problems[0]
+
+
+def test_the_real_agents_status_document_fits_the_gate() -> None:
+    """The contract is the agent's own code: a just-started agent's /status parses and is not ready, for reasons."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from infra.stack import load_network
+    from userdata.health_config import STATUS_PORT, health_config
+
+    path = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-health.py"
+    spec = importlib.util.spec_from_file_location("anycast_health_for_gate", path)
+    assert spec is not None and spec.loader is not None
+    agent_mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = agent_mod
+    spec.loader.exec_module(agent_mod)
+    network = load_network("dev")
+    config = health_config(network, network.pop("ams"))
+    assert config["status"]["port"] == STATUS_PORT == 9325
+    agent = agent_mod.Agent(agent_mod.load_config(config))
+    agent._publish()
+    status = parse_status(agent.status())
+    assert status_problems(status, GateTarget("ams", "anycast", (), "z", sessions=2)) == [
+        "health checks failing: dns, http", "BIRD's control socket does not answer the agent", "0 BGP sessions, expected 2",
+        "anycast routes not exported (agent: unknown, starting: no checks yet)"]

@@ -161,7 +161,7 @@ def test_create_fails_with_the_pop_and_what_is_missing() -> None:
     with FakePop(FakePopState("ams", status=status)) as fake, pytest.raises(NotReady) as err:
         PopGateProvider().create(_props(fake, 0.5))
     assert str(err.value).startswith("PoP ams not ready after ")
-    assert "BGP sessions not Established: vultr6 active; anycast routes not exported" in str(err.value)
+    assert "BGP sessions not Established: vultr6 active; anycast routes not exported (agent: withdrawn" in str(err.value)
 
 
 def test_cost_output_shows_the_overlap_of_a_rollout() -> None:
