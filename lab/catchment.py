@@ -59,8 +59,9 @@ def query_from(ns: str, server: str, timeout: float = 1.0, tries: int = 2) -> tu
     return None, None, None, last
 
 
-def lab_observations(stack: str, network: Network) -> tuple[list[Observation], dict[str, ProbeInfo]]:
-    """Ask every client of the running lab of ``stack``; LabError if that lab is not running."""
+def lab_observations(stack: str, network: Network) -> tuple[list[Observation], dict[str, ProbeInfo], list[str]]:
+    """Ask every client of the running lab of ``stack``: (observations, the clients as probes, the PoPs in the lab).
+    LabError if that lab is not running."""
     path = state_path(stack)
     if not path.exists() or not list_namespaces(f"{namespace_prefix(stack)}bb"):
         raise LabError(f"the lab of stack {stack} is not running: start it with `anycast lab up --stack {stack}`")
@@ -81,4 +82,4 @@ def lab_observations(stack: str, network: Network) -> tuple[list[Observation], d
                 ident, source = (nsid, "nsid") if nsid else (txt, "chaos-txt")
                 obs.append(Observation(c.name, af, addr, rtt, ident, source,
                                        None if ident else "answer carries neither an NSID nor a CHAOS TXT record"))
-    return obs, probes
+    return obs, probes, [p.code for p in plan.pops]

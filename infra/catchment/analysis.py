@@ -159,10 +159,12 @@ def _median(values: list[float]) -> float | None:
 
 
 def analyse(network: Network, observations: Iterable[Observation], probes: Mapping[str, ProbeInfo], source: str,
-            tolerance_km: float = DEFAULT_TOLERANCE_KM) -> Report:
-    """Join observations with probe locations and the model."""
+            tolerance_km: float = DEFAULT_TOLERANCE_KM, running: Iterable[str] | None = None) -> Report:
+    """Join observations with probe locations and the model; ``running`` limits the expected PoPs to those that
+    exist (a lab booted with ``--pops``)."""
     codes = [p.code for p in network.pops]
-    anycast = [p for p in network.anycast_pops if p.latitude is not None and p.longitude is not None]
+    up = set(running) if running is not None else set(codes)
+    anycast = [p for p in network.anycast_pops if p.latitude is not None and p.longitude is not None and p.code in up]
     geo_group = _geodns_map(network)
     rows: list[ProbeRow] = []
     skipped: list[dict[str, str]] = []

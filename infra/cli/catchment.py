@@ -145,13 +145,14 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         network = load_network(args.stack)
         notes: list[str] = []
         probes: dict[str, ProbeInfo] = {}
+        running: list[str] | None = None
         observations: list[Observation]
         if args.lab:
             from lab.catchment import lab_observations
             from lab.netns import LabError
 
             try:
-                observations, probes = lab_observations(args.stack, network)
+                observations, probes, running = lab_observations(args.stack, network)
             except LabError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_REFUSED
@@ -176,7 +177,7 @@ def cmd_catchment(args: argparse.Namespace) -> int:
             observations = parse_results(raw)
             probes = client.probes({o.probe_id for o in observations})
             source = "RIPE Atlas measurement " + ", ".join(str(i) for i in ids)
-        report = analyse(network, observations, probes, source=source, tolerance_km=args.tolerance_km)
+        report = analyse(network, observations, probes, source=source, tolerance_km=args.tolerance_km, running=running)
         diff = _advice(network, report, args.stack)
     except (BadInput, ResultsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
