@@ -90,8 +90,9 @@ class FailoverResult:
 def failover_problems(*, nxt: str, withdraw: float | None, withdraw_limit: float, switch: float | None,
                       recover: float | None, probes: int, dns_probes: int, dns_switch: float | None,
                       lost_after: int, dns_lost_after: int) -> list[str]:
-    """Why a failover measurement fails (empty: it passes). HTTP and DNS both count: each must have been probed,
-    must have moved to ``nxt`` and must not fail once there; the prefix must be withdrawn in time and come back."""
+    """Why a failover measurement fails (empty: it passes). HTTP and DNS both count: each must have been probed
+    (``probes``/``dns_probes``: samples from the event to the restore), must have moved to ``nxt`` and must not fail
+    once there; the prefix must be withdrawn in time and come back."""
     problems: list[str] = []
     if withdraw is None:
         problems.append("the upstream never withdrew the prefix")
@@ -109,13 +110,23 @@ def failover_problems(*, nxt: str, withdraw: float | None, withdraw_limit: float
     return problems
 
 
-def _after_switch(prober: Prober, dns: Prober, t0: float, t_s: float | None, t1: float,
-                  nxt: str) -> tuple[float | None, int, int]:
-    """(event -> DNS on ``nxt``, HTTP failures after the switch, DNS failures after DNS switched), up to ``t1``."""
+@dataclass(frozen=True)
+class AfterEvent:
+    """What the probers saw from the event ``t0`` to the restore ``t1``."""
+
+    dns_switch: float | None  # event -> first DNS answer from the next PoP
+    lost_after: int  # HTTP failures after the HTTP switch
+    dns_lost_after: int  # DNS failures after the DNS switch
+    http_samples: int  # HTTP probes from t0 to t1 (0: the prober did not run)
+    dns_samples: int
+
+
+def _after_event(prober: Prober, dns: Prober, t0: float, t_s: float | None, t1: float, nxt: str) -> AfterEvent:
     t_d = dns.first_after(t0, nxt)
-    lost_after = prober.lost(t_s, t1)[0] if t_s is not None else 0
-    dns_lost_after = dns.lost(t_d, t1)[0] if t_d is not None else 0
-    return (None if t_d is None else t_d - t0), lost_after, dns_lost_after
+    return AfterEvent(None if t_d is None else t_d - t0,
+                      prober.lost(t_s, t1)[0] if t_s is not None else 0,
+                      dns.lost(t_d, t1)[0] if t_d is not None else 0,
+                      prober.lost(t0, t1)[1], dns.lost(t0, t1)[1])
 
 
 def _prefix(plan: LabPlan) -> str:
@@ -167,9 +178,11 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
-    dns_switch, lost_after, dns_lost_after = _after_switch(prober, dns, t0, t_s, t1, nxt)
+    after = _after_event(prober, dns, t0, t_s, t1, nxt)
+    dns_switch, lost_after, dns_lost_after = after.dns_switch, after.lost_after, after.dns_lost_after
     problems = failover_problems(nxt=nxt, withdraw=withdraw, withdraw_limit=limit_s, switch=switch, recover=recover,
-                                 probes=probes, dns_probes=dns_probes, dns_switch=dns_switch, lost_after=lost_after,
+                                 probes=after.http_samples, dns_probes=after.dns_samples, dns_switch=dns_switch,
+                                 lost_after=lost_after,
                                  dns_lost_after=dns_lost_after)
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
               f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
@@ -211,9 +224,11 @@ def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
-    dns_switch, lost_after, dns_lost_after = _after_switch(prober, dns, t0, t_s, t1, nxt)
+    after = _after_event(prober, dns, t0, t_s, t1, nxt)
+    dns_switch, lost_after, dns_lost_after = after.dns_switch, after.lost_after, after.dns_lost_after
     problems = failover_problems(nxt=nxt, withdraw=withdraw, withdraw_limit=hold + 1.5, switch=switch, recover=recover,
-                                 probes=probes, dns_probes=dns_probes, dns_switch=dns_switch, lost_after=lost_after,
+                                 probes=after.http_samples, dns_probes=after.dns_samples, dns_switch=dns_switch,
+                                 lost_after=lost_after,
                                  dns_lost_after=dns_lost_after)
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (hold time {hold} s), {client.name} on {nxt} after "
               f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "

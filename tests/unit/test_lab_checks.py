@@ -16,8 +16,9 @@ from infra.stack import load_network
 from lab import bgp
 from lab import checks as lab_checks
 from lab.checks import Check, check_logs, check_routes, check_sessions, expected_logs, expected_routes, monitoring_rows
-from lab.failover import failover_problems
+from lab.failover import _after_event, failover_problems
 from lab.monitoring import ProbeResult, lab_outputs, probe_plan
+from lab.probes import Prober
 from lab.topology import LabPlan, build_plan
 
 PLAN = build_plan("dev", load_network("dev"))
@@ -261,3 +262,18 @@ def test_failover_passes_when_http_and_dns_move_and_stay() -> None:
 ])
 def test_each_failover_condition_fails(change: dict[str, Any], problem: str) -> None:
     assert failover_problems(**(GOOD | change)) == [problem]
+
+
+def test_samples_are_counted_up_to_the_restore_not_only_in_the_loss_window() -> None:
+    """Seen in the lab: DNS moved within 0.02 s, so no DNS query fell between the kill and the HTTP switch; the
+    prober did run (three queries before the restore), which is what "probed" means."""
+    http, dns = Prober("ns", "192.0.2.1"), Prober("ns", "192.0.2.1", qname="example.net")
+    http.samples = [(0.5, "ams"), (1.01, None), (1.02, "ewr"), (1.04, None), (1.06, "ewr"), (2.5, "ams")]
+    dns.samples = [(0.5, "ams"), (1.021, "ewr"), (1.041, None), (1.061, "ewr"), (2.5, "ams")]
+    after = _after_event(http, dns, 1.0, 1.02, 2.0, "ewr")
+    assert (after.lost_after, after.dns_lost_after, after.http_samples, after.dns_samples) == (1, 1, 4, 3)
+    assert after.dns_switch == pytest.approx(0.021)
+    assert dns.lost(1.0, 1.02) == (0, 0)  # the loss window alone holds no DNS sample
+    problems = failover_problems(**(GOOD | {"dns_switch": after.dns_switch, "dns_probes": after.dns_samples,
+                                            "lost_after": after.lost_after, "dns_lost_after": after.dns_lost_after}))
+    assert problems == ["1 HTTP probes failed after the move to ewr", "1 DNS probes failed after the move to ewr"]
