@@ -35,7 +35,7 @@ def pulumi_step(doc: dict[Any, Any]) -> dict[str, Any]:
 
 def test_workflows_validate_offline_with_the_builtin_schema() -> None:
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
-    assert [Path(f).name for f in files] == ["deploy.yml", "preview.yml"]
+    assert [Path(f).name for f in files] == ["catchment.yml", "deploy.yml", "preview.yml"]
     # A dead proxy proves the check needs no network: the schema ships inside check-jsonschema.
     env = dict(os.environ, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
     proc = subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", *files],
