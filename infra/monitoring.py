@@ -10,8 +10,11 @@ Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitor
   ``identity``, the same PoP code as its NSID (blackbox cannot read the EDNS NSID option; ``dig +nsid`` can);
 * ``bird.json``, ``health.json``: file_sd targets of each PoP's exporters on its unicast address (IPv4 if it has
   one): Debian's prometheus-bird-exporter on every PoP, the health agent's ``/metrics`` on anycast PoPs; labelled
-  ``pop``, ``mode``, ``provider``, ``region``, ``city``, ``country``, ``continent``, ``asn``;
+  ``pop``, ``mode``, ``provider``, ``region``, ``city``, ``country``, ``continent``, ``latitude``, ``longitude``,
+  ``asn``;
 * ``alerts.yml``: the alerting rules of ``infra/alerts.py``;
+* ``grafana-dashboard.json``: the dashboard of ``infra/dashboard.py`` (PoP table and map, sessions, announcements,
+  probe latency);
 * ``prometheus.yml``: a whole Prometheus config: the probe jobs through the blackbox exporter, the exporter jobs,
   the blackbox exporter's own metrics (so a dead exporter is a target down) and ``rule_files: [alerts.yml]``.
 
@@ -30,13 +33,14 @@ from typing import Any
 import yaml
 
 from infra.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
+from infra.dashboard import dashboard
 from infra.model import ConfigError
 from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT
 
 REQUIRED_KEYS = ("network", "pops", "probes")
 BLACKBOX_ADDRESS = "127.0.0.1:9115"
 SCRAPE_INTERVAL = "15s"
-EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "mode")
+EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "latitude", "longitude", "mode")
 
 
 def load_outputs(path: Path) -> dict[str, Any]:
@@ -167,7 +171,7 @@ def exporter_file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
         host = _unicast_host(pop)
         if host is None:
             continue
-        labels = {"pop": code, "asn": asn} | {k: str(pop.get(k) or "") for k in EXPORTER_LABELS}
+        labels = {"pop": code, "asn": asn} | {k: str(pop[k]) for k in EXPORTER_LABELS if pop.get(k) is not None}
         bird.append({"targets": [f"{host}:{BIRD_EXPORTER_PORT}"], "labels": labels})
         if pop["mode"] == "anycast":
             health.append({"targets": [f"{host}:{HEALTH_METRICS_PORT}"], "labels": labels})
@@ -206,9 +210,10 @@ def write_targets(outputs: dict[str, Any], out_dir: Path, min_announcing: int | 
     rules = rules_document(outputs, min_announcing, hold)  # refuses a bad threshold before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, groups in (file_sd(outputs) | exporter_file_sd(outputs)).items():
+    documents: dict[str, Any] = file_sd(outputs) | exporter_file_sd(outputs) | {"grafana-dashboard.json": dashboard(outputs)}
+    for name, doc in documents.items():
         path = out_dir / name
-        path.write_text(json.dumps(groups, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
     config = prometheus_config(out_dir, blackbox, scrape_interval, scrape_interval)
     for name, doc in (("blackbox.yml", blackbox_modules(outputs)), ("alerts.yml", rules), ("prometheus.yml", config)):

@@ -29,13 +29,15 @@ def network_output(network: Network) -> dict[str, Any]:
 
 def pops_output(network: Network, addresses: Mapping[str, tuple[Address, Address]],
                 instance_ids: Mapping[str, Any]) -> dict[str, Any]:
-    """code -> provider, region, city, country, continent, mode, ipv4, ipv6, instanceId (None for external PoPs)."""
+    """code -> provider, region, city, country, continent, latitude, longitude, mode, ipv4, ipv6, instanceId (None for
+    external PoPs). The coordinates place the PoP on the Grafana map (infra/dashboard.py)."""
     out: dict[str, Any] = {}
     for pop in network.pops:
         ipv4, ipv6 = addresses[pop.code]
         out[pop.code] = {
             "provider": pop.provider, "region": pop.region, "city": pop.city, "country": pop.country,
-            "continent": pop.continent, "mode": pop.mode, "plan": pop.plan if pop.is_vultr else None,
+            "continent": pop.continent, "latitude": pop.latitude, "longitude": pop.longitude, "mode": pop.mode,
+            "plan": pop.plan if pop.is_vultr else None,
             "geodns": list(pop.geodns), "ipv4": ipv4, "ipv6": ipv6, "instanceId": instance_ids.get(pop.code),
         }
     return out

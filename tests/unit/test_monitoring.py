@@ -83,7 +83,8 @@ def test_exporter_targets_on_the_unicast_address() -> None:
     assert bird["ams"]["targets"] == [f"{outputs['pops']['ams']['ipv4']}:9324"]
     assert health["ams"]["targets"] == [f"{outputs['pops']['ams']['ipv4']}:9325"]
     assert bird["sao"]["labels"] == {"pop": "sao", "mode": "unicast", "provider": "vultr", "region": "sao",
-                                     "city": "São Paulo", "country": "BR", "continent": "SA", "asn": "64500"}
+                                     "city": "São Paulo", "country": "BR", "continent": "SA", "asn": "64500",
+                                     "latitude": "-23.55", "longitude": "-46.63"}
     service = set(outputs["network"]["service"].values())
     assert not any(g["targets"][0].rsplit(":", 1)[0] in service for g in sd["bird.json"])  # never the anycast address
 
