@@ -10,6 +10,7 @@ from one of our PoPs are grey crosses.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -37,47 +38,57 @@ def project(lat: float, lon: float) -> tuple[float, float]:
     return round(x, 1), round(y, 1)
 
 
-def _ring(points: list[list[float]]) -> str:
-    return " ".join(f"{x},{y}" for x, y in (project(lat, lon) for lon, lat in points))
+Projection = Callable[[float, float], tuple[float, float]]
+
+# The inset: Europe, where most PoPs and probes crowd, drawn larger over the empty South Pacific.
+INSET_LON, INSET_LAT = (-12.0, 33.0), (35.0, 62.0)
+INSET_BOX = (10.0, 385.0, 330.0, 205.0)  # x, y, width, height
+
+
+def project_inset(lat: float, lon: float) -> tuple[float, float]:
+    x0, y0, w, h = INSET_BOX
+    x = x0 + (lon - INSET_LON[0]) / (INSET_LON[1] - INSET_LON[0]) * w
+    y = y0 + (INSET_LAT[1] - lat) / (INSET_LAT[1] - INSET_LAT[0]) * h
+    return round(x, 1), round(y, 1)
+
+
+def _ring(points: list[list[float]], proj: Projection) -> str:
+    return " ".join(f"{x},{y}" for x, y in (proj(lat, lon) for lon, lat in points))
 
 
 def pop_colours(codes: list[str]) -> dict[str, str]:
     return {code: PALETTE[i % len(PALETTE)] for i, code in enumerate(codes)}
 
 
-def render_svg(report: Report, title: str) -> str:
-    """The map of ``report`` as a standalone SVG document."""
-    colours = pop_colours(list(report.pops))
-    h = HEIGHT + LEGEND_H
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{h}" viewBox="0 0 {WIDTH} {h}" '
-           'font-family="DejaVu Sans, Arial, sans-serif">',
-           f"<title>{escape(title)}</title>",
-           f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#dbe9f4"/>']
+def _layer(report: Report, colours: dict[str, str], proj: Projection, scale: float) -> list[str]:
+    """Land, PoPs (with labels), lines from mis-routed probes to their PoP, and probe dots, in that order (dots on top)."""
+    out = []
     data = outline()
     for name, ring in data["land"].items():
-        out.append(f'<polygon points="{_ring(ring)}" fill="#f2efe6" stroke="#9a9a8a" stroke-width="0.6">'
+        out.append(f'<polygon points="{_ring(ring, proj)}" fill="#f2efe6" stroke="#9a9a8a" stroke-width="0.6">'
                    f"<title>{escape(name)}</title></polygon>")
     for _name, ring in data["water"].items():
-        out.append(f'<polygon points="{_ring(ring)}" fill="#dbe9f4" stroke="#9a9a8a" stroke-width="0.6"/>')
+        out.append(f'<polygon points="{_ring(ring, proj)}" fill="#dbe9f4" stroke="#9a9a8a" stroke-width="0.6"/>')
     for code, pop in report.pops.items():
         if pop["lat"] is None or pop["lon"] is None:
             continue
-        x, y = project(pop["lat"], pop["lon"])
+        x, y = proj(pop["lat"], pop["lon"])
         fill = colours[code] if pop["mode"] == "anycast" else "#ffffff"
         out.append(f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10" fill="{fill}" stroke="{colours[code]}" '
                    f'stroke-width="2.5"><title>{escape(code)} ({pop["mode"]}): served {pop["served"]}</title></rect>')
-    # Lines from mis-routed probes to the PoP that answered them, under the dots.
+        out.append(f'<text x="{x + 7}" y="{y + 12}" font-size="{10 * scale:.0f}" fill="#222" stroke="#fff" '
+                   f'stroke-width="2.5" paint-order="stroke">{escape(code)}</text>')
     for p in report.probes:
         if p.misrouted and p.lat is not None and p.lon is not None and p.pop:
             pop = report.pops[p.pop]
-            x1, y1 = project(p.lat, p.lon)
-            x2, y2 = project(pop["lat"], pop["lon"])
-            out.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#cc0000" stroke-width="1" '
-                       'stroke-dasharray="4 3" opacity="0.7"/>')
+            x1, y1 = proj(p.lat, p.lon)
+            x2, y2 = proj(pop["lat"], pop["lon"])
+            out.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#cc0000" stroke-width="1.2" '
+                       'stroke-dasharray="4 3" opacity="0.8"/>')
     for p in report.probes:
         if p.lat is None or p.lon is None:
             continue
-        x, y = project(p.lat, p.lon)
+        x, y = proj(p.lat, p.lon)
         tip = escape(f"probe {p.id} {p.label or ''} {p.country or '??'} AS{p.asn or '?'}: "
                      f"{p.pop or p.status} rtt {p.rtt_ms} ms, expected {p.expected_pop}"
                      + (f", +{p.extra_km:.0f} km" if p.extra_km else ""))
@@ -85,14 +96,28 @@ def render_svg(report: Report, title: str) -> str:
             out.append(f'<path d="M{x - 3},{y - 3}L{x + 3},{y + 3}M{x - 3},{y + 3}L{x + 3},{y - 3}" stroke="#777" '
                        f'stroke-width="1.5"><title>{tip}</title></path>')
             continue
-        ring = ' stroke="#cc0000" stroke-width="2.2"' if p.misrouted else ' stroke="#333" stroke-width="0.5"'
-        out.append(f'<circle cx="{x}" cy="{y}" r="{5 if p.misrouted else 4}" fill="{colours[p.pop]}"{ring}>'
+        ring = ' stroke="#cc0000" stroke-width="2.5"' if p.misrouted else ' stroke="#333" stroke-width="0.8"'
+        out.append(f'<circle cx="{x}" cy="{y}" r="{6 if p.misrouted else 4.5}" fill="{colours[p.pop]}"{ring}>'
                    f"<title>{tip}</title></circle>")
-    for code, pop in report.pops.items():  # labels last, above the dots
-        if pop["lat"] is not None and pop["lon"] is not None:
-            x, y = project(pop["lat"], pop["lon"])
-            out.append(f'<text x="{x + 7}" y="{y - 6}" font-size="11" fill="#222" stroke="#fff" stroke-width="2.5" '
-                       f'paint-order="stroke">{escape(code)}</text>')
+    return out
+
+
+def render_svg(report: Report, title: str) -> str:
+    """The map of ``report`` as a standalone SVG document: the world, and Europe enlarged in an inset."""
+    colours = pop_colours(list(report.pops))
+    h = HEIGHT + LEGEND_H
+    x0, y0, w, bh = INSET_BOX
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{h}" viewBox="0 0 {WIDTH} {h}" '
+           'font-family="DejaVu Sans, Arial, sans-serif">',
+           f"<title>{escape(title)}</title>",
+           f'<defs><clipPath id="inset"><rect x="{x0}" y="{y0}" width="{w}" height="{bh}"/></clipPath></defs>',
+           f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#dbe9f4"/>']
+    out += _layer(report, colours, project, 1.0)
+    out.append(f'<rect x="{x0}" y="{y0}" width="{w}" height="{bh}" fill="#dbe9f4" stroke="#555" stroke-width="1"/>')
+    out.append('<g clip-path="url(#inset)">')
+    out += _layer(report, colours, project_inset, 1.1)
+    out.append("</g>")
+    out.append(f'<text x="{x0 + 4}" y="{y0 + bh - 5}" font-size="11" fill="#444">Europe (enlarged)</text>')
     # Legend
     s = report.summary()
     y0 = HEIGHT + 18

@@ -10,7 +10,7 @@ from infra.catchment.analysis import ProbeInfo, Report, analyse, pop_of, probes_
 from infra.catchment.output import write_outputs
 from infra.catchment.results import parse_results
 from infra.catchment.text import format_report
-from infra.catchment.worldmap import project
+from infra.catchment.worldmap import project, project_inset
 from infra.model import Network
 from tests.atlas_data import fixture, world_probes, world_results
 
@@ -82,11 +82,9 @@ def test_outputs_follow_the_contract_and_the_map_is_valid_svg(prod_network: Netw
     assert {p["id"]: p["pop"] for p in doc["probes"]}["2960"] is None
     root = ET.parse(tmp_path / "catchment.svg").getroot()
     ns = "{http://www.w3.org/2000/svg}"
-    circles = root.findall(f"{ns}circle")
-    red = [c for c in circles if c.get("stroke") == "#cc0000"]
-    assert len(red) == 1  # the one mis-routed probe
-    x, y = project(53.48, -2.24)
-    assert (float(red[0].get("cx", 0)), float(red[0].get("cy", 0))) == (x, y)
+    red = [c for c in root.iter(f"{ns}circle") if c.get("stroke") == "#cc0000"]
+    # the one mis-routed probe (Manchester), on the world map and in the Europe inset
+    assert {(float(c.get("cx", 0)), float(c.get("cy", 0))) for c in red} == {project(53.48, -2.24), project_inset(53.48, -2.24)}
     assert len(root.findall(f"{ns}polygon")) >= 25  # the offline land outline
-    assert len(root.findall(f"{ns}line")) == 1
+    assert len(list(root.iter(f"{ns}line"))) == 2
     assert b"http" not in (tmp_path / "catchment.svg").read_bytes().replace(b"http://www.w3.org/2000/svg", b"")
