@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import bgp
+from lab.failover import failover_problems
 from lab.health import AdjInStream, agent_cli, agent_pid, metrics, status, unit_semantics
 from lab.netns import LabError
 from lab.probes import Prober
@@ -154,10 +155,17 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     s = None if t_s is None else t_s - t0
     r = None if t_r is None else t_r - t1
     what = "Caddy" if service == "caddy" else "NSD"
-    ok = w is not None and w <= 1.0 and r is not None
+    # The failover verdict (lab/failover.py): HTTP and DNS both probed and both moved to the next PoP, withdrawn within
+    # 1 s, back after the restart. Losses are counted only up to 0.1 s after the switch here, so none "after" it.
+    t_h, t_d = http.first_after(t0, fx.nxt), dns.first_after(t0, fx.nxt)
+    problems = failover_problems(nxt=fx.nxt, withdraw=w, withdraw_limit=1.0, recover=r, probes=probes,
+                                 dns_probes=dns_probes, switch=None if t_h is None else t_h - t0,
+                                 dns_switch=None if t_d is None else t_d - t0, lost_after=0, dns_lost_after=0)
+    ok = not problems
     detail = (f"withdrawn at upstream {_fmt(w, 'ms')} after the kill (goal <= {target_s * 1000:.0f} ms), "
               f"{fx.client.name} on {fx.nxt} after {_fmt(s, 'ms')}; lost {lost}/{probes} HTTP, {dns_lost}/{dns_probes} "
-              f"DNS; {what} restarted, re-announced and serving after {_fmt(r)}")
+              f"DNS; {what} restarted, re-announced and serving after {_fmt(r)}"
+              + "".join(f"; FAIL: {p}" for p in problems))
     return FaultResult(f"{service} killed", fx.code, fx.client.name, fx.nxt, ok, w, s, lost, probes, dns_lost, dns_probes,
                        r, detail)
 
