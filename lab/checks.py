@@ -356,7 +356,7 @@ def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[s
     jobs = ", ".join(f"{job} {up}/{total}" for job, (up, total) in per_job.items())
     detail = (f"{mon.ns}: started in {mon.startup_s:.1f} s, all up {waited:.1f} s later; {jobs}"
               + "".join(f"; DOWN {t.job} {t.pop} {t.url}: {t.error}" for t in down[:4]))
-    ok = len(got) == expected and not down
+    ok = expected > 0 and len(got) == expected and not down  # zero targets is no PASS
     checks = [Check("prometheus", f"Prometheus scrapes every target up: bird_exporter on every PoP, health agents, "
                                   f"probes, blackbox exporter ({len(got)}/{expected})", ok, detail)]
     time.sleep(3)  # a few evaluation rounds (1 s) on the scraped data
