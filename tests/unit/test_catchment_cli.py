@@ -143,3 +143,14 @@ def test_offline_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], c
     assert main(["catchment", "--stack", "prod", "--results", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_lab_mode_when_the_lab_is_not_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "Pulumi.yaml").write_text((root / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.nolab.yaml").write_text((root / "Pulumi.dev.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["catchment", "--stack", "nolab", "--lab"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: the lab of stack nolab is not running: start it with `anycast lab up --stack nolab`\n"
