@@ -191,7 +191,8 @@ def check_leak(plan: LabPlan, base: Path, count: int = 1000) -> tuple[Check, dic
                 break
             time.sleep(0.2)
         time.sleep(1.0)  # give a (hypothetical) re-export time to show up
-        text = bgp.birdc(Path(base / "pops" / source.code / "bird.ctl"), f"show protocols all upstream{version}")
+        sock = json.loads((base / "state.json").read_text(encoding="utf-8"))["pops"][source.code]["bird_socket"]
+        text = bgp.birdc(Path(sock), f"show protocols all upstream{version}")
         imported = _bird_imported(text)
         reexported: dict[str, int] = {}
         for p in plan.pops:
@@ -407,7 +408,18 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     guarded("leak", "route leak", leak)
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     guarded("clients", "clients", lambda: check_clients(plan))
-    guarded("logs", "daemon logs", lambda: [check_logs(base, expected_logs(plan))])
+    machines = state.get("mode") == "machines"
+    if machines:  # the PoPs log to their journals (a row of lab/machine_checks.py); the rest logs to files
+        guarded("logs", "daemon logs", lambda: [check_logs(base, [e for e in expected_logs(plan)
+                                                                  if not e.startswith("pops/")])])
+        from lab.machine_checks import machine_rows
+
+        names = [c.name for c in plan.clients]
+        probe_client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
+        say("machines: cloud-init, systemd, rendered units, nftables loaded and enforced, journals, health agent")
+        guarded("machines", "machine mode", lambda: [Check(*r) for r in machine_rows(plan, state, probe_client)])
+    else:
+        guarded("logs", "daemon logs", lambda: [check_logs(base, expected_logs(plan))])
     mon: list[prometheus.Stack] = []
     if monitoring:
         say("monitoring: stack outputs -> blackbox-exporter targets, probed by the exporter from a client")
@@ -456,7 +468,13 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
 
                 guarded("failover", name, kill)
                 save_state(stack, state)
-            if health:
+            if machines:
+                from lab.machine_checks import watchdog_row
+
+                say(f"watchdog: freeze the health agent at {pop} and kill Caddy; systemd must withdraw the PoP")
+                guarded("failover", "watchdog", lambda: [Check(*watchdog_row(plan, state, client, pop, nxt))])
+                save_state(stack, state)
+            if health and not machines:  # these observe the lab's own supervisor; machine mode has the row above
                 from lab.faults import fault_rows
 
                 def health_rows() -> list[Check]:

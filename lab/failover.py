@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import bgp
+from lab import bgp, pop_control
 from lab.geodns import expected_pop
 from lab.netns import LabError, namespace_pids
 from lab.probes import Prober
-from lab.processes import alive, signal_pids, start
+from lab.processes import alive, signal_pids
 from lab.topology import ClientPlan, LabPlan, PopPlan
 
 PREFERRED_CLIENTS = ("de", "gb", "us", "jp")
@@ -156,7 +156,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
         t0 = time.monotonic()
-        signal_pids([pst["pids"]["caddy"]], signal.SIGKILL)
+        pop_control.kill(pst, "caddy")
         if on_event:
             on_event("killed", t0)
         t_w = _wait(lambda: not _announced(pop, prefix), 10)
@@ -168,7 +168,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         d = Path(pst["dir"])
         env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
         t1 = time.monotonic()
-        pst["pids"]["caddy"] = start(pop.namespace, pst["commands"]["caddy"], d / "caddy.log", env=env)
+        pop_control.restart(pst, "caddy", env=env, log=d / "caddy.log")
         if on_event:
             on_event("restarted", t1)
         t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20)
