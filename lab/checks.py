@@ -367,9 +367,35 @@ def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[s
     text = ", ".join(f"{a['labels'].get('alertname')}{{pop={a['labels'].get('pop', '-')}}}" for a in fired[:6])
     checks.append(Check("prometheus", f"{len(rules)} alert rules loaded, none firing on the healthy lab",
                         len(rules) > 0 and not fired, f"rules: {', '.join(rules)}" + (f"; FIRING: {text}" if fired else "")))
+    checks.append(dashboard_check(mon.ns, outputs))
     measurements["prometheus"] = {"startup_s": round(mon.startup_s, 2), "targets_up_s": round(waited, 2),
                                   "targets": len(got), "rules": len(rules)}
     return checks, mon
+
+
+def dashboard_check(ns: str, outputs: dict[str, Any]) -> Check:
+    """Every query of the generated Grafana dashboard returns data from the lab's Prometheus; the map query carries
+    every PoP with its coordinates."""
+    from infra.dashboard import dashboard
+
+    board = dashboard(outputs)
+    empty: list[str] = []
+    n = 0
+    map_pops: set[str] = set()
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            n += 1
+            result = prometheus.api(ns, "query", {"query": target["expr"]})["result"]
+            if not result:
+                empty.append(f"{panel['title']} [{target['refId']}]")
+            if panel["type"] == "geomap":
+                map_pops |= {r["metric"]["pop"] for r in result if "latitude" in r["metric"] and "longitude" in r["metric"]}
+    missing = sorted(set(outputs["pops"]) - map_pops)
+    ok = not empty and not missing
+    detail = (f"{len(board['panels'])} panels, {n} queries, {n - len(empty)} with data; map: {len(map_pops)} PoPs at "
+              "their coordinates" + (f"; EMPTY: {', '.join(empty)}" if empty else "")
+              + (f"; not on the map: {', '.join(missing)}" if missing else ""))
+    return Check("prometheus", "every Grafana dashboard query returns data; every PoP on the map", ok, detail)
 
 
 def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
