@@ -65,7 +65,7 @@ class Project:
 
 
 def _is_primitive(value: Any) -> bool:  # isPrimitiveValue: string, int, bool
-    return isinstance(value, str | bool | int) and not isinstance(value, float)
+    return isinstance(value, str | bool | int)
 
 
 def _namespaced_by_project(project: str, key: str) -> bool:  # configKeyIsNamespacedByProject
