@@ -189,3 +189,13 @@ def test_min_announcing_is_checked() -> None:
         alerts(outputs, 19)
     with pytest.raises(ConfigError, match=r"--min-announcing: 0 is outside"):
         alerts(outputs, 0)
+
+
+def test_docs_list_every_alert_with_its_expression_and_runbook() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "monitoring.md").read_text(encoding="utf-8")
+    for a in alerts(load_outputs(OUTPUTS)):
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{a.name}` |")), None)
+        assert row is not None, f"docs/monitoring.md lacks {a.name}"
+        assert f"| {a.severity} | {a.for_} |" in row, a.name
+        assert a.expr.replace("|", "\\|") in row, a.name
+        assert a.runbook.split(".")[0] in row, a.name
