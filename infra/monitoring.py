@@ -49,8 +49,11 @@ def load_outputs(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"--outputs: no such file {path}"]) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError([f"--outputs: {path} is not JSON ({exc}); write it with `pulumi stack output --json`"]) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0][:80]
+        raise ConfigError([f"--outputs: {path} is not JSON ({why}); write it with `pulumi stack output --json`"]) from None
+    except OSError as exc:
+        raise ConfigError([f"--outputs: cannot read {path}: {exc.strerror or exc}"]) from None
     if not isinstance(data, dict):
         raise ConfigError([f"--outputs: {path} holds no stack outputs object"])
     missing = [k for k in REQUIRED_KEYS if not isinstance(data.get(k), dict)]

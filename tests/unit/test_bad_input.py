@@ -92,3 +92,15 @@ def test_ripe_base_url_is_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     monkeypatch.setenv("RIPE_API_KEY", "keyid:secret")
     line = _one_error_line(capsys, main(["ripe", "plan", "--stack", "prod", "--base-url", url]))
     assert line.startswith("error: --base-url: ") and expect in line
+
+
+@pytest.mark.parametrize("content, expect", [
+    (b"\xff\xfe", "not JSON"), (b"[" * 100000 + b"]" * 100000, "nested too deeply"), (b"[1, 2]", "no stack outputs"),
+    (b'{"network": 5}', "lacks the stack output"), (b"{", "not JSON"),
+])
+def test_monitoring_targets_refuse_malformed_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     content: bytes, expect: str) -> None:
+    (tmp_path / "outputs.json").write_bytes(content)
+    line = _one_error_line(capsys, main(["monitoring", "targets", "--outputs", str(tmp_path / "outputs.json"),
+                                         "--out", str(tmp_path / "out")]))
+    assert line.startswith("error: --outputs: ") and expect in line
