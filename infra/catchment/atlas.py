@@ -5,7 +5,8 @@ Why requests + dnspython and not ripe.atlas.cousteau / ripe.atlas.sagan: both ar
 Apache-2.0), and we need four endpoints and one decoder; the retry loop is the one the RIPE Database client already
 has (``infra.ripe.transport``). API: RIPE Atlas REST API reference, https://atlas.ripe.net/docs/apis/rest-api-reference/
 (measurements, results, probes, credits); authentication with the header ``Authorization: Key <key>``
-(https://atlas.ripe.net/docs/apis/authentication/). The key never appears in messages or outputs.
+(https://atlas.ripe.net/docs/apis/rest-api-manual/authentication/api-keys/). The key never appears in messages or
+outputs.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def atlas_key(env: Mapping[str, str] | None = None) -> str:
     """The key from RIPE_ATLAS_KEY; CredentialError (exit 2) naming the variable, never the value."""
     raw = (env if env is not None else os.environ).get(ATLAS_KEY_ENV, "").strip()
     if not raw:
-        raise CredentialError(f"{ATLAS_KEY_ENV} is not set: create a key with the permission 'Schedule a new "
-                              "measurement' at https://atlas.ripe.net/keys/ and export it")
+        raise CredentialError(f"{ATLAS_KEY_ENV} is not set: create a key allowed to create measurements ('My API "
+                              "Keys' on the Atlas dashboard, https://atlas.ripe.net/docs/howtos/keys/) and export it")
     if not _KEY_RE.match(raw):
         raise CredentialError(f"{ATLAS_KEY_ENV} contains spaces or non-ASCII characters; paste the key exactly")
     return raw
@@ -101,7 +102,7 @@ class AtlasClient:
         reply = self._t.request(method, path, params=params, body=body, what=what)
         if reply.status in (401, 403):
             raise AtlasError(f"{what}: RIPE Atlas refused the key (HTTP {reply.status}: {_detail(reply)}); check "
-                             f"{ATLAS_KEY_ENV} and that the key has the needed permission at https://atlas.ripe.net/keys/")
+                             f"{ATLAS_KEY_ENV} and that the key has the needed permission ('My API Keys' on the dashboard)")
         if reply.status == 404:
             raise AtlasError(f"{what}: not found (HTTP 404: {_detail(reply)})")
         if reply.status >= 400:
@@ -147,8 +148,8 @@ class AtlasClient:
         return name, dict(body)
 
     def results(self, msm_id: int) -> list[Any]:
-        body = self._call("GET", f"/api/v2/measurements/{msm_id}/results/", f"read the results of {msm_id}",
-                          params={"format": "json"})
+        # The results endpoint takes none of the generic query parameters (REST API manual, "Results and Latest").
+        body = self._call("GET", f"/api/v2/measurements/{msm_id}/results/", f"read the results of {msm_id}")
         if not isinstance(body, list):
             raise RipeProtocolError(f"read the results of {msm_id}: expected a list")
         return body

@@ -3,9 +3,9 @@ answer itself.
 
 Atlas stores the DNS answer as base64 wire format (``result.abuf``); the NSID (EDNS0 option 3, RFC 5001) exists only
 there, so dnspython decodes it (``dns.message.from_wire``) instead of hand-written parsing. The identity is the NSID
-if present, else the CHAOS TXT answer (``id.server`` / ``hostname.bind``). Result format: RIPE Atlas documentation,
-"DNS result" (https://atlas.ripe.net/docs/apis/result-format/#version-4610-dns): ``prb_id``, ``af``, ``dst_addr``,
-``result.rt``/``result.abuf`` or ``error``, and multi-server answers in ``resultset``.
+if present, else the CHAOS TXT answer (``id.server`` / ``hostname.bind``). Result format: RIPE Atlas "Measurement
+Result Format", DNS (https://atlas.ripe.net/docs/apis/measurement-result-format/): ``prb_id``, ``af``,
+``dst_addr``, ``result.rt``/``result.abuf`` or ``error``, and multi-server answers in ``resultset``.
 """
 
 from __future__ import annotations
