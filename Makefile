@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter prometheus prometheus-bird-exporter
+DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter lego pebble openssl prometheus prometheus-bird-exporter
 STACK ?= prod
 
 .PHONY: help deps debs venv lock test lint golden docs lab lab-down bench render clean

@@ -518,15 +518,15 @@ class Tls(Model):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL_RE.match(value):
-            raise ValueError(f"'{value}' is not an email address like hostmaster@example.com")
+        if value is not None and (len(value) > 254 or not _EMAIL_RE.fullmatch(value)):
+            raise ValueError(f"{shown(value)} is not an email address like hostmaster@example.com")
         return value
 
     @field_validator("directory")
     @classmethod
     def _directory(cls, value: str) -> str:
-        if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$", value):
-            raise ValueError(f"'{value}' is not an https:// URL; ACME directories are served over HTTPS only (RFC 8555)")
+        if len(value) > 2000 or not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?(/[\x21-\x7e]*)?", value):
+            raise ValueError(f"{shown(value)} is not an https:// URL; ACME directories are served over HTTPS only (RFC 8555)")
         return value
 
     @model_validator(mode="after")

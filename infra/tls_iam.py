@@ -10,8 +10,8 @@ Pure (no Pulumi import): the component fills in the zone id, the policy pack and
   https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/specifying-conditions-route53.html). Plus what lego's
   route53 provider reads (go-acme/lego ``providers/dns/route53/route53.toml``): ``GetChange`` on ``change/*``,
   ``ListHostedZonesByName`` (cannot be scoped: ``*``), ``ListResourceRecordSets`` on the zone. And the one S3 object.
-* The **readers** (every PoP) may read that one object (``ListBucket`` on the bucket so that a missing object is a
-  404, not a 403).
+* The **readers** (every PoP) may read that one object (and list the bucket, which holds nothing else, so that a
+  missing object is a 404, not a 403: https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def zone_arn(zone_id: str) -> str:
 def _s3(bucket: str, key: str, write: bool) -> list[dict[str, Any]]:
     actions = ["s3:GetObject", "s3:PutObject"] if write else ["s3:GetObject"]
     return [{"Sid": "CertificateObject", "Effect": "Allow", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/{key}"},
-            {"Sid": "MissingObjectIs404", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
-             "Condition": {"StringEquals": {"s3:prefix": key}}}]
+            # Without ListBucket S3 answers a missing object with 403, not 404, and the issuer could not tell "not
+            # issued yet" from "not allowed". The bucket holds nothing but the bundle, so listing reveals nothing.
+            {"Sid": "MissingObjectIs404", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}]
 
 
 def issuer_policy(zone_id: str, txt_names: list[str], bucket: str, key: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from infra.model import Network
 from lab import bgp
+from lab import tls as lab_tls
 from lab.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.geodns import expected_pop, geo_answer
 from lab.health import supervised_command
@@ -114,7 +115,7 @@ def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path) -> 
     """Write the PoP's rendered files (lab substitutions applied) that the lab runs; return how many."""
     rendered = render_pop(network, network.pop(pop.code), password).files
     zone = zone_file_name(network)
-    files = apply_substitutions(rendered, lab_substitutions(pop_dir, zone))
+    files = apply_substitutions(rendered, lab_substitutions(pop_dir, zone) + lab_tls.substitutions(network, pop_dir))
     names = [n for n in ("bird.conf", "Caddyfile", "nsd.conf", "health.json") if n in files]
     for name in names:
         _write(pop_dir / name, files[name], 0o600 if name == "bird.conf" else 0o644)
@@ -133,6 +134,7 @@ def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
     commands["bird"] = ["bird", "-f", "-c", str(pop_dir / "bird.conf"), "-s", str(pop_dir / "bird.ctl"),
                         "-P", str(pop_dir / "bird.pid")]
     env = {"HOME": str(pop_dir), "XDG_CONFIG_HOME": str(pop_dir / "xdg"), "XDG_DATA_HOME": str(pop_dir / "xdg")}
+    lab_tls.bootstrap(ns, pop_dir)  # as the user data's runcmd: a certificate exists before Caddy starts
     for name, cmd in commands.items():
         pids[name] = start(ns, cmd, pop_dir / f"{name}.log", env=env)
     if pop.mode == "anycast":
@@ -151,6 +153,8 @@ def build(plan: LabPlan, password: str, base: Path) -> int:
     n = 0
     for p in plan.pops:
         n += _pop_files(network, p, password, base / "pops" / p.code)
+        n += lab_tls.write_pop_files(plan, p, render_pop(network, network.pop(p.code), password).files,
+                                     base / "pops" / p.code, base)
         _write(base / "upstreams" / p.code / "gobgpd.toml", gobgpd_toml(plan, p, password), 0o600)
         n += 1
     for c in plan.clients:
@@ -191,6 +195,7 @@ def down(stack: str | None, root: Path | None = None, say: Callable[[str], None]
     machines = stop_all(namespace_prefix(stack), root or LAB_ROOT)
     names = list_namespaces(namespace_prefix(stack))
     killed = kill_namespaces(names)
+    lab_tls.cleanup(names)
     states = [state_path(stack, root)] if stack else list((root or LAB_ROOT).glob("*/state.json"))
     for st in states:
         if st.exists():
@@ -261,6 +266,8 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     state["well_connected"] = [str(w) for w in plan.well_connected]
     _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     wait_converged(plan, base, say, timeout)
+    if lab_tls.enabled(network) and state.get("mode") != "machines":
+        state["tls"] = lab_tls.setup(plan, state, base, say)
     state["boot_seconds"] = round(say.elapsed, 2)
     _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     say(f"converged in {say.elapsed:.1f} s; state: {base / 'state.json'}")

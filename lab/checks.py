@@ -434,6 +434,11 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     guarded("leak", "route leak", leak)
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     guarded("clients", "clients", lambda: check_clients(plan))
+    if network.tls.enabled and state.get("mode") != "machines":
+        from lab.tls_checks import tls_checks
+
+        say("HTTPS: DNS-01 as Pebble saw it, the certificate at every PoP and from every client, a forced renewal")
+        guarded("tls", "HTTPS", lambda: tls_checks(plan, state, measurements))
     machines = state.get("mode") == "machines"
     if machines:  # the PoPs log to their journals (a row of lab/machine_checks.py); the rest logs to files
         guarded("logs", "daemon logs", lambda: [check_logs(base, [e for e in expected_logs(plan)

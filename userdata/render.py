@@ -309,8 +309,8 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         at = runcmd.index(["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"])
         runcmd[at:at] = [["/usr/bin/python3", tls_files.SCRIPT, "bootstrap", "--config", tls_files.CONFIG_FILE]]
         timers = [u for u in tls_files.units(network, pop) if u.endswith(".timer")]
-        runcmd += [["systemctl", "enable", "--now", *timers],
-                   ["systemctl", "start", "--no-block", *(t.replace(".timer", ".service") for t in timers)]]
+        runcmd[at + 2:at + 2] = [["systemctl", "enable", "--now", *timers],  # after Caddy's (re)start
+                                 ["systemctl", "start", "--no-block", *(t.replace(".timer", ".service") for t in timers)]]
     doc: dict[str, Any] = {
         "hostname": f"anycast-{pop.code}",
         "fqdn": f"{pop.code}.{network.dns.zone}",

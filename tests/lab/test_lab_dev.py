@@ -164,10 +164,25 @@ def test_failover(report: dict[str, Any]) -> None:
         assert report["measurements"]["freeze"]["withdraw_s"] <= load_network(STACK).bgp.hold_time + 1.5
 
 
+def test_https_with_a_real_acme_server(lab: dict[str, Any], report: dict[str, Any]) -> None:
+    """Pebble issued through DNS-01 (anycast NSD CNAME -> Route53 stand-in TXT); every client gets HTTP/2 over TLS 1.3
+    with the Pebble root and its PoP's X-PoP; a forced renewal under load fails no handshake (lab/tls_checks.py)."""
+    checks = _check(report, "tls")
+    for c in checks:
+        assert c["ok"], c
+    assert len([c for c in checks if " HTTPS " in c["name"]]) == len(lab["clients"])
+    assert any(c["name"].startswith("Pebble validated DNS-01") for c in checks)
+    renewal = report["measurements"]["tls_renewal"]
+    assert renewal["handshakes_failed"] == 0 and renewal["handshakes"] >= 50
+    ca_file = Path(lab["tls"]["ca_file"])
+    assert ca_file.is_absolute() and "BEGIN CERTIFICATE" in ca_file.read_text()
+
+
 def test_down_removes_everything_and_is_idempotent(lab: dict[str, Any], report: dict[str, Any]) -> None:
     pids = [pid for p in lab["pops"].values() for pid in p["pids"].values()]
     pids += [p["upstream"]["pid"] for p in lab["pops"].values()] + [c["pid"] for c in lab["clients"].values()]
     down(STACK)
     assert list_namespaces(f"acl-{STACK}-") == []
+    assert not list(Path("/etc/netns").glob(f"acl-{STACK}-*"))  # the issuer's hosts/resolv.conf (lab/tls.py)
     assert not [p for p in pids if alive(p)]
     assert down(STACK) == 0

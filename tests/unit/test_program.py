@@ -57,7 +57,8 @@ def test_prod_counts(prod_network: Network) -> None:
     assert counts["vultr:index/firewallGroup:FirewallGroup"] == 1
     assert counts["vultr:index/firewallRule:FirewallRule"] == 2 + 2 + 2 * 5  # SSH, metrics, public (v4 + v6)
     assert counts[CHECK] == 4  # sao and jnb, v4 and v6
-    assert counts[RECORD] == 1 + 3 * 2 * 3  # delegation + 3 names x (A, AAAA) x (default, SA, AF)
+    # delegation + 3 names x (A, AAAA) x (default, SA, AF) + TLS: the challenge zone's delegation and www's CNAME
+    assert counts[RECORD] == 1 + 3 * 2 * 3 + 2
     assert counts["pulumi-python:dynamic:Resource"] == 2 + 18  # RIPE route + route6 (ripe.manage), a gate per Vultr PoP
     labels = {r["inputs"]["label"] for r in of_type(run, INSTANCE)}
     assert not any("hkg" in label or "maa" in label for label in labels)
@@ -68,7 +69,7 @@ def test_dev_counts() -> None:
     counts = Counter(r["type"] for r in run["resources"])
     assert counts[INSTANCE] == 3
     assert counts[CHECK] == 2
-    assert counts[RECORD] == 1 + 3 * 2 * 2
+    assert counts[RECORD] == 1 + 3 * 2 * 2 + 2
     assert counts["pulumi-python:dynamic:Resource"] == 3  # the readiness gates; no RIPE objects
 
 
@@ -114,12 +115,13 @@ def test_firewall_rules() -> None:
 # --- GeoDNS ---------------------------------------------------------------------------------------------------------
 
 def test_delegation_and_zone_lookup(run: dict[str, Any]) -> None:
-    delegation = [r for r in of_type(run, RECORD) if r["inputs"]["type"] == "NS"]
+    delegation = [r for r in of_type(run, RECORD) if r["inputs"]["type"] == "NS" and r["name"].startswith("geodns-")]
     assert len(delegation) == 1
     d = delegation[0]["inputs"]
     assert d["name"] == "cdn.example.com" and d["zoneId"] == ZONE_ID
     assert d["records"] == ["ns1.example.com.", "ns2.example.com."]
-    assert not of_type(run, "aws:route53/zone:Zone")  # looked up, not created (createParentZone is false)
+    # The parent zone is looked up, not created (createParentZone is false); the one created zone is TLS's challenge zone.
+    assert [z["inputs"]["name"] for z in of_type(run, "aws:route53/zone:Zone")] == ["acme.example.com"]
 
 
 def _record_sets(run: dict[str, Any]) -> dict[tuple[str, str], list[GeoRecordSet[str]]]:
@@ -128,7 +130,7 @@ def _record_sets(run: dict[str, Any]) -> dict[tuple[str, str], list[GeoRecordSet
     groups: dict[tuple[str, str], list[GeoRecordSet[str]]] = {}
     for r in of_type(run, RECORD):
         i = r["inputs"]
-        if i["type"] == "NS":
+        if i["type"] == "NS" or not r["name"].startswith("geodns-"):  # the delegation; tls-* (tests/unit/test_tls.py)
             continue
         (geo,) = i["geolocationRoutingPolicies"]
         key = by_id.get(i.get("healthCheckId", ""))
@@ -152,7 +154,7 @@ def test_geo_records_and_health_checks(run: dict[str, Any]) -> None:
     groups = _record_sets(run)
     assert set(groups) == {(n, t) for n in ("ns1.example.com", "ns2.example.com", "www.example.com") for t in ("A", "AAAA")}
     for r in of_type(run, RECORD):
-        if r["inputs"]["type"] != "NS":
+        if r["inputs"]["type"] != "NS" and r["name"].startswith("geodns-"):
             assert r["inputs"]["ttl"] == network.dns.ttl == 60 and r["inputs"]["zoneId"] == ZONE_ID
     for (_name, rtype), group in groups.items():
         assert len({g.set_identifier for g in group}) == len(group)

@@ -83,7 +83,7 @@ def test_caddyfile_redirects_except_healthz_and_serves_the_stored_certificate() 
     assert f"tls {tls_files.CERT_FILE} {tls_files.KEY_FILE} {{" in https and "protocols tls1.2 tls1.3" in https
     assert http.count('header X-PoP "ewr"') == 1 and https.count('header X-PoP "ewr"') == 1
     assert "default_sni cdn.example.com" in caddy and "protocols h1 h2" in caddy
-    plain = render_pop(parse_network(read_stack_config("dev")["anycast:network"]), net.pop("ewr"), TEST_PASSWORD)
+    plain = render_pop(parse_network(dev_doc(enabled=False)), net.pop("ewr"), TEST_PASSWORD)
     assert "443" not in plain.files["Caddyfile"] and "tls.json" not in plain.files
 
 

@@ -75,11 +75,25 @@ def test_nsd_checkzone_every_zone(out: Path, tmp_path: Path) -> None:
         assert "is ok" in r.stdout
 
 
-def test_caddy_validates_every_caddyfile(out: Path) -> None:
+def test_caddy_validates_every_caddyfile(out: Path, tmp_path: Path) -> None:
+    # With tls.enabled Caddy loads /etc/caddy/tls/{cert,key}.pem: validate against the self-signed pair the PoP's own
+    # `anycast-tls bootstrap` writes before Caddy's first start (userdata/files/anycast-tls.py).
+    certs = tmp_path / "tls"
+    cfg = {"names": ["cdn.example.com"], "cert_file": str(certs / "cert.pem"), "key_file": str(certs / "key.pem")}
+    (tmp_path / "tls.json").write_text(json.dumps(cfg))
+    script = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-tls.py"
+    r = _run("python3", str(script), "bootstrap", "--config", str(tmp_path / "tls.json"))
+    assert r.returncode == 0, r.stderr
+    tls_sites = 0
     for pop in _pop_dirs(out):
-        r = _run("caddy", "validate", "--config", str(pop / "Caddyfile"), "--adapter", "caddyfile")
+        text = (pop / "Caddyfile").read_text()
+        tls_sites += "/etc/caddy/tls/" in text
+        conf = tmp_path / f"{pop.parent.name}-{pop.name}.Caddyfile"
+        conf.write_text(text.replace("/etc/caddy/tls/", f"{certs}/"))
+        r = _run("caddy", "validate", "--config", str(conf), "--adapter", "caddyfile")
         assert r.returncode == 0, f"{pop}: {r.stderr}"
         assert "Valid configuration" in r.stdout + r.stderr
+    assert tls_sites == len(PROD_POPS)  # prod serves HTTPS, free does not
 
 
 def test_cloud_init_schema_every_user_data(out: Path) -> None:

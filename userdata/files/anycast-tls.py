@@ -230,8 +230,9 @@ def _lego(cfg: dict[str, Any], creds: dict[str, str]) -> tuple[str, str]:
     path.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, timeout=900)
     if res.returncode != 0:
-        lines = [x for x in (res.stderr + res.stdout).strip().splitlines() if x.strip()]
-        raise TlsError(f"lego: {lines[-1] if lines else 'failed'}")
+        lines = [x for x in (res.stdout + "\n" + res.stderr).strip().splitlines() if x.strip()]
+        errors = [x for x in lines if "error" in x.lower() or "acme:" in x]
+        raise TlsError(f"lego: {(errors or lines or ['failed'])[-1]}")
     base = path / "certificates" / cfg["names"][0]
     return (base.with_suffix(base.suffix + ".crt").read_text(encoding="ascii"),
             base.with_suffix(base.suffix + ".key").read_text(encoding="ascii"))

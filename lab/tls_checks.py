@@ -1,0 +1,152 @@
+"""``anycast lab check`` rows for HTTPS (group ``tls``): DNS-01 as Pebble saw it, the certificate at every PoP, HTTPS
+from every client (Pebble's root trusted, HTTP/2, TLS 1.3, X-PoP), HTTP->HTTPS, and a forced renewal under load."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lab.checks import Check
+from lab.geodns import expected_pop
+from lab.processes import alive
+from lab.tls import HandshakeProber, cert_serial, curl_http, curl_https, run_script
+from lab.topology import ClientPlan, LabPlan
+
+RENEWAL_CLIENTS = ("de", "br")  # one on an anycast PoP, one on a unicast (GeoDNS) PoP, where the lab has them
+
+
+def _address(plan: LabPlan, want: str) -> str:
+    net = plan.network
+    if net.pop(want).is_anycast:
+        return str(net.service.ipv4 or net.service.ipv6)
+    p = plan.pop(want)
+    return str(p.unicast_ipv4 or p.unicast_ipv6)
+
+
+def _https_name(plan: LabPlan) -> str:
+    """The name clients use: the first GeoDNS HTTP name (it reaches unicast PoPs too), else the first on the cert."""
+    net = plan.network
+    return net.dns.http_names[0] if net.dns.http_names else net.tls_names[0]
+
+
+def check_dns01(plan: LabPlan, tls: dict[str, Any]) -> Check:
+    """Pebble's own TXT lookups, from the lab resolver's log: the CNAME came from the anycast NSD, the TXT from the
+    Route53 stand-in, for every name in the NSD zone."""
+    log = Path(tls["lab_ca"]).parent / "resolver.log"
+    cloud = tls["cloud"]["address"]
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    seen: list[str] = []
+    missing: list[str] = []
+    for owner in tls["nsd_cnames"]:
+        fqdn = f"{owner}.{plan.network.dns.zone}."
+        hit = next((ln for ln in lines if f" {cloud} {fqdn} TXT NOERROR" in ln and "via NSD" in ln
+                    and "via Route53 zone" in ln and " IN TXT " in ln), None)
+        if hit is None:
+            missing.append(fqdn)
+            continue
+        nsid = re.search(r"\(NSID (\w+)\)", hit)
+        seen.append(f"{fqdn} via NSD (NSID {nsid.group(1) if nsid else '?'}) -> CNAME -> TXT")
+    ok = bool(seen) and not missing
+    detail = (f"{tls['issuer']} issued for {', '.join(tls['names'])} in {tls['issue_seconds']} s; Pebble's lookups: "
+              + "; ".join(seen) + (f"; never seen: {', '.join(missing)}" if missing else ""))
+    return Check("tls", "Pebble validated DNS-01: anycast NSD CNAME -> TXT written through the Route53 API", ok, detail)
+
+
+def check_certificates(plan: LabPlan, state: dict[str, Any]) -> Check:
+    issuer = state["tls"]["issuer"]
+    want = cert_serial(Path(state["pops"][issuer]["dir"]) / "tls" / "cert.pem")
+    serials = {p.code: cert_serial(Path(state["pops"][p.code]["dir"]) / "tls" / "cert.pem") for p in plan.pops}
+    wrong = {c: s for c, s in serials.items() if s != want}
+    return Check("tls", f"every PoP holds the issued certificate ({len(serials)})", bool(want) and not wrong,
+                 f"serial {want} at {', '.join(sorted(serials))}" + (f"; different: {wrong}" if wrong else ""))
+
+
+def _client_https(plan: LabPlan, client: ClientPlan, ca_file: str) -> Check:
+    want = expected_pop(plan, client)
+    address, name = _address(plan, want), _https_name(plan)
+    r = curl_https(client.namespace, address, name, ca_file)
+    ok = r.ok and r.xpop == want and r.http_version == "2" and r.tls_version == "TLSv1.3"
+    detail = (f"curl --cacert <Pebble root> https://{name}/ at {address}: "
+              + (f"{r.tls_version}, HTTP/{r.http_version}, X-PoP {r.xpop}" if r.ok else f"failed: {r.error}")
+              + f"; expected {want}")
+    return Check("tls", f"{client.name} ({client.site.country}) HTTPS {name} -> {want}", ok, detail)
+
+
+def check_clients_https(plan: LabPlan, ca_file: str) -> list[Check]:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda c: _client_https(plan, c, ca_file), plan.clients))
+
+
+def check_http_redirect(plan: LabPlan) -> Check:
+    client = plan.clients[0]
+    want = expected_pop(plan, client)
+    address = _address(plan, want)
+    status, location, xpop = curl_http(client.namespace, address, "/some/page?x=1")
+    h_status, _, h_xpop = curl_http(client.namespace, address, "/healthz")
+    host = f"[{address}]" if ":" in address else address
+    ok = (status == "308" and location == f"https://{host}/some/page?x=1" and xpop == want
+          and h_status == "200" and h_xpop == want)
+    return Check("tls", "HTTP redirects to HTTPS (308, X-PoP set), /healthz stays on HTTP", ok,
+                 f"{client.name}: http://{host}/some/page?x=1 -> {status} {location} (X-PoP {xpop}); "
+                 f"/healthz -> {h_status} (X-PoP {h_xpop})")
+
+
+def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str, Any]]:
+    """Force a renewal on the issuer and the fetch on every PoP while clients keep handshaking: none may fail, the
+    clients must see the new certificate, Caddy must not restart."""
+    tls = state["tls"]
+    names = [c.name for c in plan.clients]
+    clients = [plan.client(n) for n in RENEWAL_CLIENTS if n in names] or plan.clients[:1]
+    name = _https_name(plan)
+    probers = [HandshakeProber(c.namespace, _address(plan, expected_pop(plan, c)), name, tls["ca_file"]).start()
+               for c in clients]
+    caddy_before = {code: p["pids"].get("caddy") for code, p in state["pops"].items()}
+    issuer = plan.pop(tls["issuer"])
+    old = cert_serial(Path(state["pops"][issuer.code]["dir"]) / "tls" / "cert.pem")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    ok_issue, line, issue_s = run_script(issuer.namespace, "issue", Path(state["pops"][issuer.code]["dir"]), "--force",
+                                         timeout=300)
+    fetch_errors = []
+    for p in plan.pops:
+        if p.code != issuer.code:
+            ok, msg, _ = run_script(p.namespace, "fetch", Path(state["pops"][p.code]["dir"]))
+            if not ok:
+                fetch_errors.append(f"{p.code}: {msg}")
+    total_s = time.monotonic() - t0
+    time.sleep(1.0)
+    for pr in probers:
+        pr.stop()
+    new = cert_serial(Path(state["pops"][issuer.code]["dir"]) / "tls" / "cert.pem")
+    at_pops = {p.code: cert_serial(Path(state["pops"][p.code]["dir"]) / "tls" / "cert.pem") for p in plan.pops}
+    restarted = [c for c, pid in caddy_before.items() if pid is None or not alive(int(pid))]
+    handshakes = sum(len(pr.samples) for pr in probers)
+    failed = [f for pr in probers for f in pr.failures]
+    seen_new = all(pr.serials and int(pr.serials[-1], 16) == int(new, 16) for pr in probers)
+    ok = (ok_issue and not fetch_errors and new != old and all(s == new for s in at_pops.values()) and not failed
+          and seen_new and not restarted)
+    who = ", ".join(f"{pr.ns.rsplit('-', 1)[-1]}->{pr.address}" for pr in probers)
+    detail = (f"issue --force {'ok' if ok_issue else 'FAILED: ' + line} in {issue_s:.1f} s, every PoP fetched "
+              f"within {total_s:.1f} s{'; fetch errors: ' + '; '.join(fetch_errors) if fetch_errors else ''}; "
+              f"serial {old} -> {new}; {handshakes} TLS handshakes ({who}), {len(failed)} failed"
+              f"{' (first: ' + failed[0] + ')' if failed else ''}; clients saw the new certificate: {seen_new}; "
+              f"Caddy restarted: {', '.join(restarted) or 'none'}")
+    numbers = {"renewal_s": round(total_s, 2), "issue_s": round(issue_s, 2), "handshakes": handshakes,
+               "handshakes_failed": len(failed)}
+    return Check("tls", "forced renewal reaches every PoP without a restart or a failed handshake", ok, detail), numbers
+
+
+def tls_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any], renewal: bool = True) -> list[Check]:
+    tls = state.get("tls")
+    if not tls:
+        return [Check("tls", "HTTPS", False, "tls.enabled but the lab state has no tls section (boot with `anycast lab up`)")]
+    out = [check_dns01(plan, tls), check_certificates(plan, state), *check_clients_https(plan, tls["ca_file"]),
+           check_http_redirect(plan)]
+    if renewal:
+        check, numbers = check_renewal(plan, state)
+        measurements["tls_renewal"] = numbers
+        out.append(check)
+    return out
