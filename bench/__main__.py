@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("bench.render", "bench.program", "bench.lab")
+MODULES = ("bench.render", "bench.program", "bench.lab", "bench.machines")
 
 
 def main() -> int:
