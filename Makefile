@@ -2,13 +2,15 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter lego pebble openssl prometheus prometheus-bird-exporter
+DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter lego pebble openssl prometheus prometheus-bird-exporter systemd-container debootstrap apt-utils
 STACK ?= prod
+MODE ?= processes
 
 .PHONY: help deps debs venv lock test lint golden docs lab lab-down bench render clean
 
 help:
 	@echo "make lab     boot the prod network in a local lab of namespaces and check it (root)"
+	@echo "             MODE=machines: every PoP a Debian 12 container booted from its user data"
 	@echo "make test    install everything and run the tests"
 	@echo "make lint    ruff + mypy"
 	@echo "make lock    rewrite requirements.lock from pyproject.toml (then review git diff)"
@@ -64,8 +66,9 @@ docs: venv
 render: venv
 	ANYCAST_BGP_PASSWORD=$${ANYCAST_BGP_PASSWORD:-lab-password} $(VENV)/bin/anycast render --stack $(STACK) --out out/$(STACK)
 
+# MODE=machines: every PoP a Debian 12 container booted from its user data (docs/lab.md); default: processes.
 lab: deps
-	$(VENV)/bin/anycast lab up --stack $(STACK)
+	$(VENV)/bin/anycast lab up --stack $(STACK) $(if $(filter machines,$(MODE)),--machines)
 	$(VENV)/bin/anycast lab check --stack $(STACK)
 	@echo "Explore: $(VENV)/bin/anycast lab exec CLIENT -- CMD   (clients are listed in .lab/$(STACK)/state.json)"
 	@echo "Tear down: $(VENV)/bin/anycast lab down --stack $(STACK)"
