@@ -6,7 +6,8 @@ inside a lab namespace (``connect``). Standard library only.
 
 What "ready" means for one PoP (docs/deploy.md, "The readiness gate"), each seen from outside on its unicast address:
 
-* HTTP: ``GET /`` on port 80 answers 200 with ``X-PoP: <code>`` (Caddy listens on every address).
+* HTTP: ``GET /healthz`` on port 80 answers 200 with ``X-PoP: <code>`` (Caddy listens on every address; /healthz
+  stays plain HTTP when tls.enabled redirects everything else).
 * DNS: a SOA query for the zone with the EDNS NSID option (RFC 5001) answers NOERROR with NSID ``<code>``. Unicast
   PoPs only: NSD on an anycast PoP listens on the anycast addresses alone, so its DNS is judged by the health agent's
   own DNS check in the status document (next item).
@@ -256,7 +257,7 @@ def observe(target: GateTarget, timeout: float = 2.0, connect: Connect = plain_s
     problems: list[str] = []
     for address in target.addresses:
         try:
-            answer = http_get(address, target.http_port, "/", timeout, connect)
+            answer = http_get(address, target.http_port, "/healthz", timeout, connect)
             xpop = answer.headers.get("x-pop")
             if answer.status != 200 or xpop != target.pop:
                 problems.append(f"HTTP on {address}: status {answer.status}, X-PoP {xpop!r} (want 200, {target.pop!r})")

@@ -22,7 +22,7 @@ def test_ready_anycast_pop_passes() -> None:
         result = wait_ready(target(fake), timeout=5, interval=0.05, consecutive=2)
     assert result.pop == "ams" and result.polls == 2 and result.seconds < 2
     assert result.log == [result.log[0]] and result.log[0].endswith("ams: ready")
-    assert fake.state.requests.count("/status") == 2 and fake.state.requests.count("/") == 2
+    assert fake.state.requests.count("/status") == 2 and fake.state.requests.count("/healthz") == 2
 
 
 def test_ready_unicast_pop_needs_http_and_nsid_not_the_status_endpoint() -> None:
