@@ -3,7 +3,7 @@
 Input: ``pulumi stack output --json > outputs.json`` (keys ``network``, ``pops``, ``probes``; see infra/outputs.py).
 Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitoring.py``):
 
-* ``http.json``, ``dns.json``: file_sd target groups, one per probe, labelled ``module``, ``pop``, ``mode``,
+* ``http.json``, ``https.json`` (tls.enabled), ``dns.json``: file_sd target groups, one per probe, labelled ``module``, ``pop``, ``mode``,
   ``family``, ``probe`` (the scrape config copies ``module`` into ``__param_module``);
 * ``blackbox.yml``: the modules: ``http_xpop_<pop>`` checks ``X-PoP`` (``http_xpop_anycast`` accepts any anycast
   PoP); ``dns_zone`` asks the zone's SOA; ``dns_id_<pop>`` asks ``CH TXT id.server``, which NSD answers with its
@@ -120,7 +120,7 @@ def _labels(probe: dict[str, Any], module: str, network: dict[str, Any]) -> dict
 
 
 def file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """``{"http.json": [...], "dns.json": [...]}``: file_sd target groups, one per probe and check."""
+    """``{"http.json": [...], "https.json": [...], "dns.json": [...]}``: file_sd target groups, one per probe and check."""
     network, probes = outputs["network"], outputs["probes"]
     http = [{"targets": [f"http://{_host(p['address'])}:{p['port']}{p['path']}"],
              "labels": _labels(p, f"http_xpop_{_suffix(p)}", network)} for p in probes.get("http", [])]
@@ -129,11 +129,16 @@ def file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         target = f"{_host(p['address'])}:{p['port']}"
         dns.append({"targets": [target], "labels": _labels(p, "dns_zone", network)})
         dns.append({"targets": [target], "labels": _labels(p, f"dns_id_{_suffix(p)}", network)})
-    return {"http.json": http, "dns.json": dns}
+    https = [{"targets": [f"https://{_host(p['address'])}:{p['port']}{p['path']}"],
+              "labels": _labels(p, f"https_xpop_{_suffix(p)}", network)} for p in probes.get("https", [])]
+    return {"http.json": http, "https.json": https, "dns.json": dns}
 
 
-def blackbox_modules(outputs: dict[str, Any]) -> dict[str, Any]:
-    """The blackbox-exporter ``modules:`` every target of :func:`file_sd` refers to."""
+def blackbox_modules(outputs: dict[str, Any], ca_file: str | None = None) -> dict[str, Any]:
+    """The blackbox-exporter ``modules:`` every target of :func:`file_sd` refers to.
+
+    HTTPS modules verify the chain (against ``ca_file`` if given, e.g. the lab's Pebble root; else the system store)
+    for the probe's ``serverName``; every successful HTTPS probe exports ``probe_ssl_earliest_cert_expiry``."""
     probes = outputs["probes"]
     zone = str(outputs["network"]["zone"])
     modules: dict[str, Any] = {}
@@ -141,6 +146,16 @@ def blackbox_modules(outputs: dict[str, Any]) -> dict[str, Any]:
         modules[f"http_xpop_{_suffix(p)}"] = {
             "prober": "http", "timeout": "5s",
             "http": {"method": "GET", "valid_status_codes": [200], "follow_redirects": False,
+                     "fail_if_header_not_matches": [{"header": "X-PoP", "regexp": _alternation(p["expectXPop"]),
+                                                     "allow_missing": False}]}}
+    for p in probes.get("https", []):
+        tls_config: dict[str, Any] = {"server_name": str(p["serverName"]), "min_version": "TLS12"}
+        if ca_file:
+            tls_config["ca_file"] = ca_file
+        modules[f"https_xpop_{_suffix(p)}"] = {
+            "prober": "http", "timeout": "5s",
+            "http": {"method": "GET", "valid_status_codes": [200], "follow_redirects": False, "fail_if_not_ssl": True,
+                     "tls_config": tls_config,
                      "fail_if_header_not_matches": [{"header": "X-PoP", "regexp": _alternation(p["expectXPop"]),
                                                      "allow_missing": False}]}}
     for p in probes.get("dns", []):
@@ -194,7 +209,7 @@ def prometheus_config(out_dir: Path, blackbox: str = BLACKBOX_ADDRESS, scrape_in
     probes = [{"job_name": f"anycast-{kind}", "metrics_path": "/probe",
                "file_sd_configs": [{"files": [str(out_dir / f"{kind}.json")]}],
                "relabel_configs": [dict(r) for r in relabel]}
-              for kind in ("http", "dns")]
+              for kind in ("http", "https", "dns")]
     exporters = [{"job_name": job, "file_sd_configs": [{"files": [str(out_dir / name)]}]}
                  for job, name in ((BIRD_JOB, "bird.json"), (HEALTH_JOB, "health.json"))]
     return {"global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
@@ -205,7 +220,7 @@ def prometheus_config(out_dir: Path, blackbox: str = BLACKBOX_ADDRESS, scrape_in
 
 def write_targets(outputs: dict[str, Any], out_dir: Path, min_announcing: int | None = None,
                   blackbox: str = BLACKBOX_ADDRESS, scrape_interval: str = SCRAPE_INTERVAL,
-                  hold: str | None = None) -> list[Path]:
+                  hold: str | None = None, ca_file: str | None = None) -> list[Path]:
     """Write the file_sd files, blackbox.yml, alerts.yml and prometheus.yml into ``out_dir``; return the paths.
 
     ``blackbox``, ``scrape_interval`` and ``hold`` (every alert's ``for``) are for the lab; defaults suit production.
@@ -219,7 +234,7 @@ def write_targets(outputs: dict[str, Any], out_dir: Path, min_announcing: int | 
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
     config = prometheus_config(out_dir, blackbox, scrape_interval, scrape_interval)
-    for name, doc in (("blackbox.yml", blackbox_modules(outputs)), ("alerts.yml", rules), ("prometheus.yml", config)):
+    for name, doc in (("blackbox.yml", blackbox_modules(outputs, ca_file)), ("alerts.yml", rules), ("prometheus.yml", config)):
         path = out_dir / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000), encoding="utf-8")
         written.append(path)

@@ -62,6 +62,7 @@ def probes_output(network: Network, addresses: Mapping[str, tuple[Address, Addre
     """Probe targets with what each must answer.
 
     HTTP: every PoP's unicast addresses must answer ``X-PoP: <code>``; the anycast service addresses any anycast PoP.
+    HTTPS (tls.enabled): the same targets on port 443, verified for ``serverName``.
     DNS: the anycast service addresses must answer for the zone with NSID = an anycast PoP's code; a unicast PoP's
     NSD listens on its own unicast addresses (anycast PoPs' NSD only on the service addresses), with NSID = its code.
     """
@@ -86,4 +87,10 @@ def probes_output(network: Network, addresses: Mapping[str, tuple[Address, Addre
                 dns.append({"name": f"{pop.code}-{family}", "address": address, "family": family, "port": 53,
                             "queryName": network.dns.zone, "queryType": "SOA", "pop": pop.code,
                             "expectNsid": [pop.code], "mode": pop.mode})
-    return {"http": http, "dns": dns}
+    # HTTPS (tls.enabled): the same addresses on 443 with the name the certificate must carry as SNI; the blackbox
+    # exporter verifies the chain and exports probe_ssl_earliest_cert_expiry for each (docs/tls.md).
+    https: list[dict[str, Any]] = []
+    if network.tls.enabled:
+        server_name = (network.dns.http_names or network.tls_names)[0]
+        https = [{**p, "port": 443, "serverName": server_name} for p in http]
+    return {"http": http, "https": https, "dns": dns}

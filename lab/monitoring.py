@@ -73,7 +73,7 @@ def write_lab_targets(stack: str, network: Network, state: Mapping[str, Any]) ->
     path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     outputs = load_outputs(path)
     out_dir = base / "monitoring"
-    write_targets(outputs, out_dir)
+    write_targets(outputs, out_dir, ca_file=(state.get("tls") or {}).get("ca_file"))  # HTTPS: the lab's Pebble root
     return path, out_dir, outputs
 
 

@@ -185,7 +185,8 @@ def start_stack(plan: LabPlan, state: dict[str, Any], outputs: dict[str, Any], c
     out_dir = base / "prometheus"
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    write_targets(outputs, out_dir, blackbox=blackbox, scrape_interval=LAB_INTERVAL, hold=LAB_HOLD)
+    write_targets(outputs, out_dir, blackbox=blackbox, scrape_interval=LAB_INTERVAL, hold=LAB_HOLD,
+                  ca_file=(state.get("tls") or {}).get("ca_file"))  # HTTPS probes trust the lab's Pebble root
     stack = Stack(ns, out_dir, blackbox)
     state["monitoring"] = {"namespace": ns, "dir": str(out_dir), "pids": stack.pids}
     try:

@@ -3,14 +3,21 @@ from every client (Pebble's root trusted, HTTP/2, TLS 1.3, X-PoP), HTTP->HTTPS, 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import yaml
+
+from infra.monitoring import blackbox_modules, file_sd
 from lab.checks import Check
 from lab.geodns import expected_pop
+from lab.monitoring import PREFERRED_CLIENT, Exporter, _http_get, lab_outputs, parse_probe_success
 from lab.processes import alive
 from lab.tls import HandshakeProber, cert_serial, curl_http, curl_https, run_script
 from lab.topology import ClientPlan, LabPlan
@@ -94,6 +101,48 @@ def check_http_redirect(plan: LabPlan) -> Check:
                  f"/healthz -> {h_status} (X-PoP {h_xpop})")
 
 
+def _metric(body: str, name: str) -> float | None:
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any]) -> Check:
+    """The generated HTTPS targets and modules (stack outputs -> infra/monitoring.py, Pebble's root as ca_file), probed
+    by Debian's blackbox exporter from a client: every probe succeeds and reports probe_ssl_earliest_cert_expiry equal
+    to the issued certificate's notAfter, the number the expiry alert watches."""
+    tls = state["tls"]
+    outputs = lab_outputs(plan.network, state)
+    d = Path(tls["lab_ca"]).parent
+    config = d / "blackbox.yml"
+    config.write_text(yaml.safe_dump(blackbox_modules(outputs, tls["ca_file"]), sort_keys=False), encoding="utf-8")
+    groups = file_sd(outputs)["https.json"]
+    names = [c.name for c in plan.clients]
+    client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
+    cert = Path(state["pops"][tls["issuer"]]["dir"]) / "tls" / "cert.pem"
+    end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(cert)], capture_output=True, text=True,
+                         check=False).stdout.strip().split("=", 1)[-1]
+    not_after = dt.datetime.strptime(end.replace(" GMT", ""), "%b %d %H:%M:%S %Y").replace(tzinfo=dt.UTC).timestamp()
+    bad: list[str] = []
+    expiries: set[float] = set()
+    with Exporter(client.namespace, config, d / "blackbox.log"):
+        for g in groups:
+            query = urlencode({"module": g["labels"]["module"], "target": g["targets"][0]})
+            status, body = _http_get(client.namespace, f"/probe?{query}", 10)
+            success, expiry = parse_probe_success(body), _metric(body, "probe_ssl_earliest_cert_expiry")
+            if status != 200 or success != 1 or expiry is None:
+                bad.append(f"{g['targets'][0]} {g['labels']['module']}: probe_success {success}, expiry {expiry}")
+            elif expiry is not None:
+                expiries.add(expiry)
+    measurements["tls_blackbox_targets"] = len(groups)
+    ok = bool(groups) and not bad and expiries == {not_after}
+    detail = (f"{len(groups)} targets from {client.name}; probe_ssl_earliest_cert_expiry "
+              + ", ".join(f"{e:.0f}" for e in sorted(expiries)) + f" (certificate notAfter {not_after:.0f})"
+              + (f"; failed: {'; '.join(bad[:3])}" if bad else ""))
+    return Check("tls", f"blackbox exporter: every HTTPS target verified, expiry exported ({len(groups)})", ok, detail)
+
+
 def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str, Any]]:
     """Force a renewal on the issuer and the fetch on every PoP while clients keep handshaking: none may fail, the
     clients must see the new certificate, Caddy must not restart."""
@@ -144,7 +193,7 @@ def tls_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any
     if not tls:
         return [Check("tls", "HTTPS", False, "tls.enabled but the lab state has no tls section (boot with `anycast lab up`)")]
     out = [check_dns01(plan, tls), check_certificates(plan, state), *check_clients_https(plan, tls["ca_file"]),
-           check_http_redirect(plan)]
+           check_http_redirect(plan), check_blackbox_https(plan, state, measurements)]
     if renewal:
         check, numbers = check_renewal(plan, state)
         measurements["tls_renewal"] = numbers

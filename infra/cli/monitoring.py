@@ -13,10 +13,10 @@ from infra.monitoring import exporter_file_sd, file_sd, load_outputs, write_targ
 def _targets(args: argparse.Namespace) -> int:
     outputs = load_outputs(Path(args.outputs))
     out_dir = Path(args.out)
-    written = write_targets(outputs, out_dir, min_announcing=args.min_announcing)
+    written = write_targets(outputs, out_dir, min_announcing=args.min_announcing, ca_file=args.ca_file)
     groups = file_sd(outputs)
     exporters = exporter_file_sd(outputs)
-    print(f"wrote {len(groups['http.json'])} HTTP and {len(groups['dns.json'])} DNS targets for "
+    print(f"wrote {len(groups['http.json'])} HTTP, {len(groups['https.json'])} HTTPS and {len(groups['dns.json'])} DNS targets for "
           f"{len(outputs['pops'])} PoPs, {len(exporters['bird.json'])} bird_exporter and "
           f"{len(exporters['health.json'])} health agent targets, {len(alerts(outputs, args.min_announcing))} alerts: "
           + ", ".join(str(p) for p in written))
@@ -36,4 +36,6 @@ def register(subparsers: Any) -> None:
     t.add_argument("--out", default="out/monitoring", metavar="DIR", help="directory to write into (default out/monitoring)")
     t.add_argument("--min-announcing", type=int, default=None, metavar="N",
                    help="alert when fewer than N anycast PoPs announce (default: half of them, rounded up)")
+    t.add_argument("--ca-file", default=None, metavar="PEM",
+                   help="CA the HTTPS probes trust (default: the system store; e.g. a test CA such as Pebble's root)")
     t.set_defaults(func=_targets)

@@ -179,7 +179,7 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
     assert config == prometheus_config(tmp_path)
     assert [j["job_name"] for j in config["scrape_configs"]] == [
-        "anycast-http", "anycast-dns", "anycast-bird", "anycast-health", "blackbox-exporter"]
+        "anycast-http", "anycast-https", "anycast-dns", "anycast-bird", "anycast-health", "blackbox-exporter"]
 
 
 def test_min_announcing_is_checked() -> None:

@@ -21,7 +21,7 @@ OUTPUTS = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-p
 
 def test_command_writes_file_sd_and_modules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["monitoring", "targets", "--outputs", str(OUTPUTS), "--out", str(tmp_path)]) == 0
-    assert "wrote 42 HTTP and 12 DNS targets for 20 PoPs" in capsys.readouterr().out
+    assert "wrote 42 HTTP, 42 HTTPS and 12 DNS targets for 20 PoPs" in capsys.readouterr().out
     http = json.loads((tmp_path / "http.json").read_text())
     dns = json.loads((tmp_path / "dns.json").read_text())
     modules = yaml.safe_load((tmp_path / "blackbox.yml").read_text())["modules"]
@@ -31,7 +31,7 @@ def test_command_writes_file_sd_and_modules(tmp_path: Path, capsys: pytest.Captu
         assert all(isinstance(v, str) for v in group["labels"].values())
         assert group["labels"]["module"] in modules, group
     assert [j["job_name"] for j in prometheus["scrape_configs"]] == [
-        "anycast-http", "anycast-dns", "anycast-bird", "anycast-health", "blackbox-exporter"]
+        "anycast-http", "anycast-https", "anycast-dns", "anycast-bird", "anycast-health", "blackbox-exporter"]
     assert prometheus["rule_files"] == [str(tmp_path / "alerts.yml")]
     relabels = prometheus["scrape_configs"][0]["relabel_configs"]
     assert {"source_labels": ["module"], "target_label": "__param_module"} in relabels

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +215,30 @@ def test_access_keys_reach_only_the_secret_user_data() -> None:
         assert ("anycast-tls-issue.timer" in inst["inputs"]["userData"]) == (name == "ams-instance")
     assert TEST_TLS_SECRET not in json.dumps(run["outputs"])
     assert TEST_TLS_SECRET not in json.dumps([r for r in run["resources"] if r["type"] != "vultr:index/instance:Instance"])
+
+
+# --- monitoring: HTTPS probes see the certificate -------------------------------------------------------------------
+
+def test_https_probes_and_blackbox_modules(tmp_path: Path) -> None:
+    from infra.monitoring import blackbox_modules, file_sd, load_outputs
+
+    outputs = load_outputs(Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json")
+    https = {g["labels"]["probe"]: g for g in file_sd(outputs)["https.json"]}
+    assert len(https) == len(outputs["probes"]["http"]) == len(outputs["probes"]["https"])
+    assert https["anycast-ipv4"]["targets"] == ["https://192.0.2.1:443/healthz"]
+    assert https["sao-ipv6"]["targets"] == [f"https://[{outputs['pops']['sao']['ipv6']}]:443/healthz"]
+    modules = blackbox_modules(outputs, ca_file="/etc/ssl/lab-root.pem")["modules"]
+    sao = modules["https_xpop_sao"]["http"]
+    assert sao["fail_if_not_ssl"] is True and sao["follow_redirects"] is False
+    assert sao["tls_config"] == {"server_name": "www.example.com", "min_version": "TLS12", "ca_file": "/etc/ssl/lab-root.pem"}
+    assert "ca_file" not in blackbox_modules(outputs)["modules"]["https_xpop_sao"]["http"]["tls_config"]
+    if shutil.which("prometheus-blackbox-exporter"):  # the exporter's own parser accepts the modules
+        config = tmp_path / "blackbox.yml"
+        config.write_text(yaml.safe_dump(blackbox_modules(outputs)))
+        res = subprocess.run(["prometheus-blackbox-exporter", f"--config.file={config}", "--config.check"],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert res.returncode == 0, res.stderr
+    plain = parse_network(dev_doc(enabled=False))
+    from infra.outputs import probes_output
+
+    assert probes_output(plain, {p.code: (None, None) for p in plain.pops})["https"] == []
