@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("bench.render", "bench.program", "bench.lab", "bench.machines")
+MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines")
 
 
 def main() -> int:

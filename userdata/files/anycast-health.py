@@ -50,7 +50,7 @@ from typing import Any
 QTYPES = {"A": 1, "NS": 2, "SOA": 6, "TXT": 16, "AAAA": 28}
 BIRD_OK_CODES = {"disable": ("0008", "0009"), "enable": ("0010", "0011")}
 STATUS_SCHEMA = 1
-EVENT_TRY_S = 0.025  # one quick check after a watched connection closed
+EVENT_TRY_S = 0.01  # the first quick re-check after a watched connection closed
 
 
 class ConfigProblem(ValueError):
@@ -246,10 +246,13 @@ def check_dns(check: DnsCheck) -> str | None:
     sock.settimeout(check.timeout)
     deadline = time.monotonic() + check.timeout
     try:
-        sock.sendto(dns_query(check.qname, check.qtype, qid), (check.server, check.port))
+        # Connected, so the kernel reports ICMP port unreachable (a dead NSD) as ECONNREFUSED at once instead of
+        # leaving the query to time out (Linux udp(7): errors reach only connected sockets without IP_RECVERR).
+        sock.connect((check.server, check.port))
+        sock.send(dns_query(check.qname, check.qtype, qid))
         while True:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
-            data, _ = sock.recvfrom(4096)
+            data = sock.recv(4096)
             if len(data) < 12:
                 continue
             rid, flags, _qd, ancount, _ns, _ar = struct.unpack("!HHHHHH", data[:12])
@@ -660,17 +663,20 @@ class Agent:
         """A watched connection closed: check that service now; withdraw at once if it fails."""
         self.checks[name].events += 1
         # A dying daemon's other sockets may still exist for a moment (NSD's UDP socket lives in several processes):
-        # quick tries of EVENT_TRY_S until a refusal (dead), an answer (alive: an idle-timeout close) or the timeout.
+        # quick tries (EVENT_TRY_S, doubling) until a refusal (dead), an answer (alive: an idle-timeout close) or the
+        # check's timeout; a slow but live server passes once a try outlasts its latency.
         full = (self.cfg.http if name == "http" else self.cfg.dns)
         assert full is not None
         deadline = time.monotonic() + full.timeout
+        try_s = EVENT_TRY_S
         while True:
-            reason = self.check_one(name, timeout=min(EVENT_TRY_S, full.timeout))
+            reason = self.check_one(name, timeout=max(0.001, min(try_s, deadline - time.monotonic())))
             if reason is None:
                 self.watches[name].connect()  # an idle-timeout close: reopen
                 return
             if "Refused" in reason or "Reset" in reason or time.monotonic() >= deadline:
                 break
+            try_s *= 2
         self.say(f"{name} connection closed and the check fails ({reason})")
         if self.state.force_down():
             self.decide("event")
