@@ -178,6 +178,21 @@ def test_https_with_a_real_acme_server(lab: dict[str, Any], report: dict[str, An
     assert ca_file.is_absolute() and "BEGIN CERTIFICATE" in ca_file.read_text()
 
 
+def test_health_agent_faults(report: dict[str, Any]) -> None:
+    """Fail-closed, event-driven, supervised, drainable: every health row passes and the figures hold."""
+    rows = _check(report, "health")
+    names = " | ".join(c["name"] for c in rows)
+    for c in rows:
+        assert c["ok"], c
+    for part in ("status:", "NSD killed", "agent frozen", "BIRD restarted", "drain"):
+        assert part in names, names
+    h = report["measurements"]["health"]
+    assert h["nsd killed"]["withdraw_s"] is not None and h["nsd killed"]["withdraw_s"] < 1
+    assert h["agent frozen, Caddy killed"]["withdraw_s"] <= 2.5  # WatchdogSec=2 + margin
+    assert h["BIRD restarted while Caddy is down"]["extra"]["announced"] == []
+    assert h["drain"]["lost"] == 0 and h["drain"]["probes"] > 0
+
+
 def test_down_removes_everything_and_is_idempotent(lab: dict[str, Any], report: dict[str, Any]) -> None:
     pids = [pid for p in lab["pops"].values() for pid in p["pids"].values()]
     pids += [p["upstream"]["pid"] for p in lab["pops"].values()] + [c["pid"] for c in lab["clients"].values()]
