@@ -111,16 +111,24 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path) -> int:
-    """Write the PoP's rendered files (lab substitutions applied) that the lab runs; return how many."""
-    rendered = render_pop(network, network.pop(pop.code), password).files
+def pop_lab_files(network: Network, code: str, password: str, pop_dir: Path,
+                  rendered: dict[str, str] | None = None) -> dict[str, str]:
+    """The PoP's rendered files that the lab runs (lab substitutions applied), by path relative to ``pop_dir``.
+    ``rendered``: the renderer's files, if the caller has them (``anycast lab rollout`` compares and injects faults)."""
+    rendered = render_pop(network, network.pop(code), password).files if rendered is None else rendered
     zone = zone_file_name(network)
     files = apply_substitutions(rendered, lab_substitutions(pop_dir, zone) + lab_tls.substitutions(network, pop_dir))
-    names = [n for n in ("bird.conf", "Caddyfile", "nsd.conf", "health.json") if n in files]
-    for name in names:
-        _write(pop_dir / name, files[name], 0o600 if name == "bird.conf" else 0o644)
-    _write(pop_dir / "zones" / zone, files[zone])
-    return len(names) + 1
+    out: dict[str, str] = {n: files[n] for n in ("bird.conf", "Caddyfile", "nsd.conf", "health.json") if n in files}
+    out[f"zones/{zone}"] = files[zone]
+    return out
+
+
+def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path, rendered: dict[str, str] | None = None) -> int:
+    """Write the PoP's rendered files (lab substitutions applied) that the lab runs; return how many."""
+    files = pop_lab_files(network, pop.code, password, pop_dir, rendered)
+    for name, text in files.items():
+        _write(pop_dir / name, text, 0o600 if name == "bird.conf" else 0o644)
+    return len(files)
 
 
 def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from lab.leak import Leaker
 from lab.monitoring import PREFERRED_CLIENT, ProbeResult, check_monitoring, write_lab_targets
 from lab.netns import LabError, socket_in
 from lab.probes import curl_pop, dig
-from lab.topology import ClientPlan, LabPlan, PopPlan, build_plan
+from lab.topology import ClientPlan, LabPlan, PopPlan, build_plan, pop_dir_name, state_generations
 
 NO_EXPORT = NO_EXPORT_OUTSIDE_VULTR
 
@@ -256,7 +256,8 @@ def expected_logs(plan: LabPlan) -> list[str]:
     """The daemon logs a running lab writes, relative to its directory (lab/boot.py; bird.log via lab/configs.py)."""
     out: list[str] = []
     for p in plan.pops:
-        out += [f"pops/{p.code}/{name}.log" for name in ("bird", "nsd", "caddy", *(("health",) if p.mode == "anycast" else ()))]
+        out += [f"pops/{pop_dir_name(p.code, p.generation)}/{name}.log"
+                for name in ("bird", "nsd", "caddy", *(("health",) if p.mode == "anycast" else ()))]
         out.append(f"upstreams/{p.code}/gobgpd.log")
     return out
 
@@ -407,7 +408,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
 
     state = load_state(stack)
     network = load_network(stack)
-    plan = build_plan(stack, network, only=list(state["pops"]))
+    plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))  # after rollouts
     base = Path(state["dir"])
     checks: list[Check] = []
     measurements: dict[str, Any] = {}

@@ -21,6 +21,11 @@ the nearest PoP (the distance as MED, compared across neighbours). Without the o
 Addresses: documentation and private space only. Vultr PoP links take /30s from 198.51.100.128/25 and /64s from
 2001:db8:ff00::/48 (the PoP's "unicast" address is its end of the link); external PoPs use their configured
 neighbour/unicast addresses; the backbone is 100.64.0.0/16 and fd00:ac1::/64.
+
+Generations (``anycast lab rollout``, lab/rollout.py): a replaced Vultr PoP boots beside the old one with a new unicast
+address, as a replaced Vultr instance gets a new ``mainIp``. Even generations live in ``p-<code>`` on the link above
+(upstream side ``pop``); odd ones in ``q-<code>``, on the same slot of 203.0.113.128/25 and 2001:db8:ff01::/48
+(upstream side ``poq``). ``state.json`` records each PoP's generation; ``build_plan(..., generations=...)`` follows it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any
 
 from infra.model import VULTR_NEIGHBOR_V4, VULTR_NEIGHBOR_V6, VULTR_PEER_ASN, Network, Pop
 from infra.regions import great_circle_km
@@ -35,6 +41,8 @@ from infra.regions import great_circle_km
 PREFIX = "acl-"
 VULTR_POOL_V4 = IPv4Network("198.51.100.128/25")
 VULTR_POOL_V6 = IPv6Network("2001:db8:ff00::/48")
+ODD_POOL_V4 = IPv4Network("203.0.113.128/25")  # links of odd generations (lab/rollout.py), same slot as the even one
+ODD_POOL_V6 = IPv6Network("2001:db8:ff01::/48")
 BACKBONE_V4 = IPv4Network("100.64.0.0/16")
 BACKBONE_V6 = IPv6Network("fd00:ac1::/64")
 CLIENT_ASN_BASE = 65100
@@ -96,6 +104,12 @@ class PopPlan:
     sessions: tuple[Session, ...]
     backbone_v4: IPv4Address  # the upstream's backbone addresses
     backbone_v6: IPv6Address
+    generation: int = 0  # how often `anycast lab rollout` replaced this PoP (see the module docstring)
+
+    @property
+    def uplink(self) -> str:
+        """The upstream's side of this PoP's link."""
+        return "pop" if self.generation % 2 == 0 else "poq"
 
     def session(self, version: int) -> Session | None:
         return next((s for s in self.sessions if s.version == version), None)
@@ -215,6 +229,16 @@ class LabPlan:
         return min(best)[2] if best else None
 
 
+def state_generations(state: dict[str, Any]) -> dict[str, int]:
+    """Each PoP's generation as ``state.json`` records it (0 when never replaced)."""
+    return {code: int(p.get("generation", 0)) for code, p in state.get("pops", {}).items()}
+
+
+def pop_dir_name(code: str, generation: int) -> str:
+    """A PoP's directory under ``.lab/<stack>/pops/``: generations alternate between two, like the namespaces."""
+    return code if generation % 2 == 0 else f"{code}.odd"
+
+
 def namespace_prefix(stack: str | None) -> str:
     return f"{PREFIX}{stack}-" if stack else PREFIX
 
@@ -246,10 +270,18 @@ def _external_sessions(pop: Pop, pool4: list[IPv4Network], pool6: list[IPv6Netwo
     return out
 
 
+def _odd(link: IPv4Network | IPv6Network) -> IPv4Network | IPv6Network:
+    """The same slot of the odd-generation pool."""
+    even, odd = (VULTR_POOL_V4, ODD_POOL_V4) if link.version == 4 else (VULTR_POOL_V6, ODD_POOL_V6)
+    offset = int(link.network_address) - int(even.network_address)
+    return ipaddress.ip_network(f"{ipaddress.ip_address(int(odd.network_address) + offset)}/{link.prefixlen}")
+
+
 def build_plan(stack: str, network: Network, only: list[str] | None = None,
-               well_connected: tuple[WellConnected, ...] = ()) -> LabPlan:
+               well_connected: tuple[WellConnected, ...] = (), generations: dict[str, int] | None = None) -> LabPlan:
     """The whole lab for ``network``; ``only`` limits it to some PoP codes (unknown codes raise KeyError);
-    ``well_connected`` turns on the step-8 routing for those PoPs' upstreams (see the module docstring)."""
+    ``well_connected`` turns on the step-8 routing for those PoPs' upstreams (see the module docstring);
+    ``generations``: Vultr PoPs replaced by ``anycast lab rollout`` (odd: the other namespace and link pool)."""
     pops = network.pops
     if only:
         for code in only:
@@ -266,13 +298,16 @@ def build_plan(stack: str, network: Network, only: list[str] | None = None,
     ns = namespace_prefix(stack)
     plans: list[PopPlan] = []
     for i, pop in enumerate(pops):
+        gen = (generations or {}).get(pop.code, 0) if pop.is_vultr else 0
         if pop.is_vultr:
             sessions: list[Session] = []
             if network.prefixes.ipv4 is not None:
                 link4 = pool4.pop(0)
+                link4 = link4 if gen % 2 == 0 else _odd(link4)  # type: ignore[assignment]
                 gw4, own4 = list(link4.hosts())
                 sessions.append(Session(4, own4, VULTR_NEIGHBOR_V4, gw4, link4, True, 2))
             link6 = pool6.pop(0)
+            link6 = link6 if gen % 2 == 0 else _odd(link6)  # type: ignore[assignment]
             sessions.append(Session(6, link6.network_address + 2, VULTR_NEIGHBOR_V6, link6.network_address + 1, link6, True, 2))
             asn, password = VULTR_PEER_ASN, True
         else:
@@ -281,7 +316,8 @@ def build_plan(stack: str, network: Network, only: list[str] | None = None,
             asn, password = pop.neighbor.asn, False  # the renderer sets a password only towards Vultr
         assert pop.latitude is not None and pop.longitude is not None
         plans.append(PopPlan(
-            code=pop.code, mode=pop.mode, provider=pop.provider or "vultr", index=i, namespace=f"{ns}p-{pop.code}",
+            code=pop.code, mode=pop.mode, provider=pop.provider or "vultr", index=i,
+            namespace=f"{ns}{'p' if gen % 2 == 0 else 'q'}-{pop.code}", generation=gen,
             upstream_namespace=f"{ns}u-{pop.code}", upstream_asn=asn, password=password, lat=pop.latitude,
             lon=pop.longitude, sessions=tuple(sessions), backbone_v4=BACKBONE_V4.network_address + 256 + i + 1,
             backbone_v6=BACKBONE_V6.network_address + 0x10000 + i + 1))
