@@ -133,3 +133,41 @@ def boot(plan: LabPlan, prep: Prepared, base: Path, say: Callable[[str], None],
     if errors:
         raise LabError("; ".join(sorted(errors)))
     return {code: done[code] for code in (p.code for p in plan.pops)}
+
+
+def monitoring_source_lines(plan: LabPlan, mon_v4: str, mon_v6: str) -> tuple[list[str], dict[str, list[str]]]:
+    """``ip -batch`` lines that make the lab's Prometheus scrape the PoPs from an address inside
+    ``admin.monitoringCidrs`` (the PoPs' nftables opens the exporter ports to those only): the first host of each
+    monitoring CIDR on the monitoring namespace's ``lo``, used as the source towards every PoP link, and a route
+    back to it in every upstream. Returns (monitoring namespace lines, upstream namespace -> lines)."""
+    import ipaddress
+
+    inside: list[str] = []
+    upstream: dict[str, list[str]] = {p.upstream_namespace: [] for p in plan.pops}
+    for version, via_mon in ((4, mon_v4), (6, mon_v6)):
+        cidr = next((n for n in plan.network.admin.monitoring_cidrs if n.version == version), None)
+        if cidr is None:
+            continue
+        src = next(iter(cidr.hosts())) if cidr.num_addresses > 1 else cidr.network_address
+        plen = 32 if version == 4 else 128
+        inside.append(f"addr add {src}/{plen} dev lo" + (" nodad" if version == 6 else ""))
+        for p in plan.pops:
+            for s in p.sessions:
+                if s.version == version:
+                    via = p.backbone_v4 if version == 4 else p.backbone_v6
+                    inside.append(f"route replace {s.link} via {via} dev eth0 src {src}")
+            upstream[p.upstream_namespace].append(f"route replace {ipaddress.ip_network(f'{src}/{plen}')} "
+                                                  f"via {via_mon} dev bb0")
+    return inside, upstream
+
+
+def add_monitoring_source(plan: LabPlan, ns: str, mon_v4: str, mon_v6: str) -> None:
+    """Apply :func:`monitoring_source_lines` (machine mode; process-mode PoPs have no firewall)."""
+    from lab.netns import run
+
+    inside, upstream = monitoring_source_lines(plan, mon_v4, mon_v6)
+    if inside:
+        run(["ip", "-n", ns, "-batch", "-"], input_text="\n".join(inside) + "\n")
+    for uns, lines in upstream.items():
+        if lines:
+            run(["ip", "-n", uns, "-batch", "-"], input_text="\n".join(lines) + "\n")

@@ -181,6 +181,10 @@ def start_stack(plan: LabPlan, state: dict[str, Any], outputs: dict[str, Any], c
         ip_batch(root)
         run(["ip", "-n", plan.backbone_namespace, "-batch", "-"], input_text="\n".join(backbone) + "\n")
         run(["ip", "-n", ns, "-batch", "-"], input_text="\n".join(inside) + "\n")
+        if state.get("mode") == "machines":  # the PoPs' nftables admits only admin.monitoringCidrs to the exporters
+            from lab.machine_lab import add_monitoring_source
+
+            add_monitoring_source(plan, ns, str(MON_V4), str(MON_V6))
     blackbox = f"{client.backbone_v4}:{BLACKBOX_PORT}"
     out_dir = base / "prometheus"
     if out_dir.exists():
