@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines")
+MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines", "bench.rollout")
 
 
 def main() -> int:

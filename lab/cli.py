@@ -49,6 +49,17 @@ def register(subparsers: Any) -> None:
         p.add_argument("pop", help="PoP code, e.g. ams")
         p.set_defaults(func=cmd_drain, action=action)
 
+    p = sub.add_parser("rollout", help="re-render the stack and replace every changed PoP wave by wave, each gated on "
+                                       "serving (as pulumi up does); clients probe the anycast address all along")
+    p.add_argument("--stack", required=True, help="the running lab's stack; its current Pulumi.<stack>.yaml is rendered")
+    p.add_argument("--gate-timeout", type=float, default=None,
+                   help="seconds a new PoP may take to serve (default: the stack's rollout.gateTimeout)")
+    p.add_argument("--fault", choices=("nsd-config",), default=None,
+                   help="stand-in for a broken template change: nsd-config makes NSD refuse its config on every PoP")
+    p.add_argument("--keep-failed", action="store_true", help="leave the new PoPs of a failed wave running to look at")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_rollout)
+
     p = sub.add_parser("down", help="remove every namespace, link and process of the lab (idempotent)")
     p.add_argument("--stack", default=None, help="only this stack's lab (default: every acl-* namespace)")
     p.set_defaults(func=cmd_down)
@@ -151,12 +162,33 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from lab.rollout import rollout
+
+    try:
+        report = rollout(args.stack, load_network(args.stack), gate_timeout=args.gate_timeout, fault=args.fault,
+                         keep_failed=args.keep_failed, say=lambda s: print(s, file=sys.stderr, flush=True))
+    except LabError as exc:
+        return _err(f"lab rollout: {exc}")
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        load = report.get("load", {"http": [0, 0], "dns": [0, 0]})
+        verdict = "replaced " + ", ".join(r["pop"] for r in report["replaced"]) if report["replaced"] else "nothing replaced"
+        print(f"lab rollout {args.stack}: {'OK' if report['ok'] else 'STOPPED at wave ' + str(report.get('stopped_at_wave'))}"
+              f"; {verdict}; {report['passed_waves']}/{len(report['waves'])} waves in {report.get('seconds', 0)} s; "
+              f"lost {load['http'][0]}/{load['http'][1]} HTTP, {load['dns'][0]}/{load['dns'][1]} DNS")
+        for code, why in report["failed"].items():
+            print(f"  {code}: {why}")
+    return 0 if report["ok"] else 1
+
+
 def resolve_namespace(name: str, stack: str | None) -> str:
     """Map a short name (client, PoP code, u-<code>, bb) to its namespace; raise LabError if none or ambiguous."""
     all_ns = list_namespaces(namespace_prefix(stack))
     if name in all_ns:
         return name
-    hits = [ns for ns in all_ns if ns.split("-", 2)[-1] in (f"c-{name}", f"p-{name}", name)]
+    hits = [ns for ns in all_ns if ns.split("-", 2)[-1] in (f"c-{name}", f"p-{name}", f"q-{name}", name)]
     if len(hits) == 1:
         return hits[0]
     if not hits:
