@@ -59,8 +59,9 @@ def require_machines() -> None:
     if missing:
         raise LabError(f"machine mode needs {', '.join(missing)} (make debs installs systemd-container, debootstrap, "
                        "apt-utils)")
-    if not (CGROUP_FS / "systemd").is_dir() and not (CGROUP_FS / "cgroup.controllers").exists():
-        raise LabError("machine mode needs a name=systemd or unified cgroup hierarchy under /sys/fs/cgroup")
+    if not (CGROUP_FS / "systemd").is_dir():
+        raise LabError("machine mode is written for the hybrid cgroup layout (name=systemd, unified and memory "
+                       "hierarchies under /sys/fs/cgroup); this host has none at /sys/fs/cgroup/systemd")
     if "overlay" not in Path("/proc/filesystems").read_text(encoding="ascii"):
         raise LabError("machine mode needs overlayfs (modprobe overlay)")
 
