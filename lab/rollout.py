@@ -186,8 +186,8 @@ def boot_new(plan: LabPlan, swap: Swap, state: dict[str, Any], password: str, re
         kill_namespaces([new.namespace])  # left over from an interrupted rollout
     if swap.new_dir.exists():
         shutil.rmtree(swap.new_dir)
-    ip_batch([f"netns add {new.namespace}",
-              f"link add name eth0 netns {new.namespace} type veth peer name {new.uplink} netns {new.upstream_namespace}"])
+    ip_batch([f"netns add {new.namespace}"])
+    ip_batch([f"link add name eth0 netns {new.namespace} type veth peer name {new.uplink} netns {new.upstream_namespace}"])
     inside, upstream = _link_lines(new, plan.network)
     run(["ip", "-n", new.namespace, "-batch", "-"], input_text="\n".join(inside) + "\n")
     run(["ip", "-n", new.upstream_namespace, "-batch", "-"], input_text="\n".join(upstream) + "\n")
@@ -290,8 +290,8 @@ def _boot_and_gate(plan: LabPlan, state: dict[str, Any], password: str, base: Pa
     rendered = render_pop(plan.network, plan.network.pop(swap.code), password).files
     try:
         boot_new(plan, swap, state, password, mutate(rendered) if mutate else rendered, base)
-    except (LabError, OSError) as exc:
-        swap.error = f"{swap.code}: boot failed: {exc}"
+    except Exception as exc:  # any failure of one new PoP stops the rollout like a failed gate, never a traceback
+        swap.error = f"{swap.code}: boot failed: {type(exc).__name__}: {exc}"
         return
     gate(plan, swap, timeout, interval, say)
 
