@@ -40,6 +40,12 @@ ALLOWED_JOURNAL = (
 )
 
 
+# The HTTPS units (tls.enabled) fetch the certificate from the S3 store and order it through ACME/Route53: the lab's
+# stand-ins for those (lab/tls.py) serve the process-mode PoPs only, so in machine mode these units fail. Their state is
+# reported in one row of its own (a FAIL until the stand-ins reach the containers), and the other rows look past them.
+TLS_UNITS = ("anycast-tls-fetch.service", "anycast-tls-issue.service")
+
+
 def _pids(state: dict[str, Any], code: str) -> int:
     pid = pop_control.leader(state["pops"][code])
     if pid is None:
@@ -88,18 +94,25 @@ def _system_running(plan: LabPlan, state: dict[str, Any]) -> Row:
         out = nsexec(pid, ["systemctl", "is-system-running"]).stdout.strip()
         if out == "running":
             return None
-        failed = nsexec(pid, ["systemctl", "--failed", "--no-legend", "--plain"]).stdout.split()
-        return f"{out}; failed: {' '.join(u for u in failed if '.' in u)}"
+        failed = [u for u in nsexec(pid, ["systemctl", "--failed", "--no-legend", "--plain"]).stdout.split()
+                  if "." in u]
+        if out == "degraded" and failed and all(u in TLS_UNITS for u in failed):
+            degraded_by_tls.append(p.code)
+            return None
+        return f"{out}; failed: {' '.join(failed)}"
 
+    degraded_by_tls: list[str] = []
     bad = _each(plan.pops, one)
-    return Row("machines", "systemctl is-system-running = running on every PoP", not bad, "; ".join(bad) or "running")
+    note = f"running; degraded only by {'/'.join(TLS_UNITS)} (row below): {', '.join(sorted(degraded_by_tls))}" \
+        if degraded_by_tls else "running"
+    return Row("machines", "systemctl is-system-running = running on every PoP", not bad, "; ".join(bad) or note)
 
 
 def _units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Row:
     counts: list[int] = []
 
     def one(p: PopPlan) -> str | None:
-        units = rendered_units(data[p.code].decode())
+        units = [u for u in rendered_units(data[p.code].decode()) if u not in TLS_UNITS]
         counts.append(len(units))
         out = nsexec(_pids(state, p.code), ["systemctl", "is-active", *units]).stdout.split()
         bad = [f"{u} {s}" for u, s in zip(units, out, strict=False) if s != "active"]
@@ -203,13 +216,32 @@ def _journal(plan: LabPlan, state: dict[str, Any]) -> Row:
     def one(p: PopPlan) -> str | None:
         out = nsexec(_pids(state, p.code), ["journalctl", "-b", "-p", "err", "--no-pager", "-o", "short"]).stdout
         bad = [line for line in out.splitlines() if line.strip() and not line.startswith("-- ")
-               and not any(a in line for a in ALLOWED_JOURNAL)]
+               and not any(a in line for a in ALLOWED_JOURNAL) and "anycast-tls" not in line]
         lines.extend(bad)
         return bad[0][:200] if bad else None
 
     bad = _each(plan.pops, one)
     return Row("logs", "no errors in the PoPs' journals (priority err and above)", not bad,
                "; ".join(bad) or f"{len(plan.pops)} journals read; allowed: {', '.join(ALLOWED_JOURNAL)}")
+
+
+def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Row:
+    def one(p: PopPlan) -> str | None:
+        units = [u for u in rendered_units(data[p.code].decode()) if u in TLS_UNITS]
+        if not units:
+            return None
+        pid = _pids(state, p.code)
+        states = nsexec(pid, ["systemctl", "is-active", *units]).stdout.split()
+        bad = [f"{u} {st}" for u, st in zip(units, states, strict=False) if st not in ("active", "activating")]
+        if not bad:
+            return None
+        why = nsexec(pid, ["journalctl", "-b", "-o", "cat", "--no-pager", "-n", "1", "-u", units[0]]).stdout.strip()
+        return f"{', '.join(bad)} ({why[:160]})"
+
+    bad = _each(plan.pops, one)
+    return Row("machines", "HTTPS units from the user data active (anycast-tls-fetch, anycast-tls-issue)", not bad,
+               "; ".join(bad[:3]) + "; the lab's S3/ACME stand-ins (lab/tls.py) do not reach the containers yet"
+               if bad else "active")
 
 
 def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> list[Row]:
@@ -221,6 +253,8 @@ def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> li
     # SSH probe, whose closed connection sshd logs as an error
     if any(p.mode == "anycast" for p in plan.pops):
         rows.append(_agent(plan, state))
+    if plan.network.tls.enabled:
+        rows.append(_tls_units(plan, state, data))
     return rows
 
 
