@@ -50,6 +50,7 @@ class AtlasState:
     # What a new measurement's results will be: called with (definition, sources), returns result objects.
     results_for: Any = None
     running_reads: int = 1
+    max_page_size: int = 500  # Atlas caps page_size; a small cap exercises the client's following of ``next``
     next_id: int = 5_000_001
     log: list[tuple[str, str, Any, str | None]] = field(default_factory=list)  # method, path+query, body, auth header
 
@@ -127,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, m.results)
         if rest == ["probes"] and method == "GET":
             ids = [int(i) for i in q.get("id__in", "").split(",") if i]
-            size, page = int(q.get("page_size", 50)), int(q.get("page", 1))
+            size, page = min(int(q.get("page_size", 50)), st.max_page_size), int(q.get("page", 1))
             found = [st.probes[i] for i in ids if i in st.probes]
             chunk = found[(page - 1) * size: page * size]
             nxt = None

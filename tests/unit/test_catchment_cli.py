@@ -154,3 +154,13 @@ def test_lab_mode_when_the_lab_is_not_running(tmp_path: Path, monkeypatch: pytes
     assert main(["catchment", "--stack", "nolab", "--lab"]) == 1
     err = capsys.readouterr().err
     assert err == "error: the lab of stack nolab is not running: start it with `anycast lab up --stack nolab`\n"
+
+
+def test_probe_locations_are_read_across_pages(atlas: FakeAtlas, capsys: pytest.CaptureFixture[str]) -> None:
+    atlas.state.max_page_size = 3
+    atlas.state.running_reads = 0
+    assert run(atlas, "--yes", "--af", "4", "--country", "DE", "--per-source", "1") == 0
+    out = capsys.readouterr().out
+    assert "11 results; 9 ok, 1 mis-routed" in out and "1 without coordinates" in out
+    pages = [p for m, p, *_ in atlas.state.log if m == "GET" and p.startswith("/api/v2/probes/")]
+    assert len(pages) == 4 and "page=4" in pages[-1]
