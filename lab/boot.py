@@ -335,7 +335,8 @@ def wait_converged(plan: LabPlan, base: Path, say: Callable[[str], None], timeou
     last = ""
     while True:
         up, total, waiting = convergence(plan, base)
-        line = f"BGP sessions established {up}/{total}; clients routed to their nearest PoP " \
+        line = f"BGP sessions established {up}/{total}; clients routed to their " \
+               f"{'predicted (--well-connected)' if plan.well_connected else 'nearest'} PoP " \
                f"{len(plan.clients) - len(waiting)}/{len(plan.clients)}"
         if line != last:
             say(line)
