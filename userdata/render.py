@@ -7,6 +7,8 @@ replaces the instance.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +31,12 @@ from infra.model import (
 from userdata import tls as tls_files
 from userdata.health_config import STATUS_PORT, health_config
 from userdata.health_config import health_unit as _health_unit
+
+# Vultr does not document a user-data limit, and its API carries user data base64-encoded (the Terraform provider
+# encodes it: vultr/terraform-provider-vultr, resource_vultr_instance.go). Clouds that cap base64 user data do so at
+# 64 KiB (OpenStack Nova: 65,535 bytes), which is 48 KiB before encoding: render within that. Stricter clouds exist
+# (AWS EC2 16 KiB, Hetzner 32 KiB) for external PoPs: docs/deploy.md#user-data-size says what to do there.
+USER_DATA_BUDGET = 48 * 1024
 
 # Where each rendered file lives on a PoP (the lab maps these into its own directories).
 HOST_PATHS = {
@@ -248,8 +256,14 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _str_presenter)
 
 
-def _write_file(path: str, content: str, permissions: str = "0644", owner: str = "root:root", defer: bool = False) -> dict[str, Any]:
+def _write_file(path: str, content: str, permissions: str = "0644", owner: str = "root:root", defer: bool = False,
+                compress: bool = False) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": path, "content": content, "owner": owner, "permissions": permissions}
+    if compress:
+        # The agents are programs shipped from this repository (reviewed as source in userdata/files/), not rendered
+        # config: gzip keeps the user data within USER_DATA_BUDGET. mtime=0 keeps the bytes stable for golden files.
+        packed = gzip.compress(content.encode("utf-8"), compresslevel=9, mtime=0)
+        entry.update(content=base64.b64encode(packed).decode("ascii"), encoding="gz+b64")
     if defer:  # written after the packages are installed, when their users exist
         entry["defer"] = True
     return entry
@@ -259,7 +273,7 @@ def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
                      credentials: tls_files.TlsCredentials | None) -> list[dict[str, Any]]:
     """anycast-tls, its config and timers; the access key only when given (the Pulumi program passes it)."""
     out = [_write_file(tls_files.CONFIG_FILE, files["tls.json"]),
-           _write_file(tls_files.SCRIPT, _resource_text("files/anycast-tls.py"), "0755")]
+           _write_file(tls_files.SCRIPT, _resource_text("files/anycast-tls.py"), "0755", compress=True)]
     out += [_write_file(f"/etc/systemd/system/{name}", text) for name, text in tls_files.units(network, pop).items()]
     if credentials is not None:
         creds = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
@@ -284,7 +298,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
     if pop.is_anycast:
         write_files += [
             _write_file(HOST_PATHS["health.json"], files["health.json"]),
-            _write_file(HEALTH_AGENT_PATH, _resource_text("files/anycast-health.py"), "0755"),
+            _write_file(HEALTH_AGENT_PATH, _resource_text("files/anycast-health.py"), "0755", compress=True),
             _write_file("/etc/systemd/system/anycast-health.service", health_unit(network)),
         ]
     if needs_local_addresses:
@@ -323,7 +337,12 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
     doc["write_files"] = write_files
     doc["runcmd"] = runcmd
     body = yaml.dump(doc, Dumper=_LiteralDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
-    return f"#cloud-config\n# PoP {pop.code} ({pop.city}, {pop.country}), {pop.mode}. Rendered by anycast: edit the stack.\n{body}"
+    text = f"#cloud-config\n# PoP {pop.code} ({pop.city}, {pop.country}), {pop.mode}. Rendered by anycast: edit the stack.\n{body}"
+    if len(text.encode("utf-8")) > USER_DATA_BUDGET:
+        raise ConfigError([f"pops.{pop.code}: the rendered user data is {len(text.encode())} bytes, over the "
+                           f"{USER_DATA_BUDGET}-byte budget (48 KiB: 64 KiB once base64-encoded); see "
+                           "docs/deploy.md#user-data-size"])
+    return text
 
 
 def render_pop(network: Network, pop: Pop, bgp_password: str,

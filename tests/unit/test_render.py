@@ -173,3 +173,34 @@ def test_bird_exporter_speaks_bird2(prod_network: Network) -> None:
     assert ["systemctl", "restart", "prometheus-bird-exporter.service"] in doc["runcmd"]
     # bird_exporter computes bird_protocol_uptime only from ISO protocol times.
     assert "timeformat protocol iso long;" in rendered.files["bird.conf"]
+
+
+# --- user data size ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stack", ["prod", "dev", "free"])
+def test_user_data_fits_the_budget_and_ships_the_agents_unchanged(stack: str) -> None:
+    import base64
+    import gzip
+    from pathlib import Path
+
+    from infra.stack import load_network
+    from userdata.render import USER_DATA_BUDGET
+
+    network = load_network(stack)
+    source = Path(__file__).resolve().parents[2] / "userdata" / "files"
+    for pop in network.pops:
+        user_data = render_pop(network, pop, TEST_PASSWORD).user_data
+        assert len(user_data.encode()) <= USER_DATA_BUDGET, (stack, pop.code, len(user_data))
+        for entry in _cloud_config(user_data)["write_files"]:
+            if entry.get("encoding") == "gz+b64":  # what cloud-init writes is the reviewed source, byte for byte
+                shipped = gzip.decompress(base64.b64decode(entry["content"])).decode()
+                name = Path(entry["path"]).name + ".py"
+                assert shipped == (source / name).read_text(encoding="utf-8"), entry["path"]
+
+
+def test_user_data_over_the_budget_is_refused(prod_network: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+    import userdata.render as render
+
+    monkeypatch.setattr(render, "USER_DATA_BUDGET", 1000)
+    with pytest.raises(ConfigError, match=r"pops.ams: the rendered user data is \d+ bytes, over the 1000-byte budget"):
+        render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD)
