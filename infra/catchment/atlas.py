@@ -68,8 +68,9 @@ class Source:
 def dns_definitions(targets: Iterable[tuple[int, str]], description: str) -> list[dict[str, Any]]:
     """One DNS definition per (af, address): CHAOS TXT id.server with the NSID bit (REST API reference, DNS type)."""
     return [{"type": "dns", "af": af, "target": addr, "query_class": "CHAOS", "query_type": "TXT",
-             "query_argument": "id.server", "set_nsid_bit": True, "use_probe_resolver": False, "protocol": "UDP",
-             "udp_payload_size": 1232, "description": f"{description} (IPv{af})"} for af, addr in targets]
+             "query_argument": "id.server", "set_nsid_bit": True, "set_rd_bit": False, "include_abuf": True,
+             "use_probe_resolver": False, "protocol": "UDP", "udp_payload_size": 1232,
+             "description": f"{description} (IPv{af})"} for af, addr in targets]
 
 
 def estimate_credits(definitions: list[dict[str, Any]], sources: list[Source], per_result: int = CREDITS_PER_RESULT) -> int:

@@ -53,6 +53,7 @@ def test_create_wait_fetch_and_report(atlas: FakeAtlas, tmp_path: Path, capsys: 
     assert body["is_oneoff"] is True and len(body["probes"]) == 5
     assert [(d["af"], d["target"], d["query_class"], d["query_argument"], d["set_nsid_bit"]) for d in body["definitions"]] == [
         (4, "192.0.2.1", "CHAOS", "id.server", True), (6, "2001:db8:1000::1", "CHAOS", "id.server", True)]
+    assert all(d["include_abuf"] and not d["use_probe_resolver"] and not d["set_rd_bit"] for d in body["definitions"])
     assert "measurement 5000001 is Ongoing; waiting" in captured.err
     doc = json.loads((tmp_path / "catchment.json").read_text())
     assert len(doc["probes"]) == 2 * len(WORLD)
