@@ -14,6 +14,7 @@ from lab.geodns import expected_pop
 from lab.netns import LabError, namespace_pids
 from lab.probes import Prober
 from lab.processes import alive, signal_pids
+from lab.tls import https_prober
 from lab.topology import ClientPlan, LabPlan, PopPlan
 
 PREFERRED_CLIENTS = ("de", "gb", "us", "jp")
@@ -152,6 +153,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     prefix = _prefix(plan)
     prober = Prober(client.namespace, _service(plan)).start()
     dns = Prober(client.namespace, _service(plan), qname=plan.network.dns.zone).start()
+    https = https_prober(state, client.namespace, _service(plan))  # tls.enabled: the same over HTTPS (lab/tls.py)
     try:
         if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
@@ -172,9 +174,13 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         if on_event:
             on_event("restarted", t1)
         t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20)
+        if https is not None:
+            _wait(lambda: https.first_after(t0, nxt) is not None, 5)
     finally:
         prober.stop()
         dns.stop()
+        if https is not None:
+            https.stop()
     withdraw = None if t_w is None else t_w - t0
     switch = None if t_s is None else t_s - t0
     recover = None if t_r is None else t_r - t1
@@ -186,7 +192,14 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
                                  dns_lost_after=dns_lost_after)
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
               f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
-              f"queries; Caddy restarted, re-announced after {_fmt(recover)}" + "".join(f"; FAIL: {p}" for p in problems))
+              f"queries; Caddy restarted, re-announced after {_fmt(recover)}")
+    if https is not None:
+        t_hs = https.first_after(t0, nxt)
+        hs_lost, hs_total = https.lost(t0, t_hs or t1)
+        detail += f"; HTTPS on {nxt} after {_fmt(None if t_hs is None else t_hs - t0)}, lost {hs_lost}/{hs_total} handshakes"
+        if t_hs is None:
+            problems.append(f"HTTPS never answered from {nxt}")
+    detail += "".join(f"; FAIL: {p}" for p in problems)
     return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
                           dns_probes, dns_switch, lost_after, dns_lost_after)
 

@@ -330,6 +330,15 @@ class HandshakeProber:
         if self._thread:
             self._thread.join()
 
+    def first_after(self, t0: float, pop: str) -> float | None:
+        """The time of the first successful handshake after ``t0`` answered (X-PoP) by ``pop``."""
+        return next((t for t, serial, info in self.samples if t >= t0 and serial is not None and info == pop), None)
+
+    def lost(self, t0: float, t1: float) -> tuple[int, int]:
+        """(failed handshakes, handshakes) between t0 and t1."""
+        window = [serial for t, serial, _ in self.samples if t0 <= t <= t1]
+        return sum(1 for s in window if s is None), len(window)
+
     @property
     def failures(self) -> list[str]:
         return [str(info) for _, serial, info in self.samples if serial is None]
@@ -347,3 +356,12 @@ def cert_serial(path: Path) -> str:
     out = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", str(path)], capture_output=True, text=True,
                          check=False).stdout
     return out.strip().split("=", 1)[-1].upper()
+
+
+def https_prober(state: dict[str, Any], ns: str, address: str) -> HandshakeProber | None:
+    """A running HandshakeProber for the failover measurements when the lab serves HTTPS, else None."""
+    tls = state.get("tls")
+    if not tls:
+        return None
+    name = tls.get("https_name") or tls["names"][0]
+    return HandshakeProber(ns, address, name, tls["ca_file"], interval=0.05).start()
