@@ -55,9 +55,25 @@ def packages_of(data: dict[str, bytes]) -> list[str]:
     return sorted(out)
 
 
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_CONTAINER = 24  # systemd, journald, logind, dbus, ...; Debian's default 128 is shared by every root process
+
+
+def raise_inotify_limit(pops: int, say: Callable[[str], None]) -> None:
+    """Every container's systemd and friends take inotify instances from root's one budget
+    (fs.inotify.max_user_instances, 128 on Debian): at about 19 containers a new one gets "Failed to create inotify
+    object: Too many open files" and its boot stalls. Raise the host's limit (never lower it) and say so."""
+    need = 128 + INOTIFY_PER_CONTAINER * pops
+    have = int(INOTIFY_INSTANCES.read_text(encoding="ascii"))
+    if have < need:
+        INOTIFY_INSTANCES.write_text(str(need), encoding="ascii")
+        say(f"host: fs.inotify.max_user_instances {have} -> {need} ({pops} containers' systemd; stays until reboot)")
+
+
 def prepare(plan: LabPlan, password: str, say: Callable[[str], None]) -> Prepared:
     """The slow, cached parts: the image and the package mirror."""
     m.require_machines()
+    raise_inotify_limit(len(plan.pops), say)
     data = user_data(plan, password)
     image = ensure_image(say)
     mirror, unknown = ensure_mirror(packages_of(data), image, say)
