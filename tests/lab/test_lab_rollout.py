@@ -1,0 +1,76 @@
+"""`anycast lab rollout` on the dev stack with real daemons: a good change replaces every PoP wave by wave with
+nothing lost, a broken change (NSD refuses its config) stops at the canary with nothing lost and the old network
+intact, and the static lab checks pass afterwards. Needs root; boots and tears down the dev lab (~2 minutes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench.rollout import changed_network
+from infra.stack import load_network
+from lab.boot import down, up
+from lab.checks import load_state, run_checks
+from lab.netns import list_namespaces
+from lab.rollout import rollout
+from tests.lab.test_lab_dev import REASON
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+STACK = "dev"
+
+
+@pytest.fixture(scope="module")
+def reports() -> Iterator[dict[str, Any]]:
+    if REASON:
+        pytest.skip(REASON)
+    try:
+        up(STACK, load_network(STACK), quiet=True, timeout=60)
+        network = changed_network(STACK)
+        out: dict[str, Any] = {"before": load_state(STACK)}
+        out["good"] = rollout(STACK, network)
+        out["after_good"] = load_state(STACK)
+        out["broken"] = rollout(STACK, network, fault="nsd-config", gate_timeout=20, interval=0.5)
+        out["after_broken"] = load_state(STACK)
+        out["namespaces"] = list_namespaces(f"acl-{STACK}-")
+        out["checks"] = run_checks(STACK, failover=False, freeze=False, progress=False, health=False, monitoring=False)
+        yield out
+    finally:
+        down(STACK)
+
+
+def test_good_change_replaces_every_pop_in_waves_with_nothing_lost(reports: dict[str, Any]) -> None:
+    good = reports["good"]
+    assert good["ok"], good["failed"]
+    assert good["waves"] == [["ams"], ["ewr", "sao"]]  # rollout.waves [1, all] over the Vultr PoPs
+    assert [r["pop"] for r in good["replaced"]] == ["ams", "ewr", "sao"]
+    assert all(files == [f"zones/{STACK_ZONE}"] for files in good["changed"].values())
+    before, after = reports["before"]["pops"], reports["after_good"]["pops"]
+    for code in ("ams", "ewr", "sao"):
+        assert after[code]["generation"] == 1 and after[code]["namespace"] == f"acl-dev-q-{code}"
+        assert after[code]["unicast_ipv4"] != before[code]["unicast_ipv4"], "a replaced PoP has a new address"
+    http, dns = good["load"]["http"], good["load"]["dns"]
+    assert http[1] > 200 and dns[1] > 40, "clients probed during the whole rollout"
+    assert (http[0], dns[0]) == (0, 0), good["load"]["lost_by_client"]
+
+
+STACK_ZONE = "cdn.example.com.zone"
+
+
+def test_broken_change_stops_at_the_canary_with_the_old_network_intact(reports: dict[str, Any]) -> None:
+    broken = reports["broken"]
+    assert not broken["ok"] and broken["stopped_at_wave"] == 1 and broken["passed_waves"] == 0
+    assert set(broken["failed"]) == {"ams"}
+    assert "PoP ams not ready after" in broken["failed"]["ams"] and "health checks failing: dns" in broken["failed"]["ams"]
+    assert reports["after_broken"]["pops"] == reports["after_good"]["pops"], "the old network is what it was"
+    assert "acl-dev-p-ams" not in reports["namespaces"], "the failed canary was removed"
+    assert {"acl-dev-q-ams", "acl-dev-q-ewr", "acl-dev-q-sao"} <= set(reports["namespaces"])
+    http, dns = broken["load"]["http"], broken["load"]["dns"]
+    assert http[1] > 100 and (http[0], dns[0]) == (0, 0), broken["load"]["lost_by_client"]
+
+
+def test_lab_check_passes_after_both_rollouts(reports: dict[str, Any]) -> None:
+    failed = [(c["name"], c["detail"]) for c in reports["checks"]["checks"] if not c["ok"]]
+    assert failed == []
