@@ -126,15 +126,17 @@ class Load:
         for t in self._threads:
             t.join()
 
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"http": [0, 0], "dns": [0, 0], "lost_by_client": {}}
+    def summary(self, t0: float = 0.0) -> dict[str, Any]:
+        """Lost and sent per kind, lost per client, and each loss as (client, kind, seconds after ``t0``)."""
+        out: dict[str, Any] = {"http": [0, 0], "dns": [0, 0], "lost_by_client": {}, "lost_at": []}
         for name, samples in self.samples.items():
             lost = 0
-            for _t, kind, pop in samples:
+            for t, kind, pop in samples:
                 out[kind][1] += 1
                 if pop is None:
                     out[kind][0] += 1
                     lost += 1
+                    out["lost_at"].append((name, kind, round(t - t0, 3)))
             if lost:
                 out["lost_by_client"][name] = lost
         return out
@@ -151,6 +153,7 @@ class Swap:
     new_dir: Path
     started: dict[str, Any] | None = None
     gate_s: float | None = None
+    switched_at: float | None = None  # monotonic time the upstream moved the prefix to the new PoP
     error: str | None = None
     log: list[str] = field(default_factory=list)
 
@@ -255,6 +258,7 @@ def retire_old(plan: LabPlan, swap: Swap, *, state: dict[str, Any], password: st
             pending = [(v, p, a) for v, p, a in pending if _announced_by(up_ns, a, v, p)]
             time.sleep(0.02)
         _switch(plan, swap)
+        swap.switched_at = time.monotonic()
         drain.join(95)
         rc, out = result[0] if result else (1, "no answer")
         swap.log.append(f"old {old.code} drained (rc {rc}): {out.splitlines()[-1] if out else ''}"[:200])
@@ -391,7 +395,8 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
             for sw in swaps:
                 _archive(base, sw.old_dir, f"{sw.code}.gen{sw.old.generation}")
                 state["pops"][sw.code].update(_pop_state(sw, base))
-                report["replaced"].append({"pop": sw.code, "gate_s": round(sw.gate_s or 0, 2), "log": sw.log})
+                report["replaced"].append({"pop": sw.code, "gate_s": round(sw.gate_s or 0, 2), "log": sw.log,
+                                           "switched_at_s": None if sw.switched_at is None else round(sw.switched_at - t0, 3)})
             plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))
             for name, c in state["clients"].items():
                 c["geodns"] = geo_answer(plan, plan.client(name)).__dict__
@@ -401,7 +406,7 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
     finally:
         load.stop()
     report["seconds"] = round(time.monotonic() - t0, 2)
-    report["load"] = load.summary()
+    report["load"] = load.summary(t0)
     lost = report["load"]
     say(f"rollout {'done' if report['ok'] else 'stopped'} after {report['seconds']:.1f} s; clients lost "
         f"{lost['http'][0]}/{lost['http'][1]} HTTP requests and {lost['dns'][0]}/{lost['dns'][1]} DNS queries")
