@@ -27,7 +27,7 @@ from infra.model import ConfigError
 BIRD_JOB = "anycast-bird"
 HEALTH_JOB = "anycast-health"
 BLACKBOX_JOB = "blackbox-exporter"
-PROBE_JOBS = ("anycast-http", "anycast-dns")
+PROBE_JOBS = ("anycast-http", "anycast-https", "anycast-dns")
 CERT_DAYS = 14
 FLAP_RESETS = 4  # two down-and-up cycles: each changes the protocol state (and resets its uptime) twice
 # Route53 marks a unicast PoP unhealthy after 3 failed checks 30 s apart (infra/components/geodns.py).
@@ -93,7 +93,7 @@ def alerts(outputs: dict[str, Any], min_announcing: int | None = None) -> list[A
               "with the default (anycast) record. Check Caddy and nftables on the PoP; the Route53 console shows "
               "the health check's own verdict."),
         Alert("AnycastProbeFailing",
-              'probe_success{job="anycast-dns"} == 0 or probe_success{job="anycast-http",mode!="unicast"} == 0',
+              'probe_success{job=~"anycast-dns|anycast-https"} == 0 or probe_success{job="anycast-http",mode!="unicast"} == 0',
               "2m", "critical",
               "Probe {{ $labels.probe }} ({{ $labels.module }}) fails: {{ $labels.instance }}",
               "Users reaching this address get errors or the wrong PoP. `dig +nsid` / `curl -si` the target from "

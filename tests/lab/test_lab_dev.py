@@ -141,7 +141,8 @@ def test_prometheus_scrapes_every_pop_and_the_withdrawn_alert_fires(report: dict
     checks = _check(report, "prometheus")
     for c in checks:
         assert c["ok"], c
-    assert any("(22/22)" in c["name"] for c in checks)  # 16 probes, 3 bird_exporter, 2 health agents, blackbox
+    # 8 HTTP, 8 HTTPS and 8 DNS probes, 3 bird_exporter, 2 health agents, the blackbox exporter.
+    assert any("(30/30)" in c["name"] for c in checks), [c["name"] for c in checks]
     (kill,) = [c for c in _check(report, "failover") if c["name"].startswith("Caddy killed")]
     assert "AnycastPopWithdrawn{pop=ams} firing" in kill["detail"]
     first = report["measurements"]["kill_caddy"][0]

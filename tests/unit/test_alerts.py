@@ -37,6 +37,7 @@ PROBE_ANY = PROBE_SAO | {"instance": "http://192.0.2.1:80/healthz", "pop": "anyc
                          "module": "http_xpop_anycast", "probe": "anycast-ipv4"}
 PROBE_DNS = {"job": "anycast-dns", "instance": "192.0.2.1:53", "pop": "anycast", "mode": "anycast", "module": "dns_zone",
              "probe": "anycast-ipv4", "family": "ipv4", "asn": "64500"}
+PROBE_TLS = PROBE_SAO | {"job": "anycast-https", "instance": "https://203.0.113.123:443/healthz", "module": "https_xpop_sao"}
 BLACKBOX = {"job": "blackbox-exporter", "instance": "127.0.0.1:9115"}
 
 
@@ -86,9 +87,10 @@ CASES: dict[str, dict[str, tuple[str, str, list[dict[str, str]], list[tuple[dict
                                 _series("probe_success", PROBE_ANY, "0x6")], []),
     },
     "AnycastProbeFailing": {
+        # HTTPS of a unicast PoP too (Route53 checks only HTTP); the unicast HTTP target is AnycastUnicastPopUnhealthy's.
         "firing": ("1m", "5m", [_series("probe_success", PROBE_DNS, "0x5"), _series("probe_success", PROBE_ANY, "1 1 0 0 0 0"),
-                                _series("probe_success", PROBE_SAO, "0x5")],
-                   [(PROBE_DNS, "0"), (PROBE_ANY, "0")]),
+                                _series("probe_success", PROBE_SAO, "0x5"), _series("probe_success", PROBE_TLS, "0x5")],
+                   [(PROBE_DNS, "0"), (PROBE_ANY, "0"), (PROBE_TLS, "0")]),
         "quiet": ("1m", "5m", [_series("probe_success", PROBE_DNS, "1x5"), _series("probe_success", PROBE_ANY, "1x5")], []),
     },
     "AnycastCertificateExpiring": {
