@@ -506,6 +506,9 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
                 say(f"watchdog: freeze the health agent at {pop} and kill Caddy; systemd must withdraw the PoP")
                 guarded("failover", "watchdog", lambda: [Check(*watchdog_row(plan, state, client, pop, nxt))])
                 save_state(stack, state)
+            if health and machines:
+                say("health fault rows: process mode only (they read the lab supervisor's pid files and the agent's "
+                    "status port, which the PoP's nftables keeps for admin.monitoringCidrs); see docs/lab.md")
             if health and not machines:  # these observe the lab's own supervisor; machine mode has the row above
                 from lab.faults import fault_rows
 
