@@ -3,6 +3,7 @@ fail-closed start, withdrawal on a crash by the connection-close event, a restar
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -165,7 +166,7 @@ def test_crash_loop_is_damped(pop: Pop) -> None:
         pop.start("caddy")
     assert _until(pop.announced, 10)
     announced_at.append(time.monotonic())
-    gaps = [b - a for a, b in zip(announced_at, announced_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(announced_at)]
     assert gaps[1] >= 1.0 and gaps[2] >= 2.0, (gaps, pop.log("agent"))
     held = [line for line in pop.log("agent").splitlines() if "hold-down after" in line]
     assert [h.split("after ")[1].split(" flap")[0] for h in held] == ["1", "2", "3"], held
