@@ -484,7 +484,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
                     events: dict[str, float] = {}
                     watch = prometheus.AlertWatch(mon[0].ns, "AnycastPopWithdrawn", pop).start()
                     try:
-                        res = kill_caddy(plan, state, client, pop, nxt, on_event=events.__setitem__)
+                        res = kill_caddy(plan, state, client, pop, nxt, on_event=events.__setitem__, down_s=3.0)
                         watch.wait_cleared(15)
                     finally:
                         watch.stop()

@@ -144,10 +144,12 @@ def _fmt(x: float | None) -> str:
 
 def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
                target_s: float = 1.0, limit_s: float = 3.0,
-               on_event: Callable[[str, float], None] | None = None) -> FailoverResult:
+               on_event: Callable[[str, float], None] | None = None, down_s: float = 0.0) -> FailoverResult:
     """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; restart Caddy.
 
-    ``on_event("killed" | "restarted", monotonic time)`` lets an observer (the lab's Prometheus) time itself."""
+    ``on_event("killed" | "restarted", monotonic time)`` lets an observer (the lab's Prometheus) time itself;
+    ``down_s`` keeps Caddy down at least that long (the agent withdraws in milliseconds and re-announces 0.6 s after
+    the restart: a 1 s scrape would not see so short a withdrawal)."""
     pop = plan.pop(pop_code)
     pst = state["pops"][pop_code]
     prefix = _prefix(plan)
@@ -167,6 +169,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         lost, probes = prober.lost(t0, t_s or time.monotonic())
         dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
         # Restore: Caddy back, the agent re-announces after `rise` good rounds.
+        time.sleep(max(0.0, t0 + down_s - time.monotonic()))
         d = Path(pst["dir"])
         env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
         t1 = time.monotonic()
