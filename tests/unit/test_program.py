@@ -107,7 +107,7 @@ def test_firewall_rules() -> None:
             assert (ip_type, proto, port, anywhere, 0) in rules
     assert not any(r[2] == "22" and r[4] == 0 for r in rules), "SSH only from admin networks"
     # bird_exporter (9324) and the health agent's metrics (9325) from the monitoring networks only.
-    assert ("v4", "tcp", "9324:9325", "203.0.113.0", 28) in rules
+    assert ("v4", "tcp", "9324:9325", "203.0.113.64", 28) in rules
     assert ("v6", "tcp", "9324:9325", "2001:db8:fffe::", 64) in rules
     assert not any(r[2] == "9324:9325" and r[4] == 0 for r in rules)
 

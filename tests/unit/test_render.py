@@ -150,7 +150,7 @@ def test_bad_passwords_are_refused(password: str, message: str) -> None:
 
 def test_exporters_are_reachable_from_the_monitoring_networks_only(prod_network: Network) -> None:
     ams = render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD).files["nftables.conf"]
-    assert "elements = { 203.0.113.0/28 }" in ams and "elements = { 2001:db8:fffe::/64 }" in ams
+    assert "elements = { 203.0.113.64/28 }" in ams and "elements = { 2001:db8:fffe::/64 }" in ams
     # Metrics on the unicast address only: never on the anycast service address.
     assert "tcp dport { 9324, 9325 } ip saddr @monitor4 ip daddr != 192.0.2.1 accept" in ams
     assert "tcp dport { 9324, 9325 } ip6 saddr @monitor6 ip6 daddr != 2001:db8:1000::1 accept" in ams
