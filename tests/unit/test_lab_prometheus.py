@@ -65,11 +65,15 @@ def test_the_real_bird_exporter_knows_every_rendered_flag() -> None:
 
 
 def test_expected_targets_and_summary(tmp_path: Path) -> None:
-    outputs = lab_outputs(load_network("dev"), _state("dev"))
+    with_tls = {**_state("dev"), "tls": {"ca_file": "/x/pebble-root.pem"}}
+    outputs = lab_outputs(load_network("dev"), with_tls)
     files = file_sd(outputs) | exporter_file_sd(outputs)
     # dev: 8 HTTP, 8 HTTPS (tls.enabled) and 8 DNS probes, bird_exporter on 3 PoPs, health agent on 2 anycast PoPs,
     # the blackbox exporter.
     assert expected_target_count(files) == 8 + 8 + 8 + 3 + 2 + 1
+    # A lab without its ACME stand-ins (machine mode) has no certificate to probe: no HTTPS targets.
+    without_tls = lab_outputs(load_network("dev"), _state("dev"))
+    assert expected_target_count(file_sd(without_tls) | exporter_file_sd(without_tls)) == 8 + 8 + 3 + 2 + 1
     config = prometheus_config(tmp_path, "100.64.2.5:9115", LAB_INTERVAL, LAB_INTERVAL)
     assert config["global"] == {"scrape_interval": "1s", "evaluation_interval": "1s"}
     assert config["scrape_configs"][-1]["static_configs"] == [{"targets": ["100.64.2.5:9115"]}]
