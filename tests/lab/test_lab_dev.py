@@ -23,27 +23,14 @@ from lab.boot import down, state_path, up
 from lab.checks import run_checks
 from lab.netns import list_namespaces, namespace_pids
 from lab.processes import alive
+from tests.lab.availability import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"
 TOOLS = ("ip", "bird", "birdc", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl")
 
 
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "the lab needs root (network namespaces)"
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        return f"missing tools: {', '.join(missing)} (make debs)"
-    probe = "acl-pytest-probe"
-    res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if res.returncode != 0:
-        return f"network namespaces are not available here: {res.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
-    return None
-
-
-REASON = _unavailable()
+REASON = lab_unavailable(TOOLS, "the lab (network namespaces)")
 
 
 @pytest.fixture(scope="module")

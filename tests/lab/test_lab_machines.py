@@ -9,9 +9,6 @@ Replaces a running dev lab (same namespaces); tears everything down afterwards, 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from lab.checks import run_checks
 from lab.machines import CGROUP_FS, lab_cgroups, lab_mounts
 from lab.netns import LabError, list_namespaces
 from lab.topology import build_plan
+from tests.lab.availability import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"
@@ -32,23 +30,13 @@ TOOLS = ("ip", "bird", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl", "system
          "apt-ftparchive")
 
 
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "machine mode needs root (network namespaces, cgroups, systemd-nspawn)"
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        return f"missing tools: {', '.join(missing)} (make debs)"
+def _cgroup_layout() -> str | None:
     if not (CGROUP_FS / "systemd").is_dir():
         return "machine mode needs the hybrid cgroup layout (/sys/fs/cgroup/systemd); this host has none"
-    probe = "acl-pytest-probe"
-    res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if res.returncode != 0:
-        return f"network namespaces are not available here: {res.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
     return None
 
 
-REASON = _unavailable()
+REASON = lab_unavailable(TOOLS, "machine mode (network namespaces, cgroups, systemd-nspawn)", _cgroup_layout)
 
 
 @pytest.fixture(scope="module")
