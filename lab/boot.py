@@ -251,9 +251,14 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     say("namespaces, veth links and the backbone bridge are up")
     upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
     say(f"started {len(upstream_pids)} GoBGP upstreams")
+    cloud = None
     if prep is not None:
         from lab import machine_lab
-        started = machine_lab.boot(plan, prep, base, say)
+        files: dict[str, bytes] = {}
+        if lab_tls.enabled(network):  # before the containers: their fetch timers may fire before convergence
+            cloud = lab_tls.start_cloud(plan, base, say, front=True)
+            files = lab_tls.machine_files(plan, base, prep.image)
+        started = machine_lab.boot(plan, prep, base, say, files=files)
         say(f"booted {len(started)} PoP containers; cloud-init done on every one")
     else:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -275,8 +280,8 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     wait_converged(plan, base, say, timeout)
     state["boot_seconds"] = round(say.elapsed, 2)
-    if lab_tls.enabled(network) and state.get("mode") != "machines":  # after convergence: ACME needs the network
-        state["tls"] = lab_tls.setup(plan, state, base, say)
+    if lab_tls.enabled(network):  # after convergence: ACME needs the network
+        state["tls"] = lab_tls.setup(plan, state, base, say, cloud)
         state["tls"]["setup_seconds"] = round(say.elapsed - state["boot_seconds"], 2)
     _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     say(f"converged in {state['boot_seconds']:.1f} s (ready after {say.elapsed:.1f} s); state: {base / 'state.json'}")

@@ -435,7 +435,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
     guarded("leak", "route leak", leak)
     say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     guarded("clients", "clients", lambda: check_clients(plan))
-    if network.tls.enabled and state.get("mode") != "machines":
+    if network.tls.enabled:
         from lab.tls_checks import tls_checks
 
         say("HTTPS: DNS-01 as Pebble saw it, the certificate at every PoP and from every client, a forced renewal")
@@ -500,16 +500,13 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
 
                 guarded("failover", name, kill)
                 save_state(stack, state)
-            if machines:
+            if machines and not health:  # the health rows below include this fault (agent frozen, Caddy killed)
                 from lab.machine_checks import watchdog_row
 
                 say(f"watchdog: freeze the health agent at {pop} and kill Caddy; systemd must withdraw the PoP")
                 guarded("failover", "watchdog", lambda: [Check(*watchdog_row(plan, state, client, pop, nxt))])
                 save_state(stack, state)
-            if health and machines:
-                say("health fault rows: process mode only (they read the lab supervisor's pid files and the agent's "
-                    "status port, which the PoP's nftables keeps for admin.monitoringCidrs); see docs/lab.md")
-            if health and not machines:  # these observe the lab's own supervisor; machine mode has the row above
+            if health:  # both modes: the lab's processes, or the PoP's systemd (lab/faults.py)
                 from lab.faults import fault_rows
 
                 def health_rows() -> list[Check]:

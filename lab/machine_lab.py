@@ -22,8 +22,10 @@ from lab.mirror import ensure_mirror
 from lab.mirror_server import PORT
 from lab.netns import LabError
 from lab.processes import start
+from lab.tls import LAB_CREDENTIALS
 from lab.topology import LabPlan, PopPlan
 from userdata.render import render_pop
+from userdata.tls import TlsCredentials
 
 # Containers booting at once: cloud-init's apt/dpkg runs are CPU-bound; more than this on 2 cores only queue.
 PARALLEL = 6
@@ -38,9 +40,12 @@ class Prepared:
 
 
 def user_data(plan: LabPlan, password: str) -> dict[str, bytes]:
-    """Each PoP's rendered ``user-data.yaml`` (Vultr user data, or an external PoP's externalCloudConfig), as bytes."""
-    return {p.code: render_pop(plan.network, plan.network.pop(p.code), password).files["user-data.yaml"].encode()
-            for p in plan.pops}
+    """Each PoP's rendered ``user-data.yaml`` (Vultr user data, or an external PoP's externalCloudConfig), as bytes.
+    With ``tls.enabled`` the Pulumi program passes each PoP an AWS access key for the certificate store; the lab
+    passes its own (the Route53/S3 stand-in accepts any), rendered into the user data the same way."""
+    creds = TlsCredentials(**LAB_CREDENTIALS) if plan.network.tls.enabled else None
+    return {p.code: render_pop(plan.network, plan.network.pop(p.code), password, tls_credentials=creds)
+            .files["user-data.yaml"].encode() for p in plan.pops}
 
 
 def packages_of(data: dict[str, bytes]) -> list[str]:
@@ -108,9 +113,11 @@ def start_mirror_server(plan: LabPlan, mirror: Path, base: Path) -> int:
     raise LabError(f"the mirror server did not start (see {base / 'mirror.log'})")
 
 
-def _boot_one(plan: LabPlan, prep: Prepared, pop: PopPlan, base: Path, timeout: float) -> dict[str, Any]:
+def _boot_one(plan: LabPlan, prep: Prepared, pop: PopPlan, base: Path, timeout: float,
+              files: dict[str, bytes]) -> dict[str, Any]:
     t0 = time.monotonic()
-    spec = m.MachineSpec(pop.code, pop.namespace, pop.namespace, prep.user_data[pop.code], mirror_url(pop))
+    spec = m.MachineSpec(pop.code, pop.namespace, pop.namespace, prep.user_data[pop.code], mirror_url(pop),
+                         tuple(sorted(files.items())))
     mdir = base / "machines" / pop.code
     mdir.mkdir(parents=True, exist_ok=True)
     (mdir / "user-data.yaml").write_bytes(spec.user_data)  # what was booted, for people
@@ -129,8 +136,10 @@ def _boot_one(plan: LabPlan, prep: Prepared, pop: PopPlan, base: Path, timeout: 
 
 
 def boot(plan: LabPlan, prep: Prepared, base: Path, say: Callable[[str], None],
-         timeout: float = 300) -> dict[str, dict[str, Any]]:
-    """Boot every PoP container (``PARALLEL`` at a time) and wait for cloud-init; raise on the first failure."""
+         timeout: float = 300, files: dict[str, bytes] | None = None) -> dict[str, dict[str, Any]]:
+    """Boot every PoP container (``PARALLEL`` at a time) and wait for cloud-init; raise on the first failure.
+    ``files``: root-relative path -> content, written into every container beside the seed (lab/tls.py's
+    MACHINE_FILES)."""
     pid = start_mirror_server(plan, prep.mirror, base)
     say(f"package mirror served in every upstream namespace on port {PORT} (pid {pid})")
     done: dict[str, dict[str, Any]] = {}
@@ -138,7 +147,7 @@ def boot(plan: LabPlan, prep: Prepared, base: Path, say: Callable[[str], None],
 
     def one(pop: PopPlan) -> None:
         try:
-            done[pop.code] = _boot_one(plan, prep, pop, base, timeout)
+            done[pop.code] = _boot_one(plan, prep, pop, base, timeout, files or {})
             say(f"{pop.code}: cloud-init done in {done[pop.code]['machine']['boot_seconds']} s")
         except LabError as exc:
             errors.append(str(exc))

@@ -44,6 +44,7 @@ class MachineSpec:
     namespace: str
     user_data: bytes
     mirror_url: str  # http://<upstream address>:<port>/
+    files: tuple[tuple[str, bytes], ...] = ()  # root-relative path, content: the lab's other substitutions (docs/lab.md)
 
 
 def cgroup_dirs(name: str) -> list[Path]:
@@ -83,6 +84,12 @@ def prepare(spec: MachineSpec, image: Path, mdir: Path, stack: str) -> Path:
     (root / "etc/apt/sources.list").write_text(
         f"# anycast lab: the lab's package mirror (lab/mirror.py), not Debian's\n"
         f"deb [trusted=yes] {spec.mirror_url} ./\n", encoding="utf-8")
+    for rel, content in spec.files:
+        path = root / rel
+        if path.is_symlink():  # e.g. a resolv.conf symlink: replace the link, never write through it to the image
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     return root
 
 

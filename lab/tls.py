@@ -29,12 +29,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.model import Network
 from lab.configs import Substitution
 from lab.netns import LabError, nsrun, socket_in
 from lab.processes import ROOT, python3, start
-from lab.topology import ClientPlan, LabPlan, PopPlan
+from lab.topology import BACKBONE_V4, ClientPlan, LabPlan, PopPlan
 from userdata import tls as tls_files
 
 CLOUD_CLIENT = "us"
@@ -133,14 +134,15 @@ def _openssl(*args: str) -> None:
         raise LabError(f"openssl {args[0]}: {res.stderr.strip()[-300:]}")
 
 
-def make_lab_ca(d: Path, address: str) -> None:
-    """A lab CA and one server certificate for moto (route53.amazonaws.com, the address) and Pebble."""
+def make_lab_ca(d: Path, address: str, names: tuple[str, ...] = ()) -> None:
+    """A lab CA and one server certificate for moto (route53.amazonaws.com, the address, ``names``) and Pebble."""
     d.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
              "-keyout", str(d / "lab-ca.key"), "-out", str(d / "lab-ca.pem"), "-subj", "/CN=anycast lab CA")
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(d / "server.key"),
              "-out", str(d / "server.csr"), "-subj", "/CN=anycast lab cloud")
-    (d / "server.ext").write_text(f"subjectAltName=DNS:route53.amazonaws.com,DNS:s3.amazonaws.com,IP:{address}\n"
+    dns = ",".join(f"DNS:{n}" for n in ("route53.amazonaws.com", "s3.amazonaws.com", *names) if n)
+    (d / "server.ext").write_text(f"subjectAltName={dns},IP:{address}\n"
                                   "extendedKeyUsage=serverAuth\n", encoding="ascii")
     _openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "lab-ca.pem"), "-CAkey", str(d / "lab-ca.key"),
              "-CAcreateserial", "-days", "2", "-extfile", str(d / "server.ext"), "-out", str(d / "server.pem"))
@@ -176,18 +178,36 @@ def cleanup(namespaces: list[str]) -> None:
             shutil.rmtree(NETNS_ETC / ns)
 
 
-def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any) -> dict[str, Any]:
-    """Start Pebble, moto and the resolver, issue on the issuer PoP, fetch everywhere; return ``state["tls"]``."""
+def acme_host(network: Network) -> str:
+    """The ACME directory's host name (Let's Encrypt's unless the stack sets ``tls.directory``)."""
+    return urlsplit(network.tls.directory).hostname or ""
+
+
+def store_host(network: Network) -> str:
+    """The S3 endpoint of the certificate store, as the rendered tls.json names it (virtual-hosted style)."""
+    return urlsplit(tls_files.store_url(network)).hostname or ""
+
+
+def acme_front_address(plan: LabPlan) -> str:
+    """Machine mode: a second address of the cloud host where the lab's Caddy answers for the ACME directory's host
+    (the cloud address's port 443 is moto's). On the backbone's /16, so every upstream reaches it on-link."""
+    return str(BACKBONE_V4.network_address + 768 + 1)
+
+
+def start_cloud(plan: LabPlan, base: Path, say: Any, front: bool = False) -> dict[str, Any]:
+    """Pebble, moto (Route53 + S3, seeded with what the Pulumi program creates) and the lab resolver in the cloud
+    namespace; with ``front`` (machine mode) also Caddy on :func:`acme_front_address` serving the rendered ACME
+    directory URL (``https://<acme host>/directory``) from Pebble (whose directory is ``/dir``)."""
     net = plan.network
     cloud_ns, cloud = cloud_client(plan).namespace, cloud_address(plan)
     d = base / "tls"
-    make_lab_ca(d, cloud)
+    make_lab_ca(d, cloud, names=(store_host(net), acme_host(net)) if front else ())
     bin_dir = Path(sys.executable).parent
     pids: dict[str, int] = {}
     pids["moto"] = start(cloud_ns, [str(bin_dir / "moto_server"), "-H", cloud, "-p", str(MOTO_PORT), "-c",
                                     str(d / "server.pem"), "-k", str(d / "server.key")], d / "moto.log")
     _wait_tcp(cloud_ns, cloud, MOTO_PORT, 20, "moto_server", d / "moto.log")
-    nsd_zone, parent_cnames = tls_files.challenge_cnames(net)
+    parent_cnames = tls_files.challenge_cnames(net)[1]
     spec = {"parent_zone": net.dns.parent_zone, "challenge_zone": net.tls_challenge_zone,
             "parent_cnames": parent_cnames, "bucket": tls_files.store_bucket(net)}
     (d / "seed.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
@@ -209,31 +229,152 @@ def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any) -> dict[st
                            d / "pebble.log", env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0",
                                                   "PEBBLE_AUTHZREUSE": "0"})
     _wait_tcp(cloud_ns, cloud, PEBBLE_PORT, 20, "pebble", d / "pebble.log")
-    say(f"ACME cloud in {cloud_ns}: Pebble {cloud}:{PEBBLE_PORT}, Route53/S3 stand-in (moto) {cloud}:{MOTO_PORT}, "
-        f"lab resolver {cloud}:53")
+    cloud_state: dict[str, Any] = {"namespace": cloud_ns, "address": cloud, "pids": pids}
+    what = (f"Pebble {cloud}:{PEBBLE_PORT}, Route53/S3 stand-in (moto) {cloud}:{MOTO_PORT}, lab resolver {cloud}:53")
+    if front:
+        front_addr = acme_front_address(plan)
+        nsrun(cloud_ns, ["ip", "addr", "add", f"{front_addr}/{BACKBONE_V4.prefixlen}", "dev", "eth0"])
+        (d / "acme-front.Caddyfile").write_text(acme_front_caddyfile(acme_host(net), front_addr, cloud, d),
+                                                encoding="utf-8")
+        pids["acme_front"] = start(cloud_ns, ["caddy", "run", "--config", str(d / "acme-front.Caddyfile"),
+                                              "--adapter", "caddyfile"], d / "acme-front.log",
+                                   env={"HOME": str(d), "XDG_DATA_HOME": str(d / "caddy-data"),
+                                        "XDG_CONFIG_HOME": str(d / "caddy-config")})
+        _wait_tcp(cloud_ns, front_addr, 443, 20, "the ACME front (Caddy)", d / "acme-front.log")
+        cloud_state["acme_front"] = front_addr
+        what += f", {acme_host(net)} (Caddy -> Pebble) {front_addr}:443"
+    say(f"ACME cloud in {cloud_ns}: {what}")
+    return cloud_state
+
+
+def acme_front_caddyfile(host: str, listen: str, pebble: str, d: Path) -> str:
+    """Caddy in front of Pebble for the rendered directory URL. Caddy keeps the Host header, so every URL Pebble
+    hands out (new-nonce, new-order, ...) names ``host`` too and comes back through this front."""
+    return f"""\
+# anycast lab (lab/tls.py): the ACME directory's host, served by Pebble. Not part of any PoP.
+{{
+\tadmin off
+\tauto_https off
+}}
+
+https://{host}:443 {{
+\tbind {listen}
+\ttls {d / "server.pem"} {d / "server.key"}
+\trewrite /directory /dir
+\treverse_proxy https://{pebble}:{PEBBLE_PORT} {{
+\t\ttransport http {{
+\t\t\ttls_trusted_ca_certs {d / "lab-ca.pem"}
+\t\t}}
+\t}}
+}}
+"""
+
+
+def _pebble_root(cloud_ns: str, cloud: str, d: Path) -> Path:
+    root = nsrun(cloud_ns, ["curl", "-sS", "--cacert", str(d / "lab-ca.pem"),
+                            f"https://{cloud}:{PEBBLE_MANAGEMENT_PORT}/roots/0"], timeout=10)
+    if "BEGIN CERTIFICATE" not in root:
+        raise LabError(f"Pebble's management API gave no root: {root[:200]}")
+    (d / "pebble-root.pem").write_text(root, encoding="ascii")
+    return d / "pebble-root.pem"
+
+
+def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any,
+          cloud: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Issue on the issuer PoP, fetch everywhere (starting the cloud first unless ``cloud`` says it runs); return
+    ``state["tls"]``. Process mode runs the script with the lab's tls.json; machine mode starts the user data's own
+    units (:func:`pop_tls`)."""
+    net = plan.network
+    d = base / "tls"
+    cloud = cloud or start_cloud(plan, base, say)
     issuer = plan.pop(net.tls_issuer)
-    _netns_etc(issuer.namespace, cloud)
-    issuer_dir = base / "pops" / issuer.code
-    ok, line, issue_s = run_script(issuer.namespace, "issue", issuer_dir, timeout=300)
+    machines = "machine" in state["pops"][issuer.code]
+    if not machines:
+        _netns_etc(issuer.namespace, cloud["address"])
+    ok, line, issue_s = pop_tls(state, issuer.code, "issue", timeout=300)
     if not ok:
         raise LabError(f"{issuer.code}: anycast-tls issue: {line} (see {d / 'pebble.log'}, {d / 'resolver.log'})")
     say(f"{issuer.code} issued the certificate in {issue_s:.1f} s: {line[:120]}")
     fetched = {issuer.code: line}
     for p in plan.pops:
         if p.code != issuer.code:
-            ok, line, _ = run_script(p.namespace, "fetch", base / "pops" / p.code)
+            ok, line, _ = pop_tls(state, p.code, "fetch")
             if not ok:
                 raise LabError(f"{p.code}: anycast-tls fetch: {line}")
             fetched[p.code] = line
-    root = nsrun(cloud_ns, ["curl", "-sS", "--cacert", str(d / "lab-ca.pem"),
-                            f"https://{cloud}:{PEBBLE_MANAGEMENT_PORT}/roots/0"], timeout=10)
-    if "BEGIN CERTIFICATE" not in root:
-        raise LabError(f"Pebble's management API gave no root: {root[:200]}")
-    (d / "pebble-root.pem").write_text(root, encoding="ascii")
-    say(f"every PoP fetched the certificate ({len(fetched)}); clients trust {d / 'pebble-root.pem'}")
-    return {"ca_file": str(d / "pebble-root.pem"), "lab_ca": str(d / "lab-ca.pem"), "names": net.tls_names,
-            "issuer": issuer.code, "cloud": {"namespace": cloud_ns, "address": cloud, "pids": pids},
-            "issue_seconds": round(issue_s, 2), "fetch": fetched, "nsd_cnames": nsd_zone}
+    ca_file = _pebble_root(cloud["namespace"], cloud["address"], d)
+    say(f"every PoP fetched the certificate ({len(fetched)}); clients trust {ca_file}")
+    return {"ca_file": str(ca_file), "lab_ca": str(d / "lab-ca.pem"), "names": net.tls_names,
+            "issuer": issuer.code, "cloud": cloud, "issue_seconds": round(issue_s, 2), "fetch": fetched,
+            "nsd_cnames": tls_files.challenge_cnames(net)[0]}
+
+
+# --- one PoP's HTTPS, in either mode --------------------------------------------------------------------------------
+
+# Machine mode: what the lab starts instead of waiting for the user data's timers (the issue timer's first run is up to
+# 32 minutes after boot: OnBootSec=2min plus RandomizedDelaySec=30min).
+UNIT_OF = {"issue": "anycast-tls-issue.service", "fetch": "anycast-tls-fetch.service"}
+
+
+def pop_tls(state: dict[str, Any], code: str, action: str, *extra: str,
+            timeout: float = 120) -> tuple[bool, str, float]:
+    """``anycast-tls ACTION`` at one PoP: (ok, last output line, seconds). Process mode: the script with the lab's
+    tls.json. Machine mode: the unit from the user data (``systemctl start``, which waits for a oneshot), or, with
+    ``extra`` arguments such as ``--force``, the installed script as an operator would run it in the container."""
+    pst = state["pops"][code]
+    if "machine" not in pst:
+        return run_script(pst["namespace"], action, Path(pst["dir"]), *extra, timeout=timeout)
+    from lab.machines import nsexec
+
+    leader = int(pst["pids"]["leader"])
+    t0 = time.monotonic()
+    if extra or action not in UNIT_OF:
+        res = nsexec(leader, ["/usr/bin/python3", tls_files.SCRIPT, action, "--config", tls_files.CONFIG_FILE, *extra],
+                     timeout=timeout)
+        lines = [x for x in (res.stdout + res.stderr).strip().splitlines() if x.strip()]
+        return res.returncode == 0, (lines[-1] if lines else ""), time.monotonic() - t0
+    unit = UNIT_OF[action]
+    res = nsexec(leader, ["systemctl", "start", unit], timeout=timeout)
+    seconds = time.monotonic() - t0
+    log = nsexec(leader, ["journalctl", "-o", "cat", "--no-pager", "-n", "1", "-u", unit, "_TRANSPORT=stdout"])
+    line = log.stdout.strip().splitlines()[-1] if log.stdout.strip() else (res.stderr.strip() or unit)
+    return res.returncode == 0, line, seconds
+
+
+def cert_file(state: dict[str, Any], code: str) -> Path:
+    """The certificate Caddy serves at that PoP, as a host path."""
+    pst = state["pops"][code]
+    if "machine" in pst:
+        return Path(pst["machine"]["root"]) / tls_files.CERT_FILE.lstrip("/")
+    return Path(pst["dir"]) / "tls" / "cert.pem"
+
+
+# Machine mode: what the lab puts into every container beside the NoCloud seed (docs/lab.md lists these with the other
+# substitutions). The user data and its tls.json run unchanged; these stand where a Vultr machine has DNS and the
+# public CA roots.
+MACHINE_FILES = {
+    "/etc/hosts": "the AWS endpoints the PoP uses (route53.amazonaws.com, the bucket's S3 host) -> the cloud host's "
+                  "moto, the ACME directory's host -> the lab's Caddy front of Pebble",
+    "/etc/resolv.conf": "the lab resolver (Vultr's machines get their provider's resolver by DHCP)",
+    "/usr/local/share/ca-certificates/anycast-lab-ca.crt": "the lab CA that signed moto's and the front's certificate",
+    "/etc/ssl/certs/ca-certificates.crt": "the image's bundle plus the lab CA (what update-ca-certificates would build)",
+}
+
+
+def machine_files(plan: LabPlan, base: Path, image: Path) -> dict[str, bytes]:
+    """The files of :data:`MACHINE_FILES` for every container (host-relative paths -> content)."""
+    net = plan.network
+    if not net.tls.enabled:
+        return {}
+    d = base / "tls"
+    ca = (d / "lab-ca.pem").read_bytes()
+    cloud = cloud_address(plan)
+    hosts = (f"127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+             f"{cloud} route53.amazonaws.com {store_host(net)}\n{acme_front_address(plan)} {acme_host(net)}\n")
+    bundle = image / "etc/ssl/certs/ca-certificates.crt"
+    return {"etc/hosts": hosts.encode(), "etc/resolv.conf": f"nameserver {cloud}\n".encode(),
+            "usr/local/share/ca-certificates/anycast-lab-ca.crt": ca,
+            "etc/ssl/certs/ca-certificates.crt": (bundle.read_bytes() if bundle.exists() else b"") + ca}
 
 
 # --- what a client sees --------------------------------------------------------------------------------------------

@@ -15,11 +15,13 @@ from urllib.parse import urlencode
 import yaml
 
 from infra.monitoring import blackbox_modules, file_sd
+from lab import pop_control
 from lab.checks import Check
 from lab.geodns import expected_pop
 from lab.monitoring import PREFERRED_CLIENT, Exporter, _http_get, lab_outputs, parse_probe_success
+from lab.netns import LabError
 from lab.processes import alive
-from lab.tls import HandshakeProber, cert_serial, curl_http, curl_https, run_script
+from lab.tls import HandshakeProber, cert_file, cert_serial, curl_http, curl_https, pop_tls
 from lab.topology import ClientPlan, LabPlan
 
 RELOAD_WINDOW = 2.0  # seconds before the end of the issuer's run in which its own fetch reloads Caddy
@@ -67,8 +69,8 @@ def check_dns01(plan: LabPlan, tls: dict[str, Any]) -> Check:
 
 def check_certificates(plan: LabPlan, state: dict[str, Any]) -> Check:
     issuer = state["tls"]["issuer"]
-    want = cert_serial(Path(state["pops"][issuer]["dir"]) / "tls" / "cert.pem")
-    serials = {p.code: cert_serial(Path(state["pops"][p.code]["dir"]) / "tls" / "cert.pem") for p in plan.pops}
+    want = cert_serial(cert_file(state, issuer))
+    serials = {p.code: cert_serial(cert_file(state, p.code)) for p in plan.pops}
     wrong = {c: s for c, s in serials.items() if s != want}
     return Check("tls", f"every PoP holds the issued certificate ({len(serials)})", bool(want) and not wrong,
                  f"serial {want} at {', '.join(sorted(serials))}" + (f"; different: {wrong}" if wrong else ""))
@@ -123,7 +125,7 @@ def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dic
     groups = file_sd(outputs)["https.json"]
     names = [c.name for c in plan.clients]
     client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
-    cert = Path(state["pops"][tls["issuer"]]["dir"]) / "tls" / "cert.pem"
+    cert = cert_file(state, tls["issuer"])
     end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(cert)], capture_output=True, text=True,
                          check=False).stdout.strip().split("=", 1)[-1]
     not_after = dt.datetime.strptime(end.replace(" GMT", ""), "%b %d %H:%M:%S %Y").replace(tzinfo=dt.UTC).timestamp()
@@ -146,6 +148,14 @@ def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dic
     return Check("tls", f"blackbox exporter: every HTTPS target verified, expiry exported ({len(groups)})", ok, detail)
 
 
+def _caddy_pid(state: dict[str, Any], code: str) -> int | None:
+    """Caddy's host pid at that PoP (machine mode: caddy.service's MainPID), None if it is not running."""
+    try:
+        return pop_control.main_pid(state["pops"][code], "caddy")
+    except (LabError, KeyError):
+        return None
+
+
 def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str, Any]]:
     """Force a renewal on the issuer and the fetch on every PoP while clients keep handshaking: a handshake may fail
     only at a PoP's Caddy reload (at most one per reload), the clients must see the new certificate, Caddy must not
@@ -156,20 +166,19 @@ def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str
     name = _https_name(plan)
     probers = [HandshakeProber(c.namespace, _address(plan, expected_pop(plan, c)), name, tls["ca_file"]).start()
                for c in clients]
-    caddy_before = {code: p["pids"].get("caddy") for code, p in state["pops"].items()}
+    caddy_before = {code: _caddy_pid(state, code) for code in state["pops"]}
     issuer = plan.pop(tls["issuer"])
-    old = cert_serial(Path(state["pops"][issuer.code]["dir"]) / "tls" / "cert.pem")
+    old = cert_serial(cert_file(state, issuer.code))
     time.sleep(0.5)
     t0 = time.monotonic()
-    ok_issue, line, issue_s = run_script(issuer.namespace, "issue", Path(state["pops"][issuer.code]["dir"]), "--force",
-                                         timeout=300)
+    ok_issue, line, issue_s = pop_tls(state, issuer.code, "issue", "--force", timeout=300)
     # When each PoP reloaded Caddy: the issuer at the end of its run (its own fetch), the others during their fetch.
     reloads = [(time.monotonic() - RELOAD_WINDOW, time.monotonic() + RELOAD_SLACK)]
     fetch_errors = []
     for p in plan.pops:
         if p.code != issuer.code:
             t_f = time.monotonic()
-            ok, msg, _ = run_script(p.namespace, "fetch", Path(state["pops"][p.code]["dir"]))
+            ok, msg, _ = pop_tls(state, p.code, "fetch")
             reloads.append((t_f, time.monotonic() + RELOAD_SLACK))
             if not ok:
                 fetch_errors.append(f"{p.code}: {msg}")
@@ -177,9 +186,10 @@ def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str
     time.sleep(1.0)
     for pr in probers:
         pr.stop()
-    new = cert_serial(Path(state["pops"][issuer.code]["dir"]) / "tls" / "cert.pem")
-    at_pops = {p.code: cert_serial(Path(state["pops"][p.code]["dir"]) / "tls" / "cert.pem") for p in plan.pops}
-    restarted = [c for c, pid in caddy_before.items() if pid is None or not alive(int(pid))]
+    new = cert_serial(cert_file(state, issuer.code))
+    at_pops = {p.code: cert_serial(cert_file(state, p.code)) for p in plan.pops}
+    restarted = [c for c, pid in caddy_before.items()
+                 if pid is None or not alive(pid) or _caddy_pid(state, c) != pid]
     handshakes = sum(len(pr.samples) for pr in probers)
     failed = [f for pr in probers for f in pr.failures]
     # Caddy 2.6.2's reload swaps its listening socket: a connection still in the old socket's accept queue is reset

@@ -104,7 +104,9 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
         "anycast-tls-fetch.service": _unit(
             "Install the HTTPS certificate from the S3 store when it changed, then reload Caddy",
             ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
-             f"ExecStart={cmd % 'fetch'}"]),
+             f"ExecStart={cmd % 'fetch'}",
+             "# exit 75: the store is still empty (before the issuer's first order), the bootstrap certificate stays",
+             "SuccessExitStatus=75"]),
         "anycast-tls-fetch.timer": _unit(
             "Look for a renewed HTTPS certificate",
             ["", "[Timer]", "OnBootSec=1min", f"OnUnitActiveSec={network.tls.fetch_minutes}min", "RandomizedDelaySec=60"],

@@ -3,7 +3,10 @@ systemd time spans. (Booting containers is tests/lab/test_lab_machines.py.)"""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 
 from infra.stack import load_network
 from lab import image, mirror
@@ -40,6 +43,16 @@ def test_unknown_package_names_are_read_from_apt() -> None:
     assert mirror.UNKNOWN.findall(err) == ["bird3x", "nsd-foo"]
 
 
+def test_timer_started_oneshots_must_have_run_daemons_must_be_active(dev: tuple[object, dict[str, bytes]]) -> None:
+    from lab.machine_checks import rendered_unit_kinds
+
+    _, data = dev
+    ams = rendered_unit_kinds(data["ams"].decode())
+    assert ams["anycast-tls-fetch.service"] == "ran" and ams["anycast-tls-fetch.timer"] == "active"
+    assert ams["caddy.service"] == ams["anycast-health.service"] == "active"
+    assert ams["anycast-addresses.service"] == "active"  # oneshot with RemainAfterExit=yes
+
+
 def test_packages_and_units_come_from_the_user_data(dev: tuple[object, dict[str, bytes]]) -> None:
     _, data = dev
     pkgs = packages_of(data)
@@ -53,12 +66,20 @@ def test_packages_and_units_come_from_the_user_data(dev: tuple[object, dict[str,
 
 
 def test_user_data_is_the_render_byte_for_byte(dev: tuple[object, dict[str, bytes]]) -> None:
+    """What the Pulumi program renders for Vultr, with the lab's access key where the program passes the PoP's own."""
+    from lab.tls import LAB_CREDENTIALS
     from userdata.render import render_pop
+    from userdata.tls import CREDENTIALS_FILE, TlsCredentials
 
     _, data = dev
     net = load_network("dev")
+    creds = TlsCredentials(**LAB_CREDENTIALS)
     for code, text in data.items():
-        assert text == render_pop(net, net.pop(code), "lab-password").files["user-data.yaml"].encode()
+        assert text == render_pop(net, net.pop(code), "lab-password", tls_credentials=creds).files[
+            "user-data.yaml"].encode()
+        written = {f["path"]: f for f in yaml.safe_load(text)["write_files"]}
+        assert json.loads(written[CREDENTIALS_FILE]["content"]) == LAB_CREDENTIALS
+        assert written[CREDENTIALS_FILE]["permissions"] == "0600"
 
 
 def test_mirror_is_on_the_upstreams_end_of_each_link(dev: tuple[object, dict[str, bytes]]) -> None:

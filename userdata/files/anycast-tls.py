@@ -44,6 +44,16 @@ class TlsError(Exception):
     """One line for the log: what failed and the remote side's own words."""
 
 
+# fetch before the issuer's first order (every PoP's first boot): nothing is wrong, nothing to install yet. A distinct
+# exit status (sysexits' EX_TEMPFAIL) that the fetch unit counts as success (SuccessExitStatus=), so a new PoP is not
+# "degraded" for a timer period; a store that stays empty shows as the untrusted bootstrap certificate in monitoring.
+EX_TEMPFAIL = 75
+
+
+class StoreEmpty(TlsError):
+    """The store holds no bundle yet."""
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -201,7 +211,8 @@ def fetch(cfg: dict[str, Any]) -> str:
     bootstrap(cfg)
     bundle = read_store(cfg, _credentials(cfg))
     if bundle is None:
-        raise TlsError(f"no certificate in the store yet ({cfg['store']['url']}); the issuer PoP puts it there")
+        raise StoreEmpty(f"no certificate in the store yet ({cfg['store']['url']}); the issuer PoP puts it there; "
+                         "keeping the installed one")
     info = check_bundle(bundle, cfg["names"])
     cert_file, key_file = Path(cfg["cert_file"]), Path(cfg["key_file"])
     if (cert_file.exists() and key_file.exists() and cert_file.read_text(encoding="ascii") == bundle["cert"]
@@ -278,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             if "acme" not in cfg:
                 raise TlsError(f"{args.config} has no acme section: this PoP is not the issuer")
             print(issue(cfg, args.force))
+    except StoreEmpty as exc:
+        print(f"anycast-tls {args.action}: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except TlsError as exc:
         print(f"anycast-tls {args.action}: {exc}", file=sys.stderr)
         return 1
