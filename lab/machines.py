@@ -12,9 +12,11 @@ Per container (name = the PoP's namespace name, e.g. ``acl-dev-p-ams``):
   ignores that, and the rest of the unit runs unchanged);
 * its own cgroup directory under the ``name=systemd``, ``unified`` and ``memory`` hierarchies, which the launching
   shell joins before exec'ing nspawn: without it every container's systemd shares one cgroup and their units collide;
-* ``systemd-nspawn -D ROOT -M NAME -b --register=no --keep-unit --console=passive
+* ``systemd-nspawn -D ROOT -M NAME -b --register=no --keep-unit --console=read-only
   --network-namespace-path=/run/netns/NS --capability=CAP_NET_ADMIN`` (no host systemd/machined here, hence the
-  first two flags; BIRD needs CAP_NET_ADMIN for its sockets). https://www.freedesktop.org/software/systemd/man/252/systemd-nspawn.html
+  first two flags; BIRD needs CAP_NET_ADMIN for its sockets). ``read-only``: nspawn drains the console into
+  ``console.log``; with ``passive`` nobody reads the console's pseudo-TTY, and once its buffer is full every write to
+  /dev/console blocks (seen: PID 1 and cloud-init's keys-to-console stuck in ``file_tty_write``, boot never done). https://www.freedesktop.org/software/systemd/man/252/systemd-nspawn.html
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def launch(spec: MachineSpec, root: Path, log: Path) -> int:
         d.mkdir(exist_ok=True)
     join = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in dirs)
     cmd = ["systemd-nspawn", "-q", "-D", str(root), "-M", spec.name, "-b", "--register=no", "--keep-unit",
-           "--console=passive", f"--network-namespace-path={NETNS_DIR / spec.namespace}",
+           "--console=read-only", f"--network-namespace-path={NETNS_DIR / spec.namespace}",
            "--capability=CAP_NET_ADMIN", "--resolv-conf=off", "--timezone=off", "--link-journal=no"]
     with open(log, "ab") as fh:
         proc = subprocess.Popen(["/bin/sh", "-c", f"{join}; exec \"$@\"", "sh", *cmd], stdout=fh,
