@@ -170,6 +170,9 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
         # Restore: Caddy back, the agent re-announces after `rise` good rounds.
         time.sleep(max(0.0, t0 + down_s - time.monotonic()))
+        # machine mode: what the PoP's systemd did with the killed unit meanwhile (Debian's caddy.service has no Restart=)
+        left = pop_control.show(pst, "caddy", "Restart", "ActiveState", "NRestarts") \
+            if pop_control.leader(pst) is not None else None
         d = Path(pst["dir"])
         env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
         t1 = time.monotonic()
@@ -196,6 +199,10 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
               f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
               f"queries; Caddy restarted, re-announced after {_fmt(recover)}")
+    if left is not None:
+        detail += (f"; systemd: caddy.service Restart={left.get('Restart')}, {left.get('ActiveState')} "
+                   f"{t1 - t0:.1f} s after the kill (NRestarts {left.get('NRestarts')}); then the lab's "
+                   "systemctl restart")
     if https is not None:
         t_hs = https.first_after(t0, nxt)
         hs_lost, hs_total = https.lost(t0, t_hs or t1)

@@ -1,13 +1,23 @@
 """The health agent's fault rows of ``anycast lab check`` (issue: a PoP never black-holes the anycast address).
 
-Each fault runs against the running process-mode lab with one client probing the anycast address every 20 ms (HTTP,
-plus DNS where NSD is the victim) and ``gobgp monitor adj-in`` streaming the PoP's upstream, so withdrawal times are
-measured to the millisecond at the upstream, and requests lost are counted:
+Each fault runs against the running lab with one client probing the anycast address every 20 ms (HTTP, plus DNS
+where NSD is the victim) and ``gobgp monitor adj-in`` streaming the PoP's upstream, so withdrawal times are measured
+to the millisecond at the upstream, and requests lost are counted:
 
 * a service crash (Caddy or NSD SIGKILLed; NSD's whole process group, as systemd would);
 * the agent frozen (SIGSTOP) and then Caddy killed: the lab's supervisor (the unit's watchdog) must withdraw;
 * BIRD restarted while Caddy is down: nothing may be announced at any moment;
 * a drain: 0 requests lost while the client moves to the next PoP, then undrain.
+
+Both lab modes run them. Process mode: the lab started the daemons and restarts what it killed; the agent runs under
+``lab/supervise.py`` (the unit's semantics, emulated); /status is read from a client over the unicast address.
+Machine mode: the PoP's own systemd runs everything (``lab/pop_control.py``: ``systemctl kill --signal=SIGKILL``
+inside the container), so what comes back after a kill is what the package's unit says (``Restart=``), and the row
+measures that: NSD (``Restart=always``) and BIRD (``Restart=on-abort``) are restarted by systemd, not by the lab;
+the watchdog is systemd's; drain and undrain are the shipped ``/usr/local/sbin/anycast-health`` run inside the
+container, as an operator would on the PoP; /status is read inside the PoP's network namespace on 127.0.0.1 (the
+PoP's nftables admits only ``admin.monitoringCidrs`` to port 9325 from outside, and the row checks that a client
+gets no answer there).
 
 Before each fault the PoP must have been announced for the agent's ``damping.stable_s``: otherwise the fault counts as
 a flap and the agent's hold-down (correctly) delays the re-announcement.
@@ -16,21 +26,25 @@ a flap and the agent's hold-down (correctly) delays the re-announcement.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import bgp
+from lab import bgp, pop_control
 from lab.failover import failover_problems
 from lab.health import AdjInStream, agent_cli, agent_pid, metrics, status, unit_semantics
-from lab.netns import LabError
+from lab.netns import LabError, socket_in
 from lab.probes import Prober
 from lab.processes import alive, signal_pids, start
 from lab.topology import ClientPlan, LabPlan
+from userdata.health_config import STATUS_PORT
 
 
 @dataclass
@@ -57,24 +71,70 @@ def _fmt(x: float | None, unit: str = "s") -> str:
     return f"{x * 1000:.0f} ms" if unit == "ms" else f"{x:.2f} s"
 
 
+AGENT_CLI = "/usr/local/sbin/anycast-health"  # where the user data installs the agent (write_files, 0755)
+LOOPBACK = "127.0.0.1"  # the agent listens on [::]:9325 (dual stack); nftables accepts iif lo
+
+
 class Fixture:
-    """One anycast PoP under test, its upstream stream and the client's probes."""
+    """One anycast PoP under test, its upstream stream and the client's probes; the PoP's daemons are the lab's
+    processes (process mode) or its systemd's units (machine mode)."""
 
     def __init__(self, plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str) -> None:
         self.plan, self.state, self.client, self.code, self.nxt = plan, state, client, pop_code, nxt
         self.pop = plan.pop(pop_code)
         self.pst = state["pops"][pop_code]
         self.dir = Path(self.pst["dir"])
+        self.leader = pop_control.leader(self.pst)  # the container's PID 1 (machine mode), else None
+        self.machine = self.leader is not None
         self.prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
         self.service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
         self.unicast = str(self.pst["unicast_ipv4"] or self.pst["unicast_ipv6"])
-        cfg = json.loads((self.dir / "health.json").read_text())
+        # machine mode: the health.json the user data wrote inside the container
+        cfg_path = Path(f"/proc/{self.leader}/root/etc/anycast/health.json") if self.machine else self.dir / "health.json"
+        cfg = json.loads(cfg_path.read_text())
         self.stable_s = float(cfg["damping"]["stable_s"])
         self.rise_s = cfg["rise"] * cfg["interval_ms"] / 1000
         self.unit = unit_semantics(plan.network, str(self.dir / "bird.ctl"))
+        if self.machine:  # the running unit's values, from its systemd
+            props = self.show("health", "WatchdogUSec", "RestartUSec")
+            self.unit = dataclasses.replace(self.unit, watchdog_sec=_seconds(props["WatchdogUSec"]),
+                                            restart_sec=_seconds(props["RestartUSec"]))
+
+    def show(self, name: str, *props: str) -> dict[str, str]:
+        return pop_control.show(self.pst, name, *props)
 
     def status(self) -> dict[str, Any]:
+        if self.machine:  # on the PoP itself: the container shares the PoP's network namespace
+            return status(self.pop.namespace, LOOPBACK)
         return status(self.client.namespace, self.unicast)
+
+    def metrics(self) -> str:
+        return metrics(self.pop.namespace, LOOPBACK) if self.machine else metrics(self.client.namespace, self.unicast)
+
+    def agent_pid(self, timeout: float = 5.0) -> int:
+        if not self.machine:
+            return agent_pid(self.dir, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(LabError):
+                return pop_control.main_pid(self.pst, "health")
+            if time.monotonic() > deadline:
+                raise LabError(f"no running anycast-health.service at {self.code}")
+            time.sleep(0.05)
+
+    def agent_cli(self, flag: str, timeout: float = 90.0) -> tuple[int, str]:
+        """``anycast-health --drain``/``--undrain`` on the PoP (machine mode: the installed command in the container,
+        with its default config /etc/anycast/health.json, as an operator types it)."""
+        if not self.machine:
+            return agent_cli(self.pop.namespace, self.dir, flag, timeout)
+        from lab.machines import nsexec
+
+        assert self.leader is not None
+        try:
+            res = nsexec(self.leader, [AGENT_CLI, flag], timeout=timeout)
+        except LabError as exc:
+            return 1, str(exc)
+        return res.returncode, (res.stdout + res.stderr).strip()
 
     def wait_stable(self, timeout: float = 40.0) -> None:
         """Until the agent reports the PoP announced for at least damping.stable_s and the client is on it."""
@@ -91,10 +151,16 @@ class Fixture:
         raise LabError(f"{self.code} is not stably announced after {timeout:.0f} s: {last}")
 
     def restart(self, name: str) -> None:
+        if self.machine:  # as an operator would: systemctl restart
+            pop_control.restart(self.pst, name)
+            return
         env = {"HOME": str(self.dir), "XDG_CONFIG_HOME": str(self.dir / "xdg"), "XDG_DATA_HOME": str(self.dir / "xdg")}
         self.pst["pids"][name] = start(self.pop.namespace, self.pst["commands"][name], self.dir / f"{name}.log", env=env)
 
     def kill(self, name: str) -> None:
+        if self.machine:  # SIGKILL to every process of the unit; systemd then applies the unit's Restart=
+            pop_control.kill(self.pst, name)
+            return
         pid = self.pst["pids"][name]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)  # the daemon leads its own session: NSD's children go too
@@ -103,6 +169,24 @@ class Fixture:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.005)
+
+    def restarts(self, name: str) -> int:
+        """How often systemd itself restarted the unit (NRestarts: Restart= only, not systemctl restart)."""
+        return int(self.show(name, "NRestarts").get("NRestarts") or 0)
+
+    def systemd_restart(self, name: str, before: int, after: float, timeout: float) -> float | None:
+        """Wait until systemd itself has started ``name`` again (NRestarts above ``before``, unit active); the
+        monotonic time it became active (its ActiveEnterTimestampMonotonic: the container's systemd and this process
+        read the same CLOCK_MONOTONIC), or None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self.show(name, "NRestarts", "ActiveState", "ActiveEnterTimestampMonotonic")
+            if int(p.get("NRestarts") or 0) > before and p.get("ActiveState") == "active":
+                t = int(p.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+                now = time.monotonic()
+                return t if after <= t <= now else now
+            time.sleep(0.05)
+        return None
 
     def session_established(self) -> bool:
         try:
@@ -115,6 +199,27 @@ class Fixture:
         return bool(prober.samples) and prober.samples[-1][1] == self.code
 
 
+def _seconds(value: str) -> float:
+    """systemd's time span text ('2s', '100ms', '1min 30s', 'infinity', '0') in seconds (0 if none)."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600}
+    return sum(float(num) * units[unit] for num, unit in re.findall(r"([\d.]+)\s*(us|ms|min|s|h)", value))
+
+
+def _tcp_answers(ns: str, addr: str, port: int, timeout: float = 1.0) -> str:
+    """'open', 'refused' or 'no answer' for a TCP connect from namespace ``ns``."""
+    sock = socket_in(ns, socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((addr, port))
+        return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError:
+        return "no answer"
+    finally:
+        sock.close()
+
+
 def _wait(cond: Any, timeout: float, step: float = 0.01) -> float | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -125,8 +230,13 @@ def _wait(cond: Any, timeout: float, step: float = 0.01) -> float | None:
 
 
 def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
-    """SIGKILL ``service`` (caddy or nsd); withdrawal at the upstream, the client's switch, losses; restart it."""
+    """SIGKILL ``service`` (caddy or nsd); withdrawal at the upstream, the client's switch, losses; then it comes
+    back: process mode, the lab restarts it; machine mode, the unit's ``Restart=`` (systemd restarts it by itself, timed
+    from its ActiveEnterTimestamp), or, for ``Restart=no``, the lab with ``systemctl restart`` as an operator would."""
     fx.wait_stable()
+    policy = fx.show(service, "Restart", "RestartUSec") if fx.machine else {}
+    before = fx.restarts(service) if fx.machine else 0
+    by_systemd: float | None = None  # kill -> systemd's own restart active
     http = Prober(fx.client.namespace, fx.service).start()
     dns = Prober(fx.client.namespace, fx.service, qname=fx.plan.network.dns.zone).start()
     stream = AdjInStream(fx.pop.upstream_namespace).start()
@@ -144,7 +254,13 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
         lost, probes = http.lost(t0, end)
         dns_lost, dns_probes = dns.lost(t0, end)
         t1 = time.monotonic()
-        fx.restart(service)
+        if fx.machine and policy.get("Restart", "no") != "no":
+            t_u = fx.systemd_restart(service, before, t0, _seconds(policy.get("RestartUSec", "")) + 10)
+            if t_u is not None:
+                t1, by_systemd = t_u, t_u - t0
+        if by_systemd is None:
+            t1 = time.monotonic()
+            fx.restart(service)
         t_a = stream.wait(fx.prefix, False, t1, 30)
         t_r = _wait(lambda: fx.on_pop(http) and fx.on_pop(dns), 10) if t_a else None
     finally:
@@ -155,25 +271,38 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     s = None if t_s is None else t_s - t0
     r = None if t_r is None else t_r - t1
     what = "Caddy" if service == "caddy" else "NSD"
+    unit = pop_control.UNITS[service]
+    if not fx.machine:
+        how = f"{what} restarted by the lab"
+    elif by_systemd is not None:
+        how = (f"systemd restarted {unit} by itself (Restart={policy.get('Restart')}, RestartSec="
+               f"{policy.get('RestartUSec')}) {_fmt(by_systemd)} after the kill; re-announced and serving")
+    else:
+        how = f"{unit} has Restart={policy.get('Restart')}: restarted with systemctl restart; re-announced and serving"
     # The failover verdict (lab/failover.py): HTTP and DNS both probed and both moved to the next PoP, withdrawn within
     # 1 s, back after the restart. Losses are counted only up to 0.1 s after the switch here, so none "after" it.
     t_h, t_d = http.first_after(t0, fx.nxt), dns.first_after(t0, fx.nxt)
     problems = failover_problems(nxt=fx.nxt, withdraw=w, withdraw_limit=1.0, recover=r, probes=probes,
                                  dns_probes=dns_probes, switch=None if t_h is None else t_h - t0,
                                  dns_switch=None if t_d is None else t_d - t0, lost_after=0, dns_lost_after=0)
+    if fx.machine and policy.get("Restart", "no") != "no" and by_systemd is None:
+        problems.append(f"{unit} has Restart={policy.get('Restart')} but systemd did not restart it")
     ok = not problems
-    detail = (f"withdrawn at upstream {_fmt(w, 'ms')} after the kill (goal <= {target_s * 1000:.0f} ms), "
+    killed = f"{what} killed (systemctl kill --signal=SIGKILL {unit}): " if fx.machine else ""
+    detail = (f"{killed}withdrawn at upstream {_fmt(w, 'ms')} after the kill (goal <= {target_s * 1000:.0f} ms), "
               f"{fx.client.name} on {fx.nxt} after {_fmt(s, 'ms')}; lost {lost}/{probes} HTTP, {dns_lost}/{dns_probes} "
-              f"DNS; {what} restarted, re-announced and serving after {_fmt(r)}"
+              f"DNS; {how} after {_fmt(r)}"
               + "".join(f"; FAIL: {p}" for p in problems))
     return FaultResult(f"{service} killed", fx.code, fx.client.name, fx.nxt, ok, w, s, lost, probes, dns_lost, dns_probes,
-                       r, detail)
+                       r, detail, extra={"systemd_restart_s": by_systemd, "restart": policy.get("Restart")}
+                       if fx.machine else {})
 
 
 def frozen_agent(fx: Fixture) -> FaultResult:
     """SIGSTOP the agent, then kill Caddy: only the watchdog (the supervisor, as systemd) can withdraw."""
     fx.wait_stable()
-    pid = agent_pid(fx.dir)
+    pid = fx.agent_pid()
+    before = fx.restarts("health") if fx.machine else 0
     http = Prober(fx.client.namespace, fx.service).start()
     stream = AdjInStream(fx.pop.upstream_namespace).start()
     try:
@@ -189,7 +318,7 @@ def frozen_agent(fx: Fixture) -> FaultResult:
         time.sleep(max(0.0, end - time.monotonic()))
         lost, probes = http.lost(t0, end)
         killed = not alive(pid)
-        new_pid = agent_pid(fx.dir, timeout=fx.unit.restart_sec + 5)
+        new_pid = fx.agent_pid(timeout=fx.unit.restart_sec + 5)
         t1 = time.monotonic()
         fx.restart("caddy")
         t_a = stream.wait(fx.prefix, False, t1, 30)
@@ -201,18 +330,26 @@ def frozen_agent(fx: Fixture) -> FaultResult:
     w = None if t_w is None else t_w - t0
     r = None if t_r is None else t_r - t1
     limit = fx.unit.watchdog_sec + 0.5
-    ok = w is not None and w <= limit and killed and new_pid != pid and r is not None
-    detail = (f"agent pid {pid} SIGSTOPped, Caddy killed: withdrawn at upstream after {_fmt(w)} (WatchdogSec="
-              f"{fx.unit.watchdog_sec:g}, limit {limit:g} s) by the watchdog's ExecStopPost; lost {lost}/{probes} HTTP; "
-              f"agent {'SIGKILLed' if killed else 'NOT killed'} and restarted as pid {new_pid}; "
-              f"Caddy restarted, re-announced and serving after {_fmt(r)}")
+    after = fx.restarts("health") if fx.machine else 0
+    ok = (w is not None and w <= limit and killed and new_pid != pid and r is not None
+          and (not fx.machine or after > before))
+    who = "systemd's watchdog" if fx.machine else "the supervisor's watchdog"
+    detail = (f"agent {'(host pid ' if fx.machine else 'pid '}{pid}{')' if fx.machine else ''} SIGSTOPped, Caddy killed"
+              f"{' (systemctl kill)' if fx.machine else ''}: withdrawn at upstream after {_fmt(w)} (WatchdogSec="
+              f"{fx.unit.watchdog_sec:g}, limit {limit:g} s) by {who} and the unit's ExecStopPost; lost {lost}/{probes} "
+              f"HTTP; agent {'SIGKILLed' if killed else 'NOT killed'} and restarted as pid {new_pid}"
+              + (f" (NRestarts {before} -> {after})" if fx.machine else "")
+              + f"; Caddy restarted{' (systemctl restart)' if fx.machine else ''}, re-announced and serving after "
+                f"{_fmt(r)}")
     return FaultResult("agent frozen, Caddy killed", fx.code, fx.client.name, fx.nxt, ok, w, None, lost, probes,
-                       recover_s=r, detail=detail)
+                       recover_s=r, detail=detail, extra={"nrestarts": [before, after]} if fx.machine else {})
 
 
 def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
-    """Caddy down and withdrawn; BIRD killed and started again: the new BIRD must announce nothing (fail-closed)."""
+    """Caddy down and withdrawn; BIRD killed and started again (process mode: by the lab; machine mode: by systemd, the
+    unit's Restart=): the new BIRD must announce nothing (fail-closed)."""
     fx.wait_stable()
+    by_systemd: float | None = None
     http = Prober(fx.client.namespace, fx.service).start()
     stream = AdjInStream(fx.pop.upstream_namespace).start()
     try:
@@ -221,11 +358,20 @@ def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
         if t_w is None:
             raise LabError(f"{fx.code} was not withdrawn after Caddy was killed")
         time.sleep(0.2)
+        before = fx.restarts("bird") if fx.machine else 0
         t0 = time.monotonic()
         fx.kill("bird")
-        with contextlib.suppress(FileNotFoundError):
-            (fx.dir / "bird.ctl").unlink()
-        fx.restart("bird")
+        if fx.machine:  # bird.service: Restart=on-abort; a SIGKILL is an abort, so systemd starts BIRD again itself
+            _wait(lambda: not fx.session_established(), 5, step=0.02)  # the old session is gone at the upstream
+            t_b = fx.systemd_restart("bird", before, t0, 15)
+            if t_b is None:
+                fx.restart("bird")
+            else:
+                by_systemd = t_b - t0
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (fx.dir / "bird.ctl").unlink()
+            fx.restart("bird")
         t_e = _wait(fx.session_established, 30, step=0.1)
         if t_e is not None:
             time.sleep(watch_s)
@@ -240,13 +386,16 @@ def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
         stream.stop()
     e = None if t_e is None else t_e - t0
     r = None if t_r is None else t_r - t1
-    ok = t_e is not None and not leaked and r is not None
-    detail = (f"BIRD SIGKILLed and restarted with Caddy down: sessions Established again after {_fmt(e)}, then watched "
+    ok = t_e is not None and not leaked and r is not None and (not fx.machine or by_systemd is not None)
+    restarted = ("restarted by systemd (bird.service Restart=on-abort) " + _fmt(by_systemd) + " after the kill"
+                 if by_systemd is not None else "restarted by the lab" + (" (systemd did NOT)" if fx.machine else ""))
+    detail = (f"BIRD SIGKILLed with Caddy down, {restarted}: sessions Established again after {_fmt(e)}, then watched "
               f"{watch_s:g} s: {'announced ' + ', '.join(sorted(set(leaked))) if leaked else 'nothing announced'}; "
               f"lost {lost}/{probes} HTTP ({fx.client.name} stays on {fx.nxt}); Caddy restarted, re-announced after "
               f"{_fmt(r)}")
     return FaultResult("BIRD restarted while Caddy is down", fx.code, fx.client.name, fx.nxt, ok, None, None, lost,
-                       probes, recover_s=r, detail=detail, extra={"established_s": e, "announced": sorted(set(leaked))})
+                       probes, recover_s=r, detail=detail, extra={"established_s": e, "announced": sorted(set(leaked)),
+                                                                  "systemd_restart_s": by_systemd})
 
 
 def drain_and_stop(fx: Fixture) -> FaultResult:
@@ -260,11 +409,14 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
         if _wait(lambda: fx.on_pop(http), 5) is None:
             raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
         t0 = time.monotonic()
-        rc, out = agent_cli(fx.pop.namespace, fx.dir, "--drain")
+        rc, out = fx.agent_cli("--drain")
         t_safe = time.monotonic()
         t_w = stream.first(fx.prefix, True, t0)
         t_s = http.first_after(t0, fx.nxt)
-        fx.kill("caddy")  # the maintenance the drain made safe
+        if fx.machine:  # the maintenance the drain made safe, as an operator does it on the PoP
+            pop_control.systemctl(fx.pst, "stop", pop_control.UNITS["caddy"])
+        else:
+            fx.kill("caddy")
         time.sleep(1.0)
         lost, probes = http.lost(t0, time.monotonic())
         dns_lost, dns_probes = dns.lost(t0, time.monotonic())
@@ -273,7 +425,7 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
         time.sleep(fx.rise_s + 0.5)  # healthy again, still drained
         still = stream.first(fx.prefix, False, t0) is None
         t1 = time.monotonic()
-        urc, uout = agent_cli(fx.pop.namespace, fx.dir, "--undrain")
+        urc, uout = fx.agent_cli("--undrain")
         t_r = _wait(lambda: fx.on_pop(http), 10)
         back_lost, back_probes = http.lost(t1, time.monotonic())
     finally:
@@ -285,8 +437,10 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
     r = None if t_r is None else t_r - t1
     ok = rc == 0 and urc == 0 and lost == 0 and still and drained_state == "drained" and r is not None
     safe = t_safe - t0
-    detail = (f"--drain: withdrawn at upstream after {_fmt(w, 'ms')}, {fx.client.name} on {fx.nxt} after {_fmt(s, 'ms')}, "
-              f"'safe to stop' after {safe:.2f} s; Caddy then stopped: lost {lost}/{probes} HTTP, "
+    cli = f"{AGENT_CLI} (in the container)" if fx.machine else "anycast-health"
+    stop = "systemctl stop caddy" if fx.machine else "Caddy then stopped"
+    detail = (f"{cli} --drain: withdrawn at upstream after {_fmt(w, 'ms')}, {fx.client.name} on {fx.nxt} after "
+              f"{_fmt(s, 'ms')}, 'safe to stop' after {safe:.2f} s; {stop}: lost {lost}/{probes} HTTP, "
               f"{dns_lost}/{dns_probes} DNS (goal 0); status {drained_state}; healthy but drained: "
               f"{'not announced' if still else 'ANNOUNCED'}; --undrain: back on {fx.code} after {_fmt(r)}, "
               f"lost {back_lost}/{back_probes} while moving back"
@@ -297,9 +451,11 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
 
 
 def status_row(fx: Fixture) -> tuple[bool, str]:
-    """/status and /metrics of the PoP's agent, fetched from the client over the PoP's unicast address."""
+    """/status and /metrics of the PoP's agent: process mode, fetched from the client over the PoP's unicast address;
+    machine mode, on the PoP (127.0.0.1 in its namespace), and the client must get no answer on the unicast address
+    (the PoP's nftables admits admin.monitoringCidrs only)."""
     st = fx.status()
-    metrics_text = metrics(fx.client.namespace, fx.unicast)
+    metrics_text = fx.metrics()
     sessions = st["bird"]["sessions"]
     problems = []
     if st.get("schema") != 1 or st.get("pop") != fx.code:
@@ -314,10 +470,19 @@ def status_row(fx: Fixture) -> tuple[bool, str]:
         problems.append("watchdog not armed")
     if "anycast_health_announced 1" not in metrics_text:
         problems.append("/metrics lacks anycast_health_announced 1")
-    text = (f"http://{fx.unicast}:9325/status from {fx.client.name}: state {st['state']}, "
+    outside = ""
+    if fx.machine:
+        got = _tcp_answers(fx.client.namespace, fx.unicast, STATUS_PORT)
+        outside = f"; {fx.unicast}:{STATUS_PORT} from {fx.client.name}: {got}"
+        if got != "no answer":
+            problems.append(f"{fx.client.name} (outside admin.monitoringCidrs) reached {fx.unicast}:{STATUS_PORT}: {got}")
+    where = (f"http://{LOOPBACK}:{STATUS_PORT}/status on {fx.code} (its namespace)" if fx.machine
+             else f"http://{fx.unicast}:{STATUS_PORT}/status from {fx.client.name}")
+    text = (f"{where}: state {st['state']}, "
             + ", ".join(f"{n} {v['bgp_state']} exporting {v['routes_exported']}" for n, v in sessions.items())
             + ", checks " + ", ".join(f"{n} {c['latency_ms']} ms" for n, c in st["checks"].items())
-            + f", watchdog {st['agent']['watchdog']['timeout_s']} s; /metrics {len(metrics_text.splitlines())} lines")
+            + f", watchdog {st['agent']['watchdog']['timeout_s']} s; /metrics {len(metrics_text.splitlines())} lines"
+            + outside)
     return not problems, text + ("; " + "; ".join(problems) if problems else "")
 
 
@@ -326,13 +491,28 @@ def fault_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop: st
     """Every health-agent row: (group, name, ok, detail); a fault that breaks becomes a FAIL row."""
     fx = Fixture(plan, state, client, pop, nxt)
     rows: list[tuple[str, str, bool, str]] = []
-    steps: list[tuple[str, Any]] = [
-        (f"status: {pop}'s /status and /metrics from {client.name} (unicast address)", status_row),
-        (f"NSD killed at {pop}: withdrawn (event), {client.name} served by {nxt}", lambda f: crash(f, "nsd")),
-        (f"agent frozen at {pop}, then Caddy killed: withdrawn within the watchdog time", frozen_agent),
-        (f"BIRD restarted at {pop} while Caddy is down: nothing announced (fail-closed)", bird_restart_while_down),
-        (f"drain {pop}: 0 requests lost while {client.name} moves to {nxt}; undrain", drain_and_stop),
-    ]
+    if fx.machine:  # the names say what each row measures in this mode (see the module docstring)
+        nsd = fx.show("nsd", "Restart").get("Restart", "?")
+        steps: list[tuple[str, Any]] = [
+            (f"status: {pop}'s /status and /metrics on the PoP (127.0.0.1); no answer from {client.name} (nftables)",
+             status_row),
+            (f"NSD killed at {pop} (systemctl kill -s KILL): withdrawn (event), {client.name} served by {nxt}, "
+             f"systemd restarts it (Restart={nsd}), re-announced", lambda f: crash(f, "nsd")),
+            (f"agent frozen at {pop}, then Caddy killed: systemd watchdog withdraws within WatchdogSec (real systemd)",
+             frozen_agent),
+            (f"BIRD killed at {pop} while Caddy is down, restarted by systemd: nothing announced (fail-closed)",
+             bird_restart_while_down),
+            (f"drain {pop} ({AGENT_CLI} --drain in the container, systemctl stop caddy): 0 requests lost while "
+             f"{client.name} moves to {nxt}; undrain", drain_and_stop),
+        ]
+    else:
+        steps = [
+            (f"status: {pop}'s /status and /metrics from {client.name} (unicast address)", status_row),
+            (f"NSD killed at {pop}: withdrawn (event), {client.name} served by {nxt}", lambda f: crash(f, "nsd")),
+            (f"agent frozen at {pop}, then Caddy killed: withdrawn within the watchdog time", frozen_agent),
+            (f"BIRD restarted at {pop} while Caddy is down: nothing announced (fail-closed)", bird_restart_while_down),
+            (f"drain {pop}: 0 requests lost while {client.name} moves to {nxt}; undrain", drain_and_stop),
+        ]
     for name, step in steps:
         say(f"health: {name}")
         try:

@@ -38,6 +38,12 @@ def systemctl(pst: dict[str, Any], *args: str, check: bool = True, timeout: floa
     return res.stdout
 
 
+def show(pst: dict[str, Any], name: str, *props: str) -> dict[str, str]:
+    """``systemctl show -p …`` of the daemon's unit (machine mode): property -> value."""
+    out = systemctl(pst, "show", "-p", ",".join(props), UNITS[name])
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
 def host_pid(ns: str, inner: int) -> int | None:
     """The host pid of the process that is ``inner`` in the container's PID namespace."""
     for pid in namespace_pids(ns):

@@ -86,11 +86,35 @@ def test_https_units_active(report: dict[str, Any]) -> None:
 
 def test_machine_rows_ran(report: dict[str, Any]) -> None:
     groups = {c["group"] for c in report["checks"]}
-    assert {"bgp", "routes", "leak", "clients", "logs", "machines", "monitoring", "failover"} <= groups
+    assert {"bgp", "routes", "leak", "clients", "logs", "machines", "monitoring", "failover", "health"} <= groups
     names = " | ".join(c["name"] for c in report["checks"])
     for want in ("cloud-init status done", "is-system-running", "every rendered unit", "nftables enforced",
                  "health agent runs under systemd", "systemd watchdog withdraws", "journals"):
         assert want in names, f"missing row: {want}"
+
+
+def test_health_faults_under_real_systemd(report: dict[str, Any]) -> None:
+    """The process mode's health fault rows against the PoP's own systemd (lab/faults.py): every row ran and passed,
+    and the figures say what systemd did: NSD and BIRD restarted by their units' Restart=, the watchdog's restart
+    counted, the drain run with the installed CLI lost nothing."""
+    rows = [c for c in report["checks"] if c["group"] == "health"]
+    names = " | ".join(c["name"] for c in rows)
+    for part in ("status:", "NSD killed", "systemd watchdog withdraws", "BIRD killed", "drain"):
+        assert part in names, names
+    assert len(rows) == 5 and all(c["ok"] for c in rows), rows
+    status = next(c for c in rows if c["name"].startswith("status:"))
+    assert "127.0.0.1:9325" in status["detail"] and ":9325 from de: no answer" in status["detail"]
+    h = report["measurements"]["health"]
+    nsd = h["nsd killed"]
+    assert nsd["withdraw_s"] < 1 and nsd["extra"]["restart"] == "always"
+    assert 0 < nsd["extra"]["systemd_restart_s"] < 5  # systemd, not the lab, brought NSD back
+    frozen = h["agent frozen, Caddy killed"]
+    assert frozen["withdraw_s"] <= 2.5 and frozen["extra"]["nrestarts"][1] > frozen["extra"]["nrestarts"][0]
+    bird = h["BIRD restarted while Caddy is down"]
+    assert bird["extra"]["announced"] == [] and bird["extra"]["systemd_restart_s"] is not None
+    assert h["drain"]["lost"] == 0 and h["drain"]["probes"] > 0
+    (kill,) = [c for c in report["checks"] if c["group"] == "failover" and c["name"].startswith("Caddy killed")]
+    assert "systemd: caddy.service Restart=" in kill["detail"]
 
 
 def test_wrong_package_name_fails_naming_it(lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
