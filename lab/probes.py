@@ -3,15 +3,13 @@ in-process HTTP prober (sockets opened inside the namespace) for failover timing
 
 from __future__ import annotations
 
-import random
 import re
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
-from infra.readiness import nsid_query, parse_nsid  # one DNS/NSID codec, shared with the readiness gate
+from infra.readiness import dns_nsid  # one DNS/NSID client, shared with the readiness gate
 from lab.netns import LabError, nsrun, socket_in
 
 _NSID_RE = re.compile(r'NSID: .*\("([^"]*)"\)')
@@ -88,22 +86,7 @@ def http_pop(ns: str, address: str, timeout: float = 0.2) -> str | None:
 
 def dns_pop(ns: str, server: str, qname: str, timeout: float = 0.2) -> str | None:
     """One SOA query with NSID from inside ``ns`` (no subprocess): the NSID (PoP code), or None on failure."""
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
-    sock = socket_in(ns, family, socket.SOCK_DGRAM)
-    sock.settimeout(timeout)
-    qid = random.randrange(65536)
-    try:
-        sock.sendto(nsid_query(qname, qid), (server, 53))
-        deadline = time.monotonic() + timeout
-        while True:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            data, _ = sock.recvfrom(4096)
-            if (nsid := parse_nsid(data, qid)) is not None:
-                return nsid
-    except (OSError, struct.error, IndexError):
-        return None
-    finally:
-        sock.close()
+    return dns_nsid(server, 53, qname, timeout, connect=lambda family, kind: socket_in(ns, family, kind))
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from lab.probes import nsid_query, parse_nsid
+from infra.readiness import nsid_query, parse_nsid
 
 
 def _response(qid: int, nsid: bytes | None, rcode: int = 0, answers: int = 1) -> bytes:
