@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from infra.model import Network
 from infra.monitoring import file_sd, load_outputs, write_targets
 from infra.outputs import geodns_output, network_output, pops_output, probes_output
 from infra.stack import read_stack_config
-from lab.netns import LabError, socket_in
+from lab.netns import LabError, http_get
 from lab.processes import alive, start, stop
 
 EXPORTER = "prometheus-blackbox-exporter"
@@ -139,19 +138,7 @@ def parse_probe_success(body: str) -> int | None:
 
 def _http_get(ns: str, path: str, timeout: float) -> tuple[int, str]:
     """GET ``path`` from the exporter at 127.0.0.1:9115 with a socket opened inside ``ns`` (nothing else reachable)."""
-    sock = socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(LISTEN)
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {LISTEN[0]}:{LISTEN[1]}\r\n\r\n".encode())
-        chunks = []
-        while data := sock.recv(65536):
-            chunks.append(data)
-    finally:
-        sock.close()
-    head, _, body = b"".join(chunks).decode("utf-8", "replace").partition("\r\n\r\n")
-    status = int(head.split()[1]) if head.startswith("HTTP/") else 0
-    return status, body
+    return http_get(ns, *LISTEN, path, timeout)
 
 
 @dataclass(frozen=True)

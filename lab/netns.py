@@ -120,3 +120,19 @@ def socket_in(ns: str, family: int, kind: int) -> socket.socket:
     if isinstance(value, BaseException):
         raise LabError(f"socket in {ns}: {value}")
     return value
+
+
+def http_get(ns: str, host: str, port: int, path: str, timeout: float = 3.0) -> tuple[int, str]:
+    """GET over a socket opened inside ``ns`` (HTTP/1.0, whole body)."""
+    sock = socket_in(ns, socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((host, port))
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    finally:
+        sock.close()
+    head, _, body = b"".join(chunks).decode("utf-8", "replace").partition("\r\n\r\n")
+    return (int(head.split()[1]) if head.startswith("HTTP/") else 0), body

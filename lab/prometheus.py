@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from infra.monitoring import write_targets
-from lab.netns import LabError, ip_batch, list_namespaces, run, socket_in
+from lab.netns import LabError, http_get, ip_batch, list_namespaces, run
 from lab.processes import alive, start, stop
 from lab.topology import BACKBONE_V4, BACKBONE_V6, ClientPlan, LabPlan, namespace_prefix
 from userdata.render import BIRD_EXPORTER_DROPIN_TEXT, BIRD_SOCKET
@@ -73,23 +72,6 @@ def namespace_lines(plan: LabPlan) -> tuple[list[str], list[str], list[str]]:
             via = p.backbone_v4 if s.version == 4 else p.backbone_v6
             inside.append(f"route replace {s.link} via {via} dev eth0")
     return root, backbone, inside
-
-
-def http_get(ns: str, host: str, port: int, path: str, timeout: float = 3.0) -> tuple[int, str]:
-    """GET over a socket opened inside ``ns`` (HTTP/1.0, whole body)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket_in(ns, family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((host, port))
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
-        chunks = []
-        while data := sock.recv(65536):
-            chunks.append(data)
-    finally:
-        sock.close()
-    head, _, body = b"".join(chunks).decode("utf-8", "replace").partition("\r\n\r\n")
-    return (int(head.split()[1]) if head.startswith("HTTP/") else 0), body
 
 
 def api(ns: str, path: str, params: dict[str, str] | None = None) -> Any:
