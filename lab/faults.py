@@ -273,7 +273,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     what = "Caddy" if service == "caddy" else "NSD"
     unit = pop_control.UNITS[service]
     if not fx.machine:
-        how = f"{what} restarted by the lab"
+        how = f"{what} restarted by the lab, re-announced and serving"
     elif by_systemd is not None:
         how = (f"systemd restarted {unit} by itself (Restart={policy.get('Restart')}, RestartSec="
                f"{policy.get('RestartUSec')}) {_fmt(by_systemd)} after the kill; re-announced and serving")
