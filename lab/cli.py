@@ -108,14 +108,22 @@ def running_stacks() -> list[str]:
     return sorted(ns[len("acl-"):-len("-bb")] for ns in list_namespaces("acl-") if ns.endswith("-bb"))
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from lab.checks import format_table, run_checks
-
+def _pick_stack(args: argparse.Namespace, what: str) -> str | None:
+    """``--stack``, or the one running lab; None (after saying why) if that is ambiguous."""
     if args.stack is None:
         stacks = running_stacks()
         if len(stacks) != 1:
-            return _err(f"lab check: pass --stack (running labs: {', '.join(stacks) or 'none'})")
+            _err(f"{what}: pass --stack (running labs: {', '.join(stacks) or 'none'})")
+            return None
         args.stack = stacks[0]
+    return str(args.stack)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lab.checks import format_table, run_checks
+
+    if _pick_stack(args, "lab check") is None:
+        return 1
     try:
         report = run_checks(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
                             progress=not args.json, monitoring=not args.skip_monitoring,
@@ -136,11 +144,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from lab.checks import load_state
     from lab.health import agent_cli
 
-    if args.stack is None:
-        stacks = running_stacks()
-        if len(stacks) != 1:
-            return _err(f"lab {args.action}: pass --stack (running labs: {', '.join(stacks) or 'none'})")
-        args.stack = stacks[0]
+    if _pick_stack(args, f"lab {args.action}") is None:
+        return 1
     try:
         pops = load_state(args.stack)["pops"]
     except LabError as exc:
