@@ -39,6 +39,7 @@ import random
 import select
 import signal
 import socket
+import socketserver
 import struct
 import sys
 import threading
@@ -871,7 +872,10 @@ def serve_status(agent: Agent) -> ThreadingHTTPServer | None:
         def server_bind(self) -> None:
             if self.address_family == socket.AF_INET6:
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            super().server_bind()
+            # Not HTTPServer.server_bind: its socket.getfqdn() asks DNS for the bind address's name, which held a
+            # restarted agent (and so the PoP's re-announcement) 5 s when the resolver did not answer.
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     server = Server((agent.cfg.status_address, agent.cfg.status_port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="status").start()
