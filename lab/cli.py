@@ -138,11 +138,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    """`anycast lab drain|undrain POP`: the agent's own --drain/--undrain, run on the PoP (inside its namespace)."""
-    from pathlib import Path
-
+    """`anycast lab drain|undrain POP`: the agent's own --drain/--undrain, run on the PoP (inside its namespace; in
+    machine mode the installed /usr/local/sbin/anycast-health inside the container)."""
     from lab.checks import load_state
-    from lab.health import agent_cli
+    from lab.health import pop_agent_cli
 
     if _pick_stack(args, f"lab {args.action}") is None:
         return 1
@@ -154,7 +153,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     if pop is None or pop["mode"] != "anycast":
         anycast = ", ".join(c for c, p in sorted(pops.items()) if p["mode"] == "anycast")
         return _err(f"lab {args.action}: '{args.pop}' is not an anycast PoP of the {args.stack} lab ({anycast})")
-    rc, out = agent_cli(pop["namespace"], Path(pop["dir"]), f"--{args.action}")
+    rc, out = pop_agent_cli(pop, f"--{args.action}")
     print(out)
     return rc
 

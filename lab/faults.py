@@ -39,7 +39,7 @@ from typing import Any
 
 from lab import bgp, pop_control
 from lab.failover import failover_problems
-from lab.health import AdjInStream, agent_cli, agent_pid, metrics, status, unit_semantics
+from lab.health import AGENT_CLI, AdjInStream, agent_pid, metrics, pop_agent_cli, status, unit_semantics
 from lab.netns import LabError, socket_in
 from lab.probes import Prober
 from lab.processes import alive, signal_pids, start
@@ -71,7 +71,6 @@ def _fmt(x: float | None, unit: str = "s") -> str:
     return f"{x * 1000:.0f} ms" if unit == "ms" else f"{x:.2f} s"
 
 
-AGENT_CLI = "/usr/local/sbin/anycast-health"  # where the user data installs the agent (write_files, 0755)
 LOOPBACK = "127.0.0.1"  # the agent listens on [::]:9325 (dual stack); nftables accepts iif lo
 
 
@@ -125,16 +124,7 @@ class Fixture:
     def agent_cli(self, flag: str, timeout: float = 90.0) -> tuple[int, str]:
         """``anycast-health --drain``/``--undrain`` on the PoP (machine mode: the installed command in the container,
         with its default config /etc/anycast/health.json, as an operator types it)."""
-        if not self.machine:
-            return agent_cli(self.pop.namespace, self.dir, flag, timeout)
-        from lab.machines import nsexec
-
-        assert self.leader is not None
-        try:
-            res = nsexec(self.leader, [AGENT_CLI, flag], timeout=timeout)
-        except LabError as exc:
-            return 1, str(exc)
-        return res.returncode, (res.stdout + res.stderr).strip()
+        return pop_agent_cli(self.pst, flag, timeout)
 
     def wait_stable(self, timeout: float = 40.0) -> None:
         """Until the agent reports the PoP announced for at least damping.stable_s and the client is on it."""
