@@ -922,7 +922,9 @@ def drain(cfg: Config, say: Any) -> int:
         fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
     t0 = time.monotonic()
     bird = Bird(cfg.bird_socket, max(cfg.bird_timeout, 2.0))
-    addresses = [a for a in ((cfg.http.host if cfg.http else None), (cfg.dns.server if cfg.dns else None)) if a]
+    # HTTP and DNS usually share the anycast address: each address once
+    addresses = list(dict.fromkeys(a for a in ((cfg.http.host if cfg.http else None),
+                                                (cfg.dns.server if cfg.dns else None)) if a))
     seen: set[tuple[str, str]] = set()
     last_new = t0
     withdrawn_at: float | None = None
