@@ -12,19 +12,21 @@ cloud-init NoCloud: https://cloudinit.readthedocs.io/en/22.4/topics/datasources/
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lab.netns import LabError
 
 CACHE = Path(os.environ.get("ANYCAST_LAB_CACHE", "/var/cache/anycast-lab"))
-IMAGE_VERSION = 1  # bump when the build steps below change in a way the inputs do not show
+IMAGE_VERSION = 2  # bump when the build steps below change in a way the inputs do not show
 SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 VARIANT = "minbase"
@@ -37,19 +39,32 @@ INCLUDE = ("systemd", "systemd-sysv", "dbus", "cloud-init", "python3", "python3-
 # no network configuration (the lab's namespace already has the PoP's addresses, as Vultr's DHCP would), and the
 # C.UTF-8 locale (the default en_US.UTF-8 is not generated in a debootstrap image: update-locale fails and cloud-config
 # ends in error).
+#
+# Two settings only save CPU, which decides how fast 20 PoPs boot on 2 cores (docs/lab.md lists them as
+# substitutions): SSH host keys of the fast types only (cloud-init 22.4's default [rsa, dsa, ecdsa, ed25519] spends
+# about 0.8 s of CPU per boot on RSA-3072 and DSA keys), and grub_dpkg off (a container has no boot loader; the
+# module runs debconf-set-selections for grub-pc, about 0.15 s of CPU).
+# https://cloudinit.readthedocs.io/en/22.4/topics/modules.html#ssh, .../modules.html#grub-dpkg
 CLOUD_CFG = """\
 # anycast lab: the machine-mode image (lab/image.py). Not part of any PoP's user data.
 datasource_list: [ NoCloud, None ]
 network:
   config: disabled
 locale: C.UTF-8
+ssh_genkeytypes: [ ecdsa, ed25519 ]
+grub_dpkg:
+  enabled: false
 """
 CLOUD_CFG_PATH = "etc/cloud/cloud.cfg.d/90-anycast-lab.cfg"
+# debootstrap copies the host's /etc/resolv.conf into the image: the image would depend on the host and every
+# lookup inside would go to a resolver the lab's network cannot reach (a timeout per query). No nameserver instead:
+# the resolver library then asks 127.0.0.1, which refuses at once. lab/tls.py writes the lab resolver's where it runs.
+RESOLV_CONF = "# anycast lab (lab/image.py): no resolver in the image; lab/tls.py sets the lab's where it runs one\n"
 
 
 def image_inputs() -> dict[str, object]:
     return {"version": IMAGE_VERSION, "suite": SUITE, "mirror": DEBIAN_MIRROR, "variant": VARIANT,
-            "include": sorted(INCLUDE), "cloud_cfg": CLOUD_CFG}
+            "include": sorted(INCLUDE), "cloud_cfg": CLOUD_CFG, "resolv_conf": RESOLV_CONF}
 
 
 def image_key() -> str:
@@ -67,6 +82,25 @@ def image_root(cache: Path | None = None) -> Path:
 def ensure_image(say: Callable[[str], None], cache: Path | None = None) -> Path:
     """The root file system of the current inputs: reused when built, else built (about two minutes)."""
     d = image_dir(cache)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(d, say):
+        return _ensure_image(d, say)
+
+
+@contextlib.contextmanager
+def build_lock(d: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One builder per cache entry: a second ``lab up`` (another stack, another shell) waits for the first one's
+    build and then reuses it, instead of deleting its half-built directory."""
+    with open(d.with_name(d.name + ".lock"), "w", encoding="ascii") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"{d.name}: another process is building it; waiting")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _ensure_image(d: Path, say: Callable[[str], None]) -> Path:
     root = d / "root"
     if (d / "done.json").exists():
         say(f"image {d.name}: cached ({root})")
@@ -85,15 +119,15 @@ def ensure_image(say: Callable[[str], None], cache: Path | None = None) -> Path:
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
-        stage = ""
+        seen: set[str] = set()
         for line in proc.stdout:
             fh.write(line)
             # debootstrap's own phases, one progress line each (not one per package)
             for word in ("Retrieving", "Validating", "Extracting", "Installing core", "Unpacking the base",
                          "Configuring the base", "Base system installed"):
-                if line.startswith("I: " + word) and word != stage:
-                    stage = word
-                    say(f"image: {line[3:].strip()}")
+                if line.startswith("I: " + word) and word not in seen:
+                    seen.add(word)
+                    say(f"image: {line[3:].strip()}" + (" ..." if word in ("Retrieving", "Validating") else ""))
         rc = proc.wait()
     if rc != 0:
         raise LabError(f"debootstrap failed (exit {rc}); see {log}")
@@ -104,9 +138,17 @@ def ensure_image(say: Callable[[str], None], cache: Path | None = None) -> Path:
     dbus_id = r / "var/lib/dbus/machine-id"
     if dbus_id.exists() or dbus_id.is_symlink():
         dbus_id.unlink()
-    # The containers' apt sources are the lab's mirror, written per container (lab/machines.py).
+    # The containers' apt sources are the lab's mirror, written per container (lab/machines.py); Debian's lists,
+    # fetched by debootstrap, would only be deleted again by every container's first apt-get update.
     (r / "etc/apt/sources.list").write_text("", encoding="utf-8")
     subprocess.run(["chroot", str(r), "apt-get", "clean"], check=False, capture_output=True)
+    for f in (r / "var/lib/apt/lists").iterdir():
+        if f.is_file() and f.name != "lock":
+            f.unlink()
+    resolv = r / "etc/resolv.conf"
+    if resolv.is_symlink():
+        resolv.unlink()
+    resolv.write_text(RESOLV_CONF, encoding="utf-8")
     size = subprocess.run(["du", "-sm", str(r)], capture_output=True, text=True).stdout.split()[0]
     seconds = round(time.monotonic() - t0, 1)
     (tmp / "done.json").write_text(json.dumps({**image_inputs(), "seconds": seconds, "size_mb": int(size)},

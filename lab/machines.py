@@ -22,6 +22,7 @@ Per container (name = the PoP's namespace name, e.g. ``acl-dev-p-ams``):
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -162,9 +163,30 @@ class CloudInit:
 APT_ERRORS = re.compile(r"^(E: .*|.*Unable to locate package.*)$", re.M)
 
 
+def finished_without_errors(run_dir: Path) -> bool | None:
+    """cloud-init's verdict from ``status.json`` and ``result.json`` in ``run_dir`` (``/run/cloud-init``), the files
+    ``cloud-init status`` reads (cloudinit/cmd/status.py, get_status_details, 22.4): True when every stage finished
+    without errors; False when there are errors; None while a stage still runs or the files are incomplete. Saves a
+    Python start of cloud-init per PoP (about 0.35 s of CPU each, 7 s for prod on 2 cores).
+    https://github.com/canonical/cloud-init/blob/22.4/cloudinit/cmd/status.py"""
+    try:
+        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("v1", {})
+        result = json.loads((run_dir / "result.json").read_text(encoding="utf-8")).get("v1", {})
+    except (OSError, ValueError):
+        return None
+    if status.get("stage"):
+        return None
+    stages = [v for v in status.values() if isinstance(v, dict)]
+    if any((v.get("start") or 0) and not (v.get("finished") or 0) for v in stages):
+        return None
+    errors = [e for v in stages for e in v.get("errors", [])] + list(result.get("errors", []))
+    return not errors and bool(stages)
+
+
 def wait_cloud_init(pid: int, timeout: float = 300) -> CloudInit:
-    """Poll ``cloud-init status --long`` inside the container until it is no longer running; on an error or a
-    timeout, the reason from cloud-init's own report and the failing lines of its output log."""
+    """Wait until cloud-init inside the container has finished (its ``result.json``); done without errors is read
+    from its status files (:func:`finished_without_errors`); on an error or a timeout, the reason from ``cloud-init
+    status --long`` and the failing lines of its output log."""
     deadline = time.monotonic() + timeout
     # cloud-init writes /run/cloud-init/result.json when its last stage ends: polling that file costs nothing,
     # while each `cloud-init status` is a Python start (about a second of CPU; 20 PoPs polling would starve the boot).
@@ -173,6 +195,14 @@ def wait_cloud_init(pid: int, timeout: float = 300) -> CloudInit:
         if not Path(f"/proc/{pid}").exists():
             return CloudInit("gone", f"the container (pid {pid}) exited during boot")
         time.sleep(0.25)
+    # Done without errors is read from cloud-init's own files, as `cloud-init status` does; anything else asks it.
+    while result.exists() and time.monotonic() < deadline:
+        done = finished_without_errors(Path(f"/proc/{pid}/root/run/cloud-init"))
+        if done:
+            return CloudInit("done", "")
+        if done is not None:
+            break
+        time.sleep(0.1)
     out = nsexec(pid, ["cloud-init", "status", "--long"]).stdout
     m = re.search(r"^status: (\S+)", out, re.M)
     status = m.group(1) if m else "unknown"
@@ -209,7 +239,11 @@ def memory_rss_bytes(name: str) -> int | None:
 
 def _cgroup_pids(d: Path) -> list[int]:
     pids: list[int] = []
-    for f in d.rglob("cgroup.procs"):
+    try:
+        files = list(d.rglob("cgroup.procs"))
+    except OSError:  # a container's systemd removed a unit's cgroup while we walked the tree: walk again
+        return _cgroup_pids(d) if d.is_dir() else []
+    for f in files:
         with contextlib.suppress(OSError):
             pids += [int(x) for x in f.read_text(encoding="ascii").split()]
     return pids

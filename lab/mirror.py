@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from lab.image import CACHE, DEBIAN_MIRROR, SUITE, image_key
+from lab.image import CACHE, DEBIAN_MIRROR, SUITE, build_lock, image_key
 from lab.netns import LabError
 
 MIRROR_VERSION = 1
@@ -50,6 +50,12 @@ def ensure_mirror(packages: list[str], image: Path, say: Callable[[str], None],
                   cache: Path | None = None) -> tuple[Path, list[str]]:
     """The repository directory for ``packages`` and the names Debian does not have (built once per key)."""
     d = mirror_dir(packages, cache)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(d, say):
+        return _ensure_mirror(d, packages, image, say)
+
+
+def _ensure_mirror(d: Path, packages: list[str], image: Path, say: Callable[[str], None]) -> tuple[Path, list[str]]:
     done = d / "done.json"
     if done.exists():
         info = json.loads(done.read_text(encoding="utf-8"))
