@@ -10,8 +10,9 @@ Per container (name = the PoP's namespace name, e.g. ``acl-dev-p-ams``):
   mirror (:mod:`lab.mirror`), and ``anycast0`` created beforehand as a veth pair because this kernel has no ``dummy``
   link type (the rendered unit's ``-ip link add anycast0 type dummy`` then fails harmlessly, its ``-`` prefix
   ignores that, and the rest of the unit runs unchanged);
-* its own cgroup directory under the ``name=systemd``, ``unified`` and ``memory`` hierarchies, which the launching
-  shell joins before exec'ing nspawn: without it every container's systemd shares one cgroup and their units collide;
+* its own cgroup directory under the ``name=systemd``, ``unified``, ``memory`` (and ``cpuacct``, for its CPU time)
+  hierarchies, which the launching shell joins before exec'ing nspawn: without it every container's systemd shares
+  one cgroup and their units collide;
 * ``systemd-nspawn -D ROOT -M NAME -b --register=no --keep-unit --console=read-only
   --network-namespace-path=/run/netns/NS --capability=CAP_NET_ADMIN`` (no host systemd/machined here, hence the
   first two flags; BIRD needs CAP_NET_ADMIN for its sockets). ``read-only``: nspawn drains the console into
@@ -36,7 +37,7 @@ from pathlib import Path
 from lab.netns import NETNS_DIR, LabError, namespace_pids, run
 
 CGROUP_FS = Path("/sys/fs/cgroup")
-HIERARCHIES = ("systemd", "unified", "memory")
+HIERARCHIES = ("systemd", "unified", "memory", "cpuacct")  # cpuacct: CPU per PoP for make bench (where mounted)
 NSENTER = ("nsenter", "-a", "-t")
 
 
@@ -225,6 +226,22 @@ def memory_bytes(name: str) -> int | None:
         if f.exists():
             return int(f.read_text(encoding="ascii"))
     return None
+
+
+def cpu_seconds(name: str) -> float | None:
+    """CPU time of every process the container ever ran (cgroup v1 ``cpuacct.usage``), None without cpuacct."""
+    f = CGROUP_FS / "cpuacct" / name / "cpuacct.usage"
+    return int(f.read_text(encoding="ascii")) / 1e9 if f.exists() else None
+
+
+def cloud_init_stages(pid: int) -> dict[str, float]:
+    """Seconds of each cloud-init stage (init-local, init, modules-config, modules-final) from its status.json."""
+    try:
+        v1 = json.loads(Path(f"/proc/{pid}/root/run/cloud-init/status.json").read_text(encoding="utf-8"))["v1"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {k: v["finished"] - v["start"] for k, v in v1.items()
+            if isinstance(v, dict) and v.get("start") and v.get("finished")}
 
 
 def memory_rss_bytes(name: str) -> int | None:
