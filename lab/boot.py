@@ -160,9 +160,9 @@ def build(plan: LabPlan, password: str, base: Path) -> int:
     network = plan.network
     n = 0
     for p in plan.pops:
-        n += _pop_files(network, p, password, base / "pops" / p.code)
-        n += lab_tls.write_pop_files(plan, p, render_pop(network, network.pop(p.code), password).files,
-                                     base / "pops" / p.code, base)
+        rendered = render_pop(network, network.pop(p.code), password).files  # once per PoP (~40 ms each)
+        n += _pop_files(network, p, password, base / "pops" / p.code, rendered)
+        n += lab_tls.write_pop_files(plan, p, rendered, base / "pops" / p.code, base)
         _write(base / "upstreams" / p.code / "gobgpd.toml", gobgpd_toml(plan, p, password), 0o600)
         n += 1
     for c in plan.clients:
