@@ -86,6 +86,7 @@ class FailoverResult:
     dns_switch_s: float | None = None  # event -> first DNS answer from next_pop (its NSID)
     lost_after: int = 0  # HTTP requests that failed after the switch, before the restore
     dns_lost_after: int = 0  # DNS queries that failed after DNS moved to next_pop, before the restore
+    systemd_restart_s: float | None = None  # machine mode: event -> the unit's own Restart= had the daemon active again
 
 
 def failover_problems(*, nxt: str, withdraw: float | None, withdraw_limit: float, switch: float | None,
@@ -145,7 +146,9 @@ def _fmt(x: float | None) -> str:
 def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
                target_s: float = 1.0, limit_s: float = 3.0,
                on_event: Callable[[str, float], None] | None = None, down_s: float = 0.0) -> FailoverResult:
-    """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; restart Caddy.
+    """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; Caddy back: in
+    machine mode by its unit's ``Restart=`` (the user data's drop-in; timed from systemd's ActiveEnterTimestamp), else
+    (process mode, or a unit without ``Restart=``) the lab restarts it.
 
     ``on_event("killed" | "restarted", monotonic time)`` lets an observer (the lab's Prometheus) time itself;
     ``down_s`` keeps Caddy down at least that long (the agent withdraws in milliseconds and re-announces 0.6 s after
@@ -156,6 +159,10 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     prober = Prober(client.namespace, _service(plan)).start()
     dns = Prober(client.namespace, _service(plan), qname=plan.network.dns.zone).start()
     https = https_prober(state, client.namespace, _service(plan))  # tls.enabled: the same over HTTPS (lab/tls.py)
+    # machine mode: the unit's own Restart= (the user data's drop-in) brings Caddy back, not the lab
+    machine = pop_control.leader(pst) is not None
+    policy = pop_control.show(pst, "caddy", "Restart", "RestartUSec", "NRestarts") if machine else {}
+    by_systemd: float | None = None
     try:
         if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
@@ -169,14 +176,20 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         lost, probes = prober.lost(t0, t_s or time.monotonic())
         dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
         # Restore: Caddy back, the agent re-announces after `rise` good rounds.
-        time.sleep(max(0.0, t0 + down_s - time.monotonic()))
-        # machine mode: what the PoP's systemd did with the killed unit meanwhile (Debian's caddy.service has no Restart=)
-        left = pop_control.show(pst, "caddy", "Restart", "ActiveState", "NRestarts") \
-            if pop_control.leader(pst) is not None else None
-        d = Path(pst["dir"])
-        env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
-        t1 = time.monotonic()
-        pop_control.restart(pst, "caddy", env=env, log=d / "caddy.log")
+        if policy.get("Restart", "no") != "no":  # systemd restarts it after RestartSec (down_s does not apply)
+            t_u = pop_control.systemd_restart(pst, "caddy", int(policy.get("NRestarts") or 0), t0, 15)
+            by_systemd = None if t_u is None else t_u - t0
+        if by_systemd is None:
+            time.sleep(max(0.0, t0 + down_s - time.monotonic()))
+        # machine mode: what the PoP's systemd did with the killed unit meanwhile
+        left = pop_control.show(pst, "caddy", "Restart", "ActiveState", "NRestarts") if machine else None
+        if by_systemd is None:
+            d = Path(pst["dir"])
+            env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
+            t1 = time.monotonic()
+            pop_control.restart(pst, "caddy", env=env, log=d / "caddy.log")
+        else:
+            t1 = t0 + by_systemd
         if on_event:
             on_event("restarted", t1)
         t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20)
@@ -199,10 +212,16 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     detail = (f"withdrawn at upstream after {_fmt(withdraw)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
               f"{_fmt(switch)} (DNS {_fmt(dns_switch)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
               f"queries; Caddy restarted, re-announced after {_fmt(recover)}")
-    if left is not None:
+    if left is not None and by_systemd is not None:
+        detail += (f"; systemd: caddy.service Restart={left.get('Restart')} (RestartSec={policy.get('RestartUSec')}) "
+                   f"restarted it by itself {by_systemd:.2f} s after the kill (NRestarts {policy.get('NRestarts')} -> "
+                   f"{left.get('NRestarts')})")
+    elif left is not None:
         detail += (f"; systemd: caddy.service Restart={left.get('Restart')}, {left.get('ActiveState')} "
                    f"{t1 - t0:.1f} s after the kill (NRestarts {left.get('NRestarts')}); then the lab's "
                    "systemctl restart")
+        if policy.get("Restart", "no") != "no":
+            problems.append(f"caddy.service has Restart={policy.get('Restart')} but systemd did not restart it")
     if https is not None:
         t_hs = https.first_after(t0, nxt)
         hs_lost, hs_total = https.lost(t0, t_hs or t1)
@@ -211,7 +230,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
             problems.append(f"HTTPS never answered from {nxt}")
     detail += "".join(f"; FAIL: {p}" for p in problems)
     return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
-                          dns_probes, dns_switch, lost_after, dns_lost_after)
+                          dns_probes, dns_switch, lost_after, dns_lost_after, by_systemd)
 
 
 def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,

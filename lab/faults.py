@@ -13,7 +13,8 @@ Both lab modes run them. Process mode: the lab started the daemons and restarts 
 ``lab/supervise.py`` (the unit's semantics, emulated); /status is read from a client over the unicast address.
 Machine mode: the PoP's own systemd runs everything (``lab/pop_control.py``: ``systemctl kill --signal=SIGKILL``
 inside the container), so what comes back after a kill is what the package's unit says (``Restart=``), and the row
-measures that: NSD (``Restart=always``) and BIRD (``Restart=on-abort``) are restarted by systemd, not by the lab;
+measures that: NSD (``Restart=always``), BIRD (``Restart=on-abort``) and Caddy (``Restart=on-failure``, the user data's
+drop-in) are restarted by systemd, not by the lab (a row that needs Caddy to stay down stops it: ``systemctl stop``);
 the watchdog is systemd's; drain and undrain are the shipped ``/usr/local/sbin/anycast-health`` run inside the
 container, as an operator would on the PoP; /status is read inside the PoP's network namespace on 127.0.0.1 (the
 PoP's nftables admits only ``admin.monitoringCidrs`` to port 9325 from outside, and the row checks that a client
@@ -162,21 +163,11 @@ class Fixture:
 
     def restarts(self, name: str) -> int:
         """How often systemd itself restarted the unit (NRestarts: Restart= only, not systemctl restart)."""
-        return int(self.show(name, "NRestarts").get("NRestarts") or 0)
+        return pop_control.restarts(self.pst, name)
 
     def systemd_restart(self, name: str, before: int, after: float, timeout: float) -> float | None:
-        """Wait until systemd itself has started ``name`` again (NRestarts above ``before``, unit active); the
-        monotonic time it became active (its ActiveEnterTimestampMonotonic: the container's systemd and this process
-        read the same CLOCK_MONOTONIC), or None after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            p = self.show(name, "NRestarts", "ActiveState", "ActiveEnterTimestampMonotonic")
-            if int(p.get("NRestarts") or 0) > before and p.get("ActiveState") == "active":
-                t = int(p.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
-                now = time.monotonic()
-                return t if after <= t <= now else now
-            time.sleep(0.05)
-        return None
+        """Wait for systemd's own restart of ``name`` (``pop_control.systemd_restart``)."""
+        return pop_control.systemd_restart(self.pst, name, before, after, timeout)
 
     def session_established(self) -> bool:
         try:
@@ -298,6 +289,8 @@ def frozen_agent(fx: Fixture) -> FaultResult:
     try:
         if _wait(lambda: fx.on_pop(http), 5) is None:
             raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
+        caddy_auto = fx.machine and pop_control.auto_restart(fx.pst, "caddy")  # the user data's drop-in
+        caddy_before = fx.restarts("caddy") if caddy_auto else 0
         signal_pids([pid], signal.SIGSTOP)
         t0 = time.monotonic()
         fx.kill("caddy")
@@ -309,8 +302,10 @@ def frozen_agent(fx: Fixture) -> FaultResult:
         lost, probes = http.lost(t0, end)
         killed = not alive(pid)
         new_pid = fx.agent_pid(timeout=fx.unit.restart_sec + 5)
-        t1 = time.monotonic()
-        fx.restart("caddy")
+        t_c = fx.systemd_restart("caddy", caddy_before, t0, 15) if caddy_auto else None
+        t1 = time.monotonic() if t_c is None else t_c
+        if t_c is None:
+            fx.restart("caddy")
         t_a = stream.wait(fx.prefix, False, t1, 30)
         t_r = _wait(lambda: fx.on_pop(http), 10) if t_a else None
     finally:
@@ -322,28 +317,36 @@ def frozen_agent(fx: Fixture) -> FaultResult:
     limit = fx.unit.watchdog_sec + 0.5
     after = fx.restarts("health") if fx.machine else 0
     ok = (w is not None and w <= limit and killed and new_pid != pid and r is not None
-          and (not fx.machine or after > before))
+          and (not fx.machine or after > before) and (not caddy_auto or t_c is not None))
+    caddy = ("; Caddy restarted" + (" (systemctl restart)" if fx.machine else "") if t_c is None
+             else f"; systemd restarted caddy.service by itself {_fmt(t_c - t0)} after the kill")
     who = "systemd's watchdog" if fx.machine else "the supervisor's watchdog"
     detail = (f"agent {'(host pid ' if fx.machine else 'pid '}{pid}{')' if fx.machine else ''} SIGSTOPped, Caddy killed"
               f"{' (systemctl kill)' if fx.machine else ''}: withdrawn at upstream after {_fmt(w)} (WatchdogSec="
               f"{fx.unit.watchdog_sec:g}, limit {limit:g} s) by {who} and the unit's ExecStopPost; lost {lost}/{probes} "
               f"HTTP; agent {'SIGKILLed' if killed else 'NOT killed'} and restarted as pid {new_pid}"
               + (f" (NRestarts {before} -> {after})" if fx.machine else "")
-              + f"; Caddy restarted{' (systemctl restart)' if fx.machine else ''}, re-announced and serving after "
-                f"{_fmt(r)}")
+              + f"{caddy}, re-announced and serving after {_fmt(r)}"
+              + ("; FAIL: caddy.service has Restart= but systemd did not restart it" if caddy_auto and t_c is None
+                 else ""))
     return FaultResult("agent frozen, Caddy killed", fx.code, fx.client.name, fx.nxt, ok, w, None, lost, probes,
-                       recover_s=r, detail=detail, extra={"nrestarts": [before, after]} if fx.machine else {})
+                       recover_s=r, detail=detail, extra={"nrestarts": [before, after], "caddy_systemd_restart_s":
+                                                          None if t_c is None else t_c - t0} if fx.machine else {})
 
 
 def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
-    """Caddy down and withdrawn; BIRD killed and started again (process mode: by the lab; machine mode: by systemd, the
+    """Caddy down (process mode: killed; machine mode: ``systemctl stop``, its unit would restart a killed Caddy)
+    and withdrawn; BIRD killed and started again (process mode: by the lab; machine mode: by systemd, the
     unit's Restart=): the new BIRD must announce nothing (fail-closed)."""
     fx.wait_stable()
     by_systemd: float | None = None
     http = Prober(fx.client.namespace, fx.service).start()
     stream = AdjInStream(fx.pop.upstream_namespace).start()
     try:
-        fx.kill("caddy")
+        if fx.machine:  # stopped, so that caddy.service's Restart= (the user data's drop-in) keeps it down meanwhile
+            pop_control.systemctl(fx.pst, "stop", pop_control.UNITS["caddy"])
+        else:
+            fx.kill("caddy")
         t_w = stream.wait(fx.prefix, True, time.monotonic() - 1, 10)
         if t_w is None:
             raise LabError(f"{fx.code} was not withdrawn after Caddy was killed")
@@ -379,7 +382,8 @@ def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
     ok = t_e is not None and not leaked and r is not None and (not fx.machine or by_systemd is not None)
     restarted = ("restarted by systemd (bird.service Restart=on-abort) " + _fmt(by_systemd) + " after the kill"
                  if by_systemd is not None else "restarted by the lab" + (" (systemd did NOT)" if fx.machine else ""))
-    detail = (f"BIRD SIGKILLed with Caddy down, {restarted}: sessions Established again after {_fmt(e)}, then watched "
+    down = "stopped (systemctl stop)" if fx.machine else "killed"
+    detail = (f"BIRD SIGKILLed with Caddy {down}, {restarted}: sessions Established again after {_fmt(e)}, then watched "
               f"{watch_s:g} s: {'announced ' + ', '.join(sorted(set(leaked))) if leaked else 'nothing announced'}; "
               f"lost {lost}/{probes} HTTP ({fx.client.name} stays on {fx.nxt}); Caddy restarted, re-announced after "
               f"{_fmt(r)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,31 @@ def show(pst: dict[str, Any], name: str, *props: str) -> dict[str, str]:
     """``systemctl show -p …`` of the daemon's unit (machine mode): property -> value."""
     out = systemctl(pst, "show", "-p", ",".join(props), UNITS[name])
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def auto_restart(pst: dict[str, Any], name: str) -> bool:
+    """Machine mode: whether the daemon's unit restarts it by itself after a crash (``Restart=`` other than no)."""
+    return leader(pst) is not None and show(pst, name, "Restart").get("Restart", "no") != "no"
+
+
+def restarts(pst: dict[str, Any], name: str) -> int:
+    """How often systemd itself restarted the unit (NRestarts: ``Restart=`` only, not ``systemctl restart``)."""
+    return int(show(pst, name, "NRestarts").get("NRestarts") or 0)
+
+
+def systemd_restart(pst: dict[str, Any], name: str, before: int, after: float, timeout: float) -> float | None:
+    """Wait until systemd itself has started ``name`` again (NRestarts above ``before``, unit active); the monotonic
+    time it became active (its ActiveEnterTimestampMonotonic: the container's systemd and this process read the same
+    CLOCK_MONOTONIC), or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = show(pst, name, "NRestarts", "ActiveState", "ActiveEnterTimestampMonotonic")
+        if int(p.get("NRestarts") or 0) > before and p.get("ActiveState") == "active":
+            t = int(p.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+            now = time.monotonic()
+            return t if after <= t <= now else now
+        time.sleep(0.05)
+    return None
 
 
 def host_pid(ns: str, inner: int) -> int | None:

@@ -237,6 +237,18 @@ BIRD_EXPORTER_DROPIN_TEXT = "\n".join([
     f"ExecStart=/usr/bin/prometheus-bird-exporter -bird.v2 -format.new -bird.socket {BIRD_SOCKET} "
     f"-web.listen-address :{BIRD_EXPORTER_PORT}", ""])
 
+# Debian's caddy.service has no Restart= (its nsd.service has Restart=always, bird.service Restart=on-abort): a crashed
+# Caddy would stay down, the PoP withdrawn, until someone restarts it. on-failure: a crash, OOM kill, panic or failed
+# start, not `systemctl stop`. RestartSec=2s is longer than the agent's slowest withdrawal (fall 2 x 200 ms + 300 ms
+# timeout), so every crash is a withdrawal first, counted and visible; the PoP is back ~2.7 s after a crash (+ `rise`).
+# A crash loop stops: the 6th start within 60 s fails the unit, the PoP stays withdrawn and AnycastPopWithdrawn fires
+# (docs/health.md). In [Unit]: systemd.unit(5), StartLimitIntervalSec=/StartLimitBurst=; a drop-in, so the package's
+# first start already uses it (written before the packages).
+CADDY_RESTART_DROPIN = "/etc/systemd/system/caddy.service.d/restart.conf"
+CADDY_RESTART_DROPIN_TEXT = "\n".join([
+    "[Unit]", "StartLimitIntervalSec=60s", "StartLimitBurst=5", "",
+    "[Service]", "Restart=on-failure", "RestartSec=2s", ""])
+
 LOCAL_ADDRESSES_UNIT = _systemd_unit(
     "Write this unicast PoP's own addresses into its NSD zone",
     ["Before=nsd.service", *_AFTER_NETWORK],
@@ -293,6 +305,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         _write_file(HOST_PATHS["nftables.conf"], files["nftables.conf"], "0755"),
         _write_file("/etc/systemd/system/anycast-addresses.service", _service_addresses_unit(network)),
         _write_file(BIRD_EXPORTER_DROPIN, BIRD_EXPORTER_DROPIN_TEXT),
+        _write_file(CADDY_RESTART_DROPIN, CADDY_RESTART_DROPIN_TEXT),
     ]
     services = ["anycast-addresses.service"]
     if pop.is_anycast:

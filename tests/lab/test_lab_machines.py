@@ -106,7 +106,7 @@ def test_machine_rows_ran(report: dict[str, Any]) -> None:
 
 def test_health_faults_under_real_systemd(report: dict[str, Any]) -> None:
     """The process mode's health fault rows against the PoP's own systemd (lab/faults.py): every row ran and passed,
-    and the figures say what systemd did: NSD and BIRD restarted by their units' Restart=, the watchdog's restart
+    and the figures say what systemd did: NSD, BIRD and Caddy restarted by their units' Restart=, the watchdog's restart
     counted, the drain run with the installed CLI lost nothing."""
     rows = [c for c in report["checks"] if c["group"] == "health"]
     names = " | ".join(c["name"] for c in rows)
@@ -125,7 +125,11 @@ def test_health_faults_under_real_systemd(report: dict[str, Any]) -> None:
     assert bird["extra"]["announced"] == [] and bird["extra"]["systemd_restart_s"] is not None
     assert h["drain"]["lost"] == 0 and h["drain"]["probes"] > 0
     (kill,) = [c for c in report["checks"] if c["group"] == "failover" and c["name"].startswith("Caddy killed")]
-    assert "systemd: caddy.service Restart=" in kill["detail"]
+    assert "systemd: caddy.service Restart=on-failure (RestartSec=2s) restarted it by itself" in kill["detail"], kill
+    # The user data's drop-in, not the lab, brought Caddy back (after RestartSec=2s); the agent re-announced after it.
+    first = report["measurements"]["kill_caddy"][0]
+    assert 2 <= first["systemd_restart_s"] < 5 and first["recover_s"] is not None, first
+    assert 2 <= frozen["extra"]["caddy_systemd_restart_s"] < 5, frozen
 
 
 def test_wrong_package_name_fails_naming_it(lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -175,6 +175,38 @@ def test_bird_exporter_speaks_bird2(prod_network: Network) -> None:
     assert "timeformat protocol iso long;" in rendered.files["bird.conf"]
 
 
+def _verify_caddy(tmp_path: Any, dropin: str) -> str:
+    """systemd-analyze verify of Debian's caddy.service (package caddy, in the Makefile's DEBS) with ``dropin``."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    base = Path("/lib/systemd/system/caddy.service")
+    assert base.is_file() and shutil.which("systemd-analyze"), "make deps installs caddy and systemd"
+    (tmp_path / "caddy.service.d").mkdir(parents=True)
+    shutil.copy(base, tmp_path / "caddy.service")
+    (tmp_path / "caddy.service.d" / "restart.conf").write_text(dropin, encoding="utf-8")
+    proc = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "caddy.service")], capture_output=True,
+                          text=True, timeout=60, env={"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "PATH": "/usr/bin:/bin"},
+                          check=False)
+    return proc.stdout + proc.stderr
+
+
+def test_caddy_restarts_after_a_crash(prod_network: Network, tmp_path: Any) -> None:
+    """Debian's caddy.service has no Restart=: the user data adds it, before the package's first start, and
+    systemd-analyze accepts every line (a misspelt key or value is reported, naming the drop-in)."""
+    doc = _cloud_config(render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD).user_data)
+    dropin = _file(doc, "/etc/systemd/system/caddy.service.d/restart.conf")
+    assert dropin.get("defer") is None and "caddy" in doc["packages"]  # written in the init stage, before packages
+    lines = dropin["content"].splitlines()
+    assert {"Restart=on-failure", "RestartSec=2s", "StartLimitIntervalSec=60s", "StartLimitBurst=5"} <= set(lines)
+    assert lines.index("[Unit]") < lines.index("StartLimitBurst=5") < lines.index("[Service]")  # [Unit] keys
+    assert doc["runcmd"][0] == ["systemctl", "daemon-reload"]
+    assert _verify_caddy(tmp_path / "good", dropin["content"]) == ""
+    bad = _verify_caddy(tmp_path / "bad", dropin["content"].replace("on-failure", "on-crash").replace("RestartSec", "RestartSecs"))
+    assert "restart.conf" in bad and "on-crash" in bad and "RestartSecs" in bad, bad
+
+
 # --- user data size ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stack", ["prod", "dev", "free"])
