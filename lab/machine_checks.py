@@ -264,10 +264,12 @@ def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> 
         bad = unit_problems(pid, kinds)
         fetch = nsexec(pid, ["journalctl", "-b", "-o", "cat", "--no-pager", "-n", "1", "-u",
                              "anycast-tls-fetch.service", "_TRANSPORT=stdout"]).stdout.strip()
-        if p.code == plan.pops[0].code:
+        if p.code == shown:
             lines.append(f"{p.code}: {fetch[:120]}")
         return ", ".join(bad) or None
 
+    # a PoP whose certificate came from its fetch unit (the issuer's came with its issue run)
+    shown = next((p.code for p in plan.pops if p.code != plan.network.tls_issuer), plan.pops[0].code)
     bad = _each(plan.pops, one)
     return Row("machines", "HTTPS units from the user data active (anycast-tls timers waiting, fetch/issue succeeded)",
                not bad, "; ".join(bad[:3]) or f"{len(plan.pops)} PoPs; last fetch at {'; '.join(lines)}")
