@@ -251,18 +251,6 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     say("namespaces, veth links and the backbone bridge are up")
     upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
     say(f"started {len(upstream_pids)} GoBGP upstreams")
-    # The clients and the PoP links' routes before the PoPs, as the internet exists before a VM boots: a machine-mode
-    # PoP's boot reaches the lab's resolver and ACME cloud at once (before, its replies had no way back until after
-    # the boot: the health agent's start waited 10 s for DNS timeouts, the TLS fetch ~20 s for TCP retries).
-    client_pids = {}
-    for c in plan.clients:
-        cdir = base / "clients" / c.name
-        client_pids[c.name] = start(c.namespace, ["bird", "-f", "-c", str(cdir / "bird.conf"), "-s", str(cdir / "bird.ctl"),
-                                                  "-P", str(cdir / "bird.pid")], cdir / "bird.out")
-    say(f"started BIRD in {len(client_pids)} clients")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(_originate_links, plan.pops))
-    say("upstreams originate their PoP links (unicast reachability)")
     cloud = None
     if prep is not None:
         from lab import machine_lab
@@ -277,6 +265,15 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
             started = dict(zip([p.code for p in plan.pops],
                                pool.map(lambda p: _start_pop(plan, p, base / "pops" / p.code), plan.pops), strict=True))
         say(f"started BIRD, NSD, Caddy (+ health agent on anycast PoPs) in {len(started)} PoPs")
+    client_pids = {}
+    for c in plan.clients:
+        cdir = base / "clients" / c.name
+        client_pids[c.name] = start(c.namespace, ["bird", "-f", "-c", str(cdir / "bird.conf"), "-s", str(cdir / "bird.ctl"),
+                                                  "-P", str(cdir / "bird.pid")], cdir / "bird.out")
+    say(f"started BIRD in {len(client_pids)} clients")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_originate_links, plan.pops))
+    say("upstreams originate their PoP links (unicast reachability)")
     state = _state(plan, base, started, upstream_pids, client_pids)
     state["mode"] = "machines" if machines else "processes"
     state["well_connected"] = [str(w) for w in plan.well_connected]
