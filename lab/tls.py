@@ -314,6 +314,7 @@ def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any,
 # Machine mode: what the lab starts instead of waiting for the user data's timers (the issue timer's first run is up to
 # 32 minutes after boot: OnBootSec=2min plus RandomizedDelaySec=30min).
 UNIT_OF = {"issue": "anycast-tls-issue.service", "fetch": "anycast-tls-fetch.service"}
+RUNNING = ("start-pre", "start", "start-post")  # a service's SubState while its ExecStart runs
 
 
 def pop_tls(state: dict[str, Any], code: str, action: str, *extra: str,
@@ -334,6 +335,14 @@ def pop_tls(state: dict[str, Any], code: str, action: str, *extra: str,
         lines = [x for x in (res.stdout + res.stderr).strip().splitlines() if x.strip()]
         return res.returncode == 0, (lines[-1] if lines else ""), time.monotonic() - t0
     unit = UNIT_OF[action]
+    # The container shares the host's monotonic clock, so the timers' OnBootSec= is long past when runcmd enables
+    # them: a timer-started run may be under way (e.g. the issuer's, before the network converged). `systemctl start`
+    # would join it and report its result; wait for it to end, then start the lab's own run.
+    deadline = time.monotonic() + timeout
+    while nsexec(leader, ["systemctl", "show", "-p", "SubState", "--value", unit]).stdout.strip() in RUNNING:
+        if time.monotonic() > deadline:
+            return False, f"{unit} still running after {timeout:.0f} s", time.monotonic() - t0
+        time.sleep(0.5)
     res = nsexec(leader, ["systemctl", "start", unit], timeout=timeout)
     seconds = time.monotonic() - t0
     log = nsexec(leader, ["journalctl", "-o", "cat", "--no-pager", "-n", "1", "-u", unit, "_TRANSPORT=stdout"])

@@ -25,6 +25,7 @@ ACME_LABEL = "_acme-challenge"  # RFC 8555 section 8.4
 # switch: listeners are kept, open connections finish). try-reload-or-restart does nothing if Caddy is not running.
 RELOAD = ["systemctl", "try-reload-or-restart", "caddy.service"]
 ISSUE_EVERY = "12h"  # the issuer checks twice a day; it orders only inside the renewal window
+ISSUE_RETRY = "30min"  # after a failed order (Restart=on-failure of the issue service)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,11 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
         out["anycast-tls-issue.service"] = _unit(
             "Order or renew the HTTPS certificate (ACME DNS-01 via Route53) and store it in S3",
             ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
-             f"ExecStart={cmd % 'issue'}", "TimeoutStartSec=20min"])
+             f"ExecStart={cmd % 'issue'}", "TimeoutStartSec=20min",
+             # A failed order (the network's first, before its DNS answers; the CA down) is tried again in 30 min,
+             # not at the timer's next check 12 h later: 2 failed validations per name an hour at most, under Let's
+             # Encrypt's 5 (https://letsencrypt.org/docs/rate-limits/).
+             "Restart=on-failure", f"RestartSec={ISSUE_RETRY}"])
         out["anycast-tls-issue.timer"] = _unit(
             "Check twice a day whether the HTTPS certificate is due for renewal",
             ["", "[Timer]", "OnBootSec=2min", f"OnUnitActiveSec={ISSUE_EVERY}", "RandomizedDelaySec=30min"],

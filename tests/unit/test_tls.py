@@ -130,6 +130,27 @@ def _issuer() -> dict[str, Any]:
     return dict(json.loads(issuer_policy("Z0CHALLENGE", NAMES, "bucket", "tls/bundle.json")))
 
 
+def test_units_pass_systemd_analyze_and_a_failed_order_is_retried(tmp_path: Path) -> None:
+    """The issuer's units with the real ``systemd-analyze verify``; a failed order runs again after ISSUE_RETRY (not
+    12 h later), and an empty store (exit 75) does not fail the fetch unit."""
+    import shutil
+    import subprocess
+
+    net = parse_network(dev_doc())
+    units = tls_files.units(net, net.pop(net.tls_issuer))
+    issue = units["anycast-tls-issue.service"].splitlines()
+    assert "Restart=on-failure" in issue and f"RestartSec={tls_files.ISSUE_RETRY}" in issue
+    assert tls_files.ISSUE_RETRY == "30min"  # 2 failed validations per name an hour, Let's Encrypt allows 5
+    assert "SuccessExitStatus=75" in units["anycast-tls-fetch.service"].splitlines()
+    assert shutil.which("systemd-analyze"), "make deps installs systemd"
+    for name, text in units.items():
+        (tmp_path / name).write_text(text.replace(tls_files.SCRIPT, "/bin/true"), encoding="utf-8")
+    res = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / n) for n in units)], capture_output=True,
+                         text=True, timeout=60, env={"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "PATH": "/usr/bin:/bin"},
+                         check=False)
+    assert res.returncode == 0 and "anycast-tls" not in res.stdout + res.stderr, res.stdout + res.stderr
+
+
 def test_the_policies_are_least_privilege() -> None:
     assert policy_problems(issuer_policy("Z0CHALLENGE", NAMES, "bucket", "tls/bundle.json")) == []
     assert policy_problems(reader_policy("bucket", "tls/bundle.json")) == []
