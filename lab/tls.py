@@ -338,11 +338,15 @@ def pop_tls(state: dict[str, Any], code: str, action: str, *extra: str,
     # The container shares the host's monotonic clock, so the timers' OnBootSec= is long past when runcmd enables
     # them: a timer-started run may be under way (e.g. the issuer's, before the network converged). `systemctl start`
     # would join it and report its result; wait for it to end, then start the lab's own run.
+    # A failed run leaves the issue unit waiting RestartSec (30 min) in "auto-restart", where a start job waits for
+    # that timer: stop it first, as an operator would.
     deadline = time.monotonic() + timeout
-    while nsexec(leader, ["systemctl", "show", "-p", "SubState", "--value", unit]).stdout.strip() in RUNNING:
+    while (sub := nsexec(leader, ["systemctl", "show", "-p", "SubState", "--value", unit]).stdout.strip()) in RUNNING:
         if time.monotonic() > deadline:
             return False, f"{unit} still running after {timeout:.0f} s", time.monotonic() - t0
         time.sleep(0.5)
+    if sub == "auto-restart":
+        nsexec(leader, ["systemctl", "stop", unit], timeout=30)
     res = nsexec(leader, ["systemctl", "start", unit], timeout=timeout)
     seconds = time.monotonic() - t0
     log = nsexec(leader, ["journalctl", "-o", "cat", "--no-pager", "-n", "1", "-u", unit, "_TRANSPORT=stdout"])

@@ -79,9 +79,13 @@ def test_https_from_the_user_datas_own_units(lab: dict[str, Any], report: dict[s
         pytest.skip("tls.enabled is off in this stack: no HTTPS units")
     from lab.tls import MACHINE_FILES
 
-    assert lab["tls"]["issuer"] in lab["pops"]
+    issuer = lab["tls"]["issuer"]
+    # The issuer's timer may have ordered during the boot already (the containers' timers see the host's uptime,
+    # docs/lab.md): then the lab's run of its unit finds the stored certificate valid.
+    assert lab["tls"]["fetch"][issuer].startswith(("issued and stored a certificate", "nothing to do: the stored"))
     for code, line in lab["tls"]["fetch"].items():
-        assert "installed certificate for" in line, (code, line)
+        if code != issuer:
+            assert line.startswith(("installed certificate for", "unchanged: certificate for")), (code, line)
     for pst in lab["pops"].values():
         root = Path(f"/proc/{pst['pids']['leader']}/root")
         for path in MACHINE_FILES:  # the lab's substitutions, and nothing of the certificate's key among them
