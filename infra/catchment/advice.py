@@ -30,8 +30,8 @@ import yaml
 
 from infra.catchment.analysis import Report
 from infra.model import MAX_PREPEND, ConfigError, Network, parse_network
-from infra.regions import great_circle_km
-from infra.stack import NETWORK_KEY
+from infra.model.regions import great_circle_km
+from infra.model.stack import NETWORK_KEY
 
 FAR_KM = 2500.0
 NEARER_KM = 1500.0

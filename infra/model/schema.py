@@ -24,9 +24,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
-from infra.fields import (
+from infra.model.errors import ConfigError, _field_error, format_errors
+from infra.model.fields import (
     AnyNetwork,
     Community,
     Country,
@@ -44,144 +44,22 @@ from infra.fields import (
     country_codes,
     shown,
 )
-from infra.fields import community as parse_community
-from infra.regions import CONTINENTS, vultr_regions
-
-# Vultr's side of every VPS BGP session: https://docs.vultr.com/high-availability-on-vultr-with-floating-ip-and-bgp
-# (ASN 64515, 169.254.169.254, multihop 2); the IPv6 neighbour 2001:19f0:ffff::1 only from https://bgp.run/AS64515.
-VULTR_PEER_ASN = 64515
-VULTR_NEIGHBOR_V4 = IPv4Address("169.254.169.254")
-VULTR_NEIGHBOR_V6 = IPv6Address("2001:19f0:ffff::1")
-VULTR_MULTIHOP = 2
-VULTR_ASN = 20473  # Vultr's public AS: origin of ROAs when the customer uses a Vultr-assigned private ASN
-NO_EXPORT_OUTSIDE_VULTR = "20473:6000"
-
-# ASNs nobody may originate: RFC 7607 (0), RFC 6793 (AS_TRANS), RFC 7300 (last of each range).
-RESERVED_ASNS = {0: "AS0 is reserved (RFC 7607)", 23456: "AS23456 is AS_TRANS (RFC 6793)",
-                 65535: "AS65535 is reserved (RFC 7300)", 4294967295: "AS4294967295 is reserved (RFC 7300)"}
-DOCUMENTATION_ASNS = (range(64496, 64512), range(65536, 65552))  # RFC 5398
-PRIVATE_ASNS = (range(64512, 65535), range(4200000000, 4294967295))  # RFC 6996
-
-BOGONS_V4 = [IPv4Network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")]
-DOCUMENTATION_V4 = [IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
-GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
-BOGONS_V6 = [IPv6Network(n) for n in ("2001::/32", "2001:10::/28", "2002::/16")]  # Teredo, ORCHID, 6to4
-DOCUMENTATION_V6 = [IPv6Network(n) for n in ("2001:db8::/32", "3fff::/20")]  # RFC 3849, RFC 9637
-
-# Vultr action communities (https://docs.vultr.com/products/network/bgp/asn-information/as20473-bgp-communities-customer-guide):
-# fixed ones, and the per-peer-AS families 646xx:<peer-as>.
-VULTR_FIXED_COMMUNITIES = {
-    "20473:6601": "do not announce to IX peers",
-    "20473:6000": "do not export outside AS20473",
-    "20473:6001": "prepend 1x to all",
-    "20473:6002": "prepend 2x to all",
-    "20473:6003": "prepend 3x to all",
-    "20473:64609": "MED 0 to all",
-    "20473:666": "blackhole",
-}
-VULTR_PEER_COMMUNITY_FAMILIES = {
-    64600: "do not announce to <peer-as>",
-    64601: "prepend 1x to <peer-as>",
-    64602: "prepend 2x to <peer-as>",
-    64603: "prepend 3x to <peer-as>",
-    64609: "MED 0 to <peer-as>",
-    64699: "announce only to <peer-as> (with 20473:6000)",
-}
-MAX_PREPEND = 3
-
-
-
-def _field_error(field: str, message: str) -> PydanticCustomError:
-    """An error for ``field`` (relative to the model being validated); :func:`format_errors` joins the path."""
-    return PydanticCustomError("anycast", "{message}", {"field": field, "message": message})
-
-
-def is_documentation_asn(asn: int) -> bool:
-    return any(asn in r for r in DOCUMENTATION_ASNS)
-
-
-def is_private_asn(asn: int) -> bool:
-    return any(asn in r for r in PRIVATE_ASNS)
-
-
-def asn_problem(asn: int, source: str) -> str | None:
-    """Why ``asn`` cannot originate routes with this ASN source, or None (shared with the policy pack)."""
-    if asn in RESERVED_ASNS:
-        return RESERVED_ASNS[asn]
-    if not 1 <= asn <= 4294967294:
-        return f"{shown(asn)} is not a 32-bit ASN (1-4294967294)"
-    if source == "vultr-assigned" and not is_private_asn(asn):
-        return (f"AS{asn} is not private; with asnSource 'vultr-assigned' use the private ASN Vultr gave you "
-                "(64512-65534 or 4200000000-4294967294)")
-    if source == "own" and is_private_asn(asn):
-        return (f"AS{asn} is a private ASN; set asnSource: vultr-assigned if Vultr assigned it, "
-                "or use your own public ASN")
-    return None
-
-
-def peer_asn_problem(asn: int) -> str | None:
-    """Why ``asn`` cannot be a BGP neighbour's AS, or None (private ASNs are fine for a provider's router)."""
-    if asn in RESERVED_ASNS:
-        return RESERVED_ASNS[asn]
-    if not 1 <= asn <= 4294967294:
-        return f"{shown(asn)} is not a 32-bit ASN (1-4294967294)"
-    return None
-
-
-def prefix_length_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` is too long to be accepted on the Internet, or None."""
-    limit = 24 if isinstance(net, IPv4Network) else 48
-    if net.prefixlen > limit:
-        return f"{net} is longer than /{limit}; the Internet drops IPv{net.version} prefixes longer than /{limit}"
-    return None
-
-
-def bogon_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` lies in space nobody may announce, or None (documentation space is allowed for examples)."""
-    if isinstance(net, IPv6Network) and not net.subnet_of(GLOBAL_UNICAST_V6):
-        return f"{net} is outside global unicast space {GLOBAL_UNICAST_V6}"
-    bogons: list[Any] = BOGONS_V4 if isinstance(net, IPv4Network) else BOGONS_V6
-    for bogon in bogons:
-        if net.overlaps(bogon):
-            return f"{net} overlaps bogon space {bogon}"
-    return None
-
-
-def prefix_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` cannot be announced to the Internet, or None (shared with the policy pack)."""
-    return prefix_length_problem(net) or bogon_problem(net)
-
-
-def is_documentation_prefix(net: IPv4Network | IPv6Network) -> bool:
-    docs: list[Any] = DOCUMENTATION_V4 if isinstance(net, IPv4Network) else DOCUMENTATION_V6
-    return any(net.subnet_of(d) for d in docs)
-
-
-def community_problem(community: str, vultr: bool) -> str | None:
-    """Why ``community`` cannot be attached: malformed, or (on Vultr) not one of Vultr's action communities."""
-    try:
-        parse_community(community)
-    except ValueError as exc:
-        return str(exc)
-    if not vultr:
-        return None
-    high, low = (int(part) for part in community.split(":"))
-    if community in VULTR_FIXED_COMMUNITIES or high in VULTR_PEER_COMMUNITY_FAMILIES:
-        if community == "20473:666":
-            return "'20473:666' blackholes the prefix at Vultr; an anycast PoP must not announce it"
-        if high in VULTR_PEER_COMMUNITY_FAMILIES and low == 0:
-            return f"'{community}' needs a peer ASN after the colon"
-        return None
-    return (f"'{community}' is not a Vultr action community (20473:6000, 20473:6001-6003, 20473:6601, "
-            "20473:64609, 64600/64601/64602/64603/64609/64699:<peer-as>)")
+from infra.model.regions import CONTINENTS, vultr_regions
+from infra.model.rules import (
+    RESERVED_ASNS,
+    asn_problem,
+    bogon_problem,
+    community_problem,
+    peer_asn_problem,
+    prefix_problem,
+)
+from infra.model.vultr import MAX_PREPEND, VULTR_ASN
 
 
 class Model(BaseModel):
     """Base: camelCase keys in config, unknown keys rejected, values frozen once validated."""
 
-    # strict: YAML's true is not a number and 3 is not an address; the annotated types in infra.fields parse strings.
+    # strict: YAML's true is not a number and 3 is not an address; the annotated types in infra.model.fields parse strings.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True)
 
 
@@ -710,66 +588,6 @@ class Network(Model):
             if p.code == code:
                 return p
         raise KeyError(code)
-
-
-class ConfigError(ValueError):
-    """A network document that does not validate; ``errors`` holds one ``path: message`` line per problem."""
-
-    def __init__(self, errors: list[str], source: str = "") -> None:
-        self.errors = errors
-        self.source = source
-        prefix = f"{source}: " if source else ""
-        super().__init__("\n".join(prefix + e for e in errors))
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    """pydantic errors as ``field.path: message`` lines, in the config's own key names."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
-        ctx = err.get("ctx") or {}
-        if err["type"] == "anycast":
-            path = _path(loc + tuple(_split(ctx["field"])))
-            lines.append(f"{path}: {ctx['message']}")
-            continue
-        # A union of IP types reports once per member; the first is enough.
-        path = _path(tuple(p for p in loc if not (isinstance(p, str) and ("IPv4" in p or "IPv6" in p))))
-        kind, value = err["type"], err.get("input")
-        if kind == "missing":
-            msg = "is required"
-        elif kind == "extra_forbidden":
-            msg = "is not a known field (check the spelling; see the field list in docs/config.md)"
-        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
-            bound = {"less_than_equal": "at most {le}", "greater_than_equal": "at least {ge}",
-                     "less_than": "less than {lt}", "greater_than": "more than {gt}"}[kind].format(**ctx)
-            msg = f"{shown(value)} is out of range: must be {bound}"
-        elif kind in ("int_parsing", "int_type", "int_from_float"):
-            msg = f"{shown(value)} is not a whole number"
-        elif kind == "literal_error":
-            msg = f"{shown(value)} is not one of {ctx.get('expected')}"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-        path = path or "network"
-        if not any(x.startswith(path + ": ") for x in lines):
-            lines.append(f"{path}: {msg}")
-    return lines
-
-
-def _split(field: str) -> list[int | str]:
-    parts: list[int | str] = []
-    for token in re.findall(r"[^.\[\]]+|\[\d+\]", field):
-        parts.append(int(token[1:-1]) if token.startswith("[") else token)
-    return parts
 
 
 def parse_network(data: Any, source: str = "") -> Network:

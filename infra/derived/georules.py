@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Generic, TypeVar
 
 from infra.model import Network
-from infra.regions import CONTINENTS
+from infra.model.regions import CONTINENTS
 
 A = TypeVar("A")
 

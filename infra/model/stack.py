@@ -7,11 +7,12 @@ from typing import Any
 
 import yaml
 
-from infra.model import ConfigError, Network, parse_network
+from infra.model.errors import ConfigError
+from infra.model.schema import Network, parse_network
 
 PROJECT = "anycast"
 NETWORK_KEY = f"{PROJECT}:network"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def project_root() -> Path:
