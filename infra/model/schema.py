@@ -28,10 +28,10 @@ from pydantic.alias_generators import to_camel
 from infra.model.errors import ConfigError, _field_error, format_errors
 from infra.model.fields import (
     AnyNetwork,
+    BgpPasswordEnv,
     Community,
     Country,
     DnsName,
-    EnvVarName,
     FreeText,
     Ipv4Address,
     Ipv6Address,
@@ -44,9 +44,10 @@ from infra.model.fields import (
     country_codes,
     shown,
 )
-from infra.model.regions import CONTINENTS, vultr_regions
+from infra.model.regions import CONTINENTS, continent_of, vultr_regions
 from infra.model.rules import (
     RESERVED_ASNS,
+    announce_problem,
     asn_problem,
     bogon_problem,
     community_problem,
@@ -76,6 +77,8 @@ class Prefixes(Model):
                              + ("192.0.2.0/24" if info.field_name == "ipv4" else "2001:db8::/48"))
         if isinstance(value, str):
             version = 4 if info.field_name == "ipv4" else 6
+            if "%" in value:  # ip_network keeps a zone id, which would reach bird.conf
+                raise ValueError(f"{shown(value)} has a zone id (%...): write the plain prefix, without %")
             try:
                 net = ipaddress.ip_network(value, strict=True)
             except ValueError as exc:
@@ -115,10 +118,11 @@ class Bgp(Model):
     error_wait_max: int = Field(
         120, ge=1, le=3600,
         description="Upper bound of that wait, which doubles on each consecutive error: damping for a flapping PoP.")
-    password_env: EnvVarName = Field(
+    password_env: BgpPasswordEnv = Field(
         "ANYCAST_BGP_PASSWORD",
-        description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi; "
-        "under Pulumi it is the anycast:bgpPassword secret.")
+        description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi: ANYCAST_BGP_PASSWORD "
+        "or ANYCAST_BGP_PASSWORD_<SUFFIX>, never another credential's variable; under Pulumi it is the "
+        "anycast:bgpPassword secret.")
 
     @model_validator(mode="after")
     def _timers(self) -> Bgp:
@@ -178,13 +182,29 @@ class Defaults(Model):
     os_id: int = Field(2136, ge=1, le=999999, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
 
 
+# The widest network admin.monitoringCidrs may name: one organisation's monitoring, not a slice of the Internet.
+WIDEST_MONITORING_CIDR = {4: 16, 6: 32}
+
+
 class Admin(Model):
     ssh_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
     ssh_keys: list[SshKey] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
     monitoring_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks of the Prometheus servers allowed to scrape the PoPs' exporters "
-                                          "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables).")
+                                          "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables); "
+                                          "IPv4 /16 or longer, IPv6 /32 or longer.")
+
+    @field_validator("monitoring_cidrs")
+    @classmethod
+    def _monitoring_narrow(cls, values: list[IPv4Network | IPv6Network]) -> list[IPv4Network | IPv6Network]:
+        # The exporters and the health agent's status port answer whoever these networks hold: 0.0.0.0/0 or ::/0
+        # would publish them to the whole Internet.
+        for i, net in enumerate(values):
+            if net.prefixlen < (widest := WIDEST_MONITORING_CIDR[net.version]):
+                raise _field_error(f"[{i}]", f"{net} is wider than /{widest}: it opens the exporter and status ports "
+                                             "to that many hosts; list your Prometheus servers' networks")
+        return values
 
 
 class Ripe(Model):
@@ -328,6 +348,13 @@ def _fill_pop(raw: Any, provider: Any, plan: Any) -> Any:
     return pop
 
 
+# Countries on two continents, where either is a fair answer for a box there (Route53 itself puts them in the first).
+TRANSCONTINENTAL: dict[str, tuple[str, ...]] = {
+    "RU": ("EU", "AS"), "TR": ("AS", "EU"), "KZ": ("AS", "EU"), "AZ": ("AS", "EU"), "GE": ("AS", "EU"),
+    "AM": ("AS", "EU"), "CY": ("AS", "EU"), "EG": ("AF", "AS"), "ID": ("AS", "OC"), "PA": ("NA", "SA"),
+}
+
+
 def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
     """What a PoP lacks or must not have for its provider, as (field, message)."""
     errors: list[tuple[str, str]] = []
@@ -355,6 +382,11 @@ def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
             errors.append(("announce.onlyTo", "is a Vultr feature (64699:<asn>); not available for external PoPs"))
         if pop.plan is not None:
             errors.append(("plan", "is a Vultr plan; an external PoP's cost goes to anycast:externalPopCosts"))
+        if pop.country is not None and pop.continent in CONTINENTS and (
+                (expected := continent_of(pop.country)) is not None and pop.continent != expected
+                and pop.continent not in TRANSCONTINENTAL.get(pop.country, ())):
+            errors.append(("continent", f"'{pop.continent}' contradicts country '{pop.country}', which Route53 places in "
+                                        f"{expected}; fix continent or country"))
     for i, community in enumerate(pop.announce.communities):
         if problem := community_problem(community, vultr=pop.is_vultr):
             errors.append((f"announce.communities[{i}]", problem))
@@ -364,6 +396,7 @@ def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
 
 
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_MAX_NAMES = 100  # names per certificate: https://letsencrypt.org/docs/rate-limits/
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -463,6 +496,7 @@ class Network(Model):
                 field, message = errors[0]
                 raise _field_error(f"pops[{i}].{field}", message)
             self._check_pop(i, pop)
+        self._check_pop_addresses()
         self._check_geodns_areas()
         if len(self.anycast_pops) < 2:
             raise _field_error("pops", f"an anycast network needs at least two anycast PoPs, found {len(self.anycast_pops)}")
@@ -509,6 +543,27 @@ class Network(Model):
         for j, asn in enumerate(pop.announce.only_to):
             if asn in RESERVED_ASNS or not 1 <= asn <= 65535:
                 raise _field_error(f"pops[{i}].announce.onlyTo[{j}]", f"{shown(asn)} is not a 16-bit peer ASN (Vultr communities carry 1-65535)")
+        if conflict := announce_problem(pop.announce.communities, pop.announce.only_to, self.asn, vultr=pop.is_vultr):
+            raise _field_error(f"pops[{i}].{conflict[0]}", conflict[1])
+
+    def _check_pop_addresses(self) -> None:
+        # Two PoPs on one address, or a PoP peering with another PoP of this network, is a copy-paste slip: GeoDNS
+        # and BGP would send traffic to whichever box answers first.
+        owner: dict[IPv4Address | IPv6Address, str] = {}
+        for i, pop in enumerate(self.pops):
+            for fam in ("ipv4", "ipv6"):
+                addr = getattr(pop.unicast, fam) if pop.unicast is not None else None
+                if addr is None:
+                    continue
+                if addr in owner:
+                    raise _field_error(f"pops[{i}].unicast.{fam}", f"{addr} is also {owner[addr]}: each PoP needs its own address")
+                owner[addr] = f"pops[{i}].unicast.{fam} ({pop.code})"
+        for i, pop in enumerate(self.pops):
+            for fam in ("ipv4", "ipv6"):
+                addr = getattr(pop.neighbor, fam) if pop.neighbor is not None else None
+                if addr is not None and addr in owner:
+                    raise _field_error(f"pops[{i}].neighbor.{fam}", f"{addr} is {owner[addr]}, a PoP of this network; "
+                                                                     "the neighbour is the provider's router")
 
     def _neighbor_address_problem(self, addr: IPv4Address | IPv6Address, pop: Pop) -> str | None:
         own = {a for a in (self.service.ipv4, self.service.ipv6) if a is not None}
@@ -551,6 +606,40 @@ class Network(Model):
                                                     f"'{dns.parent_zone}' outside zone '{dns.zone}'")
         if tls.issuer is not None and tls.issuer not in {p.code for p in self.pops}:
             raise _field_error("tls.issuer", f"'{tls.issuer}' is not a PoP code ({', '.join(p.code for p in self.pops)})")
+        self._check_challenge_zone()
+        if not tls.enabled:
+            return
+        names = self.tls_names
+        # Without tls.names the certificate carries the zone, www.<zone> and every HTTP name: name the field they come from.
+        fields = [f"tls.names[{i}]" for i in range(len(names))] if tls.names else (
+            ["dns.zone", "dns.zone"] + [f"dns.httpNames[{i}]" for i in range(len(dns.http_names))])
+        if len(names) > LETSENCRYPT_MAX_NAMES:
+            field = "tls.names" if tls.names else "dns.httpNames"
+            raise _field_error(field, f"the certificate would carry {len(names)} names; Let's Encrypt allows "
+                                      f"{LETSENCRYPT_MAX_NAMES} per certificate")
+        for field, name in zip(fields, names, strict=True):
+            target = self.tls_challenge_target(name)
+            if len(target) > 253 or len(f"_acme-challenge.{name}") > 253:
+                raise _field_error(field, f"'_acme-challenge.{name[:40]}...' would point to a {len(target)}-character "
+                                          f"name in tls.challengeZone '{self.tls_challenge_zone}'; DNS names end at "
+                                          "253: shorten the name or the challenge zone")
+
+    def _check_challenge_zone(self) -> None:
+        # The challenge zone is a Route53 zone of its own, delegated from parentZone: the NSD zone inside it (or it
+        # inside the NSD zone, refused above) would be delegated twice, and a name inside it is hidden by the delegation.
+        if not (self.tls.enabled or self.tls.challenge_zone is not None):
+            return
+        cz, dns = self.tls_challenge_zone, self.dns
+        which = "tls.challengeZone" if self.tls.challenge_zone is not None else "the default tls.challengeZone"
+        if _within(dns.zone, cz) or _within(cz, dns.zone):
+            raise _field_error("dns.zone", f"'{dns.zone}' and {which} '{cz}' are the same zone or one inside the "
+                                           "other; give tls.challengeZone a name outside dns.zone")
+        for field, names in (("dns.nameservers", dns.nameservers), ("dns.httpNames", dns.http_names),
+                             ("tls.names", self.tls.names)):
+            for i, name in enumerate(names):
+                if _within(name, cz):
+                    raise _field_error(f"{field}[{i}]", f"'{name}' is inside {which} '{cz}', which holds only ACME "
+                                                        "challenge records")
 
     @property
     def tls_names(self) -> list[str]:
@@ -560,6 +649,10 @@ class Network(Model):
     @property
     def tls_challenge_zone(self) -> str:
         return self.tls.challenge_zone or f"acme.{self.dns.parent_zone}"
+
+    def tls_challenge_target(self, name: str) -> str:
+        """Where ``_acme-challenge.<name>`` points: ``<name>.<challenge zone>`` (a TXT lego writes through Route53)."""
+        return f"{name}.{self.tls_challenge_zone}"
 
     @property
     def tls_issuer(self) -> str:
