@@ -66,8 +66,8 @@ class Model(BaseModel):
 
 class Prefixes(Model):
     ipv4: IPv4Network | None = Field(
-        None, description="The IPv4 prefix announced from every anycast PoP (/24 or shorter). Omit for an IPv6-only network.")
-    ipv6: IPv6Network = Field(description="The IPv6 prefix announced from every anycast PoP (/48 or shorter).")
+        None, description="The IPv4 prefix announced from every anycast PoP (/16 to /24). Omit for an IPv6-only network.")
+    ipv6: IPv6Network = Field(description="The IPv6 prefix announced from every anycast PoP (/29 to /48).")
 
     @field_validator("ipv4", "ipv6", mode="before")
     @classmethod
