@@ -45,11 +45,13 @@ def _namespaced(config: dict[str, Any], path: Path) -> dict[str, Any]:
     """Pulumi reads a config key without a ``project:`` prefix as this project's (stackConfigNamespacedWithProject in
     pulumi/pulumi sdk/go/common/workspace/loaders.go); when both spellings are there, which one wins is Go's map order."""
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for key, value in config.items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         if full in out:
-            raise ConfigError([f"{path.name}: config has both '{key}' and '{full}', the same key to Pulumi; keep one"])
-        out[full] = value
+            raise ConfigError([f"{path.name}: config has both '{spelled[full]}' and '{key}', the same key to Pulumi; "
+                               "keep one"])
+        out[full], spelled[full] = value, key
     return out
 
 

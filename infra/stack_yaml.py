@@ -30,12 +30,13 @@ over MAX_BYTES.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml._yaml import CParser  # libyaml, which PyYAML's wheels bundle
 from yaml.composer import Composer
-from yaml.cyaml import CParser
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
@@ -56,7 +57,7 @@ class StackYAMLError(ConfigError):
                  column: int | None = None) -> None:
         self.path = Path(path)
         self.line = line
-        self.key = key
+        self.key = key or None
         self.message = message
         where = f"line {line}{f', column {column}' if column else ''}: " if line is not None else ""
         at = f"{key}: " if key else ""
@@ -83,6 +84,14 @@ _DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}[Tt ].*")
 _DIGITS = {2: "01", 8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
 
 
+def _go_parse_digits(digits: str, base: int) -> int | None:
+    """strconv.ParseUint(digits, base, 64) for base 2 or 8: no prefix, no sign."""
+    if not digits or any(c not in _DIGITS[base] for c in digits) or len(digits) > 70:
+        return None
+    value = int(digits, base)
+    return value if value < _UINT64 else None
+
+
 def _go_parse_uint(s: str) -> int | None:
     """strconv.ParseUint(s, 0, 64): base from the prefix, a bare leading 0 means octal; None on any error."""
     base, digits = 10, s
@@ -100,10 +109,11 @@ def _go_parse_uint(s: str) -> int | None:
     return value if value < _UINT64 else None
 
 
-def _go_parse_int(s: str) -> int | None:
-    """strconv.ParseInt(s, 0, 64)."""
+def _go_parse_int(s: str, base: int = 0) -> int | None:
+    """strconv.ParseInt(s, base, 64); base 0 reads the prefix."""
     neg = s[:1] == "-"
-    magnitude = _go_parse_uint(s[1:] if s[:1] in ("+", "-") else s)
+    unsigned = s[1:] if s[:1] in ("+", "-") else s
+    magnitude = _go_parse_uint(unsigned) if base == 0 else _go_parse_digits(unsigned, base)
     if magnitude is None or magnitude > (_INT64 if neg else _INT64 - 1):
         return None
     return -magnitude if neg else magnitude
@@ -140,7 +150,7 @@ def go_resolve(text: str) -> tuple[str, Any]:
         if _GO_DOT_FLOAT.fullmatch(text) and (value := _finite(text)) is not None:
             return "float", value
         return "str", text
-    if hint in "+-" or hint.isdigit() and hint.isascii():
+    if hint in "+-0123456789":
         if _is_timestamp(text):
             return "timestamp", text
         plain = text.replace("_", "")
@@ -150,16 +160,27 @@ def go_resolve(text: str) -> tuple[str, Any]:
             return "int", number
         if _YAML_FLOAT.fullmatch(plain) and (value := _finite(plain)) is not None:
             return "float", value
-        # resolve.go then tries 0b/0o prefixes by hand; Go >= 1.13's ParseInt(s, 0, 64) already took those.
+        # resolve.go then reads what follows a 0b or 0o prefix with ParseInt(rest, 2 or 8), which takes a sign: 0o-10
+        # is -8. (Its "-0b"/"-0o" branches only see what ParseInt(s, 0, 64) refused: too large either way.)
+        for prefix, base in (("0b", 2), ("0o", 8)):
+            if plain.startswith(prefix):
+                rest = plain[2:]
+                if (number := _go_parse_int(rest, base)) is not None:
+                    return "int", number
+                if (number := _go_parse_digits(rest, base)) is not None:
+                    return "int", number
     return "str", text
 
 
 def as_program_sees(value: float) -> int | float:
-    """Go's encoding/json writes an integral float64 below 1e21 without a point, so json.loads makes it an int."""
-    return int(value) if value.is_integer() and abs(value) < 1e21 else value
+    """Go's encoding/json writes a float64 as its shortest decimal, an integral one below 1e21 without a point or
+    exponent (1.8446744073709552e19 as 18446744073709552000), so the program's json.loads makes that an int."""
+    if value.is_integer() and abs(value) < 1e21:
+        return int(Decimal(repr(value)))
+    return value
 
 
-class _Composer(CParser, Composer, BaseResolver):  # type: ignore[misc]
+class _Composer(CParser, Composer, BaseResolver):
     """libyaml's parser (yaml.v3 is a Go port of libyaml) and PyYAML's composer, without PyYAML's YAML 1.1 resolvers;
     tags and depth are checked here, before the composer recurses."""
 
@@ -170,27 +191,27 @@ class _Composer(CParser, Composer, BaseResolver):  # type: ignore[misc]
         self.depth = 0
 
     def get_single_node(self) -> Node | None:
-        return Composer.get_single_node(self)  # type: ignore[no-any-return]  # CParser's own would skip compose_node
+        return Composer.get_single_node(self)  # CParser's own would skip compose_node
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
+        line = event.start_mark.line + 1 if event is not None and event.start_mark is not None else None
         tag = getattr(event, "tag", None)
         if tag is not None:
-            line = event.start_mark.line + 1
             tag = tag.replace("tag:yaml.org,2002:", "!!")
             raise _Refused(line, f"explicit tag {tag}: Pulumi's reader would give it another meaning; write the value "
                                  "plainly (quote it for a string)")
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise _Refused(event.start_mark.line + 1, f"nested too deeply (more than {MAX_DEPTH} levels)")
+            raise _Refused(line, f"nested too deeply (more than {MAX_DEPTH} levels)")
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
 
 class _Refused(Exception):
-    def __init__(self, line: int, message: str, key: str | None = None) -> None:
+    def __init__(self, line: int | None, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.line, self.message, self.key = line, message, key
 
