@@ -1,14 +1,15 @@
 """Read a ``Pulumi.<stack>.yaml`` the way the Pulumi CLI does, so the CLI, the lab and ``pulumi up`` see one network.
 
 The Pulumi CLI is written in Go. It reads a stack file with gopkg.in/yaml.v3 (v3.0.1) into an untyped value
-(``LoadProjectStackBytes`` in
-https://github.com/pulumi/pulumi/blob/1b5949891b3cefcb9974752b24a5ecef0acc86c8/sdk/go/common/workspace/loaders.go,
+(pulumi v3.259.0: ``LoadProjectStackBytes`` in
+https://github.com/pulumi/pulumi/blob/0ac56e876614aedf12771d73ef7e80959b8a6fd4/sdk/go/common/workspace/loaders.go,
 ``yaml.Unmarshal`` in .../sdk/go/common/encoding/marshal.go, version in .../sdk/go.mod) and hands an object config
 value to the program as JSON made by Go's encoding/json (``object.MarshalString`` in
 .../sdk/go/common/resource/config/object.go); the Python SDK's ``Config.get_object`` then ``json.loads`` it.
-PyYAML follows YAML 1.1 and reads many plain scalars differently, so this module keeps PyYAML's parser and composer
-and replaces its resolver with yaml.v3's ``resolve()``
-(https://github.com/go-yaml/yaml/blob/f6f7691b1fdeb513f56608cd2c32c51f8194bf51/resolve.go, tag v3.0.1):
+PyYAML follows YAML 1.1 and reads many plain scalars differently, so this module keeps the parser (libyaml, of which
+yaml.v3 is a Go port) and PyYAML's composer, and replaces the resolver with yaml.v3's ``resolve()`` and the
+decoder's rules (https://github.com/go-yaml/yaml/blob/f6f7691b1fdeb513f56608cd2c32c51f8194bf51/resolve.go and
+.../decode.go, tag v3.0.1). tests/unit/test_stack_yaml.py checks it against answers recorded from yaml.v3 itself:
 
 - booleans are only ``true True TRUE false False FALSE``: ``yes no on off y n NO`` stay strings;
 - null is ``~ null Null NULL`` or nothing;
