@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from yaml._yaml import CParser  # libyaml, which PyYAML's wheels bundle
 from yaml.composer import Composer
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
@@ -190,6 +191,7 @@ class _Composer(CParser, Composer, BaseResolver):
         Composer.__init__(self)
         BaseResolver.__init__(self)
         self.depth = 0
+        self.via_alias: set[tuple[int, int]] = set()  # (mapping, key) whose value was written as *alias
 
     def get_single_node(self) -> Node | None:
         return Composer.get_single_node(self)  # CParser's own would skip compose_node
@@ -197,6 +199,8 @@ class _Composer(CParser, Composer, BaseResolver):
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
         line = event.start_mark.line + 1 if event is not None and event.start_mark is not None else None
+        if isinstance(event, AliasEvent) and parent is not None:
+            self.via_alias.add((id(parent), id(index)))
         tag = getattr(event, "tag", None)
         if tag is not None:
             tag = tag.replace("tag:yaml.org,2002:", "!!")
@@ -224,8 +228,9 @@ def _show(text: str) -> str:
 class _Builder:
     """Turns the composed node graph into plain values by yaml.v3's rules, expanding aliases with a budget."""
 
-    def __init__(self) -> None:
+    def __init__(self, via_alias: set[tuple[int, int]]) -> None:
         self.nodes = 0
+        self.via_alias = via_alias
         self.open: set[int] = set()  # nodes being built: an alias to one of them is a loop
 
     def build(self, node: Node, path: str, depth: int) -> Any:
@@ -304,6 +309,8 @@ class _Builder:
         for name, key_node, value_node in keys:
             if name == "<<" and isinstance(key_node, ScalarNode) and not key_node.style:
                 merge = value_node
+                if (id(node), id(key_node)) in self.via_alias and not isinstance(merge, MappingNode):
+                    raise _Refused(merge.start_mark.line + 1, "a << merge of an alias needs a mapping", path)
                 continue
             if merged_into:
                 if name in taken:
@@ -335,7 +342,7 @@ def parse(text: str, path: Path | str = "<text>") -> Any:
             composer.dispose()
         if node is None:
             return None
-        return _Builder().build(node, "", 0)
+        return _Builder(composer.via_alias).build(node, "", 0)
     except _Refused as exc:
         raise StackYAMLError(path, exc.message, exc.line, exc.key) from None
     except yaml.MarkedYAMLError as exc:

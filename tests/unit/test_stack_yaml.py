@@ -103,6 +103,7 @@ def test_plain_scalars(text: str, value: Any) -> None:
     ("a: !!binary aGk=\n", 1, None, "explicit tag !!binary"),
     ("a: &x [1, *x]\n", 1, "a[1]", "alias inside the value of its own anchor"),
     ("a: {<<: 1}\n", 1, "a", "a << merge needs a mapping"),
+    ("l: &l [{a: 1}]\nm: {<<: *l}\n", 2, "m", "a << merge of an alias needs a mapping"),  # decode.go merge()
 ])
 def test_refusals_name_line_and_key(text: str, line: int, key: str | None, says: str) -> None:
     refused = _refusal(text)
