@@ -310,7 +310,7 @@ class _Builder:
             if name == "<<" and isinstance(key_node, ScalarNode) and not key_node.style:
                 merge = value_node
                 if (id(node), id(key_node)) in self.via_alias and not isinstance(merge, MappingNode):
-                    raise _Refused(merge.start_mark.line + 1, "a << merge of an alias needs a mapping", path)
+                    raise _Refused(key_node.start_mark.line + 1, "a << merge of an alias needs a mapping", path)
                 continue
             if merged_into:
                 if name in taken:
