@@ -107,6 +107,7 @@ def cases(count: int, seed: int) -> list[str]:
     out += ["config:\n  b: &b {x: 1, y: 2}\n  c: {<<: *b, x: 3}\n",
             "config:\n  b: &b {x: 1}\n  d: &d {x: 2, z: 4}\n  c: {<<: [*b, *d], y: 3}\n",
             "config:\n  b: &b [1]\n  c: {<<: *b}\n", "config:\n  c: {<<: {x: 1}, <<: {y: 2}}\n",
+            "config:\n  l: &l []\n  c: {<<: *l}\n", "config:\n  l: &l [{a: 1}]\n  c: {<<: *l}\n",
             "config:\n  a: &a [*a]\n", "config:\n  '<<': 1\n", "config:\n  a: 1\n---\nb: 2\n"]
     root = HERE.parent.parent  # the project's own files, as they are when the corpus is made
     out += [f.read_text(encoding="utf-8") for f in sorted(root.glob("Pulumi*.yaml"))]
