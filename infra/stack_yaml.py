@@ -348,6 +348,10 @@ def parse(text: str, path: Path | str = "<text>") -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         problem = ", ".join(p for p in (exc.context, exc.problem) if p) or str(exc).splitlines()[0]
+        if "found unexpected ':'" in problem:  # libyaml refuses `[x:, y]`; yaml.v3 reads "x:"
+            problem += "; quote the value"
+        elif "duplicate anchor" in problem:  # yaml.v3 lets a later &x replace an earlier one
+            problem += "; give each anchor its own name"
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         raise StackYAMLError(path, f"not valid YAML: {problem}", line, column=column) from None
     except yaml.YAMLError as exc:  # ReaderError: a control character, no line to name
