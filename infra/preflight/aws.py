@@ -113,11 +113,15 @@ def _identity(aws: Aws, rows: list[Row]) -> dict[str, str] | None:
 
 
 def parent_zone_servers(network: Network, aws: Aws) -> list[str] | None:
-    """The name servers of the parent zone's Route53 delegation set, or None if there is no single public zone."""
-    zones = _public_zones(network, aws)
-    if len(zones) != 1:
+    """The name servers of the parent zone's Route53 delegation set; None if there is no single public zone or AWS
+    cannot tell (the AWS rows say why)."""
+    try:
+        zones = _public_zones(network, aws)
+        if len(zones) != 1:
+            return None
+        zone = aws.call("route53", "get_hosted_zone", Id=zones[0]["Id"])
+    except (_Down, ClientError, BotoCoreError, ResponseParserError):
         return None
-    zone = aws.call("route53", "get_hosted_zone", Id=zones[0]["Id"])
     return [str(n).rstrip(".").lower() for n in zone.get("DelegationSet", {}).get("NameServers", [])]
 
 
@@ -215,7 +219,8 @@ def _simulate(network: Network, stack: str, aws: Aws, identity: dict[str, str]) 
             return [warn(SECTION, what, f"not simulated ({_code(exc) or _status(exc)}): these credentials may not call "
                          "iam:SimulatePrincipalPolicy", "allow it to check before pulumi up, or read pulumi up's errors")]
         except (BotoCoreError, ResponseParserError) as exc:  # moto has no simulation: a 500 page, not XML
-            return [warn(SECTION, what, f"not simulated: {clean(str(exc), 80)}", "read pulumi up's errors instead")]
+            return [warn(SECTION, what, f"not simulated: IAM gave no usable answer ({type(exc).__name__})",
+                         "read pulumi up's errors instead")]
     if denied:
         shown = ", ".join(denied[:6]) + (f" and {len(denied) - 6} more" if len(denied) > 6 else "")
         return [fail(SECTION, what, f"{principal.rsplit(':', 1)[-1]} may not {shown}",

@@ -113,7 +113,8 @@ class Api:
         raise Unreachable(self._broken)
 
     def _read(self, resp: requests.Response, deadline: float) -> bytes:
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         try:
             while True:
                 if self._clock() > deadline:

@@ -38,13 +38,14 @@ class RipeUrls:
 
 def ripe_rows(network: Network, stack: str, env: Mapping[str, str], urls: RipeUrls, policy: RetryPolicy) -> list[Row]:
     rows = _route_objects(network, stack, env, urls, policy)
-    rows += _roas(network, env, urls, policy)
+    rows += _roas(network, stack, env, urls, policy)
     rows += _validity(network, urls, policy)
     return rows
 
 
 def _first_line(exc: RipeError) -> str:
-    return clean(str(exc).splitlines()[0], 200)
+    """The error's message and RIPE's reasons on one line (the CLI prints one line per row)."""
+    return clean(" ".join(line.strip() for line in str(exc).splitlines() if not line.startswith("hint:")), 200)
 
 
 def _route_objects(network: Network, stack: str, env: Mapping[str, str], urls: RipeUrls, policy: RetryPolicy) -> list[Row]:
@@ -52,12 +53,11 @@ def _route_objects(network: Network, stack: str, env: Mapping[str, str], urls: R
     if not mnt:
         return [skip(SECTION, "route objects", "ripe.maintainer is not set; route objects are not checked",
                      "set ripe.maintainer (and ripe.manage: true) to let the project keep them (docs/ripe.md)")]
+    key_row: Row | None = None
     try:
         key = ripe_api_key(env) if env.get("RIPE_API_KEY") or network.ripe.manage else None
     except CredentialError as exc:
         key, key_row = None, fail(SECTION, "API key", str(exc), "export RIPE_API_KEY=KEYID:SECRET (docs/ripe.md)")
-    else:
-        key_row = None
     client = RipeDbClient(network.ripe.database, key, urls.database, policy, maintainer=mnt)
     specs = route_specs(network, stack, mnt)
     try:
@@ -115,7 +115,7 @@ def _refused(exc: RipeRefused, what: str, mnt: str) -> Row:
                 clean(hint, 300))
 
 
-def _roas(network: Network, env: Mapping[str, str], urls: RipeUrls, policy: RetryPolicy) -> list[Row]:
+def _roas(network: Network, stack: str, env: Mapping[str, str], urls: RipeUrls, policy: RetryPolicy) -> list[Row]:
     what = "ROAs"
     if not env.get("RIPE_RPKI_API_KEY"):
         return [skip(SECTION, what, "RIPE_RPKI_API_KEY is not set: the hosted-RPKI ROAs are not listed (validity "
@@ -127,7 +127,7 @@ def _roas(network: Network, env: Mapping[str, str], urls: RipeUrls, policy: Retr
         return [fail(SECTION, what, _first_line(exc), "check RIPE_RPKI_API_KEY (LIR Portal -> API Keys)")]
     if plan.add:
         return [warn(SECTION, what, f"missing: {', '.join(str(r) for r in plan.add)}",
-                     "anycast ripe roa apply --stack <stack> (docs/ripe.md)")]
+                     f"anycast ripe roa apply --stack {stack} (docs/ripe.md)")]
     extra = f"; {plan.warnings[0]}" if plan.warnings else ""
     return [passed(SECTION, what, f"{len(plan.ok)} exact ROA(s) present{extra}")]
 
