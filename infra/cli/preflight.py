@@ -95,12 +95,13 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     policy = RetryPolicy(attempts=2, backoff=1.0, budget=t, connect_timeout=min(3.0, t), read_timeout=min(20.0, t))
     print(f"preflight of stack {args.stack} (read-only; nothing is created or changed)", flush=True)
     rows: list[Row] = []
+    aws = Aws(timeouts)  # one breaker: the DNS section's Route53 lookup does not wait for a silent AWS again
     runners: dict[str, Callable[[], list[Row]]] = {
         "stack": lambda: stack_rows(network, args.stack),
         "vultr": lambda: _vultr(network, args.stack, env, timeouts),
-        "aws": lambda: aws_rows(network, args.stack, Aws(timeouts)),
+        "aws": lambda: aws_rows(network, args.stack, aws),
         "ripe": lambda: ripe_rows(network, args.stack, env, RipeUrls(args.ripe_url, args.rpki_url, args.ripestat_url), policy),
-        "dns": lambda: _dns(network, args, timeouts, "aws" in sections),
+        "dns": lambda: _dns(network, args, aws if "aws" in sections else None),
         "gates": lambda: gate_rows(network, args.stack, args.sources, env),
     }
     try:
@@ -123,8 +124,8 @@ def _vultr(network: Network, stack: str, env: dict[str, str], timeouts: Timeouts
     return vultr_rows(network, stack, env, api, key)
 
 
-def _dns(network: Network, args: argparse.Namespace, timeouts: Timeouts, with_aws: bool) -> list[Row]:
+def _dns(network: Network, args: argparse.Namespace, aws: Aws | None) -> list[Row]:
     resolver, port = args.resolver if args.resolver else (None, None)
-    opts = DnsOptions(resolver, args.dns_port or port or 53, timeout=min(3.0, timeouts.total))
-    route53 = parent_zone_servers(network, Aws(timeouts)) if with_aws else None
+    opts = DnsOptions(resolver, args.dns_port or port or 53, timeout=min(3.0, args.timeout))
+    route53 = parent_zone_servers(network, aws) if aws is not None else None
     return dns_rows(network, opts, route53)

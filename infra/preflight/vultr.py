@@ -55,8 +55,9 @@ def vultr_rows(network: Network, stack: str, env: Mapping[str, str], api: Api, k
                 api.drop_header("Authorization")
             rows += found
         except Unreachable as exc:
-            rows.append(fail(SECTION, check.__name__.strip("_").replace("_", " "), redact(str(exc), secrets),
+            rows.append(fail(SECTION, "Vultr API", f"{exc}; the remaining Vultr checks did not run",
                              f"check the network path to the API ({URL_ENV} if set) and run preflight again"))
+            break
     return [Row(r.section, r.check, r.status, redact(r.detail, secrets), redact(r.fix, secrets)) for r in rows]
 
 

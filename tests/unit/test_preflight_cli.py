@@ -122,3 +122,28 @@ def test_gate_reachability_row() -> None:
     assert hosted.status is Status.FAIL and "self-hosted runner" in hosted.fix
     assert gate_rows(dev, "dev", [], {"GITHUB_ACTIONS": "true", "RUNNER_ENVIRONMENT": "self-hosted"})[0].status is Status.WARN
     assert gate_rows(dev, "dev", [], {})[0].status is Status.WARN
+
+
+def test_every_provider_silent_ends_in_bounded_time(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Vultr, AWS, RIPE and DNS all accept connections (or datagrams) and never answer: each section ends with a
+    FAIL row within its timeouts, and the whole run stays within a few multiples of --timeout."""
+    import time
+
+    from tests.ripe_fake_server import SilentServer
+    for name, value in MARKERS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAPREFLIGHTTEST001")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    with SilentServer() as silent, FakeDns(silent=True) as dns:
+        monkeypatch.setenv("VULTR_API_URL", silent.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", silent.url)
+        start = time.monotonic()
+        code = main(["preflight", "--stack", "dev", "--timeout", "1", "--resolver", f"127.0.0.1:{dns.port}",
+                     "--ripe-url", silent.url, "--rpki-url", silent.url, "--ripestat-url", silent.url])
+        elapsed = time.monotonic() - start
+    out = capsys.readouterr().out
+    assert code == 1
+    for section in ("vultr", "aws", "ripe", "dns"):
+        assert f"FAIL  {section}" in out, out
+    assert elapsed < 15, f"{elapsed:.1f} s"
