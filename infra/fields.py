@@ -246,7 +246,7 @@ _BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"), ("-s3alias", "--ol-s3"
 
 def s3_bucket_name(value: Any) -> str:
     """An S3 general purpose bucket name: 3-63 of a-z 0-9 . -, letter or digit at both ends, no '..', not an IPv4
-    address, none of the reserved prefixes and suffixes."""
+    address, none of the reserved prefixes and suffixes; and, for virtual-hosted-style HTTPS, no dot at all."""
     text = _require_str(value, "an S3 bucket name")
     if not _BUCKET_RE.fullmatch(text) or ".." in text:
         raise ValueError(f"{shown(value)} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
@@ -255,6 +255,9 @@ def s3_bucket_name(value: Any) -> str:
         raise ValueError(f"{shown(value)} looks like an IP address, which S3 refuses as a bucket name")
     if text.startswith(_BUCKET_RESERVED[0]) or text.endswith(_BUCKET_RESERVED[1]):
         raise ValueError(f"{shown(value)} uses a prefix or suffix S3 reserves (xn--, sthree-, -s3alias, --ol-s3, ...)")
+    if "." in text:
+        # The PoPs fetch https://<bucket>.s3.<region>.amazonaws.com/...: S3's wildcard certificate covers one label.
+        raise ValueError(f"{shown(value)} has a dot, which breaks HTTPS to <bucket>.s3.<region>.amazonaws.com; use '-'")
     return text
 
 

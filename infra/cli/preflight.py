@@ -23,7 +23,7 @@ from infra.preflight.http import BadUrl, Timeouts
 from infra.preflight.ripe import RipeUrls, ripe_rows
 from infra.preflight.rows import Row, Status
 from infra.preflight.stack import stack_rows
-from infra.preflight.text import clean
+from infra.preflight.text import clean, redact
 from infra.preflight.vultr import vultr_api, vultr_rows
 from infra.ripe.errors import BadInput
 from infra.ripe.transport import RetryPolicy
@@ -82,8 +82,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_preflight)
 
 
-def _print(row: Row) -> None:
-    print(row.line(), flush=True)
+# Never printed, whatever a check or an API answer put into a row: the last line of defence (the checks already
+# build rows from public facts only).
+SECRET_VARIABLES = ("VULTR_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "RIPE_API_KEY", "RIPE_RPKI_API_KEY")
+
+
+def _secrets(network: Network, env: dict[str, str]) -> list[str]:
+    values = [env.get(v, "") for v in (*SECRET_VARIABLES, network.bgp.password_env)]
+    values += [v.partition(":")[2] for v in values if ":" in v]  # the SECRET of KEYID:SECRET alone
+    return [v for v in values if v]
+
+
+def _print(row: Row, secrets: list[str]) -> None:
+    print(redact(row.line(), secrets), flush=True)
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
@@ -95,6 +106,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     policy = RetryPolicy(attempts=2, backoff=1.0, budget=t, connect_timeout=min(3.0, t), read_timeout=min(20.0, t))
     print(f"preflight of stack {args.stack} (read-only; nothing is created or changed)", flush=True)
     rows: list[Row] = []
+    secrets = _secrets(network, env)
     aws = Aws(timeouts)  # one breaker: the DNS section's Route53 lookup does not wait for a silent AWS again
     runners: dict[str, Callable[[], list[Row]]] = {
         "stack": lambda: stack_rows(network, args.stack),
@@ -109,7 +121,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
             if name in sections:
                 for row in runners[name]():
                     rows.append(row)
-                    _print(row)
+                    _print(row, secrets)
     except (BadUrl, BadInput) as exc:
         print(f"error: {clean(str(exc), 300)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -152,7 +152,7 @@ def _parent_zone(network: Network, aws: Aws) -> list[Row]:
     if len(zones) > 1:
         return [fail(SECTION, what, f"{len(zones)} public zones named {parent}: the program's lookup by name fails",
                      "delete the zone your registrar does not delegate to")]
-    return [passed(SECTION, what, f"{parent} is zone {zones[0]['Id'].rsplit('/', 1)[-1]}")]
+    return [passed(SECTION, what, f"{parent} is zone {clean(str(zones[0]['Id']).rsplit('/', 1)[-1], 40)}")]
 
 
 def _bucket(network: Network, stack: str, aws: Aws, account: str) -> list[Row]:

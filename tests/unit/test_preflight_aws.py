@@ -164,3 +164,27 @@ def test_a_silent_aws_ends_in_bounded_time(dev: Network, monkeypatch: pytest.Mon
         elapsed = time.monotonic() - start
     assert elapsed < 4, f"{elapsed:.1f} s"
     assert [r.status for r in rows] == [Status.FAIL] and "did not answer" in rows[0].detail
+
+
+@pytest.mark.parametrize(("bucket", "why"), [
+    ("ab", "is not an S3 bucket name"), ("My-Bucket", "is not an S3 bucket name"), ("a..b", "is not an S3 bucket name"),
+    ("bucket-", "is not an S3 bucket name"), ("192.168.5.4", "looks like an IP address"), ("certs.example.com", "breaks HTTPS"),
+    ("xn--bucket", "reserves"), ("bucket-s3alias", "reserves"), ("a\nb", "is not an S3 bucket name"),
+])
+def test_tls_bucket_is_a_valid_s3_name(bucket: str, why: str) -> None:
+    from infra.model import ConfigError, parse_network
+    from infra.stack import read_stack_config
+    doc = read_stack_config("dev")["anycast:network"]
+    doc["tls"] = {**doc["tls"], "bucket": bucket}
+    with pytest.raises(ConfigError) as err:
+        parse_network(doc, source="Pulumi.dev.yaml")
+    assert "tls.bucket" in str(err.value) and why in str(err.value)
+
+
+def test_tls_bucket_names_the_store() -> None:
+    from userdata.tls import store_bucket, store_url
+    dev = load_network("dev")
+    assert store_bucket(dev) == "anycast-tls-cdn-example-com"
+    net = dev.model_copy(update={"tls": dev.tls.model_copy(update={"bucket": "certs-example-com"})})
+    assert store_bucket(net) == "certs-example-com"
+    assert store_url(net) == "https://certs-example-com.s3.us-east-1.amazonaws.com/tls/bundle.json"
