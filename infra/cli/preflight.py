@@ -13,9 +13,11 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from typing import Any
 
 from infra.model import Network
+from infra.monitoring import load_outputs
 from infra.preflight.aws import Aws, aws_rows, parent_zone_servers
 from infra.preflight.dns import DnsOptions, dns_rows
 from infra.preflight.gates import gate_rows
@@ -70,6 +72,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--from", dest="sources", action="append", type=_address, default=[], metavar="ADDRESS",
                    help="the public address of the machine that will run pulumi up (checked against "
                         "admin.monitoringCidrs; never looked up)")
+    p.add_argument("--outputs", type=Path, metavar="FILE",
+                   help="stack outputs (pulumi stack output --json) of a deployed stack: ask each PoP's status port "
+                        "from here, as the readiness gates do")
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help=f"the most one request may take, retries included (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--resolver", type=_resolver, metavar="ADDRESS[:PORT]",
@@ -99,6 +104,7 @@ def _print(row: Row, secrets: list[str]) -> None:
 
 def cmd_preflight(args: argparse.Namespace) -> int:
     network = load_network(args.stack)
+    outputs = load_outputs(args.outputs) if args.outputs else None
     env = dict(os.environ)
     sections = args.only or list(SECTIONS)
     t = args.timeout
@@ -114,7 +120,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         "aws": lambda: aws_rows(network, args.stack, aws),
         "ripe": lambda: ripe_rows(network, args.stack, env, RipeUrls(args.ripe_url, args.rpki_url, args.ripestat_url), policy),
         "dns": lambda: _dns(network, args, aws if "aws" in sections else None),
-        "gates": lambda: gate_rows(network, args.stack, args.sources, env),
+        "gates": lambda: gate_rows(network, args.stack, args.sources, env, outputs, timeout=min(3.0, t)),
     }
     try:
         for name in SECTIONS:

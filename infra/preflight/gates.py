@@ -2,28 +2,68 @@
 
 Each gate polls a new PoP's health agent on tcp/9325 (``/status``), which nftables and the Vultr firewall open to
 ``admin.monitoringCidrs`` only; a deploying machine outside them waits ``rollout.gateTimeout`` at the canary and
-fails. Before the first deploy there is no PoP to try, so this checks the machine's public address against those
-networks. That address is an input (``--from``), never looked up on the Internet. Without it, a GitHub-hosted
-runner (``RUNNER_ENVIRONMENT=github-hosted``, set by GitHub Actions) fails: its address changes and it has no IPv6;
-the documented way is a self-hosted runner inside ``admin.monitoringCidrs`` (docs/deploy.md).
+fails. Once PoPs exist (``--outputs``: ``pulumi stack output --json``), this asks each Vultr PoP's status port exactly
+as a gate does (infra/readiness.py ``http_get``). Before the first deploy there is no PoP to try, so it checks the
+machine's public address against those networks instead. That address is an input (``--from``), never looked up on
+the Internet. Without either, a GitHub-hosted runner (``RUNNER_ENVIRONMENT=github-hosted``, set by GitHub Actions)
+fails: its address changes and it has no IPv6; the documented way is a self-hosted runner inside
+``admin.monitoringCidrs`` (docs/deploy.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 from infra.model import Network
 from infra.preflight.rows import Row, fail, passed, skip, warn
+from infra.preflight.text import clean
+from infra.readiness import STATUS_PATH, STATUS_PORT, http_get
 
 SECTION = "gates"
 WHAT = "gate reachability"
 
 
-def gate_rows(network: Network, stack: str, sources: list[IPv4Address | IPv6Address], env: Mapping[str, str]) -> list[Row]:
+def gate_rows(network: Network, stack: str, sources: list[IPv4Address | IPv6Address], env: Mapping[str, str],
+              outputs: dict[str, Any] | None = None, timeout: float = 3.0, status_port: int = STATUS_PORT) -> list[Row]:
+    """``outputs``: the stack outputs (infra.monitoring.load_outputs) when PoPs exist; ``status_port`` only for tests."""
     if not any(p.is_vultr for p in network.pops):
         return [skip(SECTION, WHAT, "no Vultr PoP, so no readiness gate")]
     family = 4 if network.prefixes.ipv4 is not None else 6  # infra/components/gate.py gate_addresses
+    rows = [] if outputs is None else [_probe(outputs, family, timeout, status_port)]
+    return rows + _address_rows(network, stack, sources, env, family)
+
+
+def _probe(outputs: dict[str, Any], family: int, timeout: float, port: int) -> Row:
+    what = f"status port of the PoPs (tcp/{port})"
+    targets = {code: pop.get("ipv4" if family == 4 else "ipv6") for code, pop in sorted(outputs["pops"].items())
+               if pop.get("provider") == "vultr"}
+    targets = {code: addr for code, addr in targets.items() if isinstance(addr, str)}
+    if not targets:
+        return skip(SECTION, what, "the stack outputs list no Vultr PoP with an address yet")
+
+    def ask(address: str) -> str | None:
+        try:
+            http_get(address, port, STATUS_PATH, timeout)
+            return None
+        except (OSError, ValueError) as exc:
+            return clean(str(exc) or type(exc).__name__, 60)
+
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        problems = dict(zip(targets, pool.map(ask, targets.values()), strict=True))
+    failed = {code: why for code, why in problems.items() if why is not None}
+    if not failed:
+        return passed(SECTION, what, f"all {len(targets)} Vultr PoPs answer from here")
+    shown = "; ".join(f"{code} ({targets[code]}: {why})" for code, why in list(failed.items())[:4])
+    return fail(SECTION, what, f"{len(failed)} of {len(targets)} do not answer from here: {shown}",
+                "run pulumi up from inside admin.monitoringCidrs (a self-hosted runner in CI), or add this machine's "
+                "network there and pulumi up once from inside")
+
+
+def _address_rows(network: Network, stack: str, sources: list[IPv4Address | IPv6Address], env: Mapping[str, str],
+                  family: int) -> list[Row]:
     cidrs = [c for c in network.admin.monitoring_cidrs if c.version == family]
     if not cidrs:
         return [fail(SECTION, WHAT, f"admin.monitoringCidrs has no IPv{family} network: no machine can reach the gates' "

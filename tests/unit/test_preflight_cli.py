@@ -147,3 +147,32 @@ def test_every_provider_silent_ends_in_bounded_time(monkeypatch: pytest.MonkeyPa
     for section in ("vultr", "aws", "ripe", "dns"):
         assert f"FAIL  {section}" in out, out
     assert elapsed < 15, f"{elapsed:.1f} s"
+
+
+def test_existing_pops_status_port_is_asked_as_the_gates_do(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --outputs (a deployed stack), each Vultr PoP's status port is asked from here; a PoP that does not answer
+    (127.0.0.2: nothing listens there) is a FAIL naming it."""
+    import json
+    from pathlib import Path
+
+    from infra.monitoring import load_outputs
+    from tests.fake_pop import FakePop, FakePopState
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
+    data = json.loads(fixture.read_text(encoding="utf-8"))
+    dev = load_network("dev")
+    with FakePop(FakePopState(pop="ams")) as pop:
+        for code, entry in data["pops"].items():
+            entry["ipv4"] = "127.0.0.2" if code == "fra" else "127.0.0.1"
+        out = Path(str(tmp_path)) / "outputs.json"
+        out.write_text(json.dumps(data), encoding="utf-8")
+        rows = gate_rows(dev, "dev", [], {}, load_outputs(out), timeout=3.0, status_port=pop.http_port)
+    vultr = [c for c, p in data["pops"].items() if p["provider"] == "vultr"]
+    probe = rows[0]
+    assert probe.status is Status.FAIL and probe.check == f"status port of the PoPs (tcp/{pop.http_port})"
+    assert probe.detail.startswith(f"1 of {len(vultr)} do not answer from here: fra (127.0.0.2: ")
+    for entry in data["pops"].values():
+        entry["ipv4"] = "127.0.0.1"
+    out.write_text(json.dumps(data), encoding="utf-8")
+    with FakePop(FakePopState(pop="ams")) as pop:
+        rows = gate_rows(dev, "dev", [], {}, load_outputs(out), timeout=3.0, status_port=pop.http_port)
+    assert rows[0].status is Status.PASS and rows[0].detail == f"all {len(vultr)} Vultr PoPs answer from here"
