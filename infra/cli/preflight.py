@@ -28,7 +28,7 @@ from infra.preflight.stack import stack_rows
 from infra.preflight.text import clean, redact
 from infra.preflight.vultr import vultr_api, vultr_rows
 from infra.ripe.errors import BadInput
-from infra.ripe.transport import RetryPolicy
+from infra.ripe.transport import RetryPolicy, base_url
 from infra.stack import load_network
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -110,6 +110,14 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     t = args.timeout
     timeouts = Timeouts(connect=min(3.0, t), read=min(10.0, t), total=t)
     policy = RetryPolicy(attempts=2, backoff=1.0, budget=t, connect_timeout=min(3.0, t), read_timeout=min(20.0, t))
+    try:  # every base URL is checked before the first request, so bad input never leaves half a report
+        for option, url in (("--ripe-url", args.ripe_url), ("--rpki-url", args.rpki_url), ("--ripestat-url", args.ripestat_url)):
+            if url:
+                base_url(url, option)
+        vultr_api(env, timeouts)
+    except (BadUrl, BadInput) as exc:
+        print(f"error: {clean(str(exc), 300)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"preflight of stack {args.stack} (read-only; nothing is created or changed)", flush=True)
     rows: list[Row] = []
     secrets = _secrets(network, env)

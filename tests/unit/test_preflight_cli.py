@@ -107,6 +107,10 @@ def test_only_and_bad_input(accounts: dict[str, str], capsys: pytest.CaptureFixt
     monkeypatch.setenv("VULTR_API_URL", "http://vultr.example.net")
     assert main(preflight(accounts, "--only", "vultr")) == 2
     assert "error: VULTR_API_URL: plain http is allowed only for 127.0.0.1" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(preflight(accounts, "--ripe-url", "http://rest.db.example.net")) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "error: --ripe-url: plain http is allowed only for 127.0.0.1/localhost" in err
     with pytest.raises(SystemExit):
         main(["preflight", "--stack", "dev", "--from", "not-an-address"])
 
