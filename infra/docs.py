@@ -101,7 +101,7 @@ def render() -> str:
         "## How the stack file is read",
         "",
         "The Pulumi CLI (Go) reads `Pulumi.<stack>.yaml` with gopkg.in/yaml.v3, whose rules differ from YAML 1.1;",
-        "`anycast`, the lab and the tests read it with the same rules (`infra/stack_yaml.py`, which cites the Go source):",
+        "`anycast`, the lab and the tests read it with the same rules (`infra/model/stack_yaml.py`, which cites the Go source):",
         "",
         "- only `true`/`false` (also `True`, `TRUE`, ...) are booleans: `yes`, `no`, `on`, `off`, `NO` are strings;",
         "- no sexagesimal numbers: `ttl: 1:30` is the string `1:30` (and so refused as a TTL), not 90;",

@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("model", frozenset({"infra.model"})),
     ("renderers and generators", frozenset({"userdata", "infra.derived", "infra.monitoring", "infra.docs"})),
     ("components, lab and clients", frozenset({"infra.components", "infra.readiness", "infra.ripe", "infra.catchment",
+                                               "infra.preflight",
                                                "lab", "policies"})),
     ("CLI and program", frozenset({"infra.cli", "__main__", "bench"})),
 )
