@@ -116,11 +116,12 @@ def direction_problems(graph: dict[str, set[str]]) -> list[str]:
             if src in LAYER_OF and dst in LAYER_OF and LAYER_OF[dst] > LAYER_OF[src]:
                 problems.append(f"{src} ({LAYERS[LAYER_OF[src]][0]}) imports {dst} ({LAYERS[LAYER_OF[dst]][0]}): "
                                 "imports go down the layers only")
-    # Cycles within a layer: depth-first search, reporting each cycle once by its smallest rotation.
+    # Cycles within a layer (one across layers has an upward import, reported above): depth-first search, each cycle
+    # reported once, by its smallest rotation.
     cycles: set[tuple[str, ...]] = set()
 
     def visit(node: str, trail: list[str]) -> None:
-        for nxt in sorted(graph.get(node, ())):
+        for nxt in sorted(d for d in graph.get(node, ()) if LAYER_OF.get(d) == LAYER_OF.get(node)):
             if nxt in trail:
                 cycle = trail[trail.index(nxt):]
                 k = cycle.index(min(cycle))
