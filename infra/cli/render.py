@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from infra.model import ConfigError, Network
-from infra.stack import load_network
+from infra.model.stack import load_network
 from userdata.render import render_network, summary
 
 
