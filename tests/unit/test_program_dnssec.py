@@ -14,13 +14,11 @@ from tests.pulumi_mocks import ZONE_ID, run_in_subprocess
 
 RECORD = "aws:route53/record:Record"
 GATE = "pulumi-python:dynamic:Resource"
-TWO_KEYS = [{"env": "ANYCAST_DNSSEC_KEY", "ds": LAB_DS, "publishDs": False}, {"env": "ANYCAST_DNSSEC_KEY_NEXT", "ds": NEXT_DS}]
+TWO_KEYS: list[dict[str, Any]] = [{"env": "ANYCAST_DNSSEC_KEY", "ds": LAB_DS, "publishDs": False}, {"env": "ANYCAST_DNSSEC_KEY_NEXT", "ds": NEXT_DS}]
 
 
 @cache
 def _run(keys: tuple[tuple[tuple[str, Any], ...], ...] | None = None, env: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
-
-
     saved = dict(os.environ)
     try:
         os.environ.update(dict(env))
