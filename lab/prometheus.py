@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from infra.contracts import BIRD_SOCKET
 from infra.monitoring import write_targets
 from lab.netns import LabError, http_get, ip_batch, list_namespaces, run
 from lab.processes import alive, start, stop
 from lab.topology import BACKBONE_V4, BACKBONE_V6, ClientPlan, LabPlan, namespace_prefix
-from userdata.render import BIRD_EXPORTER_DROPIN_TEXT, BIRD_SOCKET
+from userdata.render import BIRD_EXPORTER_DROPIN_TEXT
 
 PROMETHEUS = "prometheus"
 BIRD_EXPORTER = "prometheus-bird-exporter"
