@@ -22,10 +22,15 @@ from infra.contracts import (
     BIRD_EXPORTER_PORT,
     BIRD_EXPORTER_UNIT,
     BIRD_SOCKET,
+    DNS_PORT,
     HEALTH_AGENT,
     HEALTH_CONFIG_FILE,
     HEALTH_STATUS_PORT,
     HEALTH_UNIT,
+    HEALTHZ_PATH,
+    HTTP_PORT,
+    HTTPS_PORT,
+    SERVICE_PORTS,
 )
 from infra.model import (
     NO_EXPORT_OUTSIDE_VULTR,
@@ -92,8 +97,12 @@ def _one_line(value: Any) -> Any:
 
 def _environment() -> jinja2.Environment:
     loader = jinja2.PackageLoader("userdata", "templates")
-    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True, autoescape=False, finalize=_one_line)
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True, autoescape=False, finalize=_one_line)
+    # The ports and paths every template shares with the agents, the gate and monitoring (infra/contracts.py).
+    env.globals.update(DNS_PORT=DNS_PORT, HTTP_PORT=HTTP_PORT, HTTPS_PORT=HTTPS_PORT, SERVICE_PORTS=SERVICE_PORTS,
+                       HEALTHZ_PATH=HEALTHZ_PATH)
+    return env
 
 
 _ENV = _environment()
