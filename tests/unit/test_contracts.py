@@ -295,3 +295,46 @@ def test_rendered_tls_json_fits_the_contract(stack: str, request: pytest.Fixture
         assert problems(doc, contracts.TlsConfig, "tls.json") == []
         issuers += "acme" in doc
     assert issuers == (1 if net.tls.enabled else 0)
+
+
+# --- where the contracts live -----------------------------------------------------------------------------------------
+
+def _imports(path: Path) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("path", [ROOT / "infra" / "contracts.py", HEALTH_AGENT, TLS_AGENT], ids=lambda p: p.name)
+def test_contracts_and_agents_import_the_standard_library_only(path: Path) -> None:
+    """The contract sits below every layer; the agents run on a PoP with python3 alone."""
+    imported = _imports(path)
+    assert imported and imported <= set(sys.stdlib_module_names), sorted(imported - set(sys.stdlib_module_names))
+
+
+WIRE_LITERALS = re.compile(r"\b932[45]\b|/run/bird/bird\.ctl|/etc/anycast/health\.json|/usr/local/sbin/anycast-health")
+
+
+def test_wire_literals_live_in_the_contract() -> None:
+    """No code repeats the exporter ports or the PoP's paths of the BIRD socket, health.json and the agent as a
+    literal (docstrings and help texts may name them for the reader; the lab's own per-PoP sockets are its business);
+    the shipped agents keep their copies, checked above."""
+    found = []
+    for pkg in ("infra", "userdata", "lab", "policies"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            if path.name == "contracts.py" or path.parent.name == "files":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str | int) and not isinstance(node.value, bool)
+                        and WIRE_LITERALS.search(str(node.value)) and not _docstring_like(node)):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {str(node.value)[:60]!r}")
+    assert found == []
+
+
+def _docstring_like(node: ast.Constant) -> bool:
+    """Prose: a string with a space and longer than a path (a docstring or a help text), not a value."""
+    return isinstance(node.value, str) and " " in node.value.strip() and len(node.value) > 40
