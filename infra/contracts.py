@@ -22,6 +22,8 @@ SERVICE_PORTS: Final = (DNS_PORT, HTTP_PORT, HTTPS_PORT)  # open to the world; w
 # Prometheus scrapes these on the PoP's unicast address, from admin.monitoringCidrs only (nftables, Vultr firewall).
 BIRD_EXPORTER_PORT: Final = 9324  # Debian's prometheus-bird-exporter, upstream's default (czerwonk/bird_exporter)
 HEALTH_STATUS_PORT: Final = 9325  # the health agent's /status (JSON) and /metrics (Prometheus), anycast PoPs only
+# On the monitoring host (and the lab's monitoring namespace): prometheus-blackbox-exporter's default port.
+BLACKBOX_EXPORTER_PORT: Final = 9115
 
 # --- Paths on a PoP ------------------------------------------------------------------------------------------------
 BIRD_SOCKET: Final = "/run/bird/bird.ctl"  # Debian's bird2 (bird.service, RuntimeDirectory=bird)

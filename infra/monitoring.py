@@ -33,12 +33,12 @@ from typing import Any
 import yaml
 
 from infra.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
-from infra.contracts import BIRD_EXPORTER_PORT, HEALTH_STATUS_PORT
+from infra.contracts import BIRD_EXPORTER_PORT, BLACKBOX_EXPORTER_PORT, HEALTH_STATUS_PORT
 from infra.dashboard import dashboard
 from infra.model import ConfigError
 
 REQUIRED_KEYS = ("network", "pops", "probes")
-BLACKBOX_ADDRESS = "127.0.0.1:9115"
+BLACKBOX_ADDRESS = f"127.0.0.1:{BLACKBOX_EXPORTER_PORT}"
 SCRAPE_INTERVAL = "15s"
 EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "latitude", "longitude", "mode")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from infra.contracts import BIRD_SOCKET
+from infra.contracts import BIRD_SOCKET, BLACKBOX_EXPORTER_PORT
 from infra.monitoring import write_targets
 from lab.netns import LabError, http_get, ip_batch, list_namespaces, run
 from lab.processes import alive, start, stop
@@ -39,7 +39,7 @@ PROMETHEUS = "prometheus"
 BIRD_EXPORTER = "prometheus-bird-exporter"
 BLACKBOX = "prometheus-blackbox-exporter"
 PROMETHEUS_LISTEN = ("127.0.0.1", 9090)
-BLACKBOX_PORT = 9115
+BLACKBOX_PORT = BLACKBOX_EXPORTER_PORT
 MON_V4 = BACKBONE_V4.network_address + 768 + 1
 MON_V6 = BACKBONE_V6.network_address + 0x30001
 LAB_INTERVAL = "1s"
