@@ -12,7 +12,8 @@ the keys and metric names it writes against this module, so a disagreement fails
 """
 
 # No ``from __future__ import annotations``: Python 3.11's TypedDict cannot see NotRequired in a string annotation.
-from typing import Any, Final, NotRequired, TypedDict
+import types
+from typing import Any, Final, NotRequired, TypedDict, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 # --- Ports ---------------------------------------------------------------------------------------------------------
 DNS_PORT: Final = 53
@@ -270,3 +271,27 @@ class TlsConfig(TypedDict):
     ca_file: str | None  # the lab's CA; None on a PoP (the system store)
     store: TlsStore
     acme: NotRequired[TlsAcme]  # the issuer PoP only
+
+
+# --- JSON Schema -----------------------------------------------------------------------------------------------------
+
+_JSON_TYPES = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def json_schema(tp: Any, closed: bool = True) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) for one of the TypedDicts above, e.g. ``json_schema(HealthStatus)``.
+
+    ``closed``: objects allow no key the contract lacks (what a writer must produce). A reader of ``/status`` should
+    pass ``closed=False``: fields are added within a schema version.
+    """
+    if is_typeddict(tp):
+        return {"type": "object", "properties": {k: json_schema(v, closed) for k, v in get_type_hints(tp).items()},
+                "required": sorted(tp.__required_keys__), "additionalProperties": not closed}
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [json_schema(a, closed) for a in args]}
+    if origin is list:
+        return {"type": "array", "items": json_schema(args[0], closed)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(args[1], closed)}
+    return {"type": _JSON_TYPES[tp]}

@@ -338,3 +338,27 @@ def test_wire_literals_live_in_the_contract() -> None:
 def _docstring_like(node: ast.Constant) -> bool:
     """Prose: a string with a space and longer than a path (a docstring or a help text), not a value."""
     return isinstance(node.value, str) and " " in node.value.strip() and len(node.value) > 40
+
+
+def test_json_schemas_validate_what_the_agents_and_renderers_write(tmp_path: Path, dev_network: Network) -> None:
+    """The same contracts as JSON Schema, checked by an independent validator (jsonschema)."""
+    from jsonschema import Draft202012Validator
+
+    from userdata.health_config import health_config
+    from userdata.tls import tls_config
+
+    def errors(tp: Any, doc: Any, closed: bool = True) -> list[str]:
+        schema = contracts.json_schema(tp, closed)
+        Draft202012Validator.check_schema(schema)
+        return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft202012Validator(schema).iter_errors(doc)]
+
+    status = _status(tmp_path, announced=True)
+    assert errors(contracts.HealthStatus, status) == []
+    assert errors(contracts.HealthStatus, _status(tmp_path, announced=False)) == []
+    assert errors(contracts.HealthStatus, {**status, "new_field": 1}) == [": Additional properties are not allowed ('new_field' was unexpected)"]
+    assert errors(contracts.HealthStatus, {**status, "new_field": 1}, closed=False) == []  # what a reader accepts
+    assert errors(contracts.HealthStatus, {**status, "exported": {"anycast": "yes", "routes": 1}}) == [
+        "exported.anycast: 'yes' is not of type 'boolean'"]
+    pop = dev_network.pop("ams")
+    assert errors(contracts.HealthConfig, json.loads(json.dumps(health_config(dev_network, pop)))) == []
+    assert errors(contracts.TlsConfig, json.loads(json.dumps(tls_config(dev_network, pop)))) == []
