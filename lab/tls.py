@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra.contracts import TLS_FETCH_UNIT, TLS_ISSUE_UNIT
 from infra.model import Network
 from lab.configs import Substitution
 from lab.netns import LabError, nsrun, socket_in
@@ -313,7 +314,7 @@ def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any,
 
 # Machine mode: what the lab starts instead of waiting for the user data's timers (the issue timer's first run is up to
 # 32 minutes after boot: OnBootSec=2min plus RandomizedDelaySec=30min).
-UNIT_OF = {"issue": "anycast-tls-issue.service", "fetch": "anycast-tls-fetch.service"}
+UNIT_OF = {"issue": TLS_ISSUE_UNIT, "fetch": TLS_FETCH_UNIT}
 RUNNING = ("start-pre", "start", "start-post")  # a service's SubState while its ExecStart runs
 
 

@@ -32,13 +32,13 @@ from typing import Any
 
 import yaml
 
+from infra.contracts import BIRD_EXPORTER_PORT, BLACKBOX_EXPORTER_PORT, HEALTH_STATUS_PORT
 from infra.model import ConfigError
 from infra.monitoring.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
 from infra.monitoring.dashboard import dashboard
-from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT
 
 REQUIRED_KEYS = ("network", "pops", "probes")
-BLACKBOX_ADDRESS = "127.0.0.1:9115"
+BLACKBOX_ADDRESS = f"127.0.0.1:{BLACKBOX_EXPORTER_PORT}"
 SCRAPE_INTERVAL = "15s"
 EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "latitude", "longitude", "mode")
 
@@ -192,7 +192,7 @@ def exporter_file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
         labels = {"pop": code, "asn": asn} | {k: str(pop[k]) for k in EXPORTER_LABELS if pop.get(k) is not None}
         bird.append({"targets": [f"{host}:{BIRD_EXPORTER_PORT}"], "labels": labels})
         if pop["mode"] == "anycast":
-            health.append({"targets": [f"{host}:{HEALTH_METRICS_PORT}"], "labels": labels})
+            health.append({"targets": [f"{host}:{HEALTH_STATUS_PORT}"], "labels": labels})
     return {"bird.json": bird, "health.json": health}
 
 
