@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
 from infra.fields import Country, DnsName, FreeText, PopCode
 from infra.untrusted.schema import Loose
@@ -23,7 +23,7 @@ Family = Literal["ipv4", "ipv6"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 # A probe name (``fra-ipv4``, ``anycast-ipv6``) and a URL path (``/healthz``): nothing that could end a label or a URL.
 ProbeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
-UrlPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/-]{0,200}$")]
+UrlPath = Annotated[str, StringConstraints(pattern=r"^/(?:[A-Za-z0-9._~-][A-Za-z0-9._~/-]{0,199})?$")]
 Word = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
@@ -34,9 +34,10 @@ class NetworkOut(Loose):
     unicastPops: list[PopCode]
 
 
-def _version_matches(address: str | None, family: str) -> None:
-    if address is not None and (":" in address) != (family == "ipv6"):
+def _version_matches(address: str | None, family: str | None) -> str | None:
+    if address is not None and family is not None and (":" in address) != (family == "ipv6"):
         raise ValueError(f"{address} is not an {family.replace('ip', 'IP')} address")
+    return address
 
 
 class PopOut(Loose):
@@ -51,25 +52,24 @@ class PopOut(Loose):
     latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
     longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
 
-    @model_validator(mode="after")
-    def _families(self) -> PopOut:
-        _version_matches(self.ipv4, "ipv4")
-        _version_matches(self.ipv6, "ipv6")
-        return self
+    @field_validator("ipv4", "ipv6")
+    @classmethod
+    def _family(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _version_matches(value, info.field_name)
 
 
 class Probe(Loose):
     name: ProbeName
-    address: Address
     family: Family
+    address: Address  # after family: its validator reads the family
     port: Port
     pop: PopCode | None = None
     mode: Mode
 
-    @model_validator(mode="after")
-    def _family(self) -> Probe:
-        _version_matches(self.address, self.family)
-        return self
+    @field_validator("address")
+    @classmethod
+    def _family(cls, value: str, info: ValidationInfo) -> str | None:
+        return _version_matches(value, info.data.get("family"))
 
 
 class HttpProbe(Probe):

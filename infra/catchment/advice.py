@@ -29,14 +29,13 @@ from typing import Any
 import yaml
 
 from infra.catchment.analysis import Report
+from infra.fields import country_codes
 from infra.model import MAX_PREPEND, ConfigError, Network, parse_network
 from infra.regions import great_circle_km
 from infra.stack import NETWORK_KEY
 
 FAR_KM = 2500.0
 NEARER_KM = 1500.0
-# A country value reaches the stack file's text: only an ISO 3166-1 alpha-2 code (as the model's geodns takes) may.
-_COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,8 @@ def _geodns_advice(network: Network, report: Report, far_km: float) -> list[Advi
             by_country[r.country].append(r)
     out = []
     for country, rows in sorted(by_country.items()):
-        if not _COUNTRY.fullmatch(country):
-            continue  # not from a validated probe document: never written into the stack file
+        if country not in country_codes():
+            continue  # a country value reaches the stack file's text: only an ISO 3166-1 alpha-2 code may
         if any(r.geodns_pop for r in rows):
             continue  # GeoDNS already sends this area to a unicast PoP
         served = statistics.median(r.distance_km for r in rows)

@@ -8,13 +8,12 @@ refused with the JSON path of the first bad field instead of being read as somet
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
 from infra.untrusted.schema import Loose
 
-Scalar = str | int | float | bool | None
 # dst_addr is the address the probe queried: an IPv4/IPv6 literal (or a host name for name targets).
 Address = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.:_-]{1,253}$")]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
@@ -31,7 +30,7 @@ class DnsQuery(Loose):
     af: Literal[4, 6] | None = None
     dst_addr: Address | None = None
     result: DnsAnswer | None = None
-    error: dict[str, Scalar] | None = None
+    error: dict[str, Any] | None = None  # {"timeout": 5000}, {"socket": "..."}: only shown, through printable()
 
 
 class DnsResult(DnsQuery):

@@ -23,6 +23,13 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf
+        raise ValueError(f"{text[:40]} is out of the range of a double")
+    return value
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -50,7 +57,8 @@ def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
 def parse_json(text: str, source: str, max_depth: int = MAX_DEPTH) -> Any:
     """``text`` as strict JSON; UntrustedInput naming ``source`` and the problem (one line)."""
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise UntrustedInput(f"{source}: JSON nested deeper than {max_depth} levels") from None
     except json.JSONDecodeError as exc:

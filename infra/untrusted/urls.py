@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from infra.untrusted.text import printable
 
-_PATH = re.compile(r"/[A-Za-z0-9._~/-]{0,200}")
+_PATH = re.compile(r"/(?:[A-Za-z0-9._~-][A-Za-z0-9._~/-]{0,199})?")  # not "//host/...": that reads as an authority
 
 
 def ip_literal(value: Any) -> str:
