@@ -43,6 +43,7 @@ from infra.untrusted.urls import host_port, probe_url
 from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT
 
 REQUIRED_KEYS = ("network", "pops", "probes")
+MAX_OUTPUTS = 4 * 1024 * 1024  # prod's outputs are 45 KiB (tests/fixtures/stack-outputs-prod.json)
 BLACKBOX_ADDRESS = "127.0.0.1:9115"
 SCRAPE_INTERVAL = "15s"
 EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "latitude", "longitude", "mode")
@@ -52,7 +53,7 @@ def load_outputs(path: Path) -> dict[str, Any]:
     """The JSON of ``pulumi stack output --json``, read as untrusted (infra/untrusted: a regular file, bounded, strict
     UTF-8 JSON) and checked against infra/stack_outputs.py; ConfigError (one line naming the JSON path) if it is not."""
     try:
-        data = read_json(path, "--outputs")
+        data = read_json(path, "--outputs", MAX_OUTPUTS)
     except UntrustedInput as exc:
         raise ConfigError([f"{exc}; write it with `pulumi stack output --json`"]) from None
     if not isinstance(data, dict):

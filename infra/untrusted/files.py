@@ -16,7 +16,7 @@ from infra.untrusted.errors import UntrustedInput
 from infra.untrusted.jsontext import MAX_DEPTH, parse_json
 from infra.untrusted.text import printable
 
-MAX_FILE = 64 * 1024 * 1024  # a catchment of 10 000 results is ~15 MiB; stack outputs are tens of KiB
+MAX_FILE = 32 * 1024 * 1024  # a catchment of 10 000 Atlas results is ~15 MiB (parsed, several times that in memory)
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))

@@ -93,10 +93,12 @@ def test_fifo_device_directory_are_refused_without_waiting(fifo: Path, tmp_path:
 
 def test_huge_files_are_refused_by_size_before_reading(tmp_path: Path) -> None:
     big = tmp_path / "big.json"
-    with big.open("wb") as f:  # sparse: 65 MiB that take no disk
-        f.truncate(65 * 2**20)
-    with pytest.raises(UntrustedInput, match=r"is 68157440 bytes, more than the 64 MiB allowed"):
+    with big.open("wb") as f:  # sparse: 33 MiB that take no disk
+        f.truncate(33 * 2**20)
+    with pytest.raises(UntrustedInput, match=r"is 34603008 bytes, more than the 32 MiB allowed"):
         read_json(big, "--results")
+    with pytest.raises(ConfigError, match=r"more than the 4 MiB allowed"):
+        load_outputs(big)
     small = tmp_path / "small.json"
     small.write_text("[" + ",".join(["1"] * 2000) + "]")
     with pytest.raises(UntrustedInput, match="more than the 1000 bytes allowed"):
