@@ -91,7 +91,7 @@ def error_messages(body: Any) -> list[ErrorMessage]:
         attr_name = printable(attr["name"], 40) if isinstance(attr, dict) and "name" in attr else None
         args = m.get("args")
         text = _substitute(str(m.get("text", ""))[:4000], args if isinstance(args, list) else []).strip()
-        out.append(ErrorMessage(printable(m.get("severity", "Error"), 20), printable(text, 2000, one_line=False),
+        out.append(ErrorMessage(printable(m.get("severity", "Error"), 20), printable(text.replace("\r\n", "\n"), 2000, one_line=False),
                                 attr_name))
     return out
 
