@@ -21,8 +21,9 @@ from infra.untrusted.text import printable
 
 
 def _text(value: object, limit: int = 300) -> str:
-    """Data as XML character data: control characters dropped (XML 1.0 allows only tab, LF and CR of C0, 2.2 Char),
-    then ``& < >`` escaped. Every text in the map that is not a literal of this file goes through here."""
+    """Data as XML character data: control characters shown as ``\\xNN`` text (XML 1.0 allows only tab, LF and CR of
+    C0, 2.2 Char), then ``& < >`` escaped. Every text in the map that is not a literal of this file goes through here;
+    no data is placed in an attribute (coordinates are numbers, colours come from the palette)."""
     return escape(printable(value, limit))
 
 WIDTH, HEIGHT = 1200, 600
