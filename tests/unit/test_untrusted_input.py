@@ -516,3 +516,19 @@ def test_printable_drops_every_control_character(text: str) -> None:
     out.encode("utf-8")
     multi = printable(text, one_line=False)
     assert not CONTROL.search(multi.replace("\n", "").replace("\t", ""))
+
+
+@pytest.mark.parametrize(("body", "why"), [("[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
+                                           ('{"status": {"name": NaN}}', "NaN is not a JSON number"),
+                                           ('{"a": 1, "a": 2}', "duplicate key 'a'")])
+def test_atlas_answers_that_are_not_strict_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                                body: str, why: str) -> None:
+    from infra.cli import catchment as cmd
+    monkeypatch.setattr(cmd, "ATLAS_POLICY", RetryPolicy(attempts=1, budget=5))
+    state = AtlasState(results_for=lambda d, s: [], probes={})
+    monkeypatch.setenv("RIPE_ATLAS_KEY", state.key)
+    state.faults.append(Fault("GET", "/measurements/", 200, body=body))
+    with FakeAtlas(state) as server:
+        proc = in_process(capsys, "catchment", "--stack", "prod", "--atlas-url", server.url, "--measurement", "7")
+    line = one_line_refusal(proc, code=1)
+    assert "read measurement 7: RIPE Atlas answered HTTP 200 without JSON" in line and why in line
