@@ -532,3 +532,11 @@ def test_atlas_answers_that_are_not_strict_json(monkeypatch: pytest.MonkeyPatch,
         proc = in_process(capsys, "catchment", "--stack", "prod", "--atlas-url", server.url, "--measurement", "7")
     line = one_line_refusal(proc, code=1)
     assert "read measurement 7: RIPE Atlas answered HTTP 200 without JSON" in line and why in line
+
+
+def test_preflight_answers_nested_deep_or_with_nan_are_not_json() -> None:
+    from infra.preflight.http import _answer
+    assert _answer(200, b"[" * 100_000 + b"]" * 100_000).body is None  # was a RecursionError past `except ValueError`
+    assert _answer(200, b'{"a": NaN}').body is None
+    assert _answer(200, b'{"a": 1}').body == {"a": 1}
+    assert "\x1b" not in _answer(500, b"\x1b[2Jproxy error").text
