@@ -277,13 +277,13 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     state = _state(plan, base, started, upstream_pids, client_pids)
     state["mode"] = "machines" if machines else "processes"
     state["well_connected"] = [str(w) for w in plan.well_connected]
-    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     wait_converged(plan, base, say, timeout)
     state["boot_seconds"] = round(say.elapsed, 2)
     if lab_tls.enabled(network):  # after convergence: ACME needs the network
         state["tls"] = lab_tls.setup(plan, state, base, say, cloud)
         state["tls"]["setup_seconds"] = round(say.elapsed - state["boot_seconds"], 2)
-    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
     say(f"converged in {state['boot_seconds']:.1f} s (ready after {say.elapsed:.1f} s); state: {base / 'state.json'}")
     return state
 

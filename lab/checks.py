@@ -48,7 +48,7 @@ def load_state(stack: str) -> dict[str, Any]:
 
 
 def save_state(stack: str, state: dict[str, Any]) -> None:
-    state_path(stack).write_text(json.dumps(state, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    state_path(stack).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def expected_routes(network: Network, pop: Pop, version: int) -> dict[str, tuple[tuple[int, ...], frozenset[str]]]:

@@ -156,9 +156,9 @@ def cmd_catchment(args: argparse.Namespace) -> int:
                 return EXIT_REFUSED
             source = f"lab {args.stack}"
         elif args.results is not None:
-            observations = parse_results(_load_json(args.results, "--results"), f"--results: {args.results}")
+            observations = parse_results(_load_json(args.results, "--results"), f"--results: {printable(args.results, 200)}")
             if args.probes is not None:
-                probes = probes_from_atlas(_load_json(args.probes, "--probes"), f"--probes: {args.probes}")
+                probes = probes_from_atlas(_load_json(args.probes, "--probes"), f"--probes: {printable(args.probes, 200)}")
             else:
                 notes.append("no --probes FILE: probe countries and coordinates unknown, nothing is judged")
             source = f"RIPE Atlas results {printable(args.results.name, 100)}"
@@ -178,10 +178,10 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         report = analyse(network, observations, probes, source=source, tolerance_km=args.tolerance_km, running=running)
         diff = _advice(network, report, args.stack)
     except (BadInput, ResultsError, ValueError) as exc:
-        print(f"error: {printable(exc, one_line=False)}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RipeError as exc:
-        print(f"error: {printable(exc, one_line=False)}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     print(format_report(report, limit=args.limit), end="")
     for note in notes:

@@ -37,7 +37,7 @@ def write_rendered(network: Network, password: str, out: Path) -> int:
             if name in ("user-data.yaml", "bird.conf"):
                 path.chmod(0o600)
             count += 1
-    (out / "summary.json").write_text(json.dumps(summary(network), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n",
+    (out / "summary.json").write_text(json.dumps(summary(network), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                       encoding="utf-8")
     return count + 1
 
