@@ -75,7 +75,7 @@ def write_lab_targets(stack: str, network: Network, state: Mapping[str, Any]) ->
     base = Path(state["dir"])
     external = read_stack_config(stack).get("anycast:externalPopCosts")
     path = base / "outputs.json"
-    path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     outputs = load_outputs(path)
     out_dir = base / "monitoring"
     write_targets(outputs, out_dir, ca_file=(state.get("tls") or {}).get("ca_file"))  # HTTPS: the lab's Pebble root

@@ -214,7 +214,7 @@ def metrics_ports(pop: Pop) -> list[int]:
 
 
 def render_health_json(network: Network, pop: Pop) -> str:
-    return json.dumps(health_config(network, pop), indent=2, sort_keys=True) + "\n"
+    return json.dumps(health_config(network, pop), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _resource_text(name: str) -> str:
@@ -303,7 +303,7 @@ def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
     out += [_write_file(f"/etc/systemd/system/{name}", text) for name, text in tls_files.units(network, pop).items()]
     if credentials is not None:
         creds = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
-        out.append(_write_file(tls_files.CREDENTIALS_FILE, json.dumps(creds) + "\n", "0600"))
+        out.append(_write_file(tls_files.CREDENTIALS_FILE, json.dumps(creds, allow_nan=False) + "\n", "0600"))
     return out
 
 
@@ -387,7 +387,7 @@ def render_pop(network: Network, pop: Pop, bgp_password: str,
     if pop.is_anycast:
         files["health.json"] = render_health_json(network, pop)
     if network.tls.enabled:
-        files["tls.json"] = json.dumps(tls_files.tls_config(network, pop), indent=2, sort_keys=True) + "\n"
+        files["tls.json"] = json.dumps(tls_files.tls_config(network, pop), indent=2, sort_keys=True, allow_nan=False) + "\n"
     files["user-data.yaml"] = render_cloud_config(network, pop, files, tls_credentials)
     return RenderedPop(pop=pop.code, files=files)
 
