@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from infra.contracts import BLACKBOX_EXPORTER_PORT
 from infra.derived.cost import estimate
 from infra.derived.georules import geo_record_sets
 from infra.derived.outputs import geodns_output, network_output, pops_output, probes_output
@@ -34,7 +35,7 @@ from lab.netns import LabError, http_get
 from lab.processes import alive, start, stop
 
 EXPORTER = "prometheus-blackbox-exporter"
-LISTEN = ("127.0.0.1", 9115)
+LISTEN = ("127.0.0.1", BLACKBOX_EXPORTER_PORT)
 LAB_ZONE_ID = "lab-no-route53"
 PREFERRED_CLIENT = "de"
 
@@ -74,7 +75,7 @@ def write_lab_targets(stack: str, network: Network, state: Mapping[str, Any]) ->
     base = Path(state["dir"])
     external = read_stack_config(stack).get("anycast:externalPopCosts")
     path = base / "outputs.json"
-    path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     outputs = load_outputs(path)
     out_dir = base / "monitoring"
     write_targets(outputs, out_dir, ca_file=(state.get("tls") or {}).get("ca_file"))  # HTTPS: the lab's Pebble root

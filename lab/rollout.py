@@ -411,5 +411,5 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
     say(f"rollout {'done' if report['ok'] else 'stopped'} after {report['seconds']:.1f} s; clients lost "
         f"{lost['http'][0]}/{lost['http'][1]} HTTP requests and {lost['dns'][0]}/{lost['dns'][1]} DNS queries")
     with contextlib.suppress(OSError):
-        (base / "rollout.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (base / "rollout.json").write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     return report

@@ -3,18 +3,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from infra.catchment.analysis import Report
 from infra.catchment.text import format_report
 from infra.catchment.worldmap import render_svg
+from infra.untrusted.jsontext import dumps
 
 
 def write_outputs(report: Report, out: Path, title: str, diff: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        "catchment.json": json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n",
+        "catchment.json": dumps(report.to_json(), indent=2, sort_keys=True) + "\n",  # no NaN: strict JSON
         "catchment.svg": render_svg(report, title),
         "catchment.txt": format_report(report, limit=10_000),
     }

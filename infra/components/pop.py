@@ -17,18 +17,20 @@ import ediri_vultr as vultr
 import pulumi
 
 from infra.components.gate import PopGate, gate_addresses
+from infra.contracts import BIRD_EXPORTER_PORT, DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, HTTPS_PORT
 from infra.model import Network, Pop
 from userdata.dnssec import ZoneSigning
-from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT, render_pop
+from userdata.render import render_pop
 from userdata.tls import TlsCredentials
 
 # Ports every PoP serves to the world: DNS (tcp+udp) and HTTP(S). ICMP stays open for path-MTU discovery
 # (essential on IPv6) and for diagnosing an anycast network with ping/traceroute.
-PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443"), ("icmp", None))
+PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (
+    ("udp", str(DNS_PORT)), ("tcp", str(DNS_PORT)), ("tcp", str(HTTP_PORT)), ("tcp", str(HTTPS_PORT)), ("icmp", None))
 SSH_PORT = "22"
-# Prometheus scrapes bird_exporter and the health agent (userdata.render BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT) from
+# Prometheus scrapes bird_exporter and the health agent (infra/contracts.py) from
 # admin.monitoringCidrs; nftables on the PoP also limits them to the unicast address (a group rule has no destination).
-METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_METRICS_PORT}"
+METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_STATUS_PORT}"
 
 
 def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str],

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.contracts import TLS_STORE_KEY as STORE_KEY
+from infra.contracts import TLS_STORE_REGION as STORE_REGION
 from infra.derived.tls_iam import issuer_policy, reader_policy
 from infra.model import Network
-from userdata.tls import STORE_KEY, STORE_REGION, TlsCredentials, challenge_cnames, challenge_target, store_bucket
+from userdata.tls import TlsCredentials, challenge_cnames, challenge_target, store_bucket
 
 DELEGATION_TTL = 3600
 CNAME_TTL = 300

@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from infra.contracts import HEALTH_STATUS_PORT as STATUS_PORT
+from infra.contracts import STATUS_PATH
 from infra.model import Network
 from infra.preflight.rows import Row, fail, passed, skip, warn
 from infra.preflight.text import clean
-from infra.readiness import STATUS_PATH, STATUS_PORT, http_get
+from infra.readiness import http_get
 
 SECTION = "gates"
 WHAT = "gate reachability"
@@ -67,7 +69,7 @@ def _address_rows(network: Network, stack: str, sources: list[IPv4Address | IPv6
     cidrs = [c for c in network.admin.monitoring_cidrs if c.version == family]
     if not cidrs:
         return [fail(SECTION, WHAT, f"admin.monitoringCidrs has no IPv{family} network: no machine can reach the gates' "
-                     "status port (tcp/9325)", f"add the deploying machine's IPv{family} network to admin.monitoringCidrs "
+                     f"status port (tcp/{STATUS_PORT})", f"add the deploying machine's IPv{family} network to admin.monitoringCidrs "
                      f"in Pulumi.{stack}.yaml")]
     shown = ", ".join(str(c) for c in cidrs)
     if sources:

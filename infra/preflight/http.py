@@ -9,7 +9,6 @@ The RIPE checks use the RIPE clients' own transport (infra/ripe/transport.py); t
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ import requests
 import urllib3
 
 from infra.preflight.rows import Unreachable
+from infra.untrusted.bodies import json_body
+from infra.untrusted.errors import UntrustedInput
+from infra.untrusted.text import printable
 
 MAX_BODY = 8 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -148,9 +150,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _answer(status: int, raw: bytes) -> Answer:
-    text = raw.decode("utf-8", errors="replace")
+    """Strict JSON (infra.untrusted: bounded depth, no NaN, strict UTF-8) or None; the text made printable."""
+    text = printable(raw[:2000].decode("utf-8", errors="replace"), 500, one_line=False)
     try:
-        body = json.loads(text) if text.strip() else None
-    except ValueError:
+        body = json_body(raw, None, "the answer") if raw.strip() else None
+    except UntrustedInput:
         body = None
-    return Answer(status, body, text[:500])
+    return Answer(status, body, text)
