@@ -165,3 +165,10 @@ def test_cli_prints_the_ds(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     assert cli(["dnssec", "ds", "--zone", ZONE]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ANYCAST_DNSSEC_KEY: the key is not a PEM private key" in err and "AAAA" not in err
+
+
+def test_period_turns_on_thursday_midnight_before_the_weekly_deploy() -> None:
+    """deploy.yml's schedule (Thursday 06:00 UTC) runs after the period turns, so each weekly run re-signs once."""
+    inception, _ = dnssec.signing_window(NOW)
+    start = inception + dnssec.CLOCK_SKEW
+    assert (start.weekday(), start.hour, start.minute) == (3, 0, 0)

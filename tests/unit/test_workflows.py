@@ -73,6 +73,9 @@ def test_deploy_runs_up_for_prod_on_main() -> None:
     assert step["with"]["command"] == "up" and step["with"]["stack-name"].endswith("/prod")
     assert step["with"]["policyPacks"] == "policies"
     assert doc["concurrency"]["cancel-in-progress"] is False
+    # weekly re-signing of a DNSSEC zone (docs/dnssec.md): after the signing period turns on Thursday 00:00 UTC
+    assert doc[True]["schedule"] == [{"cron": "0 6 * * 4"}]
+    assert step["env"]["ANYCAST_DNSSEC_KEY"] == "${{ secrets.ANYCAST_DNSSEC_KEY }}"
 
 
 # --- what deploys is what was tested ---------------------------------------------------------------------------------
