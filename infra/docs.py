@@ -16,6 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from infra.model import Network
 from infra.regions import vultr_regions
+from infra.safe_write import write_file
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -106,8 +107,7 @@ def render() -> str:
 
 
 def main() -> None:
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(), encoding="utf-8")
+    write_file(DOC, render())  # never through a link planted at docs/ or the file
     print(f"wrote {DOC}")
 
 
