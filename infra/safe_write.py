@@ -21,6 +21,7 @@ error between two renames (rare: the checks already passed) could leave some fil
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -95,10 +96,8 @@ def _open_out(out: Path) -> int:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)  # the ancestors are the user's own choice, links included
-        try:
+        with contextlib.suppress(FileExistsError):  # created meanwhile: checked by the open below
             os.mkdir(path, 0o777)
-        except FileExistsError:
-            pass  # created meanwhile: checked by the open below
     elif not stat.S_ISDIR(st.st_mode):
         fix = "name the real folder, not a link to it" if stat.S_ISLNK(st.st_mode) else "name a folder"
         raise OutputRefused([f"{path}: output folder is {_kind(st)}; {fix} (links are never followed)"])
@@ -156,10 +155,8 @@ def _check(out_fd: int, out: Path, tree: list[tuple[tuple[str, ...], str]]) -> l
 
 
 def _subdir(parent_fd: int, name: str) -> int:
-    try:
+    with contextlib.suppress(FileExistsError):  # a link created meanwhile fails the O_NOFOLLOW open below
         os.mkdir(name, 0o777, dir_fd=parent_fd)
-    except FileExistsError:
-        pass
     return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
 
 
@@ -197,10 +194,8 @@ def write_tree(out: Path | str, files: Mapping[str, str | bytes], modes: Mapping
         temps.clear()
     finally:
         for fd, tmp, _ in temps:  # a failure before the renames: drop the temporary files, keep the old set
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=fd)
-            except OSError:
-                pass
         for fd in dir_fds.values():
             os.close(fd)
     return [out / rel for _, rel in tree]

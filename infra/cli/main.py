@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything printed (server error bodies, file names, stack values) passes through printable(): no terminal
     # control sequence from outside reaches the user's terminal.
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
     try:
         return _main(argv)
     finally:
