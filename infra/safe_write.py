@@ -163,8 +163,8 @@ def _subdir(parent_fd: int, name: str) -> int:
 def write_tree(out: Path | str, files: Mapping[str, str | bytes], modes: Mapping[str, int] | None = None) -> list[Path]:
     """Write ``files`` (relative POSIX path -> text or bytes) under ``out``; return the paths in the given order.
 
-    ``modes``: permission bits by relative path for files that must not be world-readable (the temporary file is
-    created with them, so there is no moment when a secret is readable by others). Default 0o666 minus the umask.
+    ``modes``: exact permission bits by relative path (the temporary file is created owner-only and set to them
+    before it gets its name, so a secret is never readable by others). Default 0o666 minus the umask.
     Raises :class:`OutputRefused` for a name that is not plain or a path the writer will not touch, before writing.
     """
     out = Path(out)
@@ -185,9 +185,12 @@ def write_tree(out: Path | str, files: Mapping[str, str | bytes], modes: Mapping
             tmp = f".{parts[-1]}.{secrets.token_hex(4)}.tmp"
             content = files[rel]
             data = content.encode("utf-8") if isinstance(content, str) else content
-            file_fd = os.open(tmp, NEW_FILE_FLAGS, modes.get(rel, 0o666), dir_fd=fd)
+            # A mode given is exact (owner-only until then); otherwise what open(path, "w") gives: 0o666 minus umask.
+            file_fd = os.open(tmp, NEW_FILE_FLAGS, 0o600 if rel in modes else 0o666, dir_fd=fd)
             temps.append((fd, tmp, parts[-1]))
             with os.fdopen(file_fd, "wb") as fh:
+                if rel in modes:
+                    os.fchmod(fh.fileno(), modes[rel])
                 fh.write(data)
         for fd, tmp, name in temps:
             os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)

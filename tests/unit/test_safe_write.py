@@ -262,3 +262,33 @@ def test_installed_command_prints_one_line_for_a_symlinked_out(tmp_path: Path, s
     assert proc.stderr == (f"error: {tmp_path / 'out'}: output folder is a symlink; name the real folder, not a link "
                            "to it (links are never followed)\n")
     assert list((sentinel / "dir").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["symlink-to-file", "hard-link", "fifo", "symlink-to-dev-null"])
+def test_lab_build_only_refuses_a_planted_link(tmp_path: Path, sentinel: Path, kind: str) -> None:
+    # `anycast lab up --build-only` writes into an existing .lab/<stack>/ (as root when the lab runs).
+    from infra.stack import load_network
+    from lab.boot import build
+    from lab.topology import build_plan
+
+    plan = build_plan("dev", load_network("dev", ROOT))
+    base = tmp_path / "lab"
+    build(plan, "lab-password", base)
+    target = next(base.glob("upstreams/*/gobgpd.toml"))
+    assert target.stat().st_mode & 0o777 == 0o600
+    target.unlink()
+    plant(target, kind, sentinel)
+    outside = snapshot(sentinel)
+    with pytest.raises(OutputRefused, match="remove it"):
+        build(plan, "lab-password", base)
+    assert snapshot(sentinel) == outside
+
+
+def test_a_given_mode_is_exact_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        write_tree(tmp_path, {"public": "p", "secret": "s", "default": "d"}, {"public": 0o644, "secret": 0o600})
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        "public": 0o644, "secret": 0o600, "default": 0o600}
