@@ -5,32 +5,41 @@ retitle the window, OSC 8 hyperlinks that hide their target), ``\\r`` or ``\\b``
 C1 CSI (0x9b, ESC [ on terminals that read 8-bit controls) or bidi overrides that reorder a line. ``anycast`` prints
 through :class:`PrintableStream`, so every byte it prints passes :func:`printable`.
 
-Decision: escape, don't strip. Every C0 control except newline and tab, DEL, every C1 control, the bidi controls
-(U+061C, U+200E/F, U+202A-E, U+2066-9) and the line/paragraph separators U+2028/9 are shown as ``\\xNN`` /
-``\\uNNNN``: the user sees that something was there, and nothing reaches the terminal as a control. A backslash is
-left alone (escaping it would garble Windows paths and regexes in messages; a literal ``\\x1b`` is harmless text).
-``one_line=True`` also escapes newline and tab, for a value inside a one-line message.
+Decision: escape, don't strip: the user sees that something was there, and nothing reaches the terminal as a control.
+Shown as ``\\xNN`` / ``\\uNNNN``: every C0 control except newline and tab, DEL, every C1 control (ECMA-48 5.2: ESC,
+CSI and OSC are in those sets, so no sequence survives as one); format characters (bidi overrides such as U+202E,
+zero-width characters; the zero-width joiner of emoji sequences is kept); lone surrogates (printing one would raise
+UnicodeEncodeError) and U+FFFE/U+FFFF. ``one_line=True`` also escapes newline, tab and U+2028/U+2029, for a value
+inside a one-line message. A backslash is left alone (a literal ``\\x1b`` in the text is harmless).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, TextIO
 
-_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}\u2028\u2029]")
-_CONTROL_ONE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_KEEP = "\u200d"  # zero-width joiner: part of emoji sequences
 
 
-def _escape(match: re.Match[str]) -> str:
-    c = match.group()
+def _escape(c: str) -> str:
     return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
 
 
+def _hidden(c: str) -> bool:
+    return c != _KEEP and (c in "\ufffe\uffff" or unicodedata.category(c) in ("Cf", "Cs"))
+
+
 def printable(text: str, one_line: bool = False) -> str:
-    """``text`` with every terminal control character escaped (newline and tab kept unless ``one_line``)."""
-    return (_CONTROL_ONE_LINE if one_line else _CONTROL).sub(_escape, text)
+    """``text`` with every terminal control, format and surrogate character escaped (newline and tab kept unless
+    ``one_line``)."""
+    s = (_CONTROL_ONE_LINE if one_line else _CONTROL).sub(lambda m: _escape(m.group()), text)
+    if not s.isascii():
+        s = "".join(_escape(c) if _hidden(c) else c for c in s)
+    return s
 
 
 class PrintableStream:

@@ -36,7 +36,6 @@ from infra.model import Network
 from infra.ripe.errors import BadInput, RipeError
 from infra.ripe.transport import RetryPolicy
 from infra.stack import load_network, stack_file
-from infra.terminal import printable
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 ATLAS_POLICY = RetryPolicy(attempts=3, budget=60)  # tests swap in short back-offs
@@ -155,7 +154,7 @@ def cmd_catchment(args: argparse.Namespace) -> int:
             try:
                 observations, probes, running = lab_observations(args.stack, network)
             except LabError as exc:
-                print(f"error: {printable(str(exc), one_line=True)}", file=sys.stderr)  # a server's newline stays inside
+                print(f"error: {exc}", file=sys.stderr)
                 return EXIT_REFUSED
             source = f"lab {args.stack}"
         elif args.results is not None:
@@ -181,10 +180,10 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         report = analyse(network, observations, probes, source=source, tolerance_km=args.tolerance_km, running=running)
         diff = _advice(network, report, args.stack)
     except (BadInput, ResultsError, ValueError) as exc:
-        print(f"error: {printable(str(exc), one_line=True)}", file=sys.stderr)  # a server's newline stays inside
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except RipeError as exc:
-        print(f"error: {printable(str(exc), one_line=True)}", file=sys.stderr)  # a server's newline stays inside
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     print(format_report(report, limit=args.limit), end="")
     for note in notes:
