@@ -237,6 +237,30 @@ def vultr_plan(value: Any) -> str:
     return text
 
 
+# --- S3 bucket names ---------------------------------------------------------------------------------------------
+
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html (general purpose buckets).
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"), ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
+
+
+def s3_bucket_name(value: Any) -> str:
+    """An S3 general purpose bucket name: 3-63 of a-z 0-9 . -, letter or digit at both ends, no '..', not an IPv4
+    address, none of the reserved prefixes and suffixes; and, for virtual-hosted-style HTTPS, no dot at all."""
+    text = _require_str(value, "an S3 bucket name")
+    if not _BUCKET_RE.fullmatch(text) or ".." in text:
+        raise ValueError(f"{shown(value)} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
+                         "starting and ending with a letter or digit")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", text):
+        raise ValueError(f"{shown(value)} looks like an IP address, which S3 refuses as a bucket name")
+    if text.startswith(_BUCKET_RESERVED[0]) or text.endswith(_BUCKET_RESERVED[1]):
+        raise ValueError(f"{shown(value)} uses a prefix or suffix S3 reserves (xn--, sthree-, -s3alias, --ol-s3, ...)")
+    if "." in text:
+        # The PoPs fetch https://<bucket>.s3.<region>.amazonaws.com/...: S3's wildcard certificate covers one label.
+        raise ValueError(f"{shown(value)} has a dot, which breaks HTTPS to <bucket>.s3.<region>.amazonaws.com; use '-'")
+    return text
+
+
 DnsName = Annotated[str, BeforeValidator(dns_name)]
 PopCode = Annotated[str, BeforeValidator(pop_code)]
 Community = Annotated[str, BeforeValidator(community)]
@@ -250,3 +274,4 @@ Ipv6Address = Annotated[IPv6Address, BeforeValidator(ipv6_address)]
 AnyNetwork = Annotated[IPv4Network | IPv6Network, BeforeValidator(any_network)]
 SshKey = Annotated[str, BeforeValidator(ssh_public_key)]
 VultrPlan = Annotated[str, BeforeValidator(vultr_plan)]
+S3BucketName = Annotated[str, BeforeValidator(s3_bucket_name)]

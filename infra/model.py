@@ -38,6 +38,7 @@ from infra.fields import (
     Mntner,
     PopCode,
     RipeDescr,
+    S3BucketName,
     SshKey,
     VultrPlan,
     address_problem,
@@ -507,6 +508,9 @@ class Tls(Model):
     renew_days: int = Field(30, ge=7, le=60, description="Renew when the certificate has fewer days left than this.")
     key_type: Literal["ec256", "ec384", "rsa2048", "rsa4096"] = Field("ec256", description="Private key type (lego --key-type).")
     fetch_minutes: int = Field(15, ge=1, le=1440, description="How often every PoP looks for a renewed certificate.")
+    bucket: S3BucketName | None = Field(
+        None, description="S3 bucket that stores the certificate (default anycast-tls-<zone with dashes>). Bucket names "
+                          "are global: pick another if `anycast preflight` reports the default as taken.")
 
     @field_validator("names")
     @classmethod

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra import stack_yaml
 from infra.model import ConfigError, Network, parse_network
 
 PROJECT = "anycast"
@@ -15,9 +14,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def project_root() -> Path:
-    """Like the Pulumi CLI, use the project in the current directory; else the one this package belongs to."""
+    """Like the Pulumi CLI, the closest folder holding ``Pulumi.yaml``, from the current one upwards (DetectProjectPathFrom
+    in pulumi/pulumi sdk/go/common/workspace/paths.go); ConfigError if there is none, rather than another project's."""
     cwd = Path.cwd()
-    return cwd if (cwd / "Pulumi.yaml").is_file() else PROJECT_ROOT
+    for folder in (cwd, *cwd.parents):
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    raise ConfigError([f"no Pulumi.yaml in {cwd} or above it: run this in the project's folder (the one with "
+                       "Pulumi.yaml and the Pulumi.<stack>.yaml files)"])
 
 
 def stack_file(stack: str, root: Path | None = None) -> Path:
@@ -30,25 +34,25 @@ def read_stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.name.split(".")[1] for p in path.parent.glob("Pulumi.*.yaml"))
         raise ConfigError([f"--stack: no stack file {path.name} (stacks here: {', '.join(known) or 'none'})"])
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path.name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path.name}: cannot read it: {exc.strerror or exc}"]) from None
-    except RecursionError:
-        raise ConfigError([f"{path.name}: nested too deeply to be a stack file"]) from None
-    except ValueError as exc:  # PyYAML converts digits with int(): Python refuses more than 4300 of them
-        raise ConfigError([f"{path.name}: {str(exc).split(';')[0]} (a number with thousands of digits?)"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{path.name}: not valid YAML{where}: {problem}"]) from None
+    doc = stack_yaml.load(path)  # read as the Pulumi CLI reads it: see infra/stack_yaml.py
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError([f"{path.name}: has no 'config:' mapping"])
-    return config
+    return _namespaced(config, path)
+
+
+def _namespaced(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Pulumi reads a config key without a ``project:`` prefix as this project's (stackConfigNamespacedWithProject in
+    pulumi/pulumi sdk/go/common/workspace/loaders.go); when both spellings are there, which one wins is Go's map order."""
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in config.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if full in out:
+            raise ConfigError([f"{path.name}: config has both '{spelled[full]}' and '{key}', the same key to Pulumi; "
+                               "keep one"])
+        out[full], spelled[full] = value, key
+    return out
 
 
 def load_network(stack: str, root: Path | None = None) -> Network:

@@ -40,7 +40,10 @@ class TlsCredentials:
 
 
 def store_bucket(network: Network) -> str:
-    """The S3 bucket holding the bundle: named after the zone, so it is stable and (S3 names are global) yours."""
+    """The S3 bucket holding the bundle: ``tls.bucket``, else named after the zone, so it is stable and (S3 names are
+    global) most likely yours; ``anycast preflight`` tells whether it is free."""
+    if network.tls.bucket:
+        return network.tls.bucket
     return f"anycast-tls-{network.dns.zone.replace('.', '-')}"[:63].rstrip("-")
 
 

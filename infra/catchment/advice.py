@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra import stack_yaml
 from infra.catchment.analysis import Report
 from infra.model import MAX_PREPEND, ConfigError, Network, parse_network
 from infra.regions import great_circle_km
@@ -186,9 +185,9 @@ def _edit_text(text: str, code: str, field: str, value: Any) -> str | None:
 
 def _check(text: str, code: str, field: str, value: Any, source: str) -> bool:
     try:
-        doc = yaml.safe_load(text)
+        doc = stack_yaml.parse(text, source)  # the edited file as Pulumi will read it
         net = parse_network(doc["config"][NETWORK_KEY], source)
-    except (yaml.YAMLError, KeyError, TypeError, ConfigError):
+    except (KeyError, TypeError, ConfigError):
         return False
     pop = net.pop(code)
     got = pop.geodns if field == "geodns" else getattr(pop.announce, field)

@@ -1,4 +1,4 @@
-"""The ``anycast`` command: render, ripe, monitoring, lab. Library code raises; only this module prints and exits.
+"""The ``anycast`` command: render, ripe, monitoring, catchment, preflight, lab. Library code raises; only this module prints and exits.
 
 Each command group lives in its own module exposing ``register(subparsers)``; the parser it adds sets
 ``func(args) -> int`` (the exit code). ``ConfigError`` from any of them becomes one line per problem and exit code 2.
@@ -16,7 +16,8 @@ from infra.safe_write import OutputRefused
 from infra.terminal import PrintableStream, printable
 
 # Modules that add sub-commands, in the order `anycast --help` lists them.
-COMMAND_MODULES = ("infra.cli.render", "infra.cli.ripe", "infra.cli.monitoring", "infra.cli.catchment", "lab.cli")
+COMMAND_MODULES = ("infra.cli.render", "infra.cli.ripe", "infra.cli.monitoring", "infra.cli.catchment", "infra.cli.preflight",
+                   "lab.cli")
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
