@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from infra import safe_write
 from infra.model import Network
 from infra.regions import vultr_regions
-from infra.safe_write import write_file
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -135,7 +135,7 @@ def render() -> str:
 
 
 def main() -> None:
-    write_file(DOC, render())  # never through a link planted at docs/ or the file
+    safe_write.write_file(DOC, render())  # never through a link planted at docs/ or the file
     print(f"wrote {DOC}")
 
 

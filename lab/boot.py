@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from infra import safe_write
 from infra.model import Network
-from infra.safe_write import write_file
 from lab import bgp
 from lab import tls as lab_tls
 from lab.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
@@ -108,7 +108,7 @@ def _links(plan: LabPlan, machines: bool = False) -> tuple[list[str], dict[str, 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_file(path, text, mode)  # the lab runs as root: never through a link planted below .lab/
+    safe_write.write_file(path, text, mode)  # the lab runs as root: never through a link planted below .lab/
 
 
 def pop_lab_files(network: Network, code: str, password: str, pop_dir: Path,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from infra import safe_write
 from infra.catchment.analysis import Report
 from infra.catchment.text import format_report
 from infra.catchment.worldmap import render_svg
-from infra.safe_write import write_tree
 
 
 def write_outputs(report: Report, out: Path, title: str, diff: str | None = None) -> list[Path]:
@@ -20,4 +20,4 @@ def write_outputs(report: Report, out: Path, title: str, diff: str | None = None
     }
     if diff:
         files["advice.diff"] = diff
-    return write_tree(out, files)  # never follows a link planted in --out (infra/safe_write.py)
+    return safe_write.write_tree(out, files)  # never follows a link planted in --out (infra/safe_write.py)

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from infra import safe_write
 from infra.model import ConfigError, Network
-from infra.safe_write import write_tree
 from infra.stack import load_network
 from userdata.render import render_network, summary
 
@@ -36,7 +36,7 @@ def write_rendered(network: Network, password: str, out: Path) -> int:
                 modes[f"{code}/{name}"] = 0o600
     files["summary.json"] = json.dumps(summary(network), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     # Never follows a link planted in --out; refuses before writing anything (infra/safe_write.py).
-    return len(write_tree(out, files, modes))
+    return len(safe_write.write_tree(out, files, modes))
 
 
 def _render(args: argparse.Namespace) -> int:
