@@ -160,6 +160,24 @@ def _subdir(parent_fd: int, name: str) -> int:
     return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
 
 
+def _write_temp(dir_fd: int, name: str, content: str | bytes, mode: int | None) -> tuple[int, str, str]:
+    """``content`` in a new temporary file beside ``name``; returns (dir fd, temporary name, name)."""
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    # A mode given is exact (owner-only until then); otherwise what open(path, "w") gives: 0o666 minus the umask.
+    fd = os.open(tmp, NEW_FILE_FLAGS, 0o666 if mode is None else 0o600, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    return dir_fd, tmp, name
+
+
 def write_tree(out: Path | str, files: Mapping[str, str | bytes], modes: Mapping[str, int] | None = None) -> list[Path]:
     """Write ``files`` (relative POSIX path -> text or bytes) under ``out``; return the paths in the given order.
 
@@ -178,22 +196,18 @@ def write_tree(out: Path | str, files: Mapping[str, str | bytes], modes: Mapping
         if problems:
             raise OutputRefused(problems)
         for parts, rel in tree:
-            for i in range(1, len(parts)):
-                if parts[:i] not in dir_fds:
-                    dir_fds[parts[:i]] = _subdir(dir_fds[parts[: i - 1]], parts[i - 1])
-            fd = dir_fds[parts[:-1]]
-            tmp = f".{parts[-1]}.{secrets.token_hex(4)}.tmp"
-            content = files[rel]
-            data = content.encode("utf-8") if isinstance(content, str) else content
-            # A mode given is exact (owner-only until then); otherwise what open(path, "w") gives: 0o666 minus umask.
-            file_fd = os.open(tmp, NEW_FILE_FLAGS, 0o600 if rel in modes else 0o666, dir_fd=fd)
-            temps.append((fd, tmp, parts[-1]))
-            with os.fdopen(file_fd, "wb") as fh:
-                if rel in modes:
-                    os.fchmod(fh.fileno(), modes[rel])
-                fh.write(data)
-        for fd, tmp, name in temps:
-            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            try:
+                for i in range(1, len(parts)):
+                    if parts[:i] not in dir_fds:
+                        dir_fds[parts[:i]] = _subdir(dir_fds[parts[: i - 1]], parts[i - 1])
+                temps.append(_write_temp(dir_fds[parts[:-1]], parts[-1], files[rel], modes.get(rel)))
+            except OSError as exc:  # name the file, not its temporary name
+                raise OSError(exc.errno, exc.strerror, str(out / rel)) from None
+        for (fd, tmp, name), (_, rel) in zip(temps, tree, strict=True):
+            try:
+                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(out / rel)) from None
         temps.clear()
     finally:
         for fd, tmp, _ in temps:  # a failure before the renames: drop the temporary files, keep the old set
@@ -204,7 +218,7 @@ def write_tree(out: Path | str, files: Mapping[str, str | bytes], modes: Mapping
     return [out / rel for _, rel in tree]
 
 
-def write_file(path: Path | str, content: str | bytes, mode: int = 0o666) -> Path:
-    """One file by the same rules (its folder must not be a symlink)."""
+def write_file(path: Path | str, content: str | bytes, mode: int | None = None) -> Path:
+    """One file by the same rules (its folder must not be a symlink); ``mode`` as in :func:`write_tree`."""
     path = Path(path)
-    return write_tree(path.parent, {plain_name(path.name): content}, {path.name: mode})[0]
+    return write_tree(path.parent, {plain_name(path.name): content}, {} if mode is None else {path.name: mode})[0]

@@ -292,3 +292,37 @@ def test_a_given_mode_is_exact_whatever_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
         "public": 0o644, "secret": 0o600, "default": 0o600}
+
+
+def test_a_write_failing_midway_leaves_the_previous_set_and_no_temporary_files(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra import safe_write
+
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    before = snapshot(out)
+    real, calls = safe_write._write_temp, []
+
+    def disk_full_at_the_third(dir_fd: int, name: str, content: str | bytes, mode: int | None) -> tuple[int, str, str]:
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(dir_fd, name, content, mode)
+
+    monkeypatch.setattr(safe_write, "_write_temp", disk_full_at_the_third)
+    with pytest.raises(OSError, match="No space left") as exc:
+        write_tree(out, {rel: "new\n" for rel in FILES})
+    assert exc.value.filename == str(out / list(FILES)[2])  # the file, not its temporary name
+    def files_only(snap: dict[str, tuple[str, int, float, str]]) -> dict[str, tuple[str, int, float, str]]:
+        return {k: v if v[0][0] != "d" else (*v[:2], 0.0, v[3]) for k, v in snap.items()}  # a folder's mtime moved: a temp came and went
+
+    assert files_only(snapshot(out)) == files_only(before)  # old files untouched, no .tmp file left behind
+
+
+def test_write_file_without_a_mode_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_file(tmp_path / "doc.md", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "doc.md").stat().st_mode & 0o777 == 0o644
