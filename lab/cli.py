@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.netns import LabError, list_namespaces
 from lab.topology import namespace_prefix
 

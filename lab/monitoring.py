@@ -3,10 +3,10 @@ targets ``anycast monitoring targets`` makes of them, and Debian's ``prometheus-
 from one client namespace.
 
 * :func:`lab_outputs`: the document ``pulumi stack output --json`` would print if the PoPs had the lab's unicast
-  addresses, made by the program's own ``infra/outputs.py`` functions (only the addresses, instance ids and the
+  addresses, made by the program's own ``infra/derived/outputs.py`` functions (only the addresses, instance ids and the
   Route53 zone id differ: there are no instances and no Route53 in the lab);
 * :func:`write_lab_targets`: ``.lab/<stack>/outputs.json`` and ``.lab/<stack>/monitoring/`` through
-  ``infra.monitoring.load_outputs`` + ``write_targets``, the code path of ``anycast monitoring targets``;
+  ``infra.monitoring.targets.load_outputs`` + ``write_targets``, the code path of ``anycast monitoring targets``;
 * :func:`probe_plan`: which ``/probe`` calls to make from one client and what each must give (pure, unit-tested);
 * :func:`check_monitoring`: start the exporter in the client's namespace on 127.0.0.1:9115, call ``/probe`` for every
   planned probe from inside that namespace, read ``probe_success``, stop the exporter.
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from infra.cost import estimate
-from infra.georules import geo_record_sets
+from infra.derived.cost import estimate
+from infra.derived.georules import geo_record_sets
+from infra.derived.outputs import geodns_output, network_output, pops_output, probes_output
 from infra.model import Network
-from infra.monitoring import file_sd, load_outputs, write_targets
-from infra.outputs import geodns_output, network_output, pops_output, probes_output
-from infra.stack import read_stack_config
+from infra.model.stack import read_stack_config
+from infra.monitoring.targets import file_sd, load_outputs, write_targets
 from lab.netns import LabError, http_get
 from lab.processes import alive, start, stop
 

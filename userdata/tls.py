@@ -53,7 +53,7 @@ def store_url(network: Network) -> str:
 
 def challenge_target(network: Network, name: str) -> str:
     """Where ``_acme-challenge.<name>`` points: ``<name>.<challenge zone>`` (a TXT lego writes through Route53)."""
-    return f"{name}.{network.tls_challenge_zone}"
+    return network.tls_challenge_target(name)  # the model checks its length
 
 
 def challenge_cnames(network: Network) -> tuple[dict[str, str], dict[str, str]]:

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import stack_yaml
 from infra.catchment.analysis import Report
-from infra.model import MAX_PREPEND, ConfigError, Network, parse_network
-from infra.regions import great_circle_km
-from infra.stack import NETWORK_KEY
+from infra.model import MAX_PREPEND, ConfigError, Network, parse_network, stack_yaml
+from infra.model.regions import great_circle_km
+from infra.model.stack import NETWORK_KEY
 
 FAR_KM = 2500.0
 NEARER_KM = 1500.0

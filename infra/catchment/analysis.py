@@ -3,7 +3,7 @@ shares and medians, worst first. Pure: observations and probe locations in, a :c
 
 "Should have" = the nearest *announcing* (anycast) PoP by great-circle distance, since BGP has nothing better to go
 on than geography in an ideal world; ``geodns_pop`` additionally names the unicast PoP Route53 sends the probe's area
-to (``infra.georules``), for areas where real users never use the anycast address. A probe counts as mis-routed when
+to (``infra.derived.georules``), for areas where real users never use the anycast address. A probe counts as mis-routed when
 another PoP answered and that PoP is more than ``tolerance_km`` farther than the expected one (two PoPs a few hundred
 km apart are equally good; RTT decides those, not the map).
 """
@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from infra.catchment.results import Observation
-from infra.georules import continent_of, geo_record_sets, resolve
+from infra.derived.georules import continent_of, geo_record_sets, resolve
 from infra.model import Network
-from infra.regions import great_circle_km
+from infra.model.regions import great_circle_km
 
 DEFAULT_TOLERANCE_KM = 500.0
 

@@ -33,9 +33,9 @@ from infra.catchment.output import write_outputs
 from infra.catchment.results import Observation, ResultsError, parse_results
 from infra.catchment.text import format_report
 from infra.model import Network
+from infra.model.stack import load_network, stack_file
 from infra.ripe.errors import BadInput, RipeError
 from infra.ripe.transport import RetryPolicy
-from infra.stack import load_network, stack_file
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 ATLAS_POLICY = RetryPolicy(attempts=3, budget=60)  # tests swap in short back-offs

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from infra.model import Network
-from infra.monitoring import load_outputs
+from infra.model.stack import load_network
+from infra.monitoring.targets import load_outputs
 from infra.preflight.aws import Aws, aws_rows, parent_zone_servers
 from infra.preflight.dns import DnsOptions, dns_rows
 from infra.preflight.gates import gate_rows
@@ -29,7 +30,6 @@ from infra.preflight.text import clean, redact
 from infra.preflight.vultr import vultr_api, vultr_rows
 from infra.ripe.errors import BadInput
 from infra.ripe.transport import RetryPolicy, base_url
-from infra.stack import load_network
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 SECTIONS = ("stack", "vultr", "aws", "ripe", "dns", "gates")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from infra import safe_write
 from infra.model import ConfigError, Network
-from infra.stack import load_network
+from infra.model.stack import load_network
 from userdata.render import render_network, summary
 
 

@@ -107,7 +107,7 @@ class PopArgs:
     ssh_key_ids: pulumi.Input[list[str]] = field(default_factory=list)
     firewall_group_id: pulumi.Input[str] | None = None
     tls_credentials: pulumi.Output[TlsCredentials] | None = None
-    # Rollout: the readiness gates of the wave before (infra/rollout.py); this PoP's instance waits for all of them.
+    # Rollout: the readiness gates of the wave before (infra/derived/rollout.py); this PoP's instance waits for all of them.
     after: list[pulumi.Resource] = field(default_factory=list)
 
 

@@ -28,7 +28,7 @@ WHAT = "gate reachability"
 
 def gate_rows(network: Network, stack: str, sources: list[IPv4Address | IPv6Address], env: Mapping[str, str],
               outputs: dict[str, Any] | None = None, timeout: float = 3.0, status_port: int = STATUS_PORT) -> list[Row]:
-    """``outputs``: the stack outputs (infra.monitoring.load_outputs) when PoPs exist; ``status_port`` only for tests."""
+    """``outputs``: the stack outputs (infra.monitoring.targets.load_outputs) when PoPs exist; ``status_port`` only for tests."""
     if not any(p.is_vultr for p in network.pops):
         return [skip(SECTION, WHAT, "no Vultr PoP, so no readiness gate")]
     family = 4 if network.prefixes.ipv4 is not None else 6  # infra/components/gate.py gate_addresses

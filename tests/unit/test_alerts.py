@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.alerts import alerts, rules_document
 from infra.model import ConfigError
-from infra.monitoring import load_outputs, prometheus_config, write_targets
+from infra.monitoring.alerts import alerts, rules_document
+from infra.monitoring.targets import load_outputs, prometheus_config, write_targets
 
 OUTPUTS = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
 PROMTOOL = shutil.which("promtool")

@@ -14,7 +14,7 @@ import yaml
 
 from infra.cli.main import main
 from infra.model import ConfigError
-from infra.monitoring import blackbox_modules, exporter_file_sd, file_sd, load_outputs
+from infra.monitoring.targets import blackbox_modules, exporter_file_sd, file_sd, load_outputs
 
 OUTPUTS = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
 

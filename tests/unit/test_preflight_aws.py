@@ -13,10 +13,10 @@ import requests
 from botocore.stub import Stubber
 
 from infra.model import Network
+from infra.model.stack import load_network
 from infra.preflight.aws import Aws, aws_rows
 from infra.preflight.http import Timeouts
 from infra.preflight.rows import Row, Status
-from infra.stack import load_network
 from tests.ripe_fake_server import SilentServer
 
 moto_server = pytest.importorskip("moto.server")
@@ -173,7 +173,7 @@ def test_a_silent_aws_ends_in_bounded_time(dev: Network, monkeypatch: pytest.Mon
 ])
 def test_tls_bucket_is_a_valid_s3_name(bucket: str, why: str) -> None:
     from infra.model import ConfigError, parse_network
-    from infra.stack import read_stack_config
+    from infra.model.stack import read_stack_config
     doc = read_stack_config("dev")["anycast:network"]
     doc["tls"] = {**doc["tls"], "bucket": bucket}
     with pytest.raises(ConfigError) as err:

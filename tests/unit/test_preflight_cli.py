@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from infra.cli.main import main
+from infra.model.stack import load_network
 from infra.preflight.gates import gate_rows
 from infra.preflight.rows import Status
-from infra.stack import load_network
 from tests.dns_fake_server import FakeDns
 from tests.ripe_fake_server import FakeRipe
 from tests.vultr_fake_server import FakeVultr
@@ -159,7 +159,7 @@ def test_existing_pops_status_port_is_asked_as_the_gates_do(tmp_path: object, ca
     import json
     from pathlib import Path
 
-    from infra.monitoring import load_outputs
+    from infra.monitoring.targets import load_outputs
     from tests.fake_pop import FakePop, FakePopState
     fixture = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
     data = json.loads(fixture.read_text(encoding="utf-8"))

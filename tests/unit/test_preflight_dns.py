@@ -8,9 +8,9 @@ import time
 import pytest
 
 from infra.model import Network
+from infra.model.stack import load_network
 from infra.preflight.dns import DnsOptions, dns_rows
 from infra.preflight.rows import Row, Status
-from infra.stack import load_network
 from tests.dns_fake_server import FakeDns
 
 ROUTE53 = ["ns-2048.awsdns-64.com", "ns-2049.awsdns-65.net"]  # moto's delegation set, as Route53 names its servers

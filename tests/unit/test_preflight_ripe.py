@@ -8,10 +8,10 @@ import time
 import pytest
 
 from infra.model import Network
+from infra.model.stack import load_network
 from infra.preflight.ripe import RipeUrls, ripe_rows
 from infra.preflight.rows import Row, Status
 from infra.ripe.transport import RetryPolicy
-from infra.stack import load_network
 from tests.ripe_fake_server import FakeRipe, SilentServer
 
 KEY = "TESTKEYID:s3cr3t-Test-Key"

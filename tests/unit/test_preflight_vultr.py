@@ -9,10 +9,10 @@ import time
 import pytest
 
 from infra.model import Network
+from infra.model.stack import load_network
 from infra.preflight.http import Timeouts
 from infra.preflight.rows import Row, Status
 from infra.preflight.vultr import vultr_api, vultr_rows
-from infra.stack import load_network
 from tests.ripe_fake_server import SilentServer, refused_port
 from tests.vultr_fake_server import GOOD_KEY, FakeVultr
 

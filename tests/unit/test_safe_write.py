@@ -267,7 +267,7 @@ def test_installed_command_prints_one_line_for_a_symlinked_out(tmp_path: Path, s
 @pytest.mark.parametrize("kind", ["symlink-to-file", "hard-link", "fifo", "symlink-to-dev-null"])
 def test_lab_build_only_refuses_a_planted_link(tmp_path: Path, sentinel: Path, kind: str) -> None:
     # `anycast lab up --build-only` writes into an existing .lab/<stack>/ (as root when the lab runs).
-    from infra.stack import load_network
+    from infra.model.stack import load_network
     from lab.boot import build
     from lab.topology import build_plan
 

@@ -1,6 +1,6 @@
 """Stack outputs -> Prometheus blackbox-exporter file_sd targets and modules.
 
-Input: ``pulumi stack output --json > outputs.json`` (keys ``network``, ``pops``, ``probes``; see infra/outputs.py).
+Input: ``pulumi stack output --json > outputs.json`` (keys ``network``, ``pops``, ``probes``; see infra/derived/outputs.py).
 Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitoring.py``):
 
 * ``http.json``, ``https.json`` (tls.enabled), ``dns.json``: file_sd target groups, one per probe, labelled ``module``, ``pop``, ``mode``,
@@ -12,8 +12,8 @@ Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitor
   one): Debian's prometheus-bird-exporter on every PoP, the health agent's ``/metrics`` on anycast PoPs; labelled
   ``pop``, ``mode``, ``provider``, ``region``, ``city``, ``country``, ``continent``, ``latitude``, ``longitude``,
   ``asn``;
-* ``alerts.yml``: the alerting rules of ``infra/alerts.py``;
-* ``grafana-dashboard.json``: the dashboard of ``infra/dashboard.py`` (PoP table and map, sessions, announcements,
+* ``alerts.yml``: the alerting rules of ``infra/monitoring/alerts.py``;
+* ``grafana-dashboard.json``: the dashboard of ``infra/monitoring/dashboard.py`` (PoP table and map, sessions, announcements,
   probe latency);
 * ``prometheus.yml``: a whole Prometheus config: the probe jobs through the blackbox exporter, the exporter jobs,
   the blackbox exporter's own metrics (so a dead exporter is a target down) and ``rule_files: [alerts.yml]``.
@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
-from infra.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
-from infra.dashboard import dashboard
 from infra.model import ConfigError
+from infra.monitoring.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
+from infra.monitoring.dashboard import dashboard
 from infra.safe_write import write_tree
 from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT
 
@@ -70,7 +70,7 @@ def _is_str_list(value: Any) -> bool:
 
 
 def shape_problem(data: dict[str, Any]) -> str | None:
-    """The first field of the outputs that does not have the shape infra/outputs.py writes (None if all do)."""
+    """The first field of the outputs that does not have the shape infra/derived/outputs.py writes (None if all do)."""
     network, pops, probes = data["network"], data["pops"], data["probes"]
     for key in ("anycastPops", "unicastPops"):
         if not _is_str_list(network.get(key)):

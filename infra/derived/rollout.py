@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.cost import price_table
+from infra.derived.cost import price_table
 from infra.model import Network
 
 HOURS_PER_MONTH = 730

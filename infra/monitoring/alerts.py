@@ -1,6 +1,6 @@
 """Prometheus alerting rules for an anycast network, from its stack outputs: ``DIR/alerts.yml``.
 
-Every alert names the PoP (label ``pop``, set by the scrape jobs of ``infra/monitoring.py``) and carries a
+Every alert names the PoP (label ``pop``, set by the scrape jobs of ``infra/monitoring/targets.py``) and carries a
 ``runbook`` annotation: what it means and what to do first. Metric names are those of the real exporters:
 
 * bird_exporter 1.4 with ``-bird.v2 -format.new`` (https://github.com/czerwonk/bird_exporter): ``bird_protocol_up``
