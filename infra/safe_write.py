@@ -113,32 +113,28 @@ def _open_out(out: Path) -> int:
 def _check(out_fd: int, out: Path, tree: list[tuple[tuple[str, ...], str]]) -> list[str]:
     """Every reason to refuse, one line per path, before anything is written."""
     problems: list[str] = []
-    seen_dirs: dict[tuple[str, ...], bool] = {}  # sub-folder -> exists
+    folders: dict[tuple[str, ...], str] = {}  # sub-folder -> "ok", "missing" (created later) or "refused"
     for parts, _ in tree:
-        exists, fd, opened = True, out_fd, []
+        fd, opened, state = out_fd, [], "ok"
         try:
             for i, name in enumerate(parts[:-1]):
                 key = parts[: i + 1]
-                if key in seen_dirs and not seen_dirs[key]:
-                    exists = False
+                if folders.get(key, "ok") != "ok":
+                    state = folders[key]
                     break
                 st = _lstat(name, fd)
                 if st is None:
-                    seen_dirs[key] = exists = False
+                    state = folders[key] = "missing"
                     break
                 if not stat.S_ISDIR(st.st_mode):
-                    if key not in seen_dirs:
-                        problems.append(f"{out / os.path.join(*key)}: is {_kind(st)}, not a folder; "
-                                        "remove it (the writer never follows links)")
-                    seen_dirs[key] = True
-                    exists = False
+                    problems.append(f"{out / os.path.join(*key)}: is {_kind(st)}, not a folder; remove it "
+                                    "(the writer never follows links)")
+                    state = folders[key] = "refused"
                     break
-                seen_dirs[key] = True
+                folders[key] = "ok"
                 fd = os.open(name, DIR_FLAGS, dir_fd=fd)
                 opened.append(fd)
-            if not exists:
-                continue
-            st = _lstat(parts[-1], fd)
+            st = _lstat(parts[-1], fd) if state == "ok" else None
             path = out / os.path.join(*parts)
             if st is None:
                 continue
@@ -147,7 +143,7 @@ def _check(out_fd: int, out: Path, tree: list[tuple[tuple[str, ...], str]]) -> l
                                 "links or writes into special files)")
             elif st.st_nlink > 1:
                 problems.append(f"{path}: is a hard link ({st.st_nlink} names for one file); remove it "
-                                "(writing would change the other names too)")
+                                "(the writer replaces only files that have no other name)")
         finally:
             for d in opened:
                 os.close(d)

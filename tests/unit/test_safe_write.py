@@ -326,3 +326,20 @@ def test_write_file_without_a_mode_follows_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "doc.md").stat().st_mode & 0o777 == 0o644
+
+
+def test_every_problem_once_one_line_each(tmp_path: Path, sentinel: Path) -> None:
+    out = tmp_path / "out"
+    write_tree(out, FILES)
+    for p in (out / "pop1").iterdir():
+        p.unlink()
+    (out / "pop1").rmdir()
+    (out / "pop1").symlink_to(sentinel / "dir")  # holds two of the files: reported once
+    (out / "pop2" / "x").unlink()
+    os.mkfifo(out / "pop2" / "x")
+    with pytest.raises(OutputRefused) as exc:
+        write_tree(out, FILES)
+    assert exc.value.problems == [
+        f"{out / 'pop1'}: is a symlink, not a folder; remove it (the writer never follows links)",
+        f"{out / 'pop2' / 'x'}: is a FIFO, not a regular file; remove it (the writer never follows links or writes "
+        "into special files)"]
