@@ -221,6 +221,9 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
 
     ``machines``: every PoP is a Debian 12 container booted from its user data (lab/machine_lab.py)."""
     say = Progress(quiet)
+    for d in (lab_dir(stack, root).parent, lab_dir(stack, root)):  # as root, rmtree below must not follow a link
+        if d.is_symlink():
+            raise LabError(f"{d}: is a symlink; make it a real folder (the lab never deletes or writes through links)")
     require_tools()
     password = password or lab_password()
     plan = build_plan(stack, network, only, well_connected)

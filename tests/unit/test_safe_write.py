@@ -343,3 +343,24 @@ def test_every_problem_once_one_line_each(tmp_path: Path, sentinel: Path) -> Non
         f"{out / 'pop1'}: is a symlink, not a folder; remove it (the writer never follows links)",
         f"{out / 'pop2' / 'x'}: is a FIFO, not a regular file; remove it (the writer never follows links or writes "
         "into special files)"]
+
+
+@pytest.mark.parametrize("linked", [".lab", ".lab/dev"])
+def test_lab_up_refuses_a_symlinked_lab_folder_before_touching_it(tmp_path: Path, sentinel: Path, linked: str) -> None:
+    # `lab up` (as root) empties .lab/<stack>/ with rmtree: through a link that would delete the link's target.
+    from infra.model.stack import load_network
+    from lab.boot import up
+    from lab.netns import LabError
+
+    (sentinel / "dir" / "dev").mkdir()
+    (sentinel / "dir" / "dev" / "keep").write_text("keep")
+    lab_root = tmp_path / ".lab"
+    if linked == ".lab":
+        lab_root.symlink_to(sentinel / "dir")
+    else:
+        lab_root.mkdir()
+        (lab_root / "dev").symlink_to(sentinel / "dir" / "dev")
+    outside = snapshot(sentinel)
+    with pytest.raises(LabError, match="is a symlink; make it a real folder"):
+        up("dev", load_network("dev", ROOT), root=lab_root, quiet=True)
+    assert snapshot(sentinel) == outside
