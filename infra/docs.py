@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from infra import safe_write
 from infra.model import Network
 from infra.model.regions import vultr_regions
 
@@ -134,8 +135,7 @@ def render() -> str:
 
 
 def main() -> None:
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(), encoding="utf-8")
+    safe_write.write_file(DOC, render())  # never through a link planted at docs/ or the file
     print(f"wrote {DOC}")
 
 

@@ -35,6 +35,7 @@ from infra.model import ConfigError
 from infra.monitoring.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
 from infra.monitoring.dashboard import dashboard
 from infra.monitoring.stack_outputs import StackOutputs
+from infra.safe_write import write_tree
 from infra.untrusted.errors import UntrustedInput
 from infra.untrusted.files import read_json
 from infra.untrusted.jsontext import dumps
@@ -189,16 +190,9 @@ def write_targets(outputs: dict[str, Any], out_dir: Path, min_announcing: int | 
     ``blackbox``, ``scrape_interval`` and ``hold`` (every alert's ``for``) are for the lab; defaults suit production.
     """
     rules = rules_document(outputs, min_announcing, hold)  # refuses a bad threshold before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
     documents: dict[str, Any] = file_sd(outputs) | exporter_file_sd(outputs) | {"grafana-dashboard.json": dashboard(outputs)}
-    for name, doc in documents.items():
-        path = out_dir / name
-        path.write_text(dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        written.append(path)
+    files = {name: dumps(doc, indent=2, sort_keys=True) + "\n" for name, doc in documents.items()}
     config = prometheus_config(out_dir, blackbox, scrape_interval, scrape_interval)
     for name, doc in (("blackbox.yml", blackbox_modules(outputs, ca_file)), ("alerts.yml", rules), ("prometheus.yml", config)):
-        path = out_dir / name
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000), encoding="utf-8")
-        written.append(path)
-    return written
+        files[name] = yaml.safe_dump(doc, sort_keys=False, width=1000)
+    return write_tree(out_dir, files)  # never follows a link planted in out_dir (infra/safe_write.py)

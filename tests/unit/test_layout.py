@@ -57,7 +57,8 @@ def test_cli_modules_live_in_infra_cli() -> None:
 # stack files (Pulumi.<stack>.yaml) and infra/data are the config the model reads; contracts (ports, paths, schemas
 # shared by renderers, components, lab and agents) sit below everything. A new package must be placed here.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("contracts", frozenset({"contracts", "infra.contracts", "infra.untrusted"})),
+    # stdlib (and pydantic) only: wire contracts, writing files, printing text, reading untrusted input
+    ("contracts and I/O safety", frozenset({"contracts", "infra.contracts", "infra.safe_write", "infra.terminal", "infra.untrusted"})),
     ("model", frozenset({"infra.model"})),
     ("renderers and generators", frozenset({"userdata", "infra.derived", "infra.monitoring", "infra.docs"})),
     ("components, lab and clients", frozenset({"infra.components", "infra.readiness", "infra.ripe", "infra.catchment",
