@@ -15,21 +15,32 @@ import dns.message
 import dns.query
 
 
+def has_ipv6_loopback() -> bool:
+    """False in a container started without IPv6 (no ::1 on lo): the IPv6 cases then say so instead of failing."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
-    """A port free on both 127.0.0.1 and ::1 (UDP and TCP), so one number serves both families."""
+    """A port free on 127.0.0.1 and (where there is one) ::1, UDP and TCP, so one number serves both families."""
+    hosts = ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")) if has_ipv6_loopback() else ((socket.AF_INET, "127.0.0.1"),)
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
         try:
-            for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            for fam, host in hosts:
                 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
                     with socket.socket(fam, kind) as t:
                         t.bind((host, port))
             return port
         except OSError:
             continue
-    raise RuntimeError("no free port on 127.0.0.1 and ::1")
+    raise RuntimeError("no free port on the loopback addresses")
 
 
 def wait_answer(address: str, port: int, qname: str, log: Path, timeout: float = 10.0) -> None:
@@ -57,9 +68,10 @@ class Nsd:
 
 @contextmanager
 def nsd(tmp: Path, zones: dict[str, str], port: int) -> Iterator[Nsd]:
-    """NSD serving ``zones`` (name -> zone text) on 127.0.0.1 and ::1 at ``port``."""
+    """NSD serving ``zones`` (name -> zone text) on 127.0.0.1 and ::1 (if there is one) at ``port``."""
     tmp.mkdir(parents=True, exist_ok=True)
-    conf = [f"server:\n  ip-address: 127.0.0.1\n  ip-address: ::1\n  port: {port}\n  zonesdir: \"{tmp}\"\n"
+    v6 = "  ip-address: ::1\n" if has_ipv6_loopback() else ""
+    conf = [f"server:\n  ip-address: 127.0.0.1\n{v6}  port: {port}\n  zonesdir: \"{tmp}\"\n"
             f"  username: \"\"\n  pidfile: \"{tmp}/nsd.pid\"\n  xfrdfile: \"{tmp}/xfrd.state\"\n"
             f"  zonelistfile: \"{tmp}/zone.list\"\n  database: \"\"\n  logfile: \"{tmp}/nsd.log\"\n  verbosity: 1\n"
             "remote-control:\n  control-enable: no\n"]

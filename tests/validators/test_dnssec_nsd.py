@@ -6,10 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +18,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from tests import dnssec_servers as servers
 from tests.dnssec_data import ENV, LAB_DS, NOW, signed_network
 from userdata import dnssec
 from userdata.render import render_pop, zone_file_name
@@ -40,39 +38,12 @@ def _agent() -> ModuleType:
     return module
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def nsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    tmp = tmp_path_factory.mktemp("nsd")
     net = signed_network()
     zone_text = render_pop(net, net.pop("ams"), "pw", signing=dnssec.signing_from_env(net, ENV, NOW)).files[zone_file_name(net)]
-    (tmp / "zone").write_text(zone_text, encoding="utf-8")
-    port = _free_port()
-    (tmp / "nsd.conf").write_text(
-        f'server:\n  ip-address: 127.0.0.1\n  port: {port}\n  zonesdir: "{tmp}"\n  username: ""\n'
-        f'  pidfile: "{tmp}/nsd.pid"\n  xfrdfile: "{tmp}/xfrd.state"\n  zonelistfile: "{tmp}/zone.list"\n'
-        f'  database: ""\n  logfile: "{tmp}/nsd.log"\n  verbosity: 1\n'
-        f'remote-control:\n  control-enable: no\nzone:\n  name: "{ZONE}"\n  zonefile: "zone"\n', encoding="utf-8")
-    proc = subprocess.Popen(["nsd", "-d", "-c", str(tmp / "nsd.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        query = dns.message.make_query(ZONE, "SOA")
-        for _ in range(100):
-            try:
-                dns.query.udp(query, "127.0.0.1", port=port, timeout=0.2)
-                break
-            except (OSError, dns.exception.Timeout):
-                time.sleep(0.05)
-        else:
-            pytest.fail(f"nsd did not answer: {(tmp / 'nsd.log').read_text() if (tmp / 'nsd.log').exists() else ''}")
-        yield port, zone_text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with servers.nsd(tmp_path_factory.mktemp("nsd"), {ZONE: zone_text}, servers.free_port()) as server:
+        yield server.port, zone_text
 
 
 def test_nsd_answers_validate_from_the_ds(nsd: tuple[int, str]) -> None:
