@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from infra.stack import load_network
-from lab.netns import LabError, list_namespaces
-from lab.topology import namespace_prefix
+from lab.net.netns import LabError, list_namespaces
+from lab.plan.topology import namespace_prefix
 
 
 def register(subparsers: Any) -> None:
@@ -77,8 +77,8 @@ def _err(text: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.boot import build, lab_dir, lab_password, up
-    from lab.topology import build_plan, parse_well_connected
+    from lab.boot.up import build, lab_dir, lab_password, up
+    from lab.plan.topology import build_plan, parse_well_connected
 
     network = load_network(args.stack)
     only = [c.strip() for c in args.pops.split(",") if c.strip()] or None
@@ -120,7 +120,7 @@ def _pick_stack(args: argparse.Namespace, what: str) -> str | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from lab.checks import format_table, run_checks
+    from lab.checks.core import format_table, run_checks
 
     if _pick_stack(args, "lab check") is None:
         return 1
@@ -140,8 +140,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_drain(args: argparse.Namespace) -> int:
     """`anycast lab drain|undrain POP`: the agent's own --drain/--undrain, run on the PoP (inside its namespace; in
     machine mode the installed /usr/local/sbin/anycast-health inside the container)."""
-    from lab.checks import load_state
-    from lab.health import pop_agent_cli
+    from lab.checks.core import load_state
+    from lab.drivers.health import pop_agent_cli
 
     if _pick_stack(args, f"lab {args.action}") is None:
         return 1
@@ -159,7 +159,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from lab.boot import down
+    from lab.boot.up import down
 
     n = down(args.stack, say=lambda s: print(s, file=sys.stderr))
     print(f"lab down: {n} namespaces removed")
@@ -167,7 +167,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from lab.rollout import rollout
+    from lab.scenarios.rollout import rollout
 
     try:
         report = rollout(args.stack, load_network(args.stack), gate_timeout=args.gate_timeout, fault=args.fault,

@@ -148,8 +148,8 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         running: list[str] | None = None
         observations: list[Observation]
         if args.lab:
-            from lab.catchment import lab_observations
-            from lab.netns import LabError
+            from lab.net.netns import LabError
+            from lab.scenarios.catchment import lab_observations
 
             try:
                 observations, probes, running = lab_observations(args.stack, network)
