@@ -16,8 +16,7 @@ from lab.checks.core import load_state
 from lab.net.netns import LabError
 from lab.net.processes import require_tools
 from lab.plan.topology import build_plan
-from lab.scenarios.failover import pick_victim
-from lab.scenarios.faults import Fixture, crash, drain_and_stop, frozen_agent
+from lab.scenarios.faults import Fixture, crash, drain_and_stop, frozen_agent, pick_victim
 
 STACK = "dev"
 RUNS = 10

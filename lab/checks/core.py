@@ -28,7 +28,7 @@ from lab.net.netns import LabError, socket_in
 from lab.net.probes import curl_pop, dig
 from lab.plan.geodns import expected_pop, geo_answer
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan, build_plan, pop_dir_name, state_generations
-from lab.scenarios.failover import freeze_pop, kill_caddy, pick_victim
+from lab.scenarios.faults import freeze_pop, kill_caddy, pick_victim
 
 NO_EXPORT = NO_EXPORT_OUTSIDE_VULTR
 

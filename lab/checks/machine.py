@@ -24,7 +24,7 @@ from lab.net.netns import LabError, socket_in
 from lab.net.probes import Prober
 from lab.net.processes import alive, signal_pids
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
-from lab.scenarios.failover import _announced, _wait
+from lab.scenarios.faults import _announced, _wait
 
 
 class Row(NamedTuple):
@@ -308,18 +308,18 @@ def watchdog_row(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_c
     agent = pop_control.main_pid(pst, "health")
     http = Prober(client.namespace, service).start()
     try:
-        if _wait(lambda: bool(http.samples) and http.samples[-1][1] == pop_code, 10) is None:
+        if _wait(lambda: bool(http.samples) and http.samples[-1][1] == pop_code, 10, step=0.02) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
         t0 = time.monotonic()
         signal_pids([agent], signal.SIGSTOP)
         pop_control.kill(pst, "caddy")
-        t_w = _wait(lambda: not _announced(pop, prefix), watchdog_s + 10)
-        killed = _wait(lambda: not alive(agent), 5) is not None
-        t_s = _wait(lambda: http.first_after(t0, nxt) is not None, 5)
+        t_w = _wait(lambda: not _announced(pop, prefix), watchdog_s + 10, step=0.02)
+        killed = _wait(lambda: not alive(agent), 5, step=0.02) is not None
+        t_s = _wait(lambda: http.first_after(t0, nxt) is not None, 5, step=0.02)
         lost, probes = http.lost(t0, (http.first_after(t0, nxt) if t_s else None) or time.monotonic())
         t1 = time.monotonic()
         pop_control.restart(pst, "caddy")
-        t_r = _wait(lambda: _announced(pop, prefix) and bool(http.samples) and http.samples[-1][1] == pop_code, 30)
+        t_r = _wait(lambda: _announced(pop, prefix) and bool(http.samples) and http.samples[-1][1] == pop_code, 30, step=0.02)
         new_agent = pop_control.main_pid(pst, "health")
     finally:
         signal_pids([agent], signal.SIGCONT)

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from infra.model import Network
 from lab.net.netns import LabError, nsrun, socket_in
+from lab.net.probes import read_head
 from lab.net.processes import ROOT, python3, start
 from lab.plan.configs import Substitution
 from lab.plan.topology import BACKBONE_V4, ClientPlan, LabPlan, PopPlan
@@ -437,12 +438,7 @@ def handshake(ns: str, address: str, name: str, context: ssl.SSLContext, timeout
         with context.wrap_socket(sock, server_hostname=name) as tls:
             serial = (tls.getpeercert() or {}).get("serialNumber")
             tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = tls.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_head(tls)
         xpop = next((ln.split(":", 1)[1].strip() for ln in data.decode(errors="replace").split("\r\n")
                      if ln.lower().startswith("x-pop:")), None)
         return str(serial), xpop

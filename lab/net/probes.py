@@ -60,6 +60,17 @@ def curl_pop(ns: str, address: str, path: str = "/") -> tuple[str | None, str | 
     return None, "no X-PoP header" if out else "no answer"
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """What the server sent up to the end of the response header (or until it closed)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def http_pop(ns: str, address: str, timeout: float = 0.2) -> str | None:
     """One GET from inside ``ns`` (no subprocess): the X-PoP header, or None on any failure."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -68,12 +79,7 @@ def http_pop(ns: str, address: str, timeout: float = 0.2) -> str | None:
     try:
         sock.connect((address, 80))
         sock.sendall(b"GET / HTTP/1.0\r\nHost: lab\r\nUser-Agent: anycast-lab\r\n\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(sock)
     except OSError:
         return None
     finally:

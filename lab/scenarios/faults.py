@@ -1,4 +1,5 @@
-"""The health agent's fault rows of ``anycast lab check`` (issue: a PoP never black-holes the anycast address).
+"""Every fault scenario of ``anycast lab check``: the failover measurements (Caddy killed, a PoP frozen) and the
+health agent's fault rows (issue: a PoP never black-holes the anycast address).
 
 Each fault runs against the running lab with one client probing the anycast address every 20 ms (HTTP, plus DNS
 where NSD is the victim) and ``gobgp monitor adj-in`` streaming the PoP's upstream, so withdrawal times are measured
@@ -34,18 +35,20 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.cloud.tls import https_prober
 from lab.drivers import pop_control
 from lab.drivers.health import AGENT_CLI, AdjInStream, agent_pid, metrics, pop_agent_cli, status, unit_semantics
 from lab.net import bgp
-from lab.net.netns import LabError, socket_in
+from lab.net.netns import LabError, namespace_pids, socket_in
 from lab.net.probes import Prober
 from lab.net.processes import alive, signal_pids, start
-from lab.plan.topology import ClientPlan, LabPlan
-from lab.scenarios.failover import failover_problems
+from lab.plan.geodns import expected_pop
+from lab.plan.topology import ClientPlan, LabPlan, PopPlan
 from userdata.health_config import STATUS_PORT
 
 
@@ -67,9 +70,12 @@ class FaultResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _fmt(x: float | None, unit: str = "s") -> str:
+NA = "n/a"  # the failover rows' word for a time not measured (the fault rows say "never")
+
+
+def _fmt(x: float | None, unit: str = "s", none: str = "never") -> str:
     if x is None:
-        return "never"
+        return none
     return f"{x * 1000:.0f} ms" if unit == "ms" else f"{x:.2f} s"
 
 
@@ -180,6 +186,24 @@ class Fixture:
     def on_pop(self, prober: Prober) -> bool:
         return bool(prober.samples) and prober.samples[-1][1] == self.code
 
+    @contextlib.contextmanager
+    def watched(self, dns: bool = False, served: bool = True) -> Iterator[tuple[Prober, Prober, AdjInStream]]:
+        """The client's HTTP probes (and DNS probes with ``dns``; else that prober never starts) and the upstream's
+        adj-in stream, all stopped on exit; ``served``: first wait until the client is served by this PoP."""
+        http = Prober(self.client.namespace, self.service).start()
+        dns_probe = Prober(self.client.namespace, self.service, qname=self.plan.network.dns.zone)
+        if dns:
+            dns_probe.start()
+        stream = AdjInStream(self.pop.upstream_namespace).start()
+        try:
+            if served and _wait(lambda: self.on_pop(http), 5) is None:
+                raise LabError(f"{self.client.name} is not served by {self.code} before the test")
+            yield http, dns_probe, stream
+        finally:
+            http.stop()
+            dns_probe.stop()
+            stream.stop()
+
 
 def _seconds(value: str) -> float:
     """systemd's time span text ('2s', '100ms', '1min 30s', 'infinity', '0') in seconds (0 if none)."""
@@ -219,12 +243,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     policy = fx.show(service, "Restart", "RestartUSec") if fx.machine else {}
     before = fx.restarts(service) if fx.machine else 0
     by_systemd: float | None = None  # kill -> systemd's own restart active
-    http = Prober(fx.client.namespace, fx.service).start()
-    dns = Prober(fx.client.namespace, fx.service, qname=fx.plan.network.dns.zone).start()
-    stream = AdjInStream(fx.pop.upstream_namespace).start()
-    try:
-        if _wait(lambda: fx.on_pop(http), 5) is None:
-            raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
+    with fx.watched(dns=True) as (http, dns, stream):
         t0 = time.monotonic()
         fx.kill(service)
         t_w = stream.wait(fx.prefix, True, t0, 10)
@@ -245,10 +264,6 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
             fx.restart(service)
         t_a = stream.wait(fx.prefix, False, t1, 30)
         t_r = _wait(lambda: fx.on_pop(http) and fx.on_pop(dns), 10) if t_a else None
-    finally:
-        http.stop()
-        dns.stop()
-        stream.stop()
     w = None if t_w is None else t_w - t0
     s = None if t_s is None else t_s - t0
     r = None if t_r is None else t_r - t1
@@ -261,7 +276,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
                f"{policy.get('RestartUSec')}) {_fmt(by_systemd)} after the kill; re-announced and serving")
     else:
         how = f"{unit} has Restart={policy.get('Restart')}: restarted with systemctl restart; re-announced and serving"
-    # The failover verdict (lab/scenarios/failover.py): HTTP and DNS both probed and both moved to the next PoP, withdrawn within
+    # The failover verdict (failover_problems): HTTP and DNS both probed and both moved to the next PoP, withdrawn within
     # 1 s, back after the restart. Losses are counted only up to 0.1 s after the switch here, so none "after" it.
     t_h, t_d = http.first_after(t0, fx.nxt), dns.first_after(t0, fx.nxt)
     problems = failover_problems(nxt=fx.nxt, withdraw=w, withdraw_limit=1.0, recover=r, probes=probes,
@@ -285,34 +300,29 @@ def frozen_agent(fx: Fixture) -> FaultResult:
     fx.wait_stable()
     pid = fx.agent_pid()
     before = fx.restarts("health") if fx.machine else 0
-    http = Prober(fx.client.namespace, fx.service).start()
-    stream = AdjInStream(fx.pop.upstream_namespace).start()
-    try:
-        if _wait(lambda: fx.on_pop(http), 5) is None:
-            raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
-        caddy_auto = fx.machine and pop_control.auto_restart(fx.pst, "caddy")  # the user data's drop-in
-        caddy_before = fx.restarts("caddy") if caddy_auto else 0
-        signal_pids([pid], signal.SIGSTOP)
-        t0 = time.monotonic()
-        fx.kill("caddy")
-        t_w = stream.wait(fx.prefix, True, t0, fx.unit.watchdog_sec + 10)
-        t_s = _wait(lambda: http.first_after(t0, fx.nxt) is not None, 5)
-        t_s = http.first_after(t0, fx.nxt) if t_s else None
-        end = (t_s or time.monotonic()) + 0.1
-        time.sleep(max(0.0, end - time.monotonic()))
-        lost, probes = http.lost(t0, end)
-        killed = not alive(pid)
-        new_pid = fx.agent_pid(timeout=fx.unit.restart_sec + 5)
-        t_c = fx.systemd_restart("caddy", caddy_before, t0, 15) if caddy_auto else None
-        t1 = time.monotonic() if t_c is None else t_c
-        if t_c is None:
-            fx.restart("caddy")
-        t_a = stream.wait(fx.prefix, False, t1, 30)
-        t_r = _wait(lambda: fx.on_pop(http), 10) if t_a else None
-    finally:
-        signal_pids([pid], signal.SIGCONT)
-        http.stop()
-        stream.stop()
+    with fx.watched() as (http, _, stream):
+        try:
+            caddy_auto = fx.machine and pop_control.auto_restart(fx.pst, "caddy")  # the user data's drop-in
+            caddy_before = fx.restarts("caddy") if caddy_auto else 0
+            signal_pids([pid], signal.SIGSTOP)
+            t0 = time.monotonic()
+            fx.kill("caddy")
+            t_w = stream.wait(fx.prefix, True, t0, fx.unit.watchdog_sec + 10)
+            t_s = _wait(lambda: http.first_after(t0, fx.nxt) is not None, 5)
+            t_s = http.first_after(t0, fx.nxt) if t_s else None
+            end = (t_s or time.monotonic()) + 0.1
+            time.sleep(max(0.0, end - time.monotonic()))
+            lost, probes = http.lost(t0, end)
+            killed = not alive(pid)
+            new_pid = fx.agent_pid(timeout=fx.unit.restart_sec + 5)
+            t_c = fx.systemd_restart("caddy", caddy_before, t0, 15) if caddy_auto else None
+            t1 = time.monotonic() if t_c is None else t_c
+            if t_c is None:
+                fx.restart("caddy")
+            t_a = stream.wait(fx.prefix, False, t1, 30)
+            t_r = _wait(lambda: fx.on_pop(http), 10) if t_a else None
+        finally:
+            signal_pids([pid], signal.SIGCONT)
     w = None if t_w is None else t_w - t0
     r = None if t_r is None else t_r - t1
     limit = fx.unit.watchdog_sec + 0.5
@@ -341,9 +351,7 @@ def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
     unit's Restart=): the new BIRD must announce nothing (fail-closed)."""
     fx.wait_stable()
     by_systemd: float | None = None
-    http = Prober(fx.client.namespace, fx.service).start()
-    stream = AdjInStream(fx.pop.upstream_namespace).start()
-    try:
+    with fx.watched(served=False) as (http, _, stream):
         if fx.machine:  # stopped, so that caddy.service's Restart= (the user data's drop-in) keeps it down meanwhile
             pop_control.systemctl(fx.pst, "stop", pop_control.UNITS["caddy"])
         else:
@@ -375,9 +383,6 @@ def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
         fx.restart("caddy")
         t_a = stream.wait(fx.prefix, False, t1, 30)
         t_r = _wait(lambda: fx.on_pop(http), 10) if t_a else None
-    finally:
-        http.stop()
-        stream.stop()
     e = None if t_e is None else t_e - t0
     r = None if t_r is None else t_r - t1
     ok = t_e is not None and not leaked and r is not None and (not fx.machine or by_systemd is not None)
@@ -397,12 +402,7 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
     """``anycast-health --drain`` on the PoP, then Caddy stopped (the maintenance); 0 requests may be lost. Then
     Caddy back, ``--undrain``, and the client returns."""
     fx.wait_stable()
-    http = Prober(fx.client.namespace, fx.service).start()
-    dns = Prober(fx.client.namespace, fx.service, qname=fx.plan.network.dns.zone).start()
-    stream = AdjInStream(fx.pop.upstream_namespace).start()
-    try:
-        if _wait(lambda: fx.on_pop(http), 5) is None:
-            raise LabError(f"{fx.client.name} is not served by {fx.code} before the test")
+    with fx.watched(dns=True) as (http, dns, stream):
         t0 = time.monotonic()
         rc, out = fx.agent_cli("--drain")
         t_safe = time.monotonic()
@@ -423,10 +423,6 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
         urc, uout = fx.agent_cli("--undrain")
         t_r = _wait(lambda: fx.on_pop(http), 10)
         back_lost, back_probes = http.lost(t1, time.monotonic())
-    finally:
-        http.stop()
-        dns.stop()
-        stream.stop()
     w = None if t_w is None else t_w - t0
     s = None if t_s is None else t_s - t0
     r = None if t_r is None else t_r - t1
@@ -521,3 +517,258 @@ def fault_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop: st
         else:
             rows.append(("health", name, res[0], res[1]))
     return rows
+
+
+# Failover: Caddy killed at a PoP (the health agent withdraws), a PoP frozen (the hold timer does).
+
+PREFERRED_CLIENTS = ("de", "gb", "us", "jp")
+
+
+def pick_victim(plan: LabPlan) -> tuple[ClientPlan, str, str] | None:
+    """(client, PoP it reaches, PoP it should move to) for a client steered by anycast with two anycast PoPs."""
+    ordered = sorted(plan.clients, key=lambda c: (c.name not in PREFERRED_CLIENTS,
+                                                  PREFERRED_CLIENTS.index(c.name) if c.name in PREFERRED_CLIENTS else 0))
+    for c in ordered:
+        pop = expected_pop(plan, c)
+        if not plan.network.pop(pop).is_anycast:
+            continue
+        nxt = plan.nearest_anycast(c, exclude=frozenset({pop}))
+        if nxt is not None:
+            return c, pop, nxt
+    return None
+
+
+def _announced(pop: PopPlan, prefix: str) -> bool:
+    s = pop.session(4) or pop.session(6)
+    assert s is not None
+    try:
+        return prefix in bgp.adj_in(pop.upstream_namespace, str(s.pop_address), s.version)
+    except (LabError, ValueError):
+        return False
+
+
+def _all_back(plan: LabPlan, pop: PopPlan) -> bool:
+    """Every session of the PoP is Established and carries its anycast prefix again."""
+    try:
+        neigh = bgp.neighbors(pop.upstream_namespace)
+        for s in pop.sessions:
+            n = neigh.get(str(s.pop_address))
+            prefix = plan.network.prefixes.ipv4 if s.version == 4 else plan.network.prefixes.ipv6
+            if not (n and n.established):
+                return False
+            if prefix is not None and str(prefix) not in bgp.adj_in(pop.upstream_namespace, str(s.pop_address), s.version):
+                return False
+    except (LabError, ValueError):
+        return False
+    return True
+
+
+
+@dataclass
+class FailoverResult:
+    pop: str
+    client: str
+    next_pop: str
+    ok: bool
+    withdraw_s: float | None  # event -> prefix gone from the upstream's Adj-RIB-In
+    switch_s: float | None  # event -> first client request answered by next_pop
+    lost: int  # client HTTP requests that failed between the event and the switch
+    probes: int
+    recover_s: float | None  # restore -> prefix back and the client on its PoP again
+    detail: str
+    dns_lost: int = 0  # client DNS queries (SOA with NSID, every 20 ms) that failed in the same window
+    dns_probes: int = 0
+    dns_switch_s: float | None = None  # event -> first DNS answer from next_pop (its NSID)
+    lost_after: int = 0  # HTTP requests that failed after the switch, before the restore
+    dns_lost_after: int = 0  # DNS queries that failed after DNS moved to next_pop, before the restore
+    systemd_restart_s: float | None = None  # machine mode: event -> the unit's own Restart= had the daemon active again
+
+
+def failover_problems(*, nxt: str, withdraw: float | None, withdraw_limit: float, switch: float | None,
+                      recover: float | None, probes: int, dns_probes: int, dns_switch: float | None,
+                      lost_after: int, dns_lost_after: int) -> list[str]:
+    """Why a failover measurement fails (empty: it passes). HTTP and DNS both count: each must have been probed
+    (``probes``/``dns_probes``: samples from the event to the restore), must have moved to ``nxt`` and must not fail
+    once there; the prefix must be withdrawn in time and come back."""
+    problems: list[str] = []
+    if withdraw is None:
+        problems.append("the upstream never withdrew the prefix")
+    elif withdraw > withdraw_limit:
+        problems.append(f"withdrawn after {withdraw:.2f} s, over the {withdraw_limit:g} s limit")
+    for kind, n, moved, after in (("HTTP", probes, switch, lost_after), ("DNS", dns_probes, dns_switch, dns_lost_after)):
+        if n == 0:
+            problems.append(f"no {kind} probe ran")
+        elif moved is None:
+            problems.append(f"{kind} never answered from {nxt}")
+        if after:
+            problems.append(f"{after} {kind} probes failed after the move to {nxt}")
+    if recover is None:
+        problems.append("not back on the PoP after the restore")
+    return problems
+
+
+@dataclass(frozen=True)
+class AfterEvent:
+    """What the probers saw from the event ``t0`` to the restore ``t1``."""
+
+    dns_switch: float | None  # event -> first DNS answer from the next PoP
+    lost_after: int  # HTTP failures after the HTTP switch
+    dns_lost_after: int  # DNS failures after the DNS switch
+    http_samples: int  # HTTP probes from t0 to t1 (0: the prober did not run)
+    dns_samples: int
+
+
+def _after_event(prober: Prober, dns: Prober, t0: float, t_s: float | None, t1: float, nxt: str) -> AfterEvent:
+    t_d = dns.first_after(t0, nxt)
+    return AfterEvent(None if t_d is None else t_d - t0,
+                      prober.lost(t_s, t1)[0] if t_s is not None else 0,
+                      dns.lost(t_d, t1)[0] if t_d is not None else 0,
+                      prober.lost(t0, t1)[1], dns.lost(t0, t1)[1])
+
+
+def _verdict(prober: Prober, dns: Prober, nxt: str, withdraw_limit: float, t0: float, t_w: float | None,
+             t_s: float | None, t1: float, t_r: float | None
+             ) -> tuple[float | None, float | None, float | None, AfterEvent, list[str]]:
+    """(withdraw, switch, recover) in seconds from the event ``t0`` (recover from the restore ``t1``), what the
+    probers saw after the event, and :func:`failover_problems`."""
+    withdraw = None if t_w is None else t_w - t0
+    switch = None if t_s is None else t_s - t0
+    recover = None if t_r is None else t_r - t1
+    after = _after_event(prober, dns, t0, t_s, t1, nxt)
+    problems = failover_problems(nxt=nxt, withdraw=withdraw, withdraw_limit=withdraw_limit, switch=switch,
+                                 recover=recover, probes=after.http_samples, dns_probes=after.dns_samples,
+                                 dns_switch=after.dns_switch, lost_after=after.lost_after,
+                                 dns_lost_after=after.dns_lost_after)
+    return withdraw, switch, recover, after, problems
+
+
+def _prefix(plan: LabPlan) -> str:
+    return str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
+
+
+def _service(plan: LabPlan) -> str:
+    return str(plan.network.service.ipv4 or plan.network.service.ipv6)
+
+
+
+def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
+               target_s: float = 1.0, limit_s: float = 3.0,
+               on_event: Callable[[str, float], None] | None = None, down_s: float = 0.0) -> FailoverResult:
+    """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; Caddy back: in
+    machine mode by its unit's ``Restart=`` (the user data's drop-in; timed from systemd's ActiveEnterTimestamp), else
+    (process mode, or a unit without ``Restart=``) the lab restarts it.
+
+    ``on_event("killed" | "restarted", monotonic time)`` lets an observer (the lab's Prometheus) time itself;
+    ``down_s`` keeps Caddy down at least that long (the agent withdraws in milliseconds and re-announces 0.6 s after
+    the restart: a 1 s scrape would not see so short a withdrawal)."""
+    pop = plan.pop(pop_code)
+    pst = state["pops"][pop_code]
+    prefix = _prefix(plan)
+    prober = Prober(client.namespace, _service(plan)).start()
+    dns = Prober(client.namespace, _service(plan), qname=plan.network.dns.zone).start()
+    https = https_prober(state, client.namespace, _service(plan))  # tls.enabled: the same over HTTPS (lab/cloud/tls.py)
+    # machine mode: the unit's own Restart= (the user data's drop-in) brings Caddy back, not the lab
+    machine = pop_control.leader(pst) is not None
+    policy = pop_control.show(pst, "caddy", "Restart", "RestartUSec", "NRestarts") if machine else {}
+    by_systemd: float | None = None
+    try:
+        if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5, step=0.02) is None:
+            raise LabError(f"{client.name} is not served by {pop_code} before the test")
+        t0 = time.monotonic()
+        pop_control.kill(pst, "caddy")
+        if on_event:
+            on_event("killed", t0)
+        t_w = _wait(lambda: not _announced(pop, prefix), 10, step=0.02)
+        t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10, step=0.02)
+        t_s = prober.first_after(t0, nxt) if t_s else None
+        lost, probes = prober.lost(t0, t_s or time.monotonic())
+        dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
+        # Restore: Caddy back, the agent re-announces after `rise` good rounds.
+        if policy.get("Restart", "no") != "no":  # systemd restarts it after RestartSec (down_s does not apply)
+            t_u = pop_control.systemd_restart(pst, "caddy", int(policy.get("NRestarts") or 0), t0, 15)
+            by_systemd = None if t_u is None else t_u - t0
+        if by_systemd is None:
+            time.sleep(max(0.0, t0 + down_s - time.monotonic()))
+        # machine mode: what the PoP's systemd did with the killed unit meanwhile
+        left = pop_control.show(pst, "caddy", "Restart", "ActiveState", "NRestarts") if machine else None
+        if by_systemd is None:
+            d = Path(pst["dir"])
+            env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
+            t1 = time.monotonic()
+            pop_control.restart(pst, "caddy", env=env, log=d / "caddy.log")
+        else:
+            t1 = t0 + by_systemd
+        if on_event:
+            on_event("restarted", t1)
+        t_r = _wait(lambda: _announced(pop, prefix) and bool(prober.samples) and prober.samples[-1][1] == pop_code, 20, step=0.02)
+        if https is not None:
+            _wait(lambda: https.first_after(t0, nxt) is not None, 5, step=0.02)
+    finally:
+        prober.stop()
+        dns.stop()
+        if https is not None:
+            https.stop()
+    withdraw, switch, recover, after, problems = _verdict(prober, dns, nxt, limit_s, t0, t_w, t_s, t1, t_r)
+    dns_switch, lost_after, dns_lost_after = after.dns_switch, after.lost_after, after.dns_lost_after
+    detail = (f"withdrawn at upstream after {_fmt(withdraw, none=NA)} (target <= {target_s:.0f} s), {client.name} on {nxt} after "
+              f"{_fmt(switch, none=NA)} (DNS {_fmt(dns_switch, none=NA)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
+              f"queries; Caddy restarted, re-announced after {_fmt(recover, none=NA)}")
+    if left is not None and by_systemd is not None:
+        detail += (f"; systemd: caddy.service Restart={left.get('Restart')} (RestartSec={policy.get('RestartUSec')}) "
+                   f"restarted it by itself {by_systemd:.2f} s after the kill (NRestarts {policy.get('NRestarts')} -> "
+                   f"{left.get('NRestarts')})")
+    elif left is not None:
+        detail += (f"; systemd: caddy.service Restart={left.get('Restart')}, {left.get('ActiveState')} "
+                   f"{t1 - t0:.1f} s after the kill (NRestarts {left.get('NRestarts')}); then the lab's "
+                   "systemctl restart")
+        if policy.get("Restart", "no") != "no":
+            problems.append(f"caddy.service has Restart={policy.get('Restart')} but systemd did not restart it")
+    if https is not None:
+        t_hs = https.first_after(t0, nxt)
+        hs_lost, hs_total = https.lost(t0, t_hs or t1)
+        detail += f"; HTTPS on {nxt} after {_fmt(None if t_hs is None else t_hs - t0, none=NA)}, lost {hs_lost}/{hs_total} handshakes"
+        if t_hs is None:
+            problems.append(f"HTTPS never answered from {nxt}")
+    detail += "".join(f"; FAIL: {p}" for p in problems)
+    return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
+                          dns_probes, dns_switch, lost_after, dns_lost_after, by_systemd)
+
+
+def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
+               recover_timeout: float = 330) -> FailoverResult:
+    """SIGSTOP every process of the PoP; time the hold-timer withdrawal; SIGCONT; time the re-establishment.
+
+    The re-establishment waits for BIRD's ``error wait time`` on the PoP (rendered from bgp.errorWaitMin/Max, 5-120 s,
+    doubling on errors within ``error forget time`` 300 s); the long timeout lets a larger configured wait pass too.
+    """
+    pop = plan.pop(pop_code)
+    # Every process in the PoP's namespace (NSD's server children too), like a hung machine.
+    pids = [p for p in namespace_pids(pop.namespace) if alive(p)]
+    hold = plan.network.bgp.hold_time
+    prefix = _prefix(plan)
+    prober = Prober(client.namespace, _service(plan), interval=0.05).start()
+    dns = Prober(client.namespace, _service(plan), interval=0.05, qname=plan.network.dns.zone).start()
+    try:
+        t0 = time.monotonic()
+        signal_pids(pids, signal.SIGSTOP)
+        t_w = _wait(lambda: not _announced(pop, prefix), hold + 15, step=0.05)
+        t_s = _wait(lambda: prober.first_after(t0, nxt) is not None, 10, step=0.02)
+        t_s = prober.first_after(t0, nxt) if t_s else None
+        lost, probes = prober.lost(t0, t_s or time.monotonic())
+        dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
+        t1 = time.monotonic()
+        signal_pids(pids, signal.SIGCONT)
+        t_e = _wait(lambda: _all_back(plan, pop), recover_timeout, step=0.2)
+        t_r = _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 10, step=0.02) if t_e else None
+    finally:
+        signal_pids(pids, signal.SIGCONT)
+        prober.stop()
+        dns.stop()
+    withdraw, switch, recover, after, problems = _verdict(prober, dns, nxt, hold + 1.5, t0, t_w, t_s, t1, t_r)
+    dns_switch, lost_after, dns_lost_after = after.dns_switch, after.lost_after, after.dns_lost_after
+    detail = (f"withdrawn at upstream after {_fmt(withdraw, none=NA)} (hold time {hold} s), {client.name} on {nxt} after "
+              f"{_fmt(switch, none=NA)} (DNS {_fmt(dns_switch, none=NA)}), lost {lost}/{probes} HTTP requests and {dns_lost}/{dns_probes} DNS "
+              f"queries; after SIGCONT re-established and serving again after {_fmt(recover, none=NA)}"
+              + "".join(f"; FAIL: {p}" for p in problems))
+    return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
+                          dns_probes, dns_switch, lost_after, dns_lost_after)

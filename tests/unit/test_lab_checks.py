@@ -19,7 +19,7 @@ from lab.monitor.blackbox import ProbeResult, lab_outputs, probe_plan
 from lab.net import bgp
 from lab.net.probes import Prober
 from lab.plan.topology import LabPlan, build_plan
-from lab.scenarios.failover import _after_event, failover_problems
+from lab.scenarios.faults import _after_event, failover_problems
 
 PLAN = build_plan("dev", load_network("dev"))
 
