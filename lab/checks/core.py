@@ -502,7 +502,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
                 guarded("failover", name, kill)
                 save_state(stack, state)
             if machines and not health:  # the health rows below include this fault (agent frozen, Caddy killed)
-                from lab.checks.machine import watchdog_row
+                from lab.scenarios.faults import watchdog_row
 
                 say(f"watchdog: freeze the health agent at {pop} and kill Caddy; systemd must withdraw the PoP")
                 guarded("failover", "watchdog", lambda: [Check(*watchdog_row(plan, state, client, pop, nxt))])

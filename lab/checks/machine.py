@@ -4,13 +4,9 @@ ruleset loaded and enforced, the health agent under systemd and its watchdog (se
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import json
 import re
-import signal
-import socket
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,11 +16,9 @@ import yaml
 
 from lab.drivers import pop_control
 from lab.drivers.machines import nsexec
-from lab.net.netns import LabError, socket_in
-from lab.net.probes import Prober
-from lab.net.processes import alive, signal_pids
+from lab.net.netns import LabError
+from lab.net.probes import tcp_answer
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
-from lab.scenarios.faults import _announced, _wait
 
 
 class Row(NamedTuple):
@@ -166,27 +160,6 @@ def _nft_loaded(plan: LabPlan, state: dict[str, Any]) -> Row:
                "; ".join(bad) or f"loaded on {len(plan.pops)} PoPs")
 
 
-def _tcp(ns: str, addr: str, port: int, timeout: float = 1.0, source: str | None = None) -> str:
-    """'open' (connected; 'ssh' if an SSH banner came), 'refused', or 'no answer' (dropped)."""
-    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    sock = socket_in(ns, fam, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        if source:
-            sock.bind((source, 0))
-        sock.connect((addr, port))
-        with contextlib.suppress(OSError):
-            if sock.recv(16).startswith(b"SSH-"):
-                return "ssh"
-        return "open"
-    except ConnectionRefusedError:
-        return "refused"
-    except (TimeoutError, OSError):
-        return "no answer"
-    finally:
-        sock.close()
-
-
 def _nft_enforced(plan: LabPlan, client: ClientPlan) -> Row:
     """From a client (outside every admin CIDR) SSH and BGP to each PoP's unicast address must get no answer; from
     the upstream's link address, when it lies inside admin.sshCidrs, SSH must answer (sshd runs: the drop is nftables)."""
@@ -198,12 +171,12 @@ def _nft_enforced(plan: LabPlan, client: ClientPlan) -> Row:
         assert s is not None
         addr = str(s.pop_address)
         for port in (22, 179):
-            got = _tcp(client.namespace, addr, port)
+            got = tcp_answer(client.namespace, addr, port)
             if got != "no answer":
                 problems.append(f"{p.code} {addr}:{port} from {client.name}: {got}")
         gw = s.link_gateway
         if any(gw in n for n in admin if n.version == gw.version):
-            got = _tcp(p.upstream_namespace, addr, 22, timeout=3, source=str(gw))
+            got = tcp_answer(p.upstream_namespace, addr, 22, timeout=3, source=str(gw))
             positive.append(f"{p.code}:{got}")
             if got != "ssh":
                 problems.append(f"{p.code} {addr}:22 from admin address {gw}: {got} (want an SSH banner)")
@@ -287,63 +260,3 @@ def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> li
     if plan.network.tls.enabled:
         rows.append(_tls_units(plan, state, data))
     return rows
-
-
-def watchdog_row(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str) -> Row:
-    """Freeze the agent (SIGSTOP), kill Caddy: only systemd can withdraw the PoP now. Its watchdog must SIGKILL the
-    agent within WatchdogSec, the unit's ExecStopPost disables the anycast protocols (withdrawn at the upstream), and
-    Restart= brings a new agent that announces again once Caddy is back."""
-    pop = plan.pop(pop_code)
-    pst = state["pops"][pop_code]
-    prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
-    props = dict(line.split("=", 1) for line in pop_control.systemctl(
-        pst, "show", "-p", "WatchdogUSec,NRestarts", pop_control.UNITS["health"]).split())
-    wd = props.get("WatchdogUSec", "0")
-    watchdog_s = _seconds(wd)
-    if not watchdog_s:
-        return Row("failover", f"{pop_code}: health agent watchdog (systemd)", False,
-                   f"anycast-health.service has no WatchdogSec (WatchdogUSec={wd})")
-    restarts0 = int(props.get("NRestarts", "0"))
-    service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
-    agent = pop_control.main_pid(pst, "health")
-    http = Prober(client.namespace, service).start()
-    try:
-        if _wait(lambda: bool(http.samples) and http.samples[-1][1] == pop_code, 10, step=0.02) is None:
-            raise LabError(f"{client.name} is not served by {pop_code} before the test")
-        t0 = time.monotonic()
-        signal_pids([agent], signal.SIGSTOP)
-        pop_control.kill(pst, "caddy")
-        t_w = _wait(lambda: not _announced(pop, prefix), watchdog_s + 10, step=0.02)
-        killed = _wait(lambda: not alive(agent), 5, step=0.02) is not None
-        t_s = _wait(lambda: http.first_after(t0, nxt) is not None, 5, step=0.02)
-        lost, probes = http.lost(t0, (http.first_after(t0, nxt) if t_s else None) or time.monotonic())
-        t1 = time.monotonic()
-        pop_control.restart(pst, "caddy")
-        t_r = _wait(lambda: _announced(pop, prefix) and bool(http.samples) and http.samples[-1][1] == pop_code, 30, step=0.02)
-        new_agent = pop_control.main_pid(pst, "health")
-    finally:
-        signal_pids([agent], signal.SIGCONT)
-        http.stop()
-    restarts = int(pop_control.systemctl(pst, "show", "-p", "NRestarts", "--value",
-                                         pop_control.UNITS["health"]).strip() or 0)
-    w = None if t_w is None else t_w - t0
-    r = None if t_r is None else t_r - t1
-    limit = watchdog_s + 1.0  # + BGP UPDATE propagation and our 20 ms polling
-    ok = w is not None and w <= limit and killed and restarts > restarts0 and new_agent != agent and r is not None
-    detail = (f"agent (host pid {agent}) SIGSTOPped, Caddy killed: withdrawn at upstream after "
-              f"{'never' if w is None else f'{w:.2f} s'} (WatchdogSec={watchdog_s:g} s, limit {limit:g} s); agent "
-              f"{'SIGKILLed by systemd' if killed else 'NOT killed'}, NRestarts {restarts0} -> {restarts}, new pid "
-              f"{new_agent}; lost {lost}/{probes} HTTP; Caddy restarted (systemctl), re-announced and serving after "
-              f"{'never' if r is None else f'{r:.2f} s'}")
-    return Row("failover", f"{pop_code}: agent frozen + Caddy killed -> systemd watchdog withdraws (real systemd)", ok,
-               detail)
-
-
-def _seconds(value: str) -> float:
-    """systemd's time span text ('2s', '500ms', '1min 30s', 'infinity', '0') in seconds (0 if none)."""
-    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600}
-    total = 0.0
-    for num, unit in re.findall(r"([\d.]+)\s*(us|ms|min|s|h)", value):
-        total += float(num) * units[unit]
-    return total
-

@@ -70,6 +70,12 @@ def systemd_restart(pst: dict[str, Any], name: str, before: int, after: float, t
     return None
 
 
+def seconds(value: str) -> float:
+    """systemd's time span text ('2s', '100ms', '1min 30s', 'infinity', '0') in seconds (0 if none)."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600}
+    return sum(float(num) * units[unit] for num, unit in re.findall(r"([\d.]+)\s*(us|ms|min|s|h)", value))
+
+
 def host_pid(ns: str, inner: int) -> int | None:
     """The host pid of the process that is ``inner`` in the container's PID namespace."""
     for pid in namespace_pids(ns):

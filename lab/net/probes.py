@@ -3,6 +3,7 @@ in-process HTTP prober (sockets opened inside the namespace) for failover timing
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -137,3 +138,25 @@ class Prober:
         """(failed probes, probes) between t0 and t1."""
         window = [p for t, p in self.samples if t0 <= t <= t1]
         return sum(1 for p in window if p is None), len(window)
+
+
+def tcp_answer(ns: str, addr: str, port: int, timeout: float = 1.0, source: str | None = None) -> str:
+    """A TCP connect from namespace ``ns`` (from ``source`` if given): 'open' (connected; 'ssh' if an SSH banner
+    came), 'refused', or 'no answer' (dropped)."""
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket_in(ns, fam, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        if source:
+            sock.bind((source, 0))
+        sock.connect((addr, port))
+        with contextlib.suppress(OSError):
+            if sock.recv(16).startswith(b"SSH-"):
+                return "ssh"
+        return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except (TimeoutError, OSError):
+        return "no answer"
+    finally:
+        sock.close()

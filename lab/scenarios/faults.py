@@ -31,9 +31,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import signal
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,8 +42,8 @@ from lab.cloud.tls import https_prober
 from lab.drivers import pop_control
 from lab.drivers.health import AGENT_CLI, AdjInStream, agent_pid, metrics, pop_agent_cli, status, unit_semantics
 from lab.net import bgp
-from lab.net.netns import LabError, namespace_pids, socket_in
-from lab.net.probes import Prober
+from lab.net.netns import LabError, namespace_pids
+from lab.net.probes import Prober, tcp_answer
 from lab.net.processes import alive, signal_pids, start
 from lab.plan.geodns import expected_pop
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
@@ -104,8 +102,8 @@ class Fixture:
         self.unit = unit_semantics(plan.network, str(self.dir / "bird.ctl"))
         if self.machine:  # the running unit's values, from its systemd
             props = self.show("health", "WatchdogUSec", "RestartUSec")
-            self.unit = dataclasses.replace(self.unit, watchdog_sec=_seconds(props["WatchdogUSec"]),
-                                            restart_sec=_seconds(props["RestartUSec"]))
+            self.unit = dataclasses.replace(self.unit, watchdog_sec=pop_control.seconds(props["WatchdogUSec"]),
+                                            restart_sec=pop_control.seconds(props["RestartUSec"]))
 
     def show(self, name: str, *props: str) -> dict[str, str]:
         return pop_control.show(self.pst, name, *props)
@@ -205,27 +203,6 @@ class Fixture:
             stream.stop()
 
 
-def _seconds(value: str) -> float:
-    """systemd's time span text ('2s', '100ms', '1min 30s', 'infinity', '0') in seconds (0 if none)."""
-    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600}
-    return sum(float(num) * units[unit] for num, unit in re.findall(r"([\d.]+)\s*(us|ms|min|s|h)", value))
-
-
-def _tcp_answers(ns: str, addr: str, port: int, timeout: float = 1.0) -> str:
-    """'open', 'refused' or 'no answer' for a TCP connect from namespace ``ns``."""
-    sock = socket_in(ns, socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((addr, port))
-        return "open"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError:
-        return "no answer"
-    finally:
-        sock.close()
-
-
 def _wait(cond: Any, timeout: float, step: float = 0.01) -> float | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -256,7 +233,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
         dns_lost, dns_probes = dns.lost(t0, end)
         t1 = time.monotonic()
         if fx.machine and policy.get("Restart", "no") != "no":
-            t_u = fx.systemd_restart(service, before, t0, _seconds(policy.get("RestartUSec", "")) + 10)
+            t_u = fx.systemd_restart(service, before, t0, pop_control.seconds(policy.get("RestartUSec", "")) + 10)
             if t_u is not None:
                 t1, by_systemd = t_u, t_u - t0
         if by_systemd is None:
@@ -463,7 +440,7 @@ def status_row(fx: Fixture) -> tuple[bool, str]:
         problems.append("/metrics lacks anycast_health_announced 1")
     outside = ""
     if fx.machine:
-        got = _tcp_answers(fx.client.namespace, fx.unicast, STATUS_PORT)
+        got = tcp_answer(fx.client.namespace, fx.unicast, STATUS_PORT)
         outside = f"; {fx.unicast}:{STATUS_PORT} from {fx.client.name}: {got}"
         if got != "no answer":
             problems.append(f"{fx.client.name} (outside admin.monitoringCidrs) reached {fx.unicast}:{STATUS_PORT}: {got}")
@@ -772,3 +749,53 @@ def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
               + "".join(f"; FAIL: {p}" for p in problems))
     return FailoverResult(pop_code, client.name, nxt, not problems, withdraw, switch, lost, probes, recover, detail, dns_lost,
                           dns_probes, dns_switch, lost_after, dns_lost_after)
+
+
+def watchdog_row(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str) -> tuple[str, str, bool, str]:
+    """Freeze the agent (SIGSTOP), kill Caddy: only systemd can withdraw the PoP now. Its watchdog must SIGKILL the
+    agent within WatchdogSec, the unit's ExecStopPost disables the anycast protocols (withdrawn at the upstream), and
+    Restart= brings a new agent that announces again once Caddy is back."""
+    pop = plan.pop(pop_code)
+    pst = state["pops"][pop_code]
+    prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
+    props = dict(line.split("=", 1) for line in pop_control.systemctl(
+        pst, "show", "-p", "WatchdogUSec,NRestarts", pop_control.UNITS["health"]).split())
+    wd = props.get("WatchdogUSec", "0")
+    watchdog_s = pop_control.seconds(wd)
+    if not watchdog_s:
+        return ("failover", f"{pop_code}: health agent watchdog (systemd)", False,
+                   f"anycast-health.service has no WatchdogSec (WatchdogUSec={wd})")
+    restarts0 = int(props.get("NRestarts", "0"))
+    service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
+    agent = pop_control.main_pid(pst, "health")
+    http = Prober(client.namespace, service).start()
+    try:
+        if _wait(lambda: bool(http.samples) and http.samples[-1][1] == pop_code, 10, step=0.02) is None:
+            raise LabError(f"{client.name} is not served by {pop_code} before the test")
+        t0 = time.monotonic()
+        signal_pids([agent], signal.SIGSTOP)
+        pop_control.kill(pst, "caddy")
+        t_w = _wait(lambda: not _announced(pop, prefix), watchdog_s + 10, step=0.02)
+        killed = _wait(lambda: not alive(agent), 5, step=0.02) is not None
+        t_s = _wait(lambda: http.first_after(t0, nxt) is not None, 5, step=0.02)
+        lost, probes = http.lost(t0, (http.first_after(t0, nxt) if t_s else None) or time.monotonic())
+        t1 = time.monotonic()
+        pop_control.restart(pst, "caddy")
+        t_r = _wait(lambda: _announced(pop, prefix) and bool(http.samples) and http.samples[-1][1] == pop_code, 30, step=0.02)
+        new_agent = pop_control.main_pid(pst, "health")
+    finally:
+        signal_pids([agent], signal.SIGCONT)
+        http.stop()
+    restarts = int(pop_control.systemctl(pst, "show", "-p", "NRestarts", "--value",
+                                         pop_control.UNITS["health"]).strip() or 0)
+    w = None if t_w is None else t_w - t0
+    r = None if t_r is None else t_r - t1
+    limit = watchdog_s + 1.0  # + BGP UPDATE propagation and our 20 ms polling
+    ok = w is not None and w <= limit and killed and restarts > restarts0 and new_agent != agent and r is not None
+    detail = (f"agent (host pid {agent}) SIGSTOPped, Caddy killed: withdrawn at upstream after "
+              f"{'never' if w is None else f'{w:.2f} s'} (WatchdogSec={watchdog_s:g} s, limit {limit:g} s); agent "
+              f"{'SIGKILLed by systemd' if killed else 'NOT killed'}, NRestarts {restarts0} -> {restarts}, new pid "
+              f"{new_agent}; lost {lost}/{probes} HTTP; Caddy restarted (systemctl), re-announced and serving after "
+              f"{'never' if r is None else f'{r:.2f} s'}")
+    return ("failover", f"{pop_code}: agent frozen + Caddy killed -> systemd watchdog withdraws (real systemd)", ok,
+               detail)

@@ -11,10 +11,11 @@ import yaml
 from infra.stack import load_network
 from lab.boot.machines import mirror_address, mirror_url, packages_of, user_data
 from lab.boot.up import _links
-from lab.checks.machine import _seconds, rendered_units
+from lab.checks.machine import rendered_units
 from lab.cloud import mirror
 from lab.drivers import image
 from lab.drivers.machines import MachineSpec, cgroup_dirs, meta_data
+from lab.drivers.pop_control import seconds as systemd_seconds
 from lab.plan.topology import build_plan
 
 
@@ -110,4 +111,4 @@ def test_meta_data_and_cgroups_are_per_container() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("2s", 2.0), ("500ms", 0.5), ("1min 30s", 90.0), ("0", 0.0),
                                                 ("infinity", 0.0)])
 def test_systemd_time_spans(text: str, seconds: float) -> None:
-    assert _seconds(text) == seconds
+    assert systemd_seconds(text) == seconds
