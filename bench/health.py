@@ -12,11 +12,11 @@ from typing import Any
 
 from infra.stack import load_network
 from lab.boot.up import down, up
-from lab.checks.core import load_state
 from lab.net.netns import LabError
 from lab.net.processes import require_tools
 from lab.plan.topology import build_plan
 from lab.scenarios.faults import Fixture, crash, drain_and_stop, frozen_agent, pick_victim
+from lab.state import load_state
 
 STACK = "dev"
 RUNS = 10

@@ -11,7 +11,7 @@ import time
 
 from infra.stack import load_network
 from lab.boot.up import down, up
-from lab.checks.core import run_checks
+from lab.checks import run_checks
 from lab.net.netns import LabError
 from lab.net.processes import require_tools
 

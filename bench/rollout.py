@@ -17,7 +17,7 @@ from typing import Any
 from infra.model import Network, parse_network
 from infra.stack import read_stack_config
 from lab.boot.up import down, up
-from lab.checks.core import run_checks
+from lab.checks import run_checks
 from lab.net.netns import LabError
 from lab.net.processes import require_tools
 from lab.scenarios.rollout import rollout

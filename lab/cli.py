@@ -120,7 +120,7 @@ def _pick_stack(args: argparse.Namespace, what: str) -> str | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from lab.checks.core import format_table, run_checks
+    from lab.checks import format_table, run_checks
 
     if _pick_stack(args, "lab check") is None:
         return 1
@@ -140,8 +140,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_drain(args: argparse.Namespace) -> int:
     """`anycast lab drain|undrain POP`: the agent's own --drain/--undrain, run on the PoP (inside its namespace; in
     machine mode the installed /usr/local/sbin/anycast-health inside the container)."""
-    from lab.checks.core import load_state
-    from lab.drivers.health import pop_agent_cli
+    from lab.drivers.base import pop_driver
+    from lab.state import load_state
 
     if _pick_stack(args, f"lab {args.action}") is None:
         return 1
@@ -153,7 +153,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     if pop is None or pop["mode"] != "anycast":
         anycast = ", ".join(c for c, p in sorted(pops.items()) if p["mode"] == "anycast")
         return _err(f"lab {args.action}: '{args.pop}' is not an anycast PoP of the {args.stack} lab ({anycast})")
-    rc, out = pop_agent_cli(pop, f"--{args.action}")
+    rc, out = pop_driver(pop).agent_cli(f"--{args.action}")
     print(out)
     return rc
 

@@ -21,6 +21,7 @@ from lab.net.processes import LOCAL_ADDRESSES, require_tools, start, wait_for
 from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.plan.geodns import expected_pop, geo_answer
 from lab.plan.topology import LabPlan, PopPlan, WellConnected, build_plan, namespace_prefix
+from lab.state import LAB_ROOT, lab_dir, state_path
 from userdata.render import render_pop, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
@@ -30,17 +31,6 @@ LAB_PASSWORD_ENV = "ANYCAST_LAB_BGP_PASSWORD"
 def lab_password() -> str:
     """The lab's own TCP-MD5 password: never the real ANYCAST_BGP_PASSWORD, which would land in .lab/ files."""
     return os.environ.get(LAB_PASSWORD_ENV) or DEFAULT_PASSWORD
-LAB_ROOT = Path(__file__).resolve().parents[2] / ".lab"
-
-
-def lab_dir(stack: str, root: Path | None = None) -> Path:
-    return (root or LAB_ROOT) / stack
-
-
-def state_path(stack: str, root: Path | None = None) -> Path:
-    return lab_dir(stack, root) / "state.json"
-
-
 class Progress:
     """One line per step with the elapsed time, on stderr (quiet=True keeps it silent)."""
 

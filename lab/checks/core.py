@@ -1,55 +1,25 @@
-"""``anycast lab check``: assertions in BGP terms, what every client gets, and failover timing.
-
-Each check is a :class:`Check` (name, ok, detail); measurements are numbers with their target. The report is a
-JSON-safe dict; :func:`format_table` prints it for people. Every row can fail: a row over zero observations (no
-session, no target, no log) is a FAIL, never a vacuous PASS (tests/unit/test_lab_checks.py breaks each condition).
-"""
+"""The static rows of ``anycast lab check``, in BGP terms and as every client sees the service: sessions, TCP-MD5,
+the routes each upstream receives, a 1,000-route leak, DNS/HTTP from every client, and the daemons' logs."""
 
 from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from infra.model import NO_EXPORT_OUTSIDE_VULTR, Network, Pop
-from infra.stack import load_network
-from lab.boot.up import state_path
+from lab.checks import Check, Context, register
 from lab.checks.leak import Leaker
-from lab.monitor import prometheus
-from lab.monitor.blackbox import PREFERRED_CLIENT, ProbeResult, check_monitoring, write_lab_targets
 from lab.net import bgp
 from lab.net.netns import LabError, socket_in
 from lab.net.probes import curl_pop, dig
 from lab.plan.geodns import expected_pop, geo_answer
-from lab.plan.topology import ClientPlan, LabPlan, PopPlan, build_plan, pop_dir_name, state_generations
-from lab.scenarios.faults import freeze_pop, kill_caddy, pick_victim
+from lab.plan.topology import ClientPlan, LabPlan, PopPlan, pop_dir_name
 
 NO_EXPORT = NO_EXPORT_OUTSIDE_VULTR
-
-
-@dataclass(frozen=True)
-class Check:
-    group: str
-    name: str
-    ok: bool
-    detail: str
-
-
-def load_state(stack: str) -> dict[str, Any]:
-    path = state_path(stack)
-    if not path.exists():
-        raise LabError(f"no lab state at {path}: run `anycast lab up --stack {stack}` first")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def save_state(stack: str, state: dict[str, Any]) -> None:
-    state_path(stack).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def expected_routes(network: Network, pop: Pop, version: int) -> dict[str, tuple[tuple[int, ...], frozenset[str]]]:
@@ -282,264 +252,38 @@ def check_logs(base: Path, expected: list[str] | tuple[str, ...] = ()) -> Check:
                  + (f"; missing: {', '.join(missing[:6])}" if missing else ""))
 
 
-def _secs(x: float | None) -> str:
-    return "never" if x is None else f"{x:.2f} s"
+@register(10, "bgp")
+def _bgp(ctx: Context) -> None:
+    ctx.say("BGP sessions")
+    ctx.guarded("bgp", "BGP sessions", lambda: check_sessions(ctx.plan, ctx.state))
+    ctx.guarded("bgp", "TCP-MD5", lambda: [check_md5(ctx.plan)])
 
 
-def _summary(results: list[ProbeResult]) -> str:
-    bad = [r for r in results if not r.ok]
-    slowest = max((r.seconds for r in results), default=0.0)
-    text = f"{len(results) - len(bad)}/{len(results)} as expected (slowest {slowest:.2f} s)"
-    for r in bad[:4]:
-        text += f"; {r.probe.name} {r.probe.target}: probe_success {r.success}" + (f" ({r.error})" if r.error else "")
-    return text
+@register(20, "routes")
+def _routes(ctx: Context) -> None:
+    ctx.say("routes received by every upstream")
+    ctx.guarded("routes", "routes at the upstreams", lambda: check_routes(ctx.plan))
 
 
-def monitoring_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any]) -> list[Check]:
-    """Stack outputs from the lab's addresses -> `anycast monitoring targets` -> the real blackbox exporter, from one
-    client namespace: every generated target succeeds, the anycast one from the nearest PoP, a wrong X-PoP fails."""
-    names = [c.name for c in plan.clients]
-    client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
-    nearest = plan.nearest_anycast(client)
-    path, out_dir, outputs = write_lab_targets(plan.stack, plan.network, state)
-    results, timing = check_monitoring(client.namespace, Path(state["dir"]), outputs, nearest)
-    measurements["monitoring"] = timing
-    where = f"blackbox exporter in {client.namespace} (127.0.0.1:9115)"
-    return monitoring_rows(plan, client.name, nearest, results, timing,
-                           f"{path} -> {out_dir.name}/; {where}")
-
-
-def monitoring_rows(plan: LabPlan, client_name: str, nearest: str | None, results: list[ProbeResult],
-                    timing: dict[str, Any], where: str) -> list[Check]:
-    """The monitoring rows from the probe results (pure: tests feed it fabricated results)."""
-    generated = [r for r in results if r.probe.why.startswith("generated")]
-    http = [r for r in generated if r.probe.kind == "http"]
-    dns = [r for r in generated if r.probe.kind == "dns"]
-    # The targets infra/monitoring.py must generate for this lab: HTTP on every PoP's unicast address, DNS on the
-    # unicast PoPs' (anycast PoPs serve DNS on the service address only), and both on the anycast service.
-    anycast = {"anycast"} if any(p.mode == "anycast" for p in plan.pops) else set()
-    want = {"HTTP": {p.code for p in plan.pops} | anycast, "DNS": {p.code for p in plan.pops if p.mode == "unicast"} | anycast}
-    lacking = [f"{kind} {pop}" for kind, rows in (("HTTP", http), ("DNS", dns))
-               for pop in sorted(want[kind] - {r.probe.why.removeprefix("generated target, pop ") for r in rows})]
-    out = [Check("monitoring", f"outputs from the lab's addresses -> {len(http)} HTTP + {len(dns)} DNS targets",
-                 not lacking, f"{where} up in {timing.get('exporter_start_s')} s, {timing.get('probes')} probes in "
-                              f"{timing.get('total_s')} s" + (f"; no target for: {', '.join(lacking)}" if lacking else "")),
-           Check("monitoring", f"every HTTP target: probe_success 1 with the expected X-PoP ({len(http)})",
-                 bool(http) and all(r.ok for r in http), _summary(http)),
-           Check("monitoring", f"every DNS target: probe_success 1, zone SOA and id.server ({len(dns)})",
-                 bool(dns) and all(r.ok for r in dns), _summary(dns))]
-    sharp = [r for r in results if r.probe.expect_success and not r.probe.why.startswith("generated")]
-    if sharp or nearest is not None:
-        out.append(Check("monitoring", f"anycast HTTP from {client_name} answered by its nearest PoP ({nearest})",
-                         bool(sharp) and all(r.ok for r in sharp), _summary(sharp)))
-    negative = [r for r in results if not r.probe.expect_success]
-    if negative:
-        r = negative[0]
-        out.append(Check("monitoring", f"negative: {r.probe.name} fails (probe_success 0)", r.ok,
-                         f"{r.probe.target}: probe_success {r.success}" + (f" ({r.error})" if r.error else "")
-                         + f"; {r.probe.why}"))
-    else:
-        out.append(Check("monitoring", "negative: a wrong X-PoP fails", False, "fewer than two PoPs with unicast targets"))
-    return out
-
-
-def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any],
-                      outputs: dict[str, Any]) -> tuple[list[Check], prometheus.Stack]:
-    """Start Prometheus with the generated config (lab addresses, 1 s intervals) and the exporters; every target
-    must be up, every rule loaded, and nothing may fire on the healthy lab."""
-    from infra.monitoring import exporter_file_sd, file_sd
-
-    names = [c.name for c in plan.clients]
-    client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
-    mon = prometheus.start_stack(plan, state, outputs, client)
-    expected = prometheus.expected_target_count(file_sd(outputs) | exporter_file_sd(outputs))
-    got, waited = prometheus.wait_targets_up(mon.ns, expected)
-    per_job = prometheus.summarize_targets(got)
-    down = [t for t in got if t.health != "up"]
-    jobs = ", ".join(f"{job} {up}/{total}" for job, (up, total) in per_job.items())
-    detail = (f"{mon.ns}: started in {mon.startup_s:.1f} s, all up {waited:.1f} s later; {jobs}"
-              + "".join(f"; DOWN {t.job} {t.pop} {t.url}: {t.error}" for t in down[:4]))
-    ok = expected > 0 and len(got) == expected and not down  # zero targets is no PASS
-    checks = [Check("prometheus", f"Prometheus scrapes every target up: bird_exporter on every PoP, health agents, "
-                                  f"probes, blackbox exporter ({len(got)}/{expected})", ok, detail)]
-    time.sleep(3)  # a few evaluation rounds (1 s) on the scraped data
-    groups = prometheus.api(mon.ns, "rules")["groups"]
-    rules = [r["name"] for g in groups for r in g["rules"]]
-    fired = prometheus.all_firing(mon.ns)
-    text = ", ".join(f"{a['labels'].get('alertname')}{{pop={a['labels'].get('pop', '-')}}}" for a in fired[:6])
-    checks.append(Check("prometheus", f"{len(rules)} alert rules loaded, none firing on the healthy lab",
-                        len(rules) > 0 and not fired, f"rules: {', '.join(rules)}" + (f"; FIRING: {text}" if fired else "")))
-    checks.append(dashboard_check(mon.ns, outputs))
-    measurements["prometheus"] = {"startup_s": round(mon.startup_s, 2), "targets_up_s": round(waited, 2),
-                                  "targets": len(got), "rules": len(rules)}
-    return checks, mon
-
-
-def dashboard_check(ns: str, outputs: dict[str, Any]) -> Check:
-    """Every query of the generated Grafana dashboard returns data from the lab's Prometheus; the map query carries
-    every PoP with its coordinates."""
-    from infra.dashboard import dashboard
-
-    board = dashboard(outputs)
-    empty: list[str] = []
-    n = 0
-    map_pops: set[str] = set()
-    for panel in board["panels"]:
-        for target in panel["targets"]:
-            n += 1
-            result = prometheus.api(ns, "query", {"query": target["expr"]})["result"]
-            if not result:
-                empty.append(f"{panel['title']} [{target['refId']}]")
-            if panel["type"] == "geomap":
-                map_pops |= {r["metric"]["pop"] for r in result if "latitude" in r["metric"] and "longitude" in r["metric"]}
-    missing = sorted(set(outputs["pops"]) - map_pops)
-    ok = not empty and not missing
-    detail = (f"{len(board['panels'])} panels, {n} queries, {n - len(empty)} with data; map: {len(map_pops)} PoPs at "
-              "their coordinates" + (f"; EMPTY: {', '.join(empty)}" if empty else "")
-              + (f"; not on the map: {', '.join(missing)}" if missing else ""))
-    return Check("prometheus", "every Grafana dashboard query returns data; every PoP on the map", ok, detail)
-
-
-def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress: bool = True,
-               failover_runs: int = 1, monitoring: bool = True, health: bool = True) -> dict[str, Any]:
-    """Run every check against the running lab of ``stack``; return the report (``ok`` is the verdict)."""
-    def say(text: str) -> None:
-        if progress:
-            print(f"... {text}", file=sys.stderr, flush=True)
-
-    state = load_state(stack)
-    network = load_network(stack)
-    plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))  # after rollouts
-    base = Path(state["dir"])
-    checks: list[Check] = []
-    measurements: dict[str, Any] = {}
-
-    def guarded(group: str, name: str, step: Callable[[], list[Check]]) -> None:
-        """Run one step; a failure inside it (the lab's, or a bug's) becomes a FAIL row instead of a traceback that
-        aborts the whole check."""
-        try:
-            checks.extend(step())
-        except Exception as exc:  # every failure must end as a row, never as a traceback
-            checks.append(Check(group, name, False, f"{type(exc).__name__}: {str(exc)[:300]}"))
-
+@register(30, "leak")
+def _leak(ctx: Context) -> None:
     def leak() -> list[Check]:
-        check, numbers = check_leak(plan, base)
-        measurements.update(numbers)
+        check, numbers = check_leak(ctx.plan, ctx.base)
+        ctx.measurements.update(numbers)
         return [check]
 
-    say("BGP sessions")
-    guarded("bgp", "BGP sessions", lambda: check_sessions(plan, state))
-    guarded("bgp", "TCP-MD5", lambda: [check_md5(plan)])
-    say("routes received by every upstream")
-    guarded("routes", "routes at the upstreams", lambda: check_routes(plan))
-    say("route leak: 1,000 routes from one upstream")
-    guarded("leak", "route leak", leak)
-    say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
-    guarded("clients", "clients", lambda: check_clients(plan))
-    if network.tls.enabled:
-        from lab.checks.tls import tls_checks
-
-        say("HTTPS: DNS-01 as Pebble saw it, the certificate at every PoP and from every client, a forced renewal")
-        guarded("tls", "HTTPS", lambda: tls_checks(plan, state, measurements))
-    machines = state.get("mode") == "machines"
-    if machines:  # the PoPs log to their journals (a row of lab/checks/machine.py); the rest logs to files
-        guarded("logs", "daemon logs", lambda: [check_logs(base, [e for e in expected_logs(plan)
-                                                                  if not e.startswith("pops/")])])
-        from lab.checks.machine import machine_rows
-
-        names = [c.name for c in plan.clients]
-        probe_client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
-        say("machines: cloud-init, systemd, rendered units, nftables loaded and enforced, journals, health agent")
-        guarded("machines", "machine mode", lambda: [Check(*r) for r in machine_rows(plan, state, probe_client)])
-    else:
-        guarded("logs", "daemon logs", lambda: [check_logs(base, expected_logs(plan))])
-    mon: list[prometheus.Stack] = []
-    if monitoring:
-        say("monitoring: stack outputs -> blackbox-exporter targets, probed by the exporter from a client")
-        guarded("monitoring", "blackbox exporter", lambda: monitoring_checks(plan, state, measurements))
-
-        def prom() -> list[Check]:
-            _, _, outputs = write_lab_targets(plan.stack, plan.network, state)
-            rows, stack_ = prometheus_checks(plan, state, measurements, outputs)
-            mon.append(stack_)
-            return rows
-
-        say("monitoring: Prometheus with the generated config and alerts, scraping every PoP's exporters")
-        guarded("prometheus", "Prometheus", prom)
-        save_state(stack, state)
-    if failover:
-        victim = pick_victim(plan)
-        if victim is None:
-            checks.append(Check("failover", "failover", False, "no client has two anycast PoPs to choose from"))
-        else:
-            client, pop, nxt = victim
-            for i in range(failover_runs):
-                say(f"failover {i + 1}/{failover_runs}: kill Caddy at {pop}; {client.name} should move to {nxt}")
-                name = f"Caddy killed at {pop}: withdrawn, {client.name} served by {nxt}"
-
-                def kill(name: str = name) -> list[Check]:
-                    if not mon:
-                        res = kill_caddy(plan, state, client, pop, nxt)
-                        measurements.setdefault("kill_caddy", []).append(asdict(res))
-                        return [Check("failover", name, res.ok, res.detail)]
-                    events: dict[str, float] = {}
-                    watch = prometheus.AlertWatch(mon[0].ns, "AnycastPopWithdrawn", pop).start()
-                    try:
-                        res = kill_caddy(plan, state, client, pop, nxt, on_event=events.__setitem__, down_s=3.0)
-                        watch.wait_cleared(15)
-                    finally:
-                        watch.stop()
-                    fire = None if watch.fired_at is None or "killed" not in events else watch.fired_at - events["killed"]
-                    clear = (None if watch.cleared_at is None or "restarted" not in events
-                             else watch.cleared_at - events["restarted"])
-                    alert_ok = fire is not None and clear is not None and fire > 0 and clear > 0
-                    measurements.setdefault("kill_caddy", []).append(asdict(res) | {"alert_fire_s": fire,
-                                                                                      "alert_clear_s": clear})
-                    alert = (f"; Prometheus: AnycastPopWithdrawn{{pop={pop}}} firing {_secs(fire)} after the kill, "
-                             f"cleared {_secs(clear)} after Caddy restarted")
-                    return [Check("failover", name + ", alert fired and cleared", res.ok and alert_ok, res.detail + alert)]
-
-                guarded("failover", name, kill)
-                save_state(stack, state)
-            if machines and not health:  # the health rows below include this fault (agent frozen, Caddy killed)
-                from lab.scenarios.faults import watchdog_row
-
-                say(f"watchdog: freeze the health agent at {pop} and kill Caddy; systemd must withdraw the PoP")
-                guarded("failover", "watchdog", lambda: [Check(*watchdog_row(plan, state, client, pop, nxt))])
-                save_state(stack, state)
-            if health:  # both modes: the lab's processes, or the PoP's systemd (lab/scenarios/faults.py)
-                from lab.scenarios.faults import fault_rows
-
-                def health_rows() -> list[Check]:
-                    return [Check(*r) for r in fault_rows(plan, state, client, pop, nxt, measurements, say)]
-
-                guarded("health", "health agent faults", health_rows)
-                save_state(stack, state)
-            if freeze:
-                say(f"freeze {pop} (SIGSTOP): waits for the hold timer, then SIGCONT and re-establishment")
-                name = f"{pop} frozen: withdrawn by hold timer ({network.bgp.hold_time} s), back after SIGCONT"
-
-                def frozen(name: str = name) -> list[Check]:
-                    res = freeze_pop(plan, state, client, pop, nxt)
-                    measurements["freeze"] = asdict(res)
-                    return [Check("failover", name, res.ok, res.detail)]
-
-                guarded("failover", name, frozen)
-    if mon:  # like the blackbox probes above: the check leaves no monitoring process behind
-        prometheus.stop_stack(state)
-        save_state(stack, state)
-    return {"stack": stack, "ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks],
-            "measurements": measurements}
+    ctx.say("route leak: 1,000 routes from one upstream")
+    ctx.guarded("leak", "route leak", leak)
 
 
-def format_table(report: dict[str, Any]) -> str:
-    rows = [(c["group"], "PASS" if c["ok"] else "FAIL", c["name"], c["detail"]) for c in report["checks"]]
-    w0 = max(len(r[0]) for r in rows)
-    w2 = min(70, max(len(r[2]) for r in rows))
-    lines = [f"{'group':<{w0}}  {'':4}  {'check':<{w2}}  detail", "-" * (w0 + w2 + 40)]
-    for g, ok, name, detail in rows:
-        lines.append(f"{g:<{w0}}  {ok}  {name:<{w2}}  {detail}")
-    passed = sum(1 for c in report["checks"] if c["ok"])
-    lines.append("-" * (w0 + w2 + 40))
-    lines.append(f"{passed}/{len(rows)} checks passed: " + ("OK" if report["ok"] else "FAILED"))
-    return "\n".join(lines)
+@register(40, "clients")
+def _clients(ctx: Context) -> None:
+    ctx.say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
+    ctx.guarded("clients", "clients", lambda: check_clients(ctx.plan))
+
+
+@register(60, "logs")
+def _logs(ctx: Context) -> None:
+    # Machine-mode PoPs log to their journals (a row of lab/checks/machine.py); everything else logs to files.
+    expected = [e for e in expected_logs(ctx.plan) if ctx.driver.daemon_logs_on_host or not e.startswith("pops/")]
+    ctx.guarded("logs", "daemon logs", lambda: [check_logs(ctx.base, expected)])

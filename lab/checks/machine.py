@@ -10,23 +10,18 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
-from lab.drivers import pop_control
+from lab.checks import Check, Context, register
+from lab.drivers.base import pop_driver
+from lab.drivers.machine import UNITS, MachinePop
 from lab.drivers.machines import nsexec
+from lab.monitor.blackbox import PREFERRED_CLIENT
 from lab.net.netns import LabError
 from lab.net.probes import tcp_answer
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
-
-
-class Row(NamedTuple):
-    group: str
-    name: str
-    ok: bool
-    detail: str
-
 
 # Journal lines of priority err that are expected on every first boot (matched as substrings).
 ALLOWED_JOURNAL = (
@@ -43,10 +38,14 @@ TLS_UNITS = ("anycast-tls-fetch.service", "anycast-tls-issue.service", "anycast-
 
 
 def _pids(state: dict[str, Any], code: str) -> int:
-    pid = pop_control.leader(state["pops"][code])
-    if pid is None:
+    return _machine(state, code).leader
+
+
+def _machine(state: dict[str, Any], code: str) -> MachinePop:
+    drv = pop_driver(state["pops"][code])
+    if not isinstance(drv, MachinePop):
         raise LabError(f"{code} is not a machine-mode PoP")
-    return pid
+    return drv
 
 
 def _each(pops: Sequence[PopPlan], fn: Callable[[PopPlan], str | None]) -> list[str]:
@@ -103,7 +102,7 @@ def unit_problems(pid: int, kinds: dict[str, str]) -> list[str]:
     return bad
 
 
-def _cloud_init(plan: LabPlan, state: dict[str, Any]) -> Row:
+def _cloud_init(plan: LabPlan, state: dict[str, Any]) -> Check:
     def one(p: PopPlan) -> str | None:
         pid = _pids(state, p.code)
         out = nsexec(pid, ["cloud-init", "status", "--long"]).stdout
@@ -114,11 +113,11 @@ def _cloud_init(plan: LabPlan, state: dict[str, Any]) -> Row:
         return None if status == "done" and not errors else f"status {status}, errors {errors}"
 
     bad = _each(plan.pops, one)
-    return Row("machines", f"cloud-init status done without errors on every PoP ({len(plan.pops)})", not bad,
+    return Check("machines", f"cloud-init status done without errors on every PoP ({len(plan.pops)})", not bad,
                "; ".join(bad) or "status: done; result.json errors: []")
 
 
-def _system_running(plan: LabPlan, state: dict[str, Any]) -> Row:
+def _system_running(plan: LabPlan, state: dict[str, Any]) -> Check:
     def one(p: PopPlan) -> str | None:
         pid = _pids(state, p.code)
         out = nsexec(pid, ["systemctl", "is-system-running"]).stdout.strip()
@@ -129,10 +128,10 @@ def _system_running(plan: LabPlan, state: dict[str, Any]) -> Row:
         return f"{out}; failed: {' '.join(failed)}"
 
     bad = _each(plan.pops, one)
-    return Row("machines", "systemctl is-system-running = running on every PoP", not bad, "; ".join(bad) or "running")
+    return Check("machines", "systemctl is-system-running = running on every PoP", not bad, "; ".join(bad) or "running")
 
 
-def _units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Row:
+def _units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Check:
     counts: list[int] = []
 
     def one(p: PopPlan) -> str | None:
@@ -142,11 +141,11 @@ def _units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Row:
 
     bad = _each(plan.pops, one)
     example = ", ".join(rendered_units(data[plan.pops[0].code].decode()))
-    return Row("machines", "every rendered unit (and every daemon runcmd starts) active, timer-started oneshots "
+    return Check("machines", "every rendered unit (and every daemon runcmd starts) active, timer-started oneshots "
                "succeeded", not bad, "; ".join(bad) or f"{sum(counts)} units, e.g. {plan.pops[0].code}: {example}")
 
 
-def _nft_loaded(plan: LabPlan, state: dict[str, Any]) -> Row:
+def _nft_loaded(plan: LabPlan, state: dict[str, Any]) -> Check:
     def one(p: PopPlan) -> str | None:
         out = nsexec(_pids(state, p.code), ["nft", "list", "ruleset"]).stdout
         if "table inet anycast" not in out:
@@ -156,11 +155,11 @@ def _nft_loaded(plan: LabPlan, state: dict[str, Any]) -> Row:
         return None
 
     bad = _each(plan.pops, one)
-    return Row("machines", "nftables: the rendered ruleset loaded (table inet anycast, input policy drop)", not bad,
+    return Check("machines", "nftables: the rendered ruleset loaded (table inet anycast, input policy drop)", not bad,
                "; ".join(bad) or f"loaded on {len(plan.pops)} PoPs")
 
 
-def _nft_enforced(plan: LabPlan, client: ClientPlan) -> Row:
+def _nft_enforced(plan: LabPlan, client: ClientPlan) -> Check:
     """From a client (outside every admin CIDR) SSH and BGP to each PoP's unicast address must get no answer; from
     the upstream's link address, when it lies inside admin.sshCidrs, SSH must answer (sshd runs: the drop is nftables)."""
     admin = list(plan.network.admin.ssh_cidrs)
@@ -181,20 +180,20 @@ def _nft_enforced(plan: LabPlan, client: ClientPlan) -> Row:
             if got != "ssh":
                 problems.append(f"{p.code} {addr}:22 from admin address {gw}: {got} (want an SSH banner)")
     cidrs = ", ".join(str(n) for n in admin)
-    return Row("machines", f"nftables enforced: SSH and BGP from {client.name} (outside admin CIDRs) get no answer",
+    return Check("machines", f"nftables enforced: SSH and BGP from {client.name} (outside admin CIDRs) get no answer",
                not problems, "; ".join(problems) or
                f"{len(plan.pops) * 2} connects dropped; SSH from the upstreams' addresses in {cidrs}: "
                f"{', '.join(positive) or 'none in the admin CIDRs'}")
 
 
-def _agent(plan: LabPlan, state: dict[str, Any]) -> Row:
+def _agent(plan: LabPlan, state: dict[str, Any]) -> Check:
     anycast = [p for p in plan.pops if p.mode == "anycast"]
 
     def one(p: PopPlan) -> str | None:
-        pst = state["pops"][p.code]
-        props = dict(line.split("=", 1) for line in pop_control.systemctl(
-            pst, "show", "-p", "ActiveState,SubState,Type,WatchdogUSec,Restart", pop_control.UNITS["health"]).split())
-        pid = pop_control.main_pid(pst, "health")
+        drv = _machine(state, p.code)
+        props = dict(line.split("=", 1) for line in drv.systemctl(
+            "show", "-p", "ActiveState,SubState,Type,WatchdogUSec,Restart", UNITS["health"]).split())
+        pid = drv.main_pid("health")
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         if props.get("ActiveState") != "active" or "/usr/local/sbin/anycast-health" not in cmd:
             return f"{props} pid {pid} {cmd}"
@@ -203,15 +202,14 @@ def _agent(plan: LabPlan, state: dict[str, Any]) -> Row:
     bad = _each(anycast, one)
     detail = "; ".join(bad)
     if not bad and anycast:
-        pst = state["pops"][anycast[0].code]
-        props = pop_control.systemctl(pst, "show", "-p", "Type,WatchdogUSec,Restart,NRestarts",
-                                      pop_control.UNITS["health"]).split()
+        props = _machine(state, anycast[0].code).systemctl("show", "-p", "Type,WatchdogUSec,Restart,NRestarts",
+                                                           UNITS["health"]).split()
         detail = f"active on {len(anycast)} anycast PoPs; {anycast[0].code}: {' '.join(props)}"
-    return Row("machines", "health agent runs under systemd (anycast-health.service active, the shipped agent)",
+    return Check("machines", "health agent runs under systemd (anycast-health.service active, the shipped agent)",
                bool(anycast) and not bad, detail)
 
 
-def _journal(plan: LabPlan, state: dict[str, Any]) -> Row:
+def _journal(plan: LabPlan, state: dict[str, Any]) -> Check:
     lines: list[str] = []
 
     def one(p: PopPlan) -> str | None:
@@ -222,11 +220,11 @@ def _journal(plan: LabPlan, state: dict[str, Any]) -> Row:
         return bad[0][:200] if bad else None
 
     bad = _each(plan.pops, one)
-    return Row("logs", "no errors in the PoPs' journals (priority err and above)", not bad,
+    return Check("logs", "no errors in the PoPs' journals (priority err and above)", not bad,
                "; ".join(bad) or f"{len(plan.pops)} journals read; allowed: {', '.join(ALLOWED_JOURNAL)}")
 
 
-def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Row:
+def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Check:
     lines: list[str] = []
 
     def one(p: PopPlan) -> str | None:
@@ -244,11 +242,11 @@ def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> 
     # a PoP whose certificate came from its fetch unit (the issuer's came with its issue run)
     shown = next((p.code for p in plan.pops if p.code != plan.network.tls_issuer), plan.pops[0].code)
     bad = _each(plan.pops, one)
-    return Row("machines", "HTTPS units from the user data active (anycast-tls timers waiting, fetch/issue succeeded)",
+    return Check("machines", "HTTPS units from the user data active (anycast-tls timers waiting, fetch/issue succeeded)",
                not bad, "; ".join(bad[:3]) or f"{len(plan.pops)} PoPs; last fetch at {'; '.join(lines)}")
 
 
-def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> list[Row]:
+def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> list[Check]:
     """The static machine-mode rows (run before failover)."""
     # the user data each PoP booted from (lab up keeps a copy), not a fresh render
     data = {p.code: (Path(state["pops"][p.code]["machine"]["dir"]) / "user-data.yaml").read_bytes() for p in plan.pops}
@@ -260,3 +258,11 @@ def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> li
     if plan.network.tls.enabled:
         rows.append(_tls_units(plan, state, data))
     return rows
+
+
+@register(65, "machines", applies=lambda ctx: ctx.driver.systemd)
+def _machines(ctx: Context) -> None:
+    names = [c.name for c in ctx.plan.clients]
+    probe_client = ctx.plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
+    ctx.say("machines: cloud-init, systemd, rendered units, nftables loaded and enforced, journals, health agent")
+    ctx.guarded("machines", "machine mode", lambda: machine_rows(ctx.plan, ctx.state, probe_client))

@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 import yaml
 
 from infra.monitoring import blackbox_modules, file_sd
-from lab.checks.core import Check
+from lab.checks import Check, Context, register
 from lab.cloud.tls import HandshakeProber, cert_file, cert_serial, curl_http, curl_https, pop_tls
-from lab.drivers import pop_control
+from lab.drivers.base import pop_driver
 from lab.monitor.blackbox import PREFERRED_CLIENT, Exporter, _http_get, lab_outputs, parse_probe_success
 from lab.net.netns import LabError
 from lab.net.processes import alive
@@ -151,7 +151,7 @@ def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dic
 def _caddy_pid(state: dict[str, Any], code: str) -> int | None:
     """Caddy's host pid at that PoP (machine mode: caddy.service's MainPID), None if it is not running."""
     try:
-        return pop_control.main_pid(state["pops"][code], "caddy")
+        return pop_driver(state["pops"][code]).main_pid("caddy")
     except (LabError, KeyError):
         return None
 
@@ -224,3 +224,9 @@ def tls_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any
         measurements["tls_renewal"] = numbers
         out.append(check)
     return out
+
+
+@register(50, "tls", applies=lambda ctx: ctx.network.tls.enabled)
+def _tls(ctx: Context) -> None:
+    ctx.say("HTTPS: DNS-01 as Pebble saw it, the certificate at every PoP and from every client, a forced renewal")
+    ctx.guarded("tls", "HTTPS", lambda: tls_checks(ctx.plan, ctx.state, ctx.measurements))

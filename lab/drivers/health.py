@@ -107,27 +107,6 @@ def agent_cli(ns: str, pop_dir: Path, flag: str, timeout: float = 90.0) -> tuple
     return res.returncode, (res.stdout + res.stderr).strip()
 
 
-AGENT_CLI = "/usr/local/sbin/anycast-health"  # where the user data installs the agent (write_files, 0755)
-
-
-def pop_agent_cli(pst: dict[str, Any], flag: str, timeout: float = 90.0) -> tuple[int, str]:
-    """``--drain``/``--undrain`` on the PoP of state ``pst``: process mode, :func:`agent_cli` with the lab's config;
-    machine mode, the installed ``/usr/local/sbin/anycast-health`` inside the container with its default config
-    (/etc/anycast/health.json), as an operator types it on the PoP."""
-    from lab.drivers import pop_control
-
-    leader = pop_control.leader(pst)
-    if leader is None:
-        return agent_cli(pst["namespace"], Path(pst["dir"]), flag, timeout)
-    from lab.drivers.machines import nsexec
-
-    try:
-        res = nsexec(leader, [AGENT_CLI, flag], timeout=timeout)
-    except LabError as exc:
-        return 1, str(exc)
-    return res.returncode, (res.stdout + res.stderr).strip()
-
-
 @dataclass
 class AdjInStream:
     """``gobgp monitor adj-in -j`` in an upstream namespace: (monotonic time, prefix, withdrawn) for every update, as

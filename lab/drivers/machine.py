@@ -1,73 +1,26 @@
-"""Kill, restart and find the daemons of a lab PoP in either mode.
-
-Process mode: the lab started each daemon itself (``state['pops'][code]['pids'|'commands']``). Machine mode: the
-PoP's systemd runs them from their units, so the lab asks that systemd (``nsenter`` into the container, then
-``systemctl``) and maps the unit's MainPID to the host's pid.
-"""
+"""The machine-mode PoP driver: the PoP is a Debian 12 container whose systemd runs the daemons from their units, so
+the lab asks that systemd (``nsenter`` into the container, then ``systemctl``) and maps a unit's MainPID to the host's
+pid."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import signal
+import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.drivers.base import PopDriver
+from lab.drivers.machines import nsexec
 from lab.net.netns import LabError, namespace_pids
-from lab.net.processes import signal_pids, start
 
 UNITS = {"caddy": "caddy.service", "bird": "bird.service", "nsd": "nsd.service", "health": "anycast-health.service",
          "nftables": "nftables.service"}
-
-
-def leader(pst: dict[str, Any]) -> int | None:
-    """The container's PID 1 on the host, or None in process mode."""
-    return int(pst["pids"]["leader"]) if "machine" in pst else None
-
-
-def systemctl(pst: dict[str, Any], *args: str, check: bool = True, timeout: float = 30) -> str:
-    from lab.drivers.machines import nsexec
-
-    pid = leader(pst)
-    if pid is None:
-        raise LabError("systemctl: not a machine-mode PoP")
-    res = nsexec(pid, ["systemctl", *args], timeout=timeout)
-    if check and res.returncode != 0:
-        raise LabError(f"systemctl {' '.join(args)} in {pst['namespace']}: exit {res.returncode}: "
-                       f"{(res.stderr or res.stdout).strip()}")
-    return res.stdout
-
-
-def show(pst: dict[str, Any], name: str, *props: str) -> dict[str, str]:
-    """``systemctl show -p …`` of the daemon's unit (machine mode): property -> value."""
-    out = systemctl(pst, "show", "-p", ",".join(props), UNITS[name])
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def auto_restart(pst: dict[str, Any], name: str) -> bool:
-    """Machine mode: whether the daemon's unit restarts it by itself after a crash (``Restart=`` other than no)."""
-    return leader(pst) is not None and show(pst, name, "Restart").get("Restart", "no") != "no"
-
-
-def restarts(pst: dict[str, Any], name: str) -> int:
-    """How often systemd itself restarted the unit (NRestarts: ``Restart=`` only, not ``systemctl restart``)."""
-    return int(show(pst, name, "NRestarts").get("NRestarts") or 0)
-
-
-def systemd_restart(pst: dict[str, Any], name: str, before: int, after: float, timeout: float) -> float | None:
-    """Wait until systemd itself has started ``name`` again (NRestarts above ``before``, unit active); the monotonic
-    time it became active (its ActiveEnterTimestampMonotonic: the container's systemd and this process read the same
-    CLOCK_MONOTONIC), or None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        p = show(pst, name, "NRestarts", "ActiveState", "ActiveEnterTimestampMonotonic")
-        if int(p.get("NRestarts") or 0) > before and p.get("ActiveState") == "active":
-            t = int(p.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
-            now = time.monotonic()
-            return t if after <= t <= now else now
-        time.sleep(0.05)
-    return None
+AGENT_CLI = "/usr/local/sbin/anycast-health"  # where the user data installs the agent (write_files, 0755)
 
 
 def seconds(value: str) -> float:
@@ -86,34 +39,88 @@ def host_pid(ns: str, inner: int) -> int | None:
     return None
 
 
-def main_pid(pst: dict[str, Any], name: str) -> int:
-    """The daemon's pid on the host (machine mode: its unit's MainPID); raises LabError if it is not running."""
-    if leader(pst) is None:
-        return int(pst["pids"][name])
-    inner = int(systemctl(pst, "show", "-p", "MainPID", "--value", UNITS[name]).strip() or 0)
-    pid = host_pid(pst["namespace"], inner) if inner else None
-    if pid is None:
-        raise LabError(f"{UNITS[name]} has no running main process in {pst['namespace']}")
-    return pid
+class MachinePop(PopDriver):
+    systemd = True
 
+    def __init__(self, pst: dict[str, Any]) -> None:
+        super().__init__(pst)
+        self.leader = int(pst["pids"]["leader"])  # the container's PID 1 on the host
 
-def kill(pst: dict[str, Any], name: str, sig: int = signal.SIGKILL) -> None:
-    """Send ``sig`` to the daemon (machine mode: ``systemctl kill``, every process of its unit)."""
-    if leader(pst) is None:
-        signal_pids([int(pst["pids"][name])], sig)
-    else:
-        systemctl(pst, "kill", f"--signal={signal.Signals(sig).name}", UNITS[name])
+    def systemctl(self, *args: str, check: bool = True, timeout: float = 30) -> str:
+        res = nsexec(self.leader, ["systemctl", *args], timeout=timeout)
+        if check and res.returncode != 0:
+            raise LabError(f"systemctl {' '.join(args)} in {self.namespace}: exit {res.returncode}: "
+                           f"{(res.stderr or res.stdout).strip()}")
+        return res.stdout
 
+    def show(self, name: str, *props: str) -> dict[str, str]:
+        out = self.systemctl("show", "-p", ",".join(props), UNITS[name])
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-def restart(pst: dict[str, Any], name: str, env: dict[str, str] | None = None, log: Path | None = None) -> int:
-    """Start the daemon again; returns its new host pid (machine mode: ``systemctl restart`` of its unit)."""
-    if leader(pst) is None:
-        assert log is not None
-        pid = start(pst["namespace"], pst["commands"][name], log, env=env)
-        pst["pids"][name] = pid
+    def auto_restart(self, name: str) -> bool:
+        return self.show(name, "Restart").get("Restart", "no") != "no"
+
+    def restarts(self, name: str) -> int:
+        return int(self.show(name, "NRestarts").get("NRestarts") or 0)
+
+    def systemd_restart(self, name: str, before: int, after: float, timeout: float) -> float | None:
+        """NRestarts above ``before`` and the unit active; the time is its ActiveEnterTimestampMonotonic (the
+        container's systemd and this process read the same CLOCK_MONOTONIC)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self.show(name, "NRestarts", "ActiveState", "ActiveEnterTimestampMonotonic")
+            if int(p.get("NRestarts") or 0) > before and p.get("ActiveState") == "active":
+                t = int(p.get("ActiveEnterTimestampMonotonic") or 0) / 1e6
+                now = time.monotonic()
+                return t if after <= t <= now else now
+            time.sleep(0.05)
+        return None
+
+    def main_pid(self, name: str) -> int:
+        inner = int(self.systemctl("show", "-p", "MainPID", "--value", UNITS[name]).strip() or 0)
+        pid = host_pid(self.namespace, inner) if inner else None
+        if pid is None:
+            raise LabError(f"{UNITS[name]} has no running main process in {self.namespace}")
         return pid
-    systemctl(pst, "reset-failed", UNITS[name], check=False)
-    systemctl(pst, "restart", UNITS[name])
-    pid = main_pid(pst, name)
-    pst["pids"][name] = pid
-    return pid
+
+    def agent_pid(self, timeout: float = 5.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(LabError):
+                return self.main_pid("health")
+            if time.monotonic() > deadline:
+                raise LabError(f"no running anycast-health.service at {self.namespace}")
+            time.sleep(0.05)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        self.systemctl("kill", f"--signal={signal.Signals(sig).name}", UNITS[name])
+
+    def crash(self, name: str) -> None:
+        # SIGKILL to every process of the unit; systemd then applies the unit's Restart=
+        self.kill(name)
+
+    def stop(self, name: str) -> None:
+        # systemctl stop: a killed unit with Restart= (Caddy: the user data's drop-in) would come back by itself
+        self.systemctl("stop", UNITS[name])
+
+    def restart(self, name: str) -> int:
+        # as an operator would: systemctl restart
+        self.systemctl("reset-failed", UNITS[name], check=False)
+        self.systemctl("restart", UNITS[name])
+        pid = self.main_pid(name)
+        self.pst["pids"][name] = pid
+        return pid
+
+    def exec(self, cmd: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return nsexec(self.leader, cmd, timeout=timeout)
+
+    def agent_cli(self, flag: str, timeout: float = 90.0) -> tuple[int, str]:
+        try:
+            res = nsexec(self.leader, [AGENT_CLI, flag], timeout=timeout)
+        except LabError as exc:
+            return 1, str(exc)
+        return res.returncode, (res.stdout + res.stderr).strip()
+
+    def health_config(self) -> dict[str, Any]:
+        # the health.json the user data wrote inside the container
+        return dict(json.loads(Path(f"/proc/{self.leader}/root/etc/anycast/health.json").read_text()))

@@ -21,9 +21,9 @@ import dns.rdatatype
 from infra.catchment.analysis import ProbeInfo
 from infra.catchment.results import Observation
 from infra.model import Network
-from lab.boot.up import state_path
 from lab.net.netns import LabError, list_namespaces, socket_in
 from lab.plan.topology import build_plan, namespace_prefix
+from lab.state import state_path
 
 
 def chaos_query() -> dns.message.Message:

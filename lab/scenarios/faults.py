@@ -12,7 +12,7 @@ to the millisecond at the upstream, and requests lost are counted:
 
 Both lab modes run them. Process mode: the lab started the daemons and restarts what it killed; the agent runs under
 ``lab/net/supervise.py`` (the unit's semantics, emulated); /status is read from a client over the unicast address.
-Machine mode: the PoP's own systemd runs everything (``lab/drivers/pop_control.py``: ``systemctl kill --signal=SIGKILL``
+Machine mode: the PoP's own systemd runs everything (``lab/drivers/machine.py``: ``systemctl kill --signal=SIGKILL``
 inside the container), so what comes back after a kill is what the package's unit says (``Restart=``), and the row
 measures that: NSD (``Restart=always``), BIRD (``Restart=on-abort``) and Caddy (``Restart=on-failure``, the user data's
 drop-in) are restarted by systemd, not by the lab (a row that needs Caddy to stay down stops it: ``systemctl stop``);
@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -39,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.cloud.tls import https_prober
-from lab.drivers import pop_control
-from lab.drivers.health import AGENT_CLI, AdjInStream, agent_pid, metrics, pop_agent_cli, status, unit_semantics
+from lab.drivers.base import pop_driver
+from lab.drivers.health import AdjInStream, metrics, status, unit_semantics
+from lab.drivers.machine import AGENT_CLI, UNITS, seconds
 from lab.net import bgp
 from lab.net.netns import LabError, namespace_pids
 from lab.net.probes import Prober, tcp_answer
-from lab.net.processes import alive, signal_pids, start
+from lab.net.processes import alive, signal_pids
 from lab.plan.geodns import expected_pop
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
 from userdata.health_config import STATUS_PORT
@@ -89,24 +88,22 @@ class Fixture:
         self.pop = plan.pop(pop_code)
         self.pst = state["pops"][pop_code]
         self.dir = Path(self.pst["dir"])
-        self.leader = pop_control.leader(self.pst)  # the container's PID 1 (machine mode), else None
-        self.machine = self.leader is not None
+        self.driver = pop_driver(self.pst)
+        self.machine = self.driver.systemd  # the PoP's own systemd runs its daemons (machine mode)
         self.prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
         self.service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
         self.unicast = str(self.pst["unicast_ipv4"] or self.pst["unicast_ipv6"])
-        # machine mode: the health.json the user data wrote inside the container
-        cfg_path = Path(f"/proc/{self.leader}/root/etc/anycast/health.json") if self.machine else self.dir / "health.json"
-        cfg = json.loads(cfg_path.read_text())
+        cfg = self.driver.health_config()
         self.stable_s = float(cfg["damping"]["stable_s"])
         self.rise_s = cfg["rise"] * cfg["interval_ms"] / 1000
         self.unit = unit_semantics(plan.network, str(self.dir / "bird.ctl"))
         if self.machine:  # the running unit's values, from its systemd
             props = self.show("health", "WatchdogUSec", "RestartUSec")
-            self.unit = dataclasses.replace(self.unit, watchdog_sec=pop_control.seconds(props["WatchdogUSec"]),
-                                            restart_sec=pop_control.seconds(props["RestartUSec"]))
+            self.unit = dataclasses.replace(self.unit, watchdog_sec=seconds(props["WatchdogUSec"]),
+                                            restart_sec=seconds(props["RestartUSec"]))
 
     def show(self, name: str, *props: str) -> dict[str, str]:
-        return pop_control.show(self.pst, name, *props)
+        return self.driver.show(name, *props)
 
     def status(self) -> dict[str, Any]:
         if self.machine:  # on the PoP itself: the container shares the PoP's network namespace
@@ -117,20 +114,12 @@ class Fixture:
         return metrics(self.pop.namespace, LOOPBACK) if self.machine else metrics(self.client.namespace, self.unicast)
 
     def agent_pid(self, timeout: float = 5.0) -> int:
-        if not self.machine:
-            return agent_pid(self.dir, timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(LabError):
-                return pop_control.main_pid(self.pst, "health")
-            if time.monotonic() > deadline:
-                raise LabError(f"no running anycast-health.service at {self.code}")
-            time.sleep(0.05)
+        return self.driver.agent_pid(timeout)
 
     def agent_cli(self, flag: str, timeout: float = 90.0) -> tuple[int, str]:
         """``anycast-health --drain``/``--undrain`` on the PoP (machine mode: the installed command in the container,
         with its default config /etc/anycast/health.json, as an operator types it)."""
-        return pop_agent_cli(self.pst, flag, timeout)
+        return self.driver.agent_cli(flag, timeout)
 
     def wait_stable(self, timeout: float = 40.0) -> None:
         """Until the agent reports the PoP announced for at least damping.stable_s and the client is on it."""
@@ -147,32 +136,18 @@ class Fixture:
         raise LabError(f"{self.code} is not stably announced after {timeout:.0f} s: {last}")
 
     def restart(self, name: str) -> None:
-        if self.machine:  # as an operator would: systemctl restart
-            pop_control.restart(self.pst, name)
-            return
-        env = {"HOME": str(self.dir), "XDG_CONFIG_HOME": str(self.dir / "xdg"), "XDG_DATA_HOME": str(self.dir / "xdg")}
-        self.pst["pids"][name] = start(self.pop.namespace, self.pst["commands"][name], self.dir / f"{name}.log", env=env)
+        self.driver.restart(name)
 
     def kill(self, name: str) -> None:
-        if self.machine:  # SIGKILL to every process of the unit; systemd then applies the unit's Restart=
-            pop_control.kill(self.pst, name)
-            return
-        pid = self.pst["pids"][name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # the daemon leads its own session: NSD's children go too
-        deadline = time.monotonic() + 2
-        while alive(pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.005)
+        self.driver.crash(name)
 
     def restarts(self, name: str) -> int:
         """How often systemd itself restarted the unit (NRestarts: Restart= only, not systemctl restart)."""
-        return pop_control.restarts(self.pst, name)
+        return self.driver.restarts(name)
 
     def systemd_restart(self, name: str, before: int, after: float, timeout: float) -> float | None:
-        """Wait for systemd's own restart of ``name`` (``pop_control.systemd_restart``)."""
-        return pop_control.systemd_restart(self.pst, name, before, after, timeout)
+        """Wait for systemd's own restart of ``name`` (:meth:`PopDriver.systemd_restart`)."""
+        return self.driver.systemd_restart(name, before, after, timeout)
 
     def session_established(self) -> bool:
         try:
@@ -217,8 +192,8 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     back: process mode, the lab restarts it; machine mode, the unit's ``Restart=`` (systemd restarts it by itself, timed
     from its ActiveEnterTimestamp), or, for ``Restart=no``, the lab with ``systemctl restart`` as an operator would."""
     fx.wait_stable()
-    policy = fx.show(service, "Restart", "RestartUSec") if fx.machine else {}
-    before = fx.restarts(service) if fx.machine else 0
+    policy = fx.show(service, "Restart", "RestartUSec")
+    before = fx.restarts(service)
     by_systemd: float | None = None  # kill -> systemd's own restart active
     with fx.watched(dns=True) as (http, dns, stream):
         t0 = time.monotonic()
@@ -233,7 +208,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
         dns_lost, dns_probes = dns.lost(t0, end)
         t1 = time.monotonic()
         if fx.machine and policy.get("Restart", "no") != "no":
-            t_u = fx.systemd_restart(service, before, t0, pop_control.seconds(policy.get("RestartUSec", "")) + 10)
+            t_u = fx.systemd_restart(service, before, t0, seconds(policy.get("RestartUSec", "")) + 10)
             if t_u is not None:
                 t1, by_systemd = t_u, t_u - t0
         if by_systemd is None:
@@ -245,7 +220,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     s = None if t_s is None else t_s - t0
     r = None if t_r is None else t_r - t1
     what = "Caddy" if service == "caddy" else "NSD"
-    unit = pop_control.UNITS[service]
+    unit = UNITS[service]
     if not fx.machine:
         how = f"{what} restarted by the lab, re-announced and serving"
     elif by_systemd is not None:
@@ -276,10 +251,10 @@ def frozen_agent(fx: Fixture) -> FaultResult:
     """SIGSTOP the agent, then kill Caddy: only the watchdog (the supervisor, as systemd) can withdraw."""
     fx.wait_stable()
     pid = fx.agent_pid()
-    before = fx.restarts("health") if fx.machine else 0
+    before = fx.restarts("health")
     with fx.watched() as (http, _, stream):
         try:
-            caddy_auto = fx.machine and pop_control.auto_restart(fx.pst, "caddy")  # the user data's drop-in
+            caddy_auto = fx.driver.auto_restart("caddy")  # machine mode: the user data's drop-in
             caddy_before = fx.restarts("caddy") if caddy_auto else 0
             signal_pids([pid], signal.SIGSTOP)
             t0 = time.monotonic()
@@ -303,7 +278,7 @@ def frozen_agent(fx: Fixture) -> FaultResult:
     w = None if t_w is None else t_w - t0
     r = None if t_r is None else t_r - t1
     limit = fx.unit.watchdog_sec + 0.5
-    after = fx.restarts("health") if fx.machine else 0
+    after = fx.restarts("health")
     ok = (w is not None and w <= limit and killed and new_pid != pid and r is not None
           and (not fx.machine or after > before) and (not caddy_auto or t_c is not None))
     caddy = ("; Caddy restarted" + (" (systemctl restart)" if fx.machine else "") if t_c is None
@@ -329,15 +304,12 @@ def bird_restart_while_down(fx: Fixture, watch_s: float = 3.0) -> FaultResult:
     fx.wait_stable()
     by_systemd: float | None = None
     with fx.watched(served=False) as (http, _, stream):
-        if fx.machine:  # stopped, so that caddy.service's Restart= (the user data's drop-in) keeps it down meanwhile
-            pop_control.systemctl(fx.pst, "stop", pop_control.UNITS["caddy"])
-        else:
-            fx.kill("caddy")
+        fx.driver.stop("caddy")  # machine mode: stopped, so that caddy.service's Restart= keeps it down meanwhile
         t_w = stream.wait(fx.prefix, True, time.monotonic() - 1, 10)
         if t_w is None:
             raise LabError(f"{fx.code} was not withdrawn after Caddy was killed")
         time.sleep(0.2)
-        before = fx.restarts("bird") if fx.machine else 0
+        before = fx.restarts("bird")
         t0 = time.monotonic()
         fx.kill("bird")
         if fx.machine:  # bird.service: Restart=on-abort; a SIGKILL is an abort, so systemd starts BIRD again itself
@@ -385,10 +357,7 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
         t_safe = time.monotonic()
         t_w = stream.first(fx.prefix, True, t0)
         t_s = http.first_after(t0, fx.nxt)
-        if fx.machine:  # the maintenance the drain made safe, as an operator does it on the PoP
-            pop_control.systemctl(fx.pst, "stop", pop_control.UNITS["caddy"])
-        else:
-            fx.kill("caddy")
+        fx.driver.stop("caddy")  # the maintenance the drain made safe, as an operator does it on the PoP
         time.sleep(1.0)
         lost, probes = http.lost(t0, time.monotonic())
         dns_lost, dns_probes = dns.lost(t0, time.monotonic())
@@ -645,14 +614,14 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
     dns = Prober(client.namespace, _service(plan), qname=plan.network.dns.zone).start()
     https = https_prober(state, client.namespace, _service(plan))  # tls.enabled: the same over HTTPS (lab/cloud/tls.py)
     # machine mode: the unit's own Restart= (the user data's drop-in) brings Caddy back, not the lab
-    machine = pop_control.leader(pst) is not None
-    policy = pop_control.show(pst, "caddy", "Restart", "RestartUSec", "NRestarts") if machine else {}
+    drv = pop_driver(pst)
+    policy = drv.show("caddy", "Restart", "RestartUSec", "NRestarts")  # {} in process mode: the lab restarts it
     by_systemd: float | None = None
     try:
         if _wait(lambda: bool(prober.samples) and prober.samples[-1][1] == pop_code, 5, step=0.02) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
         t0 = time.monotonic()
-        pop_control.kill(pst, "caddy")
+        drv.kill("caddy")
         if on_event:
             on_event("killed", t0)
         t_w = _wait(lambda: not _announced(pop, prefix), 10, step=0.02)
@@ -662,17 +631,15 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
         dns_lost, dns_probes = dns.lost(t0, t_s or time.monotonic())
         # Restore: Caddy back, the agent re-announces after `rise` good rounds.
         if policy.get("Restart", "no") != "no":  # systemd restarts it after RestartSec (down_s does not apply)
-            t_u = pop_control.systemd_restart(pst, "caddy", int(policy.get("NRestarts") or 0), t0, 15)
+            t_u = drv.systemd_restart("caddy", int(policy.get("NRestarts") or 0), t0, 15)
             by_systemd = None if t_u is None else t_u - t0
         if by_systemd is None:
             time.sleep(max(0.0, t0 + down_s - time.monotonic()))
         # machine mode: what the PoP's systemd did with the killed unit meanwhile
-        left = pop_control.show(pst, "caddy", "Restart", "ActiveState", "NRestarts") if machine else None
+        left = drv.show("caddy", "Restart", "ActiveState", "NRestarts") or None
         if by_systemd is None:
-            d = Path(pst["dir"])
-            env = {"HOME": str(d), "XDG_CONFIG_HOME": str(d / "xdg"), "XDG_DATA_HOME": str(d / "xdg")}
             t1 = time.monotonic()
-            pop_control.restart(pst, "caddy", env=env, log=d / "caddy.log")
+            drv.restart("caddy")
         else:
             t1 = t0 + by_systemd
         if on_event:
@@ -758,36 +725,35 @@ def watchdog_row(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_c
     pop = plan.pop(pop_code)
     pst = state["pops"][pop_code]
     prefix = str(plan.network.prefixes.ipv4 or plan.network.prefixes.ipv6)
-    props = dict(line.split("=", 1) for line in pop_control.systemctl(
-        pst, "show", "-p", "WatchdogUSec,NRestarts", pop_control.UNITS["health"]).split())
+    drv = pop_driver(pst)
+    props = drv.show("health", "WatchdogUSec", "NRestarts")
     wd = props.get("WatchdogUSec", "0")
-    watchdog_s = pop_control.seconds(wd)
+    watchdog_s = seconds(wd)
     if not watchdog_s:
         return ("failover", f"{pop_code}: health agent watchdog (systemd)", False,
                    f"anycast-health.service has no WatchdogSec (WatchdogUSec={wd})")
     restarts0 = int(props.get("NRestarts", "0"))
     service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
-    agent = pop_control.main_pid(pst, "health")
+    agent = drv.main_pid("health")
     http = Prober(client.namespace, service).start()
     try:
         if _wait(lambda: bool(http.samples) and http.samples[-1][1] == pop_code, 10, step=0.02) is None:
             raise LabError(f"{client.name} is not served by {pop_code} before the test")
         t0 = time.monotonic()
         signal_pids([agent], signal.SIGSTOP)
-        pop_control.kill(pst, "caddy")
+        drv.kill("caddy")
         t_w = _wait(lambda: not _announced(pop, prefix), watchdog_s + 10, step=0.02)
         killed = _wait(lambda: not alive(agent), 5, step=0.02) is not None
         t_s = _wait(lambda: http.first_after(t0, nxt) is not None, 5, step=0.02)
         lost, probes = http.lost(t0, (http.first_after(t0, nxt) if t_s else None) or time.monotonic())
         t1 = time.monotonic()
-        pop_control.restart(pst, "caddy")
+        drv.restart("caddy")
         t_r = _wait(lambda: _announced(pop, prefix) and bool(http.samples) and http.samples[-1][1] == pop_code, 30, step=0.02)
-        new_agent = pop_control.main_pid(pst, "health")
+        new_agent = drv.main_pid("health")
     finally:
         signal_pids([agent], signal.SIGCONT)
         http.stop()
-    restarts = int(pop_control.systemctl(pst, "show", "-p", "NRestarts", "--value",
-                                         pop_control.UNITS["health"]).strip() or 0)
+    restarts = drv.restarts("health")
     w = None if t_w is None else t_w - t0
     r = None if t_r is None else t_r - t1
     limit = watchdog_s + 1.0  # + BGP UPDATE propagation and our 20 ms polling

@@ -46,7 +46,6 @@ from infra.model import Network
 from infra.readiness import GateTarget, NotReady, dns_nsid, http_get, wait_ready
 from infra.rollout import rollout_waves
 from lab.boot.up import _originate_links, _pop_files, _start_pop, lab_password, pop_lab_files
-from lab.checks.core import load_state, save_state
 from lab.cloud import tls as lab_tls
 from lab.drivers.health import agent_cli
 from lab.net import bgp
@@ -55,6 +54,7 @@ from lab.net.processes import require_tools
 from lab.plan.configs import gobgpd_toml
 from lab.plan.geodns import geo_answer
 from lab.plan.topology import LabPlan, PopPlan, build_plan, pop_dir_name, state_generations
+from lab.state import load_state, save_state
 from userdata.render import render_pop
 
 PROBE_INTERVAL_S = 0.02

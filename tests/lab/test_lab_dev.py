@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from infra.stack import load_network
-from lab.boot.up import down, state_path, up
-from lab.checks.core import run_checks
+from lab.boot.up import down, up
+from lab.checks import run_checks
 from lab.net.netns import list_namespaces, namespace_pids
 from lab.net.processes import alive
+from lab.state import state_path
 from tests.lab.availability import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

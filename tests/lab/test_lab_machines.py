@@ -18,7 +18,7 @@ import pytest
 from infra.stack import load_network
 from lab.boot import machines as machine_lab
 from lab.boot.up import down, lab_password, up
-from lab.checks.core import run_checks
+from lab.checks import run_checks
 from lab.drivers.machines import CGROUP_FS, lab_cgroups, lab_mounts
 from lab.net.netns import LabError, list_namespaces
 from lab.plan.topology import build_plan

@@ -13,9 +13,10 @@ import pytest
 from bench.rollout import changed_network
 from infra.stack import load_network
 from lab.boot.up import down, up
-from lab.checks.core import load_state, run_checks
+from lab.checks import run_checks
 from lab.net.netns import list_namespaces
 from lab.scenarios.rollout import rollout
+from lab.state import load_state
 from tests.lab.test_lab_dev import REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from infra.stack import load_network
+from lab.checks import Check
 from lab.checks import core as lab_checks
-from lab.checks.core import Check, check_logs, check_routes, check_sessions, expected_logs, expected_routes, monitoring_rows
+from lab.checks.core import check_logs, check_routes, check_sessions, expected_logs, expected_routes
+from lab.checks.monitoring import monitoring_rows
 from lab.monitor.blackbox import ProbeResult, lab_outputs, probe_plan
 from lab.net import bgp
 from lab.net.probes import Prober

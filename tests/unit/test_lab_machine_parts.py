@@ -14,8 +14,8 @@ from lab.boot.up import _links
 from lab.checks.machine import rendered_units
 from lab.cloud import mirror
 from lab.drivers import image
+from lab.drivers.machine import seconds as systemd_seconds
 from lab.drivers.machines import MachineSpec, cgroup_dirs, meta_data
-from lab.drivers.pop_control import seconds as systemd_seconds
 from lab.plan.topology import build_plan
 
 
