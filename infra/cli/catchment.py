@@ -148,8 +148,7 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         running: list[str] | None = None
         observations: list[Observation]
         if args.lab:
-            from lab.net.netns import LabError
-            from lab.scenarios.catchment import lab_observations
+            from lab.api import LabError, lab_observations
 
             try:
                 observations, probes, running = lab_observations(args.stack, network)
