@@ -15,6 +15,7 @@ from infra.catchment.results import Observation
 from infra.model import Network
 from lab.net.netns import LabError, list_namespaces
 from lab.plan.topology import WellConnected, namespace_prefix
+from lab.state import LabState
 
 __all__ = ["LabError", "build_only", "check", "down", "drain", "format_report", "lab_observations", "parse_well_connected",
            "resolve_namespace", "rollout", "running_stacks", "up"]
@@ -39,7 +40,7 @@ def build_only(stack: str, network: Network, only: list[str] | None, well_connec
 
 
 def up(stack: str, network: Network, *, only: list[str] | None = None, well_connected: tuple[WellConnected, ...] = (),
-       timeout: float = 60, machines: bool = False) -> dict[str, Any]:
+       timeout: float = 60, machines: bool = False) -> LabState:
     """Boot the lab; its state (as in .lab/<stack>/state.json). LabError or KeyError on failure."""
     from lab.boot.up import up as boot
 

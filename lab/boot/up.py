@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -21,7 +20,7 @@ from lab.net.processes import LOCAL_ADDRESSES, require_tools, start, wait_for
 from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.plan.geodns import expected_pop, geo_answer
 from lab.plan.topology import LabPlan, PopPlan, WellConnected, build_plan, namespace_prefix
-from lab.state import LAB_ROOT, lab_dir, state_path
+from lab.state import LAB_ROOT, LabState, lab_dir, state_json, state_path
 from userdata.render import render_pop, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
@@ -206,7 +205,7 @@ def down(stack: str | None, root: Path | None = None, say: Callable[[str], None]
 
 def up(stack: str, network: Network, only: list[str] | None = None, password: str | None = None,
        well_connected: tuple[WellConnected, ...] = (),
-       root: Path | None = None, quiet: bool = False, timeout: float = 60, machines: bool = False) -> dict[str, Any]:
+       root: Path | None = None, quiet: bool = False, timeout: float = 60, machines: bool = False) -> LabState:
     """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure.
 
     ``machines``: every PoP is a Debian 12 container booted from its user data (lab/boot/machines.py)."""
@@ -267,19 +266,19 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     state = _state(plan, base, started, upstream_pids, client_pids)
     state["mode"] = "machines" if machines else "processes"
     state["well_connected"] = [str(w) for w in plan.well_connected]
-    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
+    _write(base / "state.json", state_json(state))
     wait_converged(plan, base, say, timeout)
     state["boot_seconds"] = round(say.elapsed, 2)
     if lab_tls.enabled(network):  # after convergence: ACME needs the network
         state["tls"] = lab_tls.setup(plan, state, base, say, cloud)
         state["tls"]["setup_seconds"] = round(say.elapsed - state["boot_seconds"], 2)
-    _write(base / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
+    _write(base / "state.json", state_json(state))
     say(f"converged in {state['boot_seconds']:.1f} s (ready after {say.elapsed:.1f} s); state: {base / 'state.json'}")
     return state
 
 
 def _state(plan: LabPlan, base: Path, pops: dict[str, Any], upstream_pids: dict[str, int],
-           client_pids: dict[str, int]) -> dict[str, Any]:
+           client_pids: dict[str, int]) -> LabState:
     net = plan.network
     return {
         "stack": plan.stack,
@@ -293,7 +292,7 @@ def _state(plan: LabPlan, base: Path, pops: dict[str, Any], upstream_pids: dict[
             "upstream": {"namespace": p.upstream_namespace, "asn": p.upstream_asn, "pid": upstream_pids[p.code],
                          "backbone_ipv4": str(p.backbone_v4), "backbone_ipv6": str(p.backbone_v6)},
             "dir": str(base / "pops" / p.code), "bird_socket": str(base / "pops" / p.code / "bird.ctl"),
-            **pops[p.code]} for p in plan.pops},
+            "pids": pops[p.code]["pids"], "commands": pops[p.code]["commands"], **pops[p.code]} for p in plan.pops},
         "clients": {c.name: {
             "namespace": c.namespace, "country": c.site.country, "city": c.site.city,
             "expected_pop": expected_pop(plan, c), "geodns": geo_answer(plan, c).__dict__,

@@ -32,7 +32,7 @@ from infra.stack import load_network
 from lab.drivers.base import LabDriver, lab_driver
 from lab.plan.topology import ClientPlan, LabPlan, build_plan, state_generations
 from lab.scenarios.faults import pick_victim
-from lab.state import load_state, save_state
+from lab.state import LabState, load_state, save_state
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Context:
     stack: str
     network: Network
     plan: LabPlan
-    state: dict[str, Any]
+    state: LabState
     options: Options
     say: Callable[[str], None]
     checks: list[Check] = field(default_factory=list)

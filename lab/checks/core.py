@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def _fmt_route(prefix: str, path: tuple[int, ...], comms: frozenset[str]) -> str
     return f"{prefix} path {' '.join(map(str, path))}" + (f" comm {','.join(sorted(comms))}" if comms else "")
 
 
-def check_sessions(plan: LabPlan, state: dict[str, Any]) -> list[Check]:
+def check_sessions(plan: LabPlan, state: Mapping[str, Any]) -> list[Check]:
     out: list[Check] = []
     bad_pop: list[str] = []
     bad_client: list[str] = []

@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -22,6 +21,7 @@ from lab.monitor.blackbox import PREFERRED_CLIENT
 from lab.net.netns import LabError
 from lab.net.probes import tcp_answer
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
+from lab.state import LabState
 
 # Journal lines of priority err that are expected on every first boot (matched as substrings).
 ALLOWED_JOURNAL = (
@@ -37,11 +37,11 @@ TLS_UNITS = ("anycast-tls-fetch.service", "anycast-tls-issue.service", "anycast-
              "anycast-tls-issue.timer")
 
 
-def _pids(state: dict[str, Any], code: str) -> int:
+def _pids(state: LabState, code: str) -> int:
     return _machine(state, code).leader
 
 
-def _machine(state: dict[str, Any], code: str) -> MachinePop:
+def _machine(state: LabState, code: str) -> MachinePop:
     drv = pop_driver(state["pops"][code])
     if not isinstance(drv, MachinePop):
         raise LabError(f"{code} is not a machine-mode PoP")
@@ -102,7 +102,7 @@ def unit_problems(pid: int, kinds: dict[str, str]) -> list[str]:
     return bad
 
 
-def _cloud_init(plan: LabPlan, state: dict[str, Any]) -> Check:
+def _cloud_init(plan: LabPlan, state: LabState) -> Check:
     def one(p: PopPlan) -> str | None:
         pid = _pids(state, p.code)
         out = nsexec(pid, ["cloud-init", "status", "--long"]).stdout
@@ -117,7 +117,7 @@ def _cloud_init(plan: LabPlan, state: dict[str, Any]) -> Check:
                "; ".join(bad) or "status: done; result.json errors: []")
 
 
-def _system_running(plan: LabPlan, state: dict[str, Any]) -> Check:
+def _system_running(plan: LabPlan, state: LabState) -> Check:
     def one(p: PopPlan) -> str | None:
         pid = _pids(state, p.code)
         out = nsexec(pid, ["systemctl", "is-system-running"]).stdout.strip()
@@ -131,7 +131,7 @@ def _system_running(plan: LabPlan, state: dict[str, Any]) -> Check:
     return Check("machines", "systemctl is-system-running = running on every PoP", not bad, "; ".join(bad) or "running")
 
 
-def _units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Check:
+def _units(plan: LabPlan, state: LabState, data: dict[str, bytes]) -> Check:
     counts: list[int] = []
 
     def one(p: PopPlan) -> str | None:
@@ -145,7 +145,7 @@ def _units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Chec
                "succeeded", not bad, "; ".join(bad) or f"{sum(counts)} units, e.g. {plan.pops[0].code}: {example}")
 
 
-def _nft_loaded(plan: LabPlan, state: dict[str, Any]) -> Check:
+def _nft_loaded(plan: LabPlan, state: LabState) -> Check:
     def one(p: PopPlan) -> str | None:
         out = nsexec(_pids(state, p.code), ["nft", "list", "ruleset"]).stdout
         if "table inet anycast" not in out:
@@ -186,7 +186,7 @@ def _nft_enforced(plan: LabPlan, client: ClientPlan) -> Check:
                f"{', '.join(positive) or 'none in the admin CIDRs'}")
 
 
-def _agent(plan: LabPlan, state: dict[str, Any]) -> Check:
+def _agent(plan: LabPlan, state: LabState) -> Check:
     anycast = [p for p in plan.pops if p.mode == "anycast"]
 
     def one(p: PopPlan) -> str | None:
@@ -209,7 +209,7 @@ def _agent(plan: LabPlan, state: dict[str, Any]) -> Check:
                bool(anycast) and not bad, detail)
 
 
-def _journal(plan: LabPlan, state: dict[str, Any]) -> Check:
+def _journal(plan: LabPlan, state: LabState) -> Check:
     lines: list[str] = []
 
     def one(p: PopPlan) -> str | None:
@@ -224,7 +224,7 @@ def _journal(plan: LabPlan, state: dict[str, Any]) -> Check:
                "; ".join(bad) or f"{len(plan.pops)} journals read; allowed: {', '.join(ALLOWED_JOURNAL)}")
 
 
-def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> Check:
+def _tls_units(plan: LabPlan, state: LabState, data: dict[str, bytes]) -> Check:
     lines: list[str] = []
 
     def one(p: PopPlan) -> str | None:
@@ -246,7 +246,7 @@ def _tls_units(plan: LabPlan, state: dict[str, Any], data: dict[str, bytes]) -> 
                not bad, "; ".join(bad[:3]) or f"{len(plan.pops)} PoPs; last fetch at {'; '.join(lines)}")
 
 
-def machine_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan) -> list[Check]:
+def machine_rows(plan: LabPlan, state: LabState, client: ClientPlan) -> list[Check]:
     """The static machine-mode rows (run before failover)."""
     # the user data each PoP booted from (lab up keeps a copy), not a fresh render
     data = {p.code: (Path(state["pops"][p.code]["machine"]["dir"]) / "user-data.yaml").read_bytes() for p in plan.pops}

@@ -12,6 +12,7 @@ from lab.checks import Check, Context, register
 from lab.monitor import prometheus
 from lab.monitor.blackbox import PREFERRED_CLIENT, ProbeResult, check_monitoring, write_lab_targets
 from lab.plan.topology import LabPlan
+from lab.state import LabState
 
 
 def _summary(results: list[ProbeResult]) -> str:
@@ -23,7 +24,7 @@ def _summary(results: list[ProbeResult]) -> str:
     return text
 
 
-def monitoring_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any]) -> list[Check]:
+def monitoring_checks(plan: LabPlan, state: LabState, measurements: dict[str, Any]) -> list[Check]:
     """Stack outputs from the lab's addresses -> `anycast monitoring targets` -> the real blackbox exporter, from one
     client namespace: every generated target succeeds, the anycast one from the nearest PoP, a wrong X-PoP fails."""
     names = [c.name for c in plan.clients]
@@ -71,7 +72,7 @@ def monitoring_rows(plan: LabPlan, client_name: str, nearest: str | None, result
     return out
 
 
-def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any],
+def prometheus_checks(plan: LabPlan, state: LabState, measurements: dict[str, Any],
                       outputs: dict[str, Any]) -> tuple[list[Check], prometheus.Stack]:
     """Start Prometheus with the generated config (lab addresses, 1 s intervals) and the exporters; every target
     must be up, every rule loaded, and nothing may fire on the healthy lab."""

@@ -23,6 +23,7 @@ from lab.net.netns import LabError
 from lab.net.processes import alive
 from lab.plan.geodns import expected_pop
 from lab.plan.topology import ClientPlan, LabPlan
+from lab.state import LabState
 
 RELOAD_WINDOW = 2.0  # seconds before the end of the issuer's run in which its own fetch reloads Caddy
 RELOAD_SLACK = 0.3  # after a fetch returns (its `caddy reload` has returned by then)
@@ -67,7 +68,7 @@ def check_dns01(plan: LabPlan, tls: dict[str, Any]) -> Check:
     return Check("tls", "Pebble validated DNS-01: anycast NSD CNAME -> TXT written through the Route53 API", ok, detail)
 
 
-def check_certificates(plan: LabPlan, state: dict[str, Any]) -> Check:
+def check_certificates(plan: LabPlan, state: LabState) -> Check:
     issuer = state["tls"]["issuer"]
     want = cert_serial(cert_file(state, issuer))
     serials = {p.code: cert_serial(cert_file(state, p.code)) for p in plan.pops}
@@ -113,7 +114,7 @@ def _metric(body: str, name: str) -> float | None:
     return None
 
 
-def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any]) -> Check:
+def check_blackbox_https(plan: LabPlan, state: LabState, measurements: dict[str, Any]) -> Check:
     """The generated HTTPS targets and modules (stack outputs -> infra/monitoring.py, Pebble's root as ca_file), probed
     by Debian's blackbox exporter from a client: every probe succeeds and reports probe_ssl_earliest_cert_expiry equal
     to the issued certificate's notAfter, the number the expiry alert watches."""
@@ -148,7 +149,7 @@ def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dic
     return Check("tls", f"blackbox exporter: every HTTPS target verified, expiry exported ({len(groups)})", ok, detail)
 
 
-def _caddy_pid(state: dict[str, Any], code: str) -> int | None:
+def _caddy_pid(state: LabState, code: str) -> int | None:
     """Caddy's host pid at that PoP (machine mode: caddy.service's MainPID), None if it is not running."""
     try:
         return pop_driver(state["pops"][code]).main_pid("caddy")
@@ -156,7 +157,7 @@ def _caddy_pid(state: dict[str, Any], code: str) -> int | None:
         return None
 
 
-def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str, Any]]:
+def check_renewal(plan: LabPlan, state: LabState) -> tuple[Check, dict[str, Any]]:
     """Force a renewal on the issuer and the fetch on every PoP while clients keep handshaking: a handshake may fail
     only at a PoP's Caddy reload (at most one per reload), the clients must see the new certificate, Caddy must not
     restart."""
@@ -213,7 +214,7 @@ def check_renewal(plan: LabPlan, state: dict[str, Any]) -> tuple[Check, dict[str
                  detail), numbers
 
 
-def tls_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any], renewal: bool = True) -> list[Check]:
+def tls_checks(plan: LabPlan, state: LabState, measurements: dict[str, Any], renewal: bool = True) -> list[Check]:
     tls = state.get("tls")
     if not tls:
         return [Check("tls", "HTTPS", False, "tls.enabled but the lab state has no tls section (boot with `anycast lab up`)")]

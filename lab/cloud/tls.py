@@ -37,6 +37,7 @@ from lab.net.probes import read_head
 from lab.net.processes import ROOT, python3, start
 from lab.plan.configs import Substitution
 from lab.plan.topology import BACKBONE_V4, ClientPlan, LabPlan, PopPlan
+from lab.state import LabState
 from userdata import tls as tls_files
 
 CLOUD_CLIENT = "us"
@@ -280,7 +281,7 @@ def _pebble_root(cloud_ns: str, cloud: str, d: Path) -> Path:
     return d / "pebble-root.pem"
 
 
-def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any,
+def setup(plan: LabPlan, state: LabState, base: Path, say: Any,
           cloud: dict[str, Any] | None = None) -> dict[str, Any]:
     """Issue on the issuer PoP, fetch everywhere (starting the cloud first unless ``cloud`` says it runs); return
     ``state["tls"]``. Process mode runs the script with the lab's tls.json; machine mode starts the user data's own
@@ -318,7 +319,7 @@ UNIT_OF = {"issue": "anycast-tls-issue.service", "fetch": "anycast-tls-fetch.ser
 RUNNING = ("start-pre", "start", "start-post")  # a service's SubState while its ExecStart runs
 
 
-def pop_tls(state: dict[str, Any], code: str, action: str, *extra: str,
+def pop_tls(state: LabState, code: str, action: str, *extra: str,
             timeout: float = 120) -> tuple[bool, str, float]:
     """``anycast-tls ACTION`` at one PoP: (ok, last output line, seconds). Process mode: the script with the lab's
     tls.json. Machine mode: the unit from the user data (``systemctl start``, which waits for a oneshot), or, with
@@ -355,7 +356,7 @@ def pop_tls(state: dict[str, Any], code: str, action: str, *extra: str,
     return res.returncode == 0, line, seconds
 
 
-def cert_file(state: dict[str, Any], code: str) -> Path:
+def cert_file(state: LabState, code: str) -> Path:
     """The certificate Caddy serves at that PoP, as a host path."""
     pst = state["pops"][code]
     if "machine" in pst:
@@ -508,7 +509,7 @@ def cert_serial(path: Path) -> str:
     return out.strip().split("=", 1)[-1].upper()
 
 
-def https_prober(state: dict[str, Any], ns: str, address: str) -> HandshakeProber | None:
+def https_prober(state: LabState, ns: str, address: str) -> HandshakeProber | None:
     """A running HandshakeProber for the failover measurements when the lab serves HTTPS, else None."""
     tls = state.get("tls")
     if not tls:

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.state import LabState, PopState
+
 
 class PopDriver(ABC):
     """One PoP of a running lab, from its entry in the lab state (``pst``, updated in place on restarts)."""
@@ -22,7 +24,7 @@ class PopDriver(ABC):
     # The PoP's own systemd runs its daemons: a unit's Restart= and WatchdogSec= act, journals hold the logs.
     systemd: bool = False
 
-    def __init__(self, pst: dict[str, Any]) -> None:
+    def __init__(self, pst: PopState) -> None:
         self.pst = pst
         self.namespace = str(pst["namespace"])
         self.dir = Path(pst["dir"])
@@ -84,7 +86,7 @@ class PopDriver(ABC):
 class LabDriver:
     """The lab's PoPs as drivers, from the lab state."""
 
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: LabState) -> None:
         self.state = state
         self.systemd = state.get("mode") == "machines"
 
@@ -97,7 +99,7 @@ class LabDriver:
         return not self.systemd
 
 
-def pop_driver(pst: dict[str, Any]) -> PopDriver:
+def pop_driver(pst: PopState) -> PopDriver:
     """The driver for the PoP whose lab state is ``pst``."""
     if "machine" in pst:
         from lab.drivers.machine import MachinePop
@@ -108,5 +110,5 @@ def pop_driver(pst: dict[str, Any]) -> PopDriver:
     return ProcessPop(pst)
 
 
-def lab_driver(state: dict[str, Any]) -> LabDriver:
+def lab_driver(state: LabState) -> LabDriver:
     return LabDriver(state)

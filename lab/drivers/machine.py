@@ -17,6 +17,7 @@ from typing import Any
 from lab.drivers.base import PopDriver
 from lab.drivers.machines import nsexec
 from lab.net.netns import LabError, namespace_pids
+from lab.state import PopState
 
 UNITS = {"caddy": "caddy.service", "bird": "bird.service", "nsd": "nsd.service", "health": "anycast-health.service",
          "nftables": "nftables.service"}
@@ -42,7 +43,7 @@ def host_pid(ns: str, inner: int) -> int | None:
 class MachinePop(PopDriver):
     systemd = True
 
-    def __init__(self, pst: dict[str, Any]) -> None:
+    def __init__(self, pst: PopState) -> None:
         super().__init__(pst)
         self.leader = int(pst["pids"]["leader"])  # the container's PID 1 on the host
 

@@ -32,6 +32,7 @@ from infra.monitoring import write_targets
 from lab.net.netns import LabError, http_get, ip_batch, list_namespaces, run
 from lab.net.processes import alive, start, stop
 from lab.plan.topology import BACKBONE_V4, BACKBONE_V6, ClientPlan, LabPlan, namespace_prefix
+from lab.state import LabState
 from userdata.render import BIRD_EXPORTER_DROPIN_TEXT, BIRD_SOCKET
 
 PROMETHEUS = "prometheus"
@@ -140,7 +141,7 @@ class Stack:
     startup_s: float = 0.0
 
 
-def stop_stack(state: dict[str, Any]) -> None:
+def stop_stack(state: LabState) -> None:
     """Stop the monitoring processes a previous check left running (pids from the lab state)."""
     for pid in state.get("monitoring", {}).get("pids", {}).values():
         if alive(pid):
@@ -148,7 +149,7 @@ def stop_stack(state: dict[str, Any]) -> None:
     state.pop("monitoring", None)
 
 
-def start_stack(plan: LabPlan, state: dict[str, Any], outputs: dict[str, Any], client: ClientPlan) -> Stack:
+def start_stack(plan: LabPlan, state: LabState, outputs: dict[str, Any], client: ClientPlan) -> Stack:
     """Namespace, exporters and Prometheus, with the generated config; records pids in ``state['monitoring']``."""
     missing = [t for t in (PROMETHEUS, BIRD_EXPORTER, BLACKBOX) if shutil.which(t) is None]
     if missing:

@@ -31,6 +31,7 @@ address, as a replaced Vultr instance gets a new ``mainIp``. Even generations li
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
@@ -229,7 +230,7 @@ class LabPlan:
         return min(best)[2] if best else None
 
 
-def state_generations(state: dict[str, Any]) -> dict[str, int]:
+def state_generations(state: Mapping[str, Any]) -> dict[str, int]:
     """Each PoP's generation as ``state.json`` records it (0 when never replaced)."""
     return {code: int(p.get("generation", 0)) for code, p in state.get("pops", {}).items()}
 

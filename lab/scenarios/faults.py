@@ -46,6 +46,7 @@ from lab.net.probes import Prober, tcp_answer
 from lab.net.processes import alive, signal_pids
 from lab.plan.geodns import expected_pop
 from lab.plan.topology import ClientPlan, LabPlan, PopPlan
+from lab.state import LabState
 from userdata.health_config import STATUS_PORT
 
 
@@ -83,7 +84,7 @@ class Fixture:
     """One anycast PoP under test, its upstream stream and the client's probes; the PoP's daemons are the lab's
     processes (process mode) or its systemd's units (machine mode)."""
 
-    def __init__(self, plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str) -> None:
+    def __init__(self, plan: LabPlan, state: LabState, client: ClientPlan, pop_code: str, nxt: str) -> None:
         self.plan, self.state, self.client, self.code, self.nxt = plan, state, client, pop_code, nxt
         self.pop = plan.pop(pop_code)
         self.pst = state["pops"][pop_code]
@@ -423,7 +424,7 @@ def status_row(fx: Fixture) -> tuple[bool, str]:
     return not problems, text + ("; " + "; ".join(problems) if problems else "")
 
 
-def fault_rows(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop: str, nxt: str,
+def fault_rows(plan: LabPlan, state: LabState, client: ClientPlan, pop: str, nxt: str,
                measurements: dict[str, Any], say: Any) -> list[tuple[str, str, bool, str]]:
     """Every health-agent row: (group, name, ok, detail); a fault that breaks becomes a FAIL row."""
     fx = Fixture(plan, state, client, pop, nxt)
@@ -597,7 +598,7 @@ def _service(plan: LabPlan) -> str:
 
 
 
-def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
+def kill_caddy(plan: LabPlan, state: LabState, client: ClientPlan, pop_code: str, nxt: str,
                target_s: float = 1.0, limit_s: float = 3.0,
                on_event: Callable[[str, float], None] | None = None, down_s: float = 0.0) -> FailoverResult:
     """SIGKILL Caddy at ``pop_code``; time the withdrawal at the upstream and the client's switch; Caddy back: in
@@ -678,7 +679,7 @@ def kill_caddy(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
                           dns_probes, dns_switch, lost_after, dns_lost_after, by_systemd)
 
 
-def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str,
+def freeze_pop(plan: LabPlan, state: LabState, client: ClientPlan, pop_code: str, nxt: str,
                recover_timeout: float = 330) -> FailoverResult:
     """SIGSTOP every process of the PoP; time the hold-timer withdrawal; SIGCONT; time the re-establishment.
 
@@ -718,7 +719,7 @@ def freeze_pop(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_cod
                           dns_probes, dns_switch, lost_after, dns_lost_after)
 
 
-def watchdog_row(plan: LabPlan, state: dict[str, Any], client: ClientPlan, pop_code: str, nxt: str) -> tuple[str, str, bool, str]:
+def watchdog_row(plan: LabPlan, state: LabState, client: ClientPlan, pop_code: str, nxt: str) -> tuple[str, str, bool, str]:
     """Freeze the agent (SIGSTOP), kill Caddy: only systemd can withdraw the PoP now. Its watchdog must SIGKILL the
     agent within WatchdogSec, the unit's ExecStopPost disables the anycast protocols (withdrawn at the upstream), and
     Restart= brings a new agent that announces again once Caddy is back."""

@@ -35,7 +35,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -54,7 +54,7 @@ from lab.net.processes import require_tools
 from lab.plan.configs import gobgpd_toml
 from lab.plan.geodns import geo_answer
 from lab.plan.topology import LabPlan, PopPlan, build_plan, pop_dir_name, state_generations
-from lab.state import load_state, save_state
+from lab.state import LabState, PopState, load_state, save_state
 from userdata.render import render_pop
 
 PROBE_INTERVAL_S = 0.02
@@ -162,11 +162,11 @@ def _families(plan: LabPlan) -> list[tuple[int, str]]:
     return [(v, str(p)) for v, p in ((4, plan.network.prefixes.ipv4), (6, plan.network.prefixes.ipv6)) if p is not None]
 
 
-def _upstream_pid(state: dict[str, Any], code: str) -> int:
+def _upstream_pid(state: LabState, code: str) -> int:
     return int(state["pops"][code]["upstream"]["pid"])
 
 
-def _reload_upstream(plan: LabPlan, swap: Swap, state: dict[str, Any], password: str, sessions: tuple[Any, ...],
+def _reload_upstream(plan: LabPlan, swap: Swap, state: LabState, password: str, sessions: tuple[Any, ...],
                      base: Path) -> None:
     """Rewrite the upstream's gobgpd.toml with these PoP sessions and SIGHUP it (neighbours added/removed live)."""
     cfg = base / "upstreams" / swap.code / "gobgpd.toml"
@@ -189,7 +189,7 @@ def _link_lines(pop: PopPlan, network: Network) -> tuple[list[str], list[str]]:
     return inside, upstream
 
 
-def boot_new(plan: LabPlan, swap: Swap, state: dict[str, Any], password: str, rendered: dict[str, str], base: Path) -> None:
+def boot_new(plan: LabPlan, swap: Swap, state: LabState, password: str, rendered: dict[str, str], base: Path) -> None:
     """The new PoP beside the old one: namespace, link, BGP neighbour at the upstream, files, daemons."""
     new = swap.new
     if new.namespace in list_namespaces(new.namespace):
@@ -244,7 +244,7 @@ def _switch(plan: LabPlan, swap: Swap) -> None:
                  str(s.pop_address), "dev", swap.new.uplink])
 
 
-def retire_old(plan: LabPlan, swap: Swap, *, state: dict[str, Any], password: str, base: Path) -> None:
+def retire_old(plan: LabPlan, swap: Swap, *, state: LabState, password: str, base: Path) -> None:
     """Drain the old PoP (anycast: withdraw, move the upstream's forwarding once its routes are gone, wait for its
     connections), then remove its namespace, its BGP neighbour and its link routes."""
     old, up_ns = swap.old, swap.old.upstream_namespace
@@ -271,7 +271,7 @@ def retire_old(plan: LabPlan, swap: Swap, *, state: dict[str, Any], password: st
         run(["ip", "netns", "exec", up_ns, "gobgp", "global", "rib", "del", "-a", f"ipv{s.version}", str(s.link)], check=False)
 
 
-def remove_new(plan: LabPlan, swap: Swap, state: dict[str, Any], password: str, base: Path) -> None:
+def remove_new(plan: LabPlan, swap: Swap, state: LabState, password: str, base: Path) -> None:
     """A failed new PoP goes (as the reverted ``pulumi up`` deletes it); the old one never stopped serving."""
     kill_namespaces([swap.new.namespace])
     lab_tls.cleanup([swap.new.namespace])
@@ -289,17 +289,18 @@ def _archive(base: Path, path: Path, label: str) -> None:
         shutil.move(str(path), str(dest))
 
 
-def _pop_state(swap: Swap, base: Path) -> dict[str, Any]:
+def _pop_state(swap: Swap, old: PopState) -> PopState:
+    """The replaced PoP's state: the new namespace, addresses, generation, directory and daemons; the rest as before."""
     new = swap.new
     assert swap.started is not None
-    return {"namespace": new.namespace, "unicast_ipv4": new.unicast_ipv4, "unicast_ipv6": new.unicast_ipv6,
+    return {**old, "namespace": new.namespace, "unicast_ipv4": new.unicast_ipv4, "unicast_ipv6": new.unicast_ipv6,
             "generation": new.generation, "dir": str(swap.new_dir), "bird_socket": str(swap.new_dir / "bird.ctl"),
-            **swap.started}
+            "pids": swap.started["pids"], "commands": swap.started["commands"]}
 
 
 # --- the rollout ---------------------------------------------------------------------------------------------------
 
-def _boot_and_gate(plan: LabPlan, state: dict[str, Any], password: str, base: Path,
+def _boot_and_gate(plan: LabPlan, state: LabState, password: str, base: Path,
                    mutate: Callable[[dict[str, str]], dict[str, str]] | None, timeout: float, interval: float,
                    say: Callable[[str], None], swap: Swap) -> None:
     rendered = render_pop(plan.network, plan.network.pop(swap.code), password).files
@@ -311,7 +312,7 @@ def _boot_and_gate(plan: LabPlan, state: dict[str, Any], password: str, base: Pa
     gate(plan, swap, timeout, interval, say)
 
 
-def changed_pops(plan: LabPlan, state: dict[str, Any], password: str,
+def changed_pops(plan: LabPlan, state: Mapping[str, Any], password: str,
                  fault: Callable[[dict[str, str]], dict[str, str]] | None) -> dict[str, list[str]]:
     """PoP code -> the lab-run files whose text differs from what the running PoP was started with."""
     out: dict[str, list[str]] = {}
@@ -394,7 +395,7 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
                 list(pool.map(partial(retire_old, plan, state=state, password=password, base=base), swaps))
             for sw in swaps:
                 _archive(base, sw.old_dir, f"{sw.code}.gen{sw.old.generation}")
-                state["pops"][sw.code].update(_pop_state(sw, base))
+                state["pops"][sw.code].update(_pop_state(sw, state["pops"][sw.code]))
                 report["replaced"].append({"pop": sw.code, "gate_s": round(sw.gate_s or 0, 2), "log": sw.log,
                                            "switched_at_s": None if sw.switched_at is None else round(sw.switched_at - t0, 3)})
             plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))

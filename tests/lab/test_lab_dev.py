@@ -23,7 +23,7 @@ from lab.boot.up import down, up
 from lab.checks import run_checks
 from lab.net.netns import list_namespaces, namespace_pids
 from lab.net.processes import alive
-from lab.state import state_path
+from lab.state import LabState, state_path
 from tests.lab.availability import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -35,7 +35,7 @@ REASON = lab_unavailable(TOOLS, "the lab (network namespaces)")
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
+def lab() -> Iterator[LabState]:
     if REASON:
         pytest.skip(REASON)
     try:

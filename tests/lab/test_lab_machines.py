@@ -22,6 +22,7 @@ from lab.checks import run_checks
 from lab.drivers.machines import CGROUP_FS, lab_cgroups, lab_mounts
 from lab.net.netns import LabError, list_namespaces
 from lab.plan.topology import build_plan
+from lab.state import LabState
 from tests.lab.availability import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -40,7 +41,7 @@ REASON = lab_unavailable(TOOLS, "machine mode (network namespaces, cgroups, syst
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
+def lab() -> Iterator[LabState]:
     if REASON:
         pytest.skip(REASON)
     try:
