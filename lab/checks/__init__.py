@@ -1,6 +1,6 @@
 """``anycast lab check``: a registry of check groups, each in its own module of this package.
 
-A module registers its group with :func:`register` (an order, a name, and when it applies); :func:`run_checks`
+A module registers its group with :func:`register_group` (an order, a name, and when it applies); :func:`run_checks`
 imports every module here, runs each group that applies, in order, against the running lab, and returns the report.
 Each check is a :class:`Check` (group, name, ok, detail); measurements are numbers with their target. The report is a
 JSON-safe dict; :func:`format_table` prints it for people. Every row can fail: a row over zero observations (no
@@ -8,9 +8,9 @@ session, no target, no log) is a FAIL, never a vacuous PASS (tests/unit/test_lab
 
 A new group is one new module here::
 
-    from lab.checks import Check, Context, register
+    from lab.checks import Check, Context, register_group
 
-    @register(45, "my group", applies=lambda ctx: ctx.options.failover)
+    @register_group(45, "my group", applies=lambda ctx: ctx.options.failover)
     def my_group(ctx: Context) -> None:
         ctx.say("what it does")
         ctx.guarded("mine", "my check", lambda: [Check("mine", "it works", True, "detail")])
@@ -106,7 +106,7 @@ class Group:
 _GROUPS: dict[str, Group] = {}
 
 
-def register(order: int, name: str, applies: Callable[[Context], bool] = lambda ctx: True
+def register_group(order: int, name: str, applies: Callable[[Context], bool] = lambda ctx: True
              ) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     """Add a check group: ``run(ctx)`` appends its rows (through ``ctx.guarded``) when ``applies(ctx)``; groups run
     by ``order``."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.model import NO_EXPORT_OUTSIDE_VULTR, Network, Pop
-from lab.checks import Check, Context, register
+from lab.checks import Check, Context, register_group
 from lab.checks.leak import Leaker
 from lab.net import bgp
 from lab.net.netns import LabError, socket_in
@@ -253,20 +253,20 @@ def check_logs(base: Path, expected: list[str] | tuple[str, ...] = ()) -> Check:
                  + (f"; missing: {', '.join(missing[:6])}" if missing else ""))
 
 
-@register(10, "bgp")
+@register_group(10, "bgp")
 def _bgp(ctx: Context) -> None:
     ctx.say("BGP sessions")
     ctx.guarded("bgp", "BGP sessions", lambda: check_sessions(ctx.plan, ctx.state))
     ctx.guarded("bgp", "TCP-MD5", lambda: [check_md5(ctx.plan)])
 
 
-@register(20, "routes")
+@register_group(20, "routes")
 def _routes(ctx: Context) -> None:
     ctx.say("routes received by every upstream")
     ctx.guarded("routes", "routes at the upstreams", lambda: check_routes(ctx.plan))
 
 
-@register(30, "leak")
+@register_group(30, "leak")
 def _leak(ctx: Context) -> None:
     def leak() -> list[Check]:
         check, numbers = check_leak(ctx.plan, ctx.base)
@@ -277,13 +277,13 @@ def _leak(ctx: Context) -> None:
     ctx.guarded("leak", "route leak", leak)
 
 
-@register(40, "clients")
+@register_group(40, "clients")
 def _clients(ctx: Context) -> None:
     ctx.say("DNS (GeoDNS + dig +nsid) and HTTP (X-PoP) from every client")
     ctx.guarded("clients", "clients", lambda: check_clients(ctx.plan))
 
 
-@register(60, "logs")
+@register_group(60, "logs")
 def _logs(ctx: Context) -> None:
     # Machine-mode PoPs log to their journals (a row of lab/checks/machine.py); everything else logs to files.
     expected = [e for e in expected_logs(ctx.plan) if ctx.driver.daemon_logs_on_host or not e.startswith("pops/")]

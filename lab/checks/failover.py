@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from lab.checks import Check, Context, register
+from lab.checks import Check, Context, register_group
 from lab.monitor import prometheus
 from lab.scenarios.faults import fault_rows, freeze_pop, kill_caddy, watchdog_row
 
@@ -15,7 +15,7 @@ def _secs(x: float | None) -> str:
     return "never" if x is None else f"{x:.2f} s"
 
 
-@register(80, "failover", applies=lambda ctx: ctx.options.failover)
+@register_group(80, "failover", applies=lambda ctx: ctx.options.failover)
 def _kill_caddy(ctx: Context) -> None:
     if ctx.victim is None:
         ctx.checks.append(Check("failover", "failover", False, "no client has two anycast PoPs to choose from"))
@@ -54,7 +54,7 @@ def _kill_caddy(ctx: Context) -> None:
 
 # The health rows include this fault (agent frozen, Caddy killed); without them, a PoP run by its own systemd still
 # shows its watchdog.
-@register(82, "watchdog", applies=lambda ctx: (ctx.options.failover and not ctx.options.health and ctx.driver.systemd
+@register_group(82, "watchdog", applies=lambda ctx: (ctx.options.failover and not ctx.options.health and ctx.driver.systemd
                                                and ctx.victim is not None))
 def _watchdog(ctx: Context) -> None:
     assert ctx.victim is not None
@@ -64,7 +64,7 @@ def _watchdog(ctx: Context) -> None:
     ctx.save()
 
 
-@register(85, "health", applies=lambda ctx: ctx.options.failover and ctx.options.health and ctx.victim is not None)
+@register_group(85, "health", applies=lambda ctx: ctx.options.failover and ctx.options.health and ctx.victim is not None)
 def _health(ctx: Context) -> None:
     assert ctx.victim is not None
     client, pop, nxt = ctx.victim
@@ -76,7 +76,7 @@ def _health(ctx: Context) -> None:
     ctx.save()
 
 
-@register(90, "freeze", applies=lambda ctx: ctx.options.failover and ctx.options.freeze and ctx.victim is not None)
+@register_group(90, "freeze", applies=lambda ctx: ctx.options.failover and ctx.options.freeze and ctx.victim is not None)
 def _freeze(ctx: Context) -> None:
     assert ctx.victim is not None
     client, pop, nxt = ctx.victim

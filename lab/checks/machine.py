@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.checks import Check, Context, register
+from lab.checks import Check, Context, register_group
 from lab.drivers.base import pop_driver
 from lab.drivers.machine import UNITS, MachinePop
 from lab.drivers.machines import nsexec
@@ -260,7 +260,7 @@ def machine_rows(plan: LabPlan, state: LabState, client: ClientPlan) -> list[Che
     return rows
 
 
-@register(65, "machines", applies=lambda ctx: ctx.driver.systemd)
+@register_group(65, "machines", applies=lambda ctx: ctx.driver.systemd)
 def _machines(ctx: Context) -> None:
     names = [c.name for c in ctx.plan.clients]
     probe_client = ctx.plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.checks import Check, Context, register
+from lab.checks import Check, Context, register_group
 from lab.monitor import prometheus
 from lab.monitor.blackbox import PREFERRED_CLIENT, ProbeResult, check_monitoring, write_lab_targets
 from lab.plan.topology import LabPlan
@@ -131,7 +131,7 @@ def dashboard_check(ns: str, outputs: dict[str, Any]) -> Check:
 
 
 
-@register(70, "monitoring", applies=lambda ctx: ctx.options.monitoring)
+@register_group(70, "monitoring", applies=lambda ctx: ctx.options.monitoring)
 def _monitoring(ctx: Context) -> None:
     ctx.say("monitoring: stack outputs -> blackbox-exporter targets, probed by the exporter from a client")
     ctx.guarded("monitoring", "blackbox exporter", lambda: monitoring_checks(ctx.plan, ctx.state, ctx.measurements))

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import yaml
 
 from infra.monitoring import blackbox_modules, file_sd
-from lab.checks import Check, Context, register
+from lab.checks import Check, Context, register_group
 from lab.cloud.tls import HandshakeProber, cert_file, cert_serial, curl_http, curl_https, pop_tls
 from lab.drivers.base import pop_driver
 from lab.monitor.blackbox import PREFERRED_CLIENT, Exporter, _http_get, lab_outputs, parse_probe_success
@@ -227,7 +227,7 @@ def tls_checks(plan: LabPlan, state: LabState, measurements: dict[str, Any], ren
     return out
 
 
-@register(50, "tls", applies=lambda ctx: ctx.network.tls.enabled)
+@register_group(50, "tls", applies=lambda ctx: ctx.network.tls.enabled)
 def _tls(ctx: Context) -> None:
     ctx.say("HTTPS: DNS-01 as Pebble saw it, the certificate at every PoP and from every client, a forced renewal")
     ctx.guarded("tls", "HTTPS", lambda: tls_checks(ctx.plan, ctx.state, ctx.measurements))

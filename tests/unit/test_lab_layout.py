@@ -93,4 +93,4 @@ def test_a_group_name_is_registered_once() -> None:
 
     other.__module__ = "somewhere.else"
     with pytest.raises(ValueError, match="registered twice"):
-        checks.register(1, "bgp")(other)
+        checks.register_group(1, "bgp")(other)
