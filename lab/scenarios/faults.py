@@ -208,7 +208,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
         lost, probes = http.lost(t0, end)
         dns_lost, dns_probes = dns.lost(t0, end)
         t1 = time.monotonic()
-        if fx.machine and policy.get("Restart", "no") != "no":
+        if policy.get("Restart", "no") != "no":  # {} in process mode: the lab restarts it
             t_u = fx.systemd_restart(service, before, t0, seconds(policy.get("RestartUSec", "")) + 10)
             if t_u is not None:
                 t1, by_systemd = t_u, t_u - t0
@@ -235,7 +235,7 @@ def crash(fx: Fixture, service: str, target_s: float = 0.05) -> FaultResult:
     problems = failover_problems(nxt=fx.nxt, withdraw=w, withdraw_limit=1.0, recover=r, probes=probes,
                                  dns_probes=dns_probes, switch=None if t_h is None else t_h - t0,
                                  dns_switch=None if t_d is None else t_d - t0, lost_after=0, dns_lost_after=0)
-    if fx.machine and policy.get("Restart", "no") != "no" and by_systemd is None:
+    if policy.get("Restart", "no") != "no" and by_systemd is None:
         problems.append(f"{unit} has Restart={policy.get('Restart')} but systemd did not restart it")
     ok = not problems
     killed = f"{what} killed (systemctl kill --signal=SIGKILL {unit}): " if fx.machine else ""
