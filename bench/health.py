@@ -10,7 +10,7 @@ import statistics
 import sys
 from typing import Any
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.boot import down, up
 from lab.checks import load_state
 from lab.failover import pick_victim

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.boot import down, up
 from lab.checks import run_checks
 from lab.netns import LabError

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.boot import down, up
 from lab.image import ensure_image
 from lab.machine_lab import PARALLEL

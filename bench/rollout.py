@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from infra.model import Network, parse_network
-from infra.stack import read_stack_config
+from infra.model.stack import read_stack_config
 from lab.boot import down, up
 from lab.checks import run_checks
 from lab.netns import LabError
@@ -40,7 +40,7 @@ def _say(text: str) -> None:
 
 def scenario(stack: str = STACK) -> dict[str, Any]:
     """Boot, good rollout, broken rollout, checks; the three reports."""
-    from infra.stack import load_network
+    from infra.model.stack import load_network
 
     up(stack, load_network(stack), timeout=120)
     network = changed_network(stack)

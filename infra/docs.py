@@ -14,8 +14,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from infra import safe_write
 from infra.model import Network
-from infra.regions import vultr_regions
+from infra.model.regions import vultr_regions
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -72,7 +73,7 @@ def render() -> str:
     return "\n".join([
         "# `anycast:network`: every field",
         "",
-        "Generated from `infra/model.py` by `make docs`; do not edit by hand. Keys are camelCase as written in",
+        "Generated from `infra/model/` by `make docs`; do not edit by hand. Keys are camelCase as written in",
         "`Pulumi.<stack>.yaml`. A bad value fails before anything is created, with one line naming the field, e.g.",
         "`pops[3].region: 'amss' is not a Vultr region (...)`. Check a stack with `anycast render --stack NAME --out DIR`.",
         "",
@@ -101,7 +102,7 @@ def render() -> str:
         "## How the stack file is read",
         "",
         "The Pulumi CLI (Go) reads `Pulumi.<stack>.yaml` with gopkg.in/yaml.v3, whose rules differ from YAML 1.1;",
-        "`anycast`, the lab and the tests read it with the same rules (`infra/stack_yaml.py`, which cites the Go source):",
+        "`anycast`, the lab and the tests read it with the same rules (`infra/model/stack_yaml.py`, which cites the Go source):",
         "",
         "- only `true`/`false` (also `True`, `TRUE`, ...) are booleans: `yes`, `no`, `on`, `off`, `NO` are strings;",
         "- no sexagesimal numbers: `ttl: 1:30` is the string `1:30` (and so refused as a TTL), not 90;",
@@ -134,8 +135,7 @@ def render() -> str:
 
 
 def main() -> None:
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(), encoding="utf-8")
+    safe_write.write_file(DOC, render())  # never through a link planted at docs/ or the file
     print(f"wrote {DOC}")
 
 

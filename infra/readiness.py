@@ -38,9 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from userdata.health_config import STATUS_PORT  # where the agent serves /status (nftables: admin.monitoringCidrs)
+from infra.contracts import DNS_PORT, HEALTH_STATUS_PORT, HEALTHZ_PATH, HTTP_PORT, STATUS_PATH, STATUS_SCHEMA
 
-STATUS_PATH = "/status"
 DEFAULT_TIMEOUT_S = 900.0  # rollout.gateTimeout's default: 15 minutes per PoP
 DEFAULT_INTERVAL_S = 5.0
 DEFAULT_CONSECUTIVE = 2
@@ -63,9 +62,9 @@ class GateTarget:
     addresses: tuple[str, ...]
     zone: str
     sessions: int = 1  # BGP sessions the status document must show Established (anycast PoPs)
-    http_port: int = 80
-    dns_port: int = 53
-    status_port: int = STATUS_PORT
+    http_port: int = HTTP_PORT
+    dns_port: int = DNS_PORT
+    status_port: int = HEALTH_STATUS_PORT
     status_path: str = STATUS_PATH
     restarted_after: float | None = None  # wall-clock s: a restart was requested then (see the module docstring)
 
@@ -219,8 +218,8 @@ def parse_status(doc: Any) -> PopStatus:
     the field that does not fit."""
     if not isinstance(doc, dict):
         raise ValueError("status: expected a JSON object")
-    if doc.get("schema") != 1:
-        raise ValueError(f"status.schema: {doc.get('schema')!r} is not 1, the schema this gate reads")
+    if doc.get("schema") != STATUS_SCHEMA:
+        raise ValueError(f"status.schema: {doc.get('schema')!r} is not {STATUS_SCHEMA}, the schema this gate reads")
     checks = _need(doc, "checks", dict, "status.")
     bird = _need(doc, "bird", dict, "status.")
     sessions = {}
@@ -273,7 +272,7 @@ def observe(target: GateTarget, timeout: float = 2.0, connect: Connect = plain_s
     problems: list[str] = []
     for address in target.addresses:
         try:
-            answer = http_get(address, target.http_port, "/healthz", timeout, connect)
+            answer = http_get(address, target.http_port, HEALTHZ_PATH, timeout, connect)
             xpop = answer.headers.get("x-pop")
             if answer.status != 200 or xpop != target.pop:
                 problems.append(f"HTTP on {address}: status {answer.status}, X-PoP {xpop!r} (want 200, {target.pop!r})")

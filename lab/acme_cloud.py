@@ -54,7 +54,7 @@ def seed(endpoint: str, ca: str, spec: dict[str, Any]) -> None:
         r53.change_resource_record_sets(HostedZoneId=zones[spec["parent_zone"]], ChangeBatch={"Changes": changes})
     s3 = _client("s3", endpoint, ca)
     s3.create_bucket(Bucket=spec["bucket"])
-    print(json.dumps({"zones": zones, "bucket": spec["bucket"]}))
+    print(json.dumps({"zones": zones, "bucket": spec["bucket"]}, allow_nan=False))
 
 
 class Resolver:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from infra import safe_write
 from infra.model import Network
 from lab import bgp
 from lab import tls as lab_tls
@@ -107,8 +108,7 @@ def _links(plan: LabPlan, machines: bool = False) -> tuple[list[str], dict[str, 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    os.chmod(path, mode)
+    safe_write.write_file(path, text, mode)  # the lab runs as root: never through a link planted below .lab/
 
 
 def pop_lab_files(network: Network, code: str, password: str, pop_dir: Path,
@@ -221,6 +221,9 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
 
     ``machines``: every PoP is a Debian 12 container booted from its user data (lab/machine_lab.py)."""
     say = Progress(quiet)
+    for d in (lab_dir(stack, root).parent, lab_dir(stack, root)):  # as root, rmtree below must not follow a link
+        if d.is_symlink():
+            raise LabError(f"{d}: is a symlink; make it a real folder (the lab never deletes or writes through links)")
     require_tools()
     password = password or lab_password()
     plan = build_plan(stack, network, only, well_connected)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.model import NO_EXPORT_OUTSIDE_VULTR, Network, Pop
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab import bgp, prometheus
 from lab.boot import state_path
 from lab.failover import freeze_pop, kill_caddy, pick_victim
@@ -314,7 +314,7 @@ def monitoring_rows(plan: LabPlan, client_name: str, nearest: str | None, result
     generated = [r for r in results if r.probe.why.startswith("generated")]
     http = [r for r in generated if r.probe.kind == "http"]
     dns = [r for r in generated if r.probe.kind == "dns"]
-    # The targets infra/monitoring.py must generate for this lab: HTTP on every PoP's unicast address, DNS on the
+    # The targets infra/monitoring/targets.py must generate for this lab: HTTP on every PoP's unicast address, DNS on the
     # unicast PoPs' (anycast PoPs serve DNS on the service address only), and both on the anycast service.
     anycast = {"anycast"} if any(p.mode == "anycast" for p in plan.pops) else set()
     want = {"HTTP": {p.code for p in plan.pops} | anycast, "DNS": {p.code for p in plan.pops if p.mode == "unicast"} | anycast}
@@ -346,7 +346,7 @@ def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[s
                       outputs: dict[str, Any]) -> tuple[list[Check], prometheus.Stack]:
     """Start Prometheus with the generated config (lab addresses, 1 s intervals) and the exporters; every target
     must be up, every rule loaded, and nothing may fire on the healthy lab."""
-    from infra.monitoring import exporter_file_sd, file_sd
+    from infra.monitoring.targets import exporter_file_sd, file_sd
 
     names = [c.name for c in plan.clients]
     client = plan.client(PREFERRED_CLIENT if PREFERRED_CLIENT in names else names[0])
@@ -377,7 +377,7 @@ def prometheus_checks(plan: LabPlan, state: dict[str, Any], measurements: dict[s
 def dashboard_check(ns: str, outputs: dict[str, Any]) -> Check:
     """Every query of the generated Grafana dashboard returns data from the lab's Prometheus; the map query carries
     every PoP with its coordinates."""
-    from infra.dashboard import dashboard
+    from infra.monitoring.dashboard import dashboard
 
     board = dashboard(outputs)
     empty: list[str] = []

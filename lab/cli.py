@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.netns import LabError, list_namespaces
 from lab.topology import namespace_prefix
 
@@ -131,7 +131,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except LabError as exc:
         return _err(f"lab check: {exc}")
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
     else:
         print(format_table(report))
     return 0 if report["ok"] else 1
@@ -175,7 +175,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     except LabError as exc:
         return _err(f"lab rollout: {exc}")
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
     else:
         load = report.get("load", {"http": [0, 0], "dns": [0, 0]})
         verdict = "replaced " + ", ".join(r["pop"] for r in report["replaced"]) if report["replaced"] else "nothing replaced"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.contracts import BIRD_SOCKET, DRAIN_FILE
 from infra.model import NO_EXPORT_OUTSIDE_VULTR
 from lab.topology import TRANSIT_ASN, VULTR_PREPEND_COMMUNITIES, ClientPlan, LabPlan, PopPlan, local_pref
 
@@ -39,9 +40,9 @@ def lab_substitutions(pop_dir: Path, zone_file: str) -> list[Substitution]:
                      "20 NSDs share one host: no privilege drop (lab files are root's), per-PoP pid and state files"),
         Substitution(zone_file, "$INCLUDE /etc/nsd/zones/local-addresses.inc", f"$INCLUDE {d}/zones/local-addresses.inc",
                      "unicast PoPs: the include written by anycast-local-addresses lives in the lab directory"),
-        Substitution("health.json", '"socket": "/run/bird/bird.ctl"', f'"socket": "{d}/bird.ctl"',
+        Substitution("health.json", f'"socket": "{BIRD_SOCKET}"', f'"socket": "{d}/bird.ctl"',
                      "each PoP's BIRD has its own control socket in its lab directory"),
-        Substitution("health.json", '"file": "/var/lib/anycast/drain"', f'"file": "{d}/drain"',
+        Substitution("health.json", f'"file": "{DRAIN_FILE}"', f'"file": "{d}/drain"',
                      "each PoP's drain file lives in its lab directory"),
     ]
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.contracts import HEALTH_CONFIG_FILE
+from infra.contracts import HEALTH_STATUS_PORT as STATUS_PORT
 from lab import bgp, pop_control
 from lab.failover import failover_problems
 from lab.health import AGENT_CLI, AdjInStream, agent_pid, metrics, pop_agent_cli, status, unit_semantics
@@ -45,7 +47,6 @@ from lab.netns import LabError, socket_in
 from lab.probes import Prober
 from lab.processes import alive, signal_pids, start
 from lab.topology import ClientPlan, LabPlan
-from userdata.health_config import STATUS_PORT
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Fixture:
         self.service = str(plan.network.service.ipv4 or plan.network.service.ipv6)
         self.unicast = str(self.pst["unicast_ipv4"] or self.pst["unicast_ipv6"])
         # machine mode: the health.json the user data wrote inside the container
-        cfg_path = Path(f"/proc/{self.leader}/root/etc/anycast/health.json") if self.machine else self.dir / "health.json"
+        cfg_path = Path(f"/proc/{self.leader}/root{HEALTH_CONFIG_FILE}") if self.machine else self.dir / "health.json"
         cfg = json.loads(cfg_path.read_text())
         self.stable_s = float(cfg["damping"]["stable_s"])
         self.rise_s = cfg["rise"] * cfg["interval_ms"] / 1000

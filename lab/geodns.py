@@ -1,11 +1,11 @@
-"""The GeoDNS step of the lab: which address a client gets from Route53, by ``infra.georules`` (the same rules
+"""The GeoDNS step of the lab: which address a client gets from Route53, by ``infra.derived.georules`` (the same rules
 the Pulumi program's records follow), and which PoP the client should end up on."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.georules import geo_record_sets, resolve
+from infra.derived.georules import geo_record_sets, resolve
 from lab.topology import ClientPlan, LabPlan
 
 

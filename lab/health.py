@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.contracts import BIRD_SOCKET
+from infra.contracts import HEALTH_AGENT as AGENT_CLI  # where the user data installs the agent (write_files, 0755)
+from infra.contracts import HEALTH_STATUS_PORT as STATUS_PORT
 from infra.model import Network
 from lab.netns import LabError
 from lab.processes import HEALTH_AGENT, ROOT, alive, python3
-from userdata.health_config import BIRD_SOCKET, STATUS_PORT
 from userdata.render import HOST_PATHS, health_unit
 
 SUPERVISOR = ROOT / "lab" / "supervise.py"
@@ -105,9 +107,6 @@ def agent_cli(ns: str, pop_dir: Path, flag: str, timeout: float = 90.0) -> tuple
     res = subprocess.run(["ip", "netns", "exec", ns, python3(), str(HEALTH_AGENT), "--config", str(pop_dir / "health.json"),
                           flag], capture_output=True, text=True, timeout=timeout, check=False)
     return res.returncode, (res.stdout + res.stderr).strip()
-
-
-AGENT_CLI = "/usr/local/sbin/anycast-health"  # where the user data installs the agent (write_files, 0755)
 
 
 def pop_agent_cli(pst: dict[str, Any], flag: str, timeout: float = 90.0) -> tuple[int, str]:

@@ -68,7 +68,7 @@ def image_inputs() -> dict[str, object]:
 
 
 def image_key() -> str:
-    return hashlib.sha256(json.dumps(image_inputs(), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(image_inputs(), sort_keys=True, allow_nan=False).encode()).hexdigest()[:16]
 
 
 def image_dir(cache: Path | None = None) -> Path:
@@ -152,7 +152,7 @@ def _ensure_image(d: Path, say: Callable[[str], None]) -> Path:
     size = subprocess.run(["du", "-sm", str(r)], capture_output=True, text=True).stdout.split()[0]
     seconds = round(time.monotonic() - t0, 1)
     (tmp / "done.json").write_text(json.dumps({**image_inputs(), "seconds": seconds, "size_mb": int(size)},
-                                              indent=2) + "\n", encoding="utf-8")
+                                              indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if d.exists():
         shutil.rmtree(d)
     tmp.rename(d)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from infra.contracts import HEALTH_AGENT, TLS_FETCH_TIMER, TLS_FETCH_UNIT, TLS_ISSUE_TIMER, TLS_ISSUE_UNIT
 from lab import pop_control
 from lab.failover import _announced, _wait
 from lab.machines import nsexec
@@ -44,8 +45,7 @@ ALLOWED_JOURNAL = (
 
 # The HTTPS units (tls.enabled): the timers wait, their oneshot services run now and then (the lab starts them once
 # after convergence instead of waiting up to 32 minutes, see lab/tls.py UNIT_OF). Reported in a row of their own too.
-TLS_UNITS = ("anycast-tls-fetch.service", "anycast-tls-issue.service", "anycast-tls-fetch.timer",
-             "anycast-tls-issue.timer")
+TLS_UNITS = (TLS_FETCH_UNIT, TLS_ISSUE_UNIT, TLS_FETCH_TIMER, TLS_ISSUE_TIMER)
 
 
 def _pids(state: dict[str, Any], code: str) -> int:
@@ -223,7 +223,7 @@ def _agent(plan: LabPlan, state: dict[str, Any]) -> Row:
             pst, "show", "-p", "ActiveState,SubState,Type,WatchdogUSec,Restart", pop_control.UNITS["health"]).split())
         pid = pop_control.main_pid(pst, "health")
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        if props.get("ActiveState") != "active" or "/usr/local/sbin/anycast-health" not in cmd:
+        if props.get("ActiveState") != "active" or HEALTH_AGENT not in cmd:
             return f"{props} pid {pid} {cmd}"
         return None
 

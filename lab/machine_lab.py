@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from infra.contracts import BIRD_SOCKET
 from lab import machines as m
 from lab.image import ensure_image
 from lab.mirror import ensure_mirror
@@ -132,7 +133,7 @@ def _boot_one(plan: LabPlan, prep: Prepared, pop: PopPlan, base: Path, timeout: 
     return {"pids": {"nspawn": nspawn, "leader": leader}, "commands": {},
             "machine": {"name": spec.name, "root": str(root), "dir": str(mdir), "cloud_init": ci.status,
                         "boot_seconds": seconds, "mirror": spec.mirror_url},
-            "bird_socket": f"/proc/{leader}/root/run/bird/bird.ctl"}
+            "bird_socket": f"/proc/{leader}/root{BIRD_SOCKET}"}
 
 
 def boot(plan: LabPlan, prep: Prepared, base: Path, say: Callable[[str], None],

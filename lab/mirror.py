@@ -33,7 +33,7 @@ UNKNOWN = re.compile(r"E: (?:Unable to locate package |Package '?)([A-Za-z0-9.+:
 def mirror_key(packages: Iterable[str]) -> str:
     data = {"version": MIRROR_VERSION, "packages": sorted(set(packages)), "image": image_key(), "suite": SUITE,
             "mirror": DEBIAN_MIRROR}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, allow_nan=False).encode()).hexdigest()[:16]
 
 
 def mirror_dir(packages: Iterable[str], cache: Path | None = None) -> Path:
@@ -116,7 +116,7 @@ def _ensure_mirror(d: Path, packages: list[str], image: Path, say: Callable[[str
     size = sum(p.stat().st_size for p in tmp.glob("*.deb")) // 2**20
     (tmp / "done.json").write_text(json.dumps({"packages": sorted(set(packages)), "unknown": unknown,
                                                "debs": len(debs), "size_mb": size, "seconds": seconds},
-                                              indent=2) + "\n", encoding="utf-8")
+                                              indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if d.exists():
         shutil.rmtree(d)
     tmp.rename(d)

@@ -3,10 +3,10 @@ targets ``anycast monitoring targets`` makes of them, and Debian's ``prometheus-
 from one client namespace.
 
 * :func:`lab_outputs`: the document ``pulumi stack output --json`` would print if the PoPs had the lab's unicast
-  addresses, made by the program's own ``infra/outputs.py`` functions (only the addresses, instance ids and the
+  addresses, made by the program's own ``infra/derived/outputs.py`` functions (only the addresses, instance ids and the
   Route53 zone id differ: there are no instances and no Route53 in the lab);
 * :func:`write_lab_targets`: ``.lab/<stack>/outputs.json`` and ``.lab/<stack>/monitoring/`` through
-  ``infra.monitoring.load_outputs`` + ``write_targets``, the code path of ``anycast monitoring targets``;
+  ``infra.monitoring.targets.load_outputs`` + ``write_targets``, the code path of ``anycast monitoring targets``;
 * :func:`probe_plan`: which ``/probe`` calls to make from one client and what each must give (pure, unit-tested);
 * :func:`check_monitoring`: start the exporter in the client's namespace on 127.0.0.1:9115, call ``/probe`` for every
   planned probe from inside that namespace, read ``probe_success``, stop the exporter.
@@ -24,17 +24,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from infra.cost import estimate
-from infra.georules import geo_record_sets
+from infra.contracts import BLACKBOX_EXPORTER_PORT
+from infra.derived.cost import estimate
+from infra.derived.georules import geo_record_sets
+from infra.derived.outputs import geodns_output, network_output, pops_output, probes_output
 from infra.model import Network
-from infra.monitoring import file_sd, load_outputs, write_targets
-from infra.outputs import geodns_output, network_output, pops_output, probes_output
-from infra.stack import read_stack_config
+from infra.model.stack import read_stack_config
+from infra.monitoring.targets import file_sd, load_outputs, write_targets
 from lab.netns import LabError, http_get
 from lab.processes import alive, start, stop
 
 EXPORTER = "prometheus-blackbox-exporter"
-LISTEN = ("127.0.0.1", 9115)
+LISTEN = ("127.0.0.1", BLACKBOX_EXPORTER_PORT)
 LAB_ZONE_ID = "lab-no-route53"
 PREFERRED_CLIENT = "de"
 
@@ -74,7 +75,7 @@ def write_lab_targets(stack: str, network: Network, state: Mapping[str, Any]) ->
     base = Path(state["dir"])
     external = read_stack_config(stack).get("anycast:externalPopCosts")
     path = base / "outputs.json"
-    path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(lab_outputs(network, state, external), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     outputs = load_outputs(path)
     out_dir = base / "monitoring"
     write_targets(outputs, out_dir, ca_file=(state.get("tls") or {}).get("ca_file"))  # HTTPS: the lab's Pebble root

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra.contracts import HEALTH_UNIT
 from lab.netns import LabError, namespace_pids
 from lab.processes import signal_pids, start
 
-UNITS = {"caddy": "caddy.service", "bird": "bird.service", "nsd": "nsd.service", "health": "anycast-health.service",
+UNITS = {"caddy": "caddy.service", "bird": "bird.service", "nsd": "nsd.service", "health": HEALTH_UNIT,
          "nftables": "nftables.service"}
 
 

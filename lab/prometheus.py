@@ -9,7 +9,7 @@
 * a blackbox exporter in one client namespace listening on the client's backbone address (the prober's vantage
   point is a user's);
 * ``prometheus`` (Debian) in the monitoring namespace on 127.0.0.1:9090 with ``DIR/prometheus.yml`` and
-  ``DIR/alerts.yml`` from ``infra.monitoring.write_targets``: the lab passes its blackbox address, a 1 s scrape and
+  ``DIR/alerts.yml`` from ``infra.monitoring.targets.write_targets``: the lab passes its blackbox address, a 1 s scrape and
   evaluation interval and ``for: 0s`` (production: 15 s and 1-3 min), nothing else differs.
 
 The check stops these processes when it ends (their pids are kept in the lab state under ``monitoring``, so a check
@@ -28,17 +28,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from infra.monitoring import write_targets
+from infra.contracts import BIRD_SOCKET, BLACKBOX_EXPORTER_PORT
+from infra.monitoring.targets import write_targets
 from lab.netns import LabError, http_get, ip_batch, list_namespaces, run
 from lab.processes import alive, start, stop
 from lab.topology import BACKBONE_V4, BACKBONE_V6, ClientPlan, LabPlan, namespace_prefix
-from userdata.render import BIRD_EXPORTER_DROPIN_TEXT, BIRD_SOCKET
+from userdata.render import BIRD_EXPORTER_DROPIN_TEXT
 
 PROMETHEUS = "prometheus"
 BIRD_EXPORTER = "prometheus-bird-exporter"
 BLACKBOX = "prometheus-blackbox-exporter"
 PROMETHEUS_LISTEN = ("127.0.0.1", 9090)
-BLACKBOX_PORT = 9115
+BLACKBOX_PORT = BLACKBOX_EXPORTER_PORT
 MON_V4 = BACKBONE_V4.network_address + 768 + 1
 MON_V6 = BACKBONE_V6.network_address + 0x30001
 LAB_INTERVAL = "1s"

@@ -1,7 +1,7 @@
 """``anycast lab rollout``: the health-gated, wave-by-wave replacement of ``pulumi up`` (docs/deploy.md), in the lab.
 
 It re-renders the stack from its current file, finds the PoPs whose lab-run files changed (bird.conf, Caddyfile,
-nsd.conf, the zone, health.json), and replaces them in the waves of ``rollout.waves`` (infra/rollout.py, the program's
+nsd.conf, the zone, health.json), and replaces them in the waves of ``rollout.waves`` (infra/derived/rollout.py, the program's
 own function, so a wave holds the same PoPs as in ``pulumi up``; PoPs that did not change drop out of their wave):
 
 1. every new PoP of the wave boots *beside* the old one: a second namespace (``q-<code>`` beside ``p-<code>``, see
@@ -42,9 +42,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from infra.derived.rollout import rollout_waves
 from infra.model import Network
 from infra.readiness import GateTarget, NotReady, dns_nsid, http_get, wait_ready
-from infra.rollout import rollout_waves
 from lab import bgp
 from lab import tls as lab_tls
 from lab.boot import _originate_links, _pop_files, _start_pop, lab_password, pop_lab_files
@@ -411,5 +411,5 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
     say(f"rollout {'done' if report['ok'] else 'stopped'} after {report['seconds']:.1f} s; clients lost "
         f"{lost['http'][0]}/{lost['http'][1]} HTTP requests and {lost['dns'][0]}/{lost['dns'][1]} DNS queries")
     with contextlib.suppress(OSError):
-        (base / "rollout.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (base / "rollout.json").write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     return report

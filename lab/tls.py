@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra.contracts import TLS_FETCH_UNIT, TLS_ISSUE_UNIT
 from infra.model import Network
 from lab.configs import Substitution
 from lab.netns import LabError, nsrun, socket_in
@@ -88,7 +89,7 @@ def lab_tls_json(rendered: str, pop_dir: Path, cloud: str, ca_file: Path, bucket
     if "acme" in cfg:
         cfg["acme"].update(directory=f"https://{cloud}:{PEBBLE_PORT}/dir", lego_path=str(pop_dir / "lego"),
                            propagation_timeout=60, polling_interval=1)
-    return json.dumps(cfg, indent=2, sort_keys=True) + "\n"
+    return json.dumps(cfg, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def write_pop_files(plan: LabPlan, pop: PopPlan, rendered: dict[str, str], pop_dir: Path, base: Path) -> int:
@@ -100,7 +101,7 @@ def write_pop_files(plan: LabPlan, pop: PopPlan, rendered: dict[str, str], pop_d
                         tls_files.store_bucket(plan.network))
     (pop_dir / "tls.json").write_text(text, encoding="utf-8")
     creds = pop_dir / "tls-credentials"
-    creds.write_text(json.dumps(LAB_CREDENTIALS) + "\n", encoding="utf-8")
+    creds.write_text(json.dumps(LAB_CREDENTIALS, allow_nan=False) + "\n", encoding="utf-8")
     creds.chmod(0o600)
     # As the user data's runcmd does before Caddy's first start, so even the render-only mode validates.
     res = subprocess.run([python3(), str(SCRIPT), "bootstrap", "--config", str(pop_dir / "tls.json")], capture_output=True,
@@ -210,7 +211,7 @@ def start_cloud(plan: LabPlan, base: Path, say: Any, front: bool = False) -> dic
     parent_cnames = tls_files.challenge_cnames(net)[1]
     spec = {"parent_zone": net.dns.parent_zone, "challenge_zone": net.tls_challenge_zone,
             "parent_cnames": parent_cnames, "bucket": tls_files.store_bucket(net)}
-    (d / "seed.json").write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    (d / "seed.json").write_text(json.dumps(spec, indent=2, allow_nan=False), encoding="utf-8")
     endpoint = f"https://{cloud}:{MOTO_PORT}"
     nsrun(cloud_ns, [sys.executable, "-m", "lab.acme_cloud", "seed", "--endpoint", endpoint, "--ca",
                      str(d / "lab-ca.pem"), "--spec", str(d / "seed.json")], timeout=60)
@@ -224,7 +225,7 @@ def start_cloud(plan: LabPlan, base: Path, say: Any, front: bool = False) -> dic
                              "certificate": str(d / "server.pem"), "privateKey": str(d / "server.key"),
                              "httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "",
                              "externalAccountBindingRequired": False}}
-    (d / "pebble.json").write_text(json.dumps(pebble_cfg, indent=2), encoding="utf-8")
+    (d / "pebble.json").write_text(json.dumps(pebble_cfg, indent=2, allow_nan=False), encoding="utf-8")
     pids["pebble"] = start(cloud_ns, ["pebble", "-config", str(d / "pebble.json"), "-dnsserver", f"{cloud}:53"],
                            d / "pebble.log", env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0",
                                                   "PEBBLE_AUTHZREUSE": "0"})
@@ -313,7 +314,7 @@ def setup(plan: LabPlan, state: dict[str, Any], base: Path, say: Any,
 
 # Machine mode: what the lab starts instead of waiting for the user data's timers (the issue timer's first run is up to
 # 32 minutes after boot: OnBootSec=2min plus RandomizedDelaySec=30min).
-UNIT_OF = {"issue": "anycast-tls-issue.service", "fetch": "anycast-tls-fetch.service"}
+UNIT_OF = {"issue": TLS_ISSUE_UNIT, "fetch": TLS_FETCH_UNIT}
 RUNNING = ("start-pre", "start", "start-post")  # a service's SubState while its ExecStart runs
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import yaml
 
-from infra.monitoring import blackbox_modules, file_sd
+from infra.monitoring.targets import blackbox_modules, file_sd
 from lab import pop_control
 from lab.checks import Check
 from lab.geodns import expected_pop
@@ -114,7 +114,7 @@ def _metric(body: str, name: str) -> float | None:
 
 
 def check_blackbox_https(plan: LabPlan, state: dict[str, Any], measurements: dict[str, Any]) -> Check:
-    """The generated HTTPS targets and modules (stack outputs -> infra/monitoring.py, Pebble's root as ca_file), probed
+    """The generated HTTPS targets and modules (stack outputs -> infra/monitoring/targets.py, Pebble's root as ca_file), probed
     by Debian's blackbox exporter from a client: every probe succeeds and reports probe_ssl_earliest_cert_expiry equal
     to the issued certificate's notAfter, the number the expiry alert watches."""
     tls = state["tls"]

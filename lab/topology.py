@@ -36,7 +36,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from infra.model import VULTR_NEIGHBOR_V4, VULTR_NEIGHBOR_V6, VULTR_PEER_ASN, Network, Pop
-from infra.regions import great_circle_km
+from infra.model.regions import great_circle_km
 
 PREFIX = "acl-"
 VULTR_POOL_V4 = IPv4Network("198.51.100.128/25")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.model import Network
-from infra.stack import NETWORK_KEY, load_network, read_stack_config
+from infra.model.stack import NETWORK_KEY, load_network, read_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PASSWORD = "REDACTED-BGP-PASSWORD"  # a stand-in, never a real secret: golden files show where the password goes

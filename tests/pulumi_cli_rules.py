@@ -17,7 +17,7 @@ program starts. Source: pulumi/pulumi at tag v3.259.0 (commit 0ac56e876614aedf12
 
 Not modelled: ESC environments merged into the stack config, property paths in key names (``ns:a.b``), real encryption
 (``{secure: X}`` stands for a ciphertext whose plaintext is X). The files are read as Go's yaml.v3 reads them by
-``infra/stack_yaml.py``.
+``infra/model/stack_yaml.py``.
 """
 
 from __future__ import annotations

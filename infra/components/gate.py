@@ -38,8 +38,9 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
+from infra.contracts import DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, STATUS_PATH
 from infra.model import Network, Pop
-from infra.readiness import DEFAULT_CONSECUTIVE, STATUS_PATH, STATUS_PORT, GateTarget, wait_ready
+from infra.readiness import DEFAULT_CONSECUTIVE, GateTarget, wait_ready
 
 KIND = "anycast:rollout:PopGate"
 MARK_KIND = "anycast:rollout:RestartMark"
@@ -57,8 +58,8 @@ DEFAULT_INTERVAL_S = 5
 def target_from(props: dict[str, Any]) -> GateTarget:
     return GateTarget(pop=str(props["pop"]), mode=str(props["mode"]), addresses=tuple(str(a) for a in props["addresses"]),
                       zone=str(props["zone"]), sessions=int(props["sessions"]),
-                      http_port=int(props.get("httpPort") or 80), dns_port=int(props.get("dnsPort") or 53),
-                      status_port=int(props.get("statusPort") or STATUS_PORT),
+                      http_port=int(props.get("httpPort") or HTTP_PORT), dns_port=int(props.get("dnsPort") or DNS_PORT),
+                      status_port=int(props.get("statusPort") or HEALTH_STATUS_PORT),
                       status_path=str(props.get("statusPath") or STATUS_PATH))
 
 
@@ -169,7 +170,7 @@ class PopGate(Resource):
             "kind": KIND, "pop": pop.code, "mode": pop.mode, "instance_id": instance_id,
             "user_data_hash": user_data_hash(user_data), "addresses": addresses, "zone": network.dns.zone,
             "sessions": len(network.announced_prefixes), "timeout_seconds": timeout_s, "interval_seconds": interval_s,
-            "status_port": STATUS_PORT, "status_path": STATUS_PATH, "restart_at": restart_at,
+            "status_port": HEALTH_STATUS_PORT, "status_path": STATUS_PATH, "restart_at": restart_at,
             "ready_seconds": None, "polls": None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["userDataHash"]))

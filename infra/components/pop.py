@@ -17,17 +17,19 @@ import ediri_vultr as vultr
 import pulumi
 
 from infra.components.gate import PopGate, RestartMark, gate_addresses
+from infra.contracts import BIRD_EXPORTER_PORT, DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, HTTPS_PORT
 from infra.model import Network, Pop
-from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT, render_pop
+from userdata.render import render_pop
 from userdata.tls import TlsCredentials
 
 # Ports every PoP serves to the world: DNS (tcp+udp) and HTTP(S). ICMP stays open for path-MTU discovery
 # (essential on IPv6) and for diagnosing an anycast network with ping/traceroute.
-PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443"), ("icmp", None))
+PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (
+    ("udp", str(DNS_PORT)), ("tcp", str(DNS_PORT)), ("tcp", str(HTTP_PORT)), ("tcp", str(HTTPS_PORT)), ("icmp", None))
 SSH_PORT = "22"
-# Prometheus scrapes bird_exporter and the health agent (userdata.render BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT) from
+# Prometheus scrapes bird_exporter and the health agent (infra/contracts.py) from
 # admin.monitoringCidrs; nftables on the PoP also limits them to the unicast address (a group rule has no destination).
-METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_METRICS_PORT}"
+METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_STATUS_PORT}"
 
 
 def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str],
@@ -107,7 +109,7 @@ class PopArgs:
     ssh_key_ids: pulumi.Input[list[str]] = field(default_factory=list)
     firewall_group_id: pulumi.Input[str] | None = None
     tls_credentials: pulumi.Output[TlsCredentials] | None = None
-    # Rollout: the readiness gates of the wave before (infra/rollout.py); this PoP's instance waits for all of them.
+    # Rollout: the readiness gates of the wave before (infra/derived/rollout.py); this PoP's instance waits for all of them.
     after: list[pulumi.Resource] = field(default_factory=list)
 
 

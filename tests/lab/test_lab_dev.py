@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.boot import down, state_path, up
 from lab.checks import run_checks
 from lab.netns import list_namespaces, namespace_pids

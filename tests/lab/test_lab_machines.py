@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab import machine_lab
 from lab.boot import down, lab_password, up
 from lab.checks import run_checks

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench.rollout import changed_network
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.boot import down, up
 from lab.checks import load_state, run_checks
 from lab.netns import list_namespaces

@@ -97,7 +97,8 @@ def test_ripe_base_url_is_checked(monkeypatch: pytest.MonkeyPatch, capsys: pytes
 
 
 @pytest.mark.parametrize("content, expect", [
-    (b"\xff\xfe", "not JSON"), (b"[" * 100000 + b"]" * 100000, "nested too deeply"), (b"[1, 2]", "no stack outputs"),
+    (b"\xff\xfe", "UTF-16LE"), (b"\xff", "not UTF-8"), (b"[" * 100000 + b"]" * 100000, "nested deeper than 64 levels"),
+    (b"[1, 2]", "no stack outputs"),
     (b'{"network": 5}', "lacks the stack output"), (b"{", "not JSON"),
 ])
 def test_monitoring_targets_refuse_malformed_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str],

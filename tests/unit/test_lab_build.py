@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.boot import build
 from lab.topology import build_plan
 

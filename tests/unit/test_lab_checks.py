@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab import bgp
 from lab import checks as lab_checks
 from lab.checks import Check, check_logs, check_routes, check_sessions, expected_logs, expected_routes, monitoring_rows

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab import image, mirror
 from lab.boot import _links
 from lab.machine_checks import _seconds, rendered_units

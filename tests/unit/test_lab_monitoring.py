@@ -1,4 +1,4 @@
-"""The lab's stack outputs (built from lab addresses with infra/outputs.py) and the probe plan, without root."""
+"""The lab's stack outputs (built from lab addresses with infra/derived/outputs.py) and the probe plan, without root."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from infra.cli.main import main
-from infra.monitoring import blackbox_modules, file_sd
-from infra.outputs import OUTPUT_KEYS
-from infra.stack import load_network
+from infra.derived.outputs import OUTPUT_KEYS
+from infra.model.stack import load_network
+from infra.monitoring.targets import blackbox_modules, file_sd
 from lab.monitoring import lab_addresses, lab_outputs, parse_probe_success, probe_plan, write_lab_targets
 from lab.topology import LabPlan, build_plan
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infra.model import VULTR_NEIGHBOR_V4, VULTR_NEIGHBOR_V6
-from infra.stack import load_network
+from infra.model.stack import load_network
 from lab.checks import expected_routes
 from lab.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.geodns import expected_pop, geo_answer

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.monitoring import exporter_file_sd, file_sd, prometheus_config
-from infra.stack import load_network
+from infra.model.stack import load_network
+from infra.monitoring.targets import exporter_file_sd, file_sd, prometheus_config
 from lab.monitoring import lab_outputs
 from lab.prometheus import (
     LAB_INTERVAL,

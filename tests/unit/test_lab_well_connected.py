@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.model import Network, parse_network
-from infra.stack import NETWORK_KEY, read_stack_config
+from infra.model.stack import NETWORK_KEY, read_stack_config
 from lab.configs import client_bird_conf
 from lab.topology import TRANSIT_ASN, build_plan, parse_well_connected
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from infra.model import ConfigError, Network, parse_network
-from infra.stack import load_network, read_stack_config
+from infra.model.stack import load_network, read_stack_config
 from tests.conftest import TEST_PASSWORD
 from userdata.render import NEIGHBOR_ROUTE_SCRIPT, neighbor_route6, render_pop
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from infra.georules import GeoRecordSet, resolve
+from infra.derived.georules import GeoRecordSet, resolve
+from infra.derived.outputs import OUTPUT_KEYS
 from infra.model import Network
-from infra.outputs import OUTPUT_KEYS
 from tests.pulumi_mocks import TEST_BGP_PASSWORD, TEST_VULTR_API_KEY, ZONE_ID, run_in_subprocess, stack_output_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -75,7 +75,7 @@ def test_dev_counts() -> None:
 
 
 def test_instances(run: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    from infra.stack import load_network
+    from infra.model.stack import load_network
 
     network = load_network(run["stack"])
     firewall = of_type(run, "vultr:index/firewallGroup:FirewallGroup")[0]
@@ -143,7 +143,7 @@ def _record_sets(run: dict[str, Any]) -> dict[tuple[str, str], list[GeoRecordSet
 
 
 def test_geo_records_and_health_checks(run: dict[str, Any]) -> None:
-    from infra.stack import load_network
+    from infra.model.stack import load_network
 
     network = load_network(run["stack"])
     pops = output(run, "pops")
@@ -319,7 +319,7 @@ def test_schema_check_catches_mistakes() -> None:
 
 
 def test_config_error_is_reported_with_field_lines() -> None:
-    doc = json.loads(json.dumps(__import__("infra.stack", fromlist=["x"]).read_stack_config("dev")["anycast:network"]))
+    doc = json.loads(json.dumps(__import__("infra.model.stack", fromlist=["x"]).read_stack_config("dev")["anycast:network"]))
     doc["prefixes"]["ipv4"] = "192.0.2.0/25"
     with pytest.raises(RuntimeError) as err:
         run_in_subprocess("dev", network=doc)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from infra import stack_yaml
+from infra.model import stack_yaml
 from tests.pulumi_cli_rules import (
     OBJECT_TYPE_SINCE,
     PROJECT_JSON_SHA256,

@@ -158,8 +158,9 @@ def test_the_real_agents_status_document_fits_the_gate() -> None:
     import sys
     from pathlib import Path
 
-    from infra.stack import load_network
-    from userdata.health_config import STATUS_PORT, health_config
+    from infra.contracts import HEALTH_STATUS_PORT as STATUS_PORT
+    from infra.model.stack import load_network
+    from userdata.health_config import health_config
 
     path = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-health.py"
     spec = importlib.util.spec_from_file_location("anycast_health_for_gate", path)

@@ -216,7 +216,7 @@ def test_user_data_fits_the_budget_and_ships_the_agents_unchanged(stack: str) ->
     import gzip
     from pathlib import Path
 
-    from infra.stack import load_network
+    from infra.model.stack import load_network
     from userdata.render import USER_DATA_BUDGET
 
     network = load_network(stack)

@@ -13,10 +13,10 @@ import pytest
 from pulumi.runtime import rpc
 
 from infra.components.gate import KIND, MARK_KIND, REPLACE_ON, RESTART_ON, PopGateProvider, RestartMarkProvider
+from infra.derived.rollout import overlap_estimate, rollout_waves, worst_wave_minutes
+from infra.model.regions import vultr_regions
+from infra.model.stack import load_network, read_stack_config
 from infra.readiness import NotReady
-from infra.regions import vultr_regions
-from infra.rollout import overlap_estimate, rollout_waves, worst_wave_minutes
-from infra.stack import load_network, read_stack_config
 from tests.fake_pop import FakePop, FakePopState, status_document
 from tests.pulumi_mocks import TEST_BGP_PASSWORD, run_in_subprocess
 

@@ -13,11 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra import stack_yaml
 from infra.cli.main import main
-from infra.model import ConfigError
-from infra.stack import NETWORK_KEY, read_stack_config
-from infra.stack_yaml import StackYAMLError, go_resolve, parse
+from infra.model import ConfigError, stack_yaml
+from infra.model.stack import NETWORK_KEY, read_stack_config
+from infra.model.stack_yaml import StackYAMLError, go_resolve, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = json.loads((ROOT / "tests" / "data" / "yamlv3_cases.json").read_text(encoding="utf-8"))["cases"]

@@ -167,8 +167,8 @@ def test_up_runs_where_the_gates_reach_the_pops() -> None:
     assert job["runs-on"] == ["self-hosted", "linux", DEPLOY_LABEL]
     assert set(doc[True]) == {"push"}, "a self-hosted runner must never run code from pull requests"
     # The job outlives the worst case of the rollout it runs (ceil(wave/4) gate timeouts per wave).
-    from infra.rollout import overlap_estimate
-    from infra.stack import load_network
+    from infra.derived.rollout import overlap_estimate
+    from infra.model.stack import load_network
 
     assert job["timeout-minutes"] > overlap_estimate(load_network("prod"))["worstCaseMinutes"]
     docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")

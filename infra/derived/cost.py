@@ -13,8 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from infra.fields import shown
 from infra.model import ConfigError, Network
+from infra.model.fields import shown
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +65,7 @@ def estimate(network: Network, external_costs: Mapping[str, float] | None = None
             usd, source, plan = float(table["external_default"]), "plans.json external_default", None
         per_pop[pop.code] = {"provider": pop.provider, "plan": plan, "usdPerMonth": usd, "source": source}
     total = round(sum(p["usdPerMonth"] for p in per_pop.values()), 2)
-    from infra.rollout import overlap_estimate  # here, not at the top: infra.rollout reads this module's price table
+    from infra.derived.rollout import overlap_estimate  # here, not at the top: infra.derived.rollout reads this module's price table
 
     return {"currency": table["currency"], "perPop": per_pop, "totalUsdPerMonth": total,
             "notCounted": ["Route53 hosted zone, queries and health checks", "traffic above the plans' allowance"],

@@ -32,6 +32,10 @@ _CODE_RE = re.compile(r"[a-z][a-z0-9]{1,15}")
 _COMMUNITY_RE = re.compile(r"(\d{1,10}):(\d{1,10})")
 _MNTNER_RE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,70}-MNT")
 _ENV_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+# The BGP password's variable: this name or this name plus a suffix, never another credential's variable (an edit
+# to the stack file could otherwise copy AWS_SECRET_ACCESS_KEY or RIPE_API_KEY into every bird.conf that CI renders).
+BGP_PASSWORD_ENV = "ANYCAST_BGP_PASSWORD"
+_BGP_PASSWORD_ENV_RE = re.compile(rf"{BGP_PASSWORD_ENV}(_[A-Z0-9]{{1,32}})?")
 _PLAN_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 # City names: letters of any script, spaces and the punctuation real names use (São Paulo, St. John's, Mexico City).
 _TEXT_PUNCTUATION = set(" .,'-()/&")
@@ -105,6 +109,14 @@ def env_var_name(value: Any) -> str:
     return text
 
 
+def bgp_password_env(value: Any) -> str:
+    text = env_var_name(value)
+    if not _BGP_PASSWORD_ENV_RE.fullmatch(text):
+        raise ValueError(f"{shown(value)} may not hold the BGP password: use {BGP_PASSWORD_ENV} or "
+                         f"{BGP_PASSWORD_ENV}_<SUFFIX> (A-Z, 0-9), so the stack file cannot name another credential")
+    return text
+
+
 def free_text(value: Any, limit: int = 64) -> str:
     """A human name (a city, a descr): letters of any script, digits, spaces and . , ' - ( ) / & on one line."""
     text = _no_controls(_require_str(value, "text"), "one line of text")
@@ -171,6 +183,8 @@ def any_network(value: Any) -> IPv4Network | IPv6Network:
     if isinstance(value, (IPv4Network, IPv6Network)):
         return value
     text = _require_str(value, "a network")
+    if "%" in text:  # Python's ip_network keeps a zone id (fe80::%eth0/64); nftables and BIRD do not take one
+        raise ValueError(f"{shown(value)} has a zone id (%...): write the plain network, without %")
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
@@ -237,11 +251,35 @@ def vultr_plan(value: Any) -> str:
     return text
 
 
+# --- S3 bucket names ---------------------------------------------------------------------------------------------
+
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html (general purpose buckets).
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_BUCKET_RESERVED = (("xn--", "sthree-", "amzn-s3-demo-"), ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
+
+
+def s3_bucket_name(value: Any) -> str:
+    """An S3 general purpose bucket name: 3-63 of a-z 0-9 . -, letter or digit at both ends, no '..', not an IPv4
+    address, none of the reserved prefixes and suffixes; and, for virtual-hosted-style HTTPS, no dot at all."""
+    text = _require_str(value, "an S3 bucket name")
+    if not _BUCKET_RE.fullmatch(text) or ".." in text:
+        raise ValueError(f"{shown(value)} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', "
+                         "starting and ending with a letter or digit")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", text):
+        raise ValueError(f"{shown(value)} looks like an IP address, which S3 refuses as a bucket name")
+    if text.startswith(_BUCKET_RESERVED[0]) or text.endswith(_BUCKET_RESERVED[1]):
+        raise ValueError(f"{shown(value)} uses a prefix or suffix S3 reserves (xn--, sthree-, -s3alias, --ol-s3, ...)")
+    if "." in text:
+        # The PoPs fetch https://<bucket>.s3.<region>.amazonaws.com/...: S3's wildcard certificate covers one label.
+        raise ValueError(f"{shown(value)} has a dot, which breaks HTTPS to <bucket>.s3.<region>.amazonaws.com; use '-'")
+    return text
+
+
 DnsName = Annotated[str, BeforeValidator(dns_name)]
 PopCode = Annotated[str, BeforeValidator(pop_code)]
 Community = Annotated[str, BeforeValidator(community)]
 Mntner = Annotated[str, BeforeValidator(mntner)]
-EnvVarName = Annotated[str, BeforeValidator(env_var_name)]
+BgpPasswordEnv = Annotated[str, BeforeValidator(bgp_password_env)]
 FreeText = Annotated[str, BeforeValidator(free_text)]
 RipeDescr = Annotated[str, BeforeValidator(ripe_descr)]
 Country = Annotated[str, BeforeValidator(country)]
@@ -250,3 +288,4 @@ Ipv6Address = Annotated[IPv6Address, BeforeValidator(ipv6_address)]
 AnyNetwork = Annotated[IPv4Network | IPv6Network, BeforeValidator(any_network)]
 SshKey = Annotated[str, BeforeValidator(ssh_public_key)]
 VultrPlan = Annotated[str, BeforeValidator(vultr_plan)]
+S3BucketName = Annotated[str, BeforeValidator(s3_bucket_name)]

@@ -1,6 +1,6 @@
 """Prometheus alerting rules for an anycast network, from its stack outputs: ``DIR/alerts.yml``.
 
-Every alert names the PoP (label ``pop``, set by the scrape jobs of ``infra/monitoring.py``) and carries a
+Every alert names the PoP (label ``pop``, set by the scrape jobs of ``infra/monitoring/targets.py``) and carries a
 ``runbook`` annotation: what it means and what to do first. Metric names are those of the real exporters:
 
 * bird_exporter 1.4 with ``-bird.v2 -format.new`` (https://github.com/czerwonk/bird_exporter): ``bird_protocol_up``
@@ -73,6 +73,19 @@ def alerts(outputs: dict[str, Any], min_announcing: int | None = None) -> list[A
               "The PoP announces nothing on this family. `birdc show protocols all {{ $labels.name }}` on the PoP "
               "(Last error); check that the TCP-MD5 key matches the Vultr panel's BGP tab, that BGP is enabled "
               "for the instance, and nftables (tcp/179 from the peer)."),
+        # The health agent announced (static protocols up) and the session is Established, yet BIRD exports no route
+        # over it: AnycastPopWithdrawn watches only the static protocols, so this failure would be silent.
+        Alert("AnycastPopExportsNothing",
+              f'max without (state) (bird_protocol_prefix_export_count{{{bgp},mode="anycast"}}) == 0'
+              f' and on (pop, name) max without (state) (bird_protocol_up{{{bgp},mode="anycast"}}) == 1'
+              f" and on (pop, ip_version) max without (state) (bird_protocol_up{{{static}}}) == 1", "2m", "critical",
+              "{{ $labels.pop }}: BGP session {{ $labels.name }} is up but exports no route",
+              "The PoP wants to announce (its anycast static protocol is up) and the session is Established, but "
+              "BIRD's export filter passes nothing to the upstream: users of this PoP's catchment already use "
+              "another PoP, and nothing else alerts. On the PoP: `birdc show route export {{ $labels.name }}` "
+              "(empty), `birdc show route protocol anycast{{ $labels.ip_version }}` (the route exists?); compare "
+              "the rendered bird.conf filter with the stack's prefixes and communities, and roll back the change "
+              "that broke it."),
         Alert("AnycastBgpSessionFlapping",
               f"resets(bird_protocol_uptime{{{bgp}}}[30m]) >= {FLAP_RESETS}", "0s", "warning",
               "{{ $labels.pop }}: BGP session {{ $labels.name }} changed state {{ $value }} times in 30 minutes",

@@ -1,7 +1,7 @@
 """A Grafana dashboard for the anycast network, from its stack outputs: ``DIR/grafana-dashboard.json``.
 
 Import it in Grafana (Dashboards -> New -> Import) and pick the Prometheus that uses ``DIR/prometheus.yml``. It
-reads only the metrics and labels the generated scrape jobs produce (infra/monitoring.py, infra/alerts.py):
+reads only the metrics and labels the generated scrape jobs produce (infra/monitoring/targets.py, infra/monitoring/alerts.py):
 
 * stats: anycast PoPs announcing (of the stack's count), BGP sessions up, alerts firing, targets down;
 * a table of every PoP (city, country, mode, exporter up, BGP up, announced, HTTP probe, probe latency);
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, PROBE_JOBS
+from infra.monitoring.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, PROBE_JOBS
 
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

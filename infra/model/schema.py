@@ -24,171 +24,51 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
-from infra.fields import (
+from infra.model.errors import ConfigError, _field_error, format_errors
+from infra.model.fields import (
     AnyNetwork,
+    BgpPasswordEnv,
     Community,
     Country,
     DnsName,
-    EnvVarName,
     FreeText,
     Ipv4Address,
     Ipv6Address,
     Mntner,
     PopCode,
     RipeDescr,
+    S3BucketName,
     SshKey,
     VultrPlan,
     address_problem,
     country_codes,
     shown,
 )
-from infra.fields import community as parse_community
-from infra.regions import CONTINENTS, vultr_regions
-
-# Vultr's side of every VPS BGP session: https://docs.vultr.com/high-availability-on-vultr-with-floating-ip-and-bgp
-# (ASN 64515, 169.254.169.254, multihop 2); the IPv6 neighbour 2001:19f0:ffff::1 only from https://bgp.run/AS64515.
-VULTR_PEER_ASN = 64515
-VULTR_NEIGHBOR_V4 = IPv4Address("169.254.169.254")
-VULTR_NEIGHBOR_V6 = IPv6Address("2001:19f0:ffff::1")
-VULTR_MULTIHOP = 2
-VULTR_ASN = 20473  # Vultr's public AS: origin of ROAs when the customer uses a Vultr-assigned private ASN
-NO_EXPORT_OUTSIDE_VULTR = "20473:6000"
-
-# ASNs nobody may originate: RFC 7607 (0), RFC 6793 (AS_TRANS), RFC 7300 (last of each range).
-RESERVED_ASNS = {0: "AS0 is reserved (RFC 7607)", 23456: "AS23456 is AS_TRANS (RFC 6793)",
-                 65535: "AS65535 is reserved (RFC 7300)", 4294967295: "AS4294967295 is reserved (RFC 7300)"}
-DOCUMENTATION_ASNS = (range(64496, 64512), range(65536, 65552))  # RFC 5398
-PRIVATE_ASNS = (range(64512, 65535), range(4200000000, 4294967295))  # RFC 6996
-
-BOGONS_V4 = [IPv4Network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")]
-DOCUMENTATION_V4 = [IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
-GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
-BOGONS_V6 = [IPv6Network(n) for n in ("2001::/32", "2001:10::/28", "2002::/16")]  # Teredo, ORCHID, 6to4
-DOCUMENTATION_V6 = [IPv6Network(n) for n in ("2001:db8::/32", "3fff::/20")]  # RFC 3849, RFC 9637
-
-# Vultr action communities (https://docs.vultr.com/products/network/bgp/asn-information/as20473-bgp-communities-customer-guide):
-# fixed ones, and the per-peer-AS families 646xx:<peer-as>.
-VULTR_FIXED_COMMUNITIES = {
-    "20473:6601": "do not announce to IX peers",
-    "20473:6000": "do not export outside AS20473",
-    "20473:6001": "prepend 1x to all",
-    "20473:6002": "prepend 2x to all",
-    "20473:6003": "prepend 3x to all",
-    "20473:64609": "MED 0 to all",
-    "20473:666": "blackhole",
-}
-VULTR_PEER_COMMUNITY_FAMILIES = {
-    64600: "do not announce to <peer-as>",
-    64601: "prepend 1x to <peer-as>",
-    64602: "prepend 2x to <peer-as>",
-    64603: "prepend 3x to <peer-as>",
-    64609: "MED 0 to <peer-as>",
-    64699: "announce only to <peer-as> (with 20473:6000)",
-}
-MAX_PREPEND = 3
-
-
-
-def _field_error(field: str, message: str) -> PydanticCustomError:
-    """An error for ``field`` (relative to the model being validated); :func:`format_errors` joins the path."""
-    return PydanticCustomError("anycast", "{message}", {"field": field, "message": message})
-
-
-def is_documentation_asn(asn: int) -> bool:
-    return any(asn in r for r in DOCUMENTATION_ASNS)
-
-
-def is_private_asn(asn: int) -> bool:
-    return any(asn in r for r in PRIVATE_ASNS)
-
-
-def asn_problem(asn: int, source: str) -> str | None:
-    """Why ``asn`` cannot originate routes with this ASN source, or None (shared with the policy pack)."""
-    if asn in RESERVED_ASNS:
-        return RESERVED_ASNS[asn]
-    if not 1 <= asn <= 4294967294:
-        return f"{shown(asn)} is not a 32-bit ASN (1-4294967294)"
-    if source == "vultr-assigned" and not is_private_asn(asn):
-        return (f"AS{asn} is not private; with asnSource 'vultr-assigned' use the private ASN Vultr gave you "
-                "(64512-65534 or 4200000000-4294967294)")
-    if source == "own" and is_private_asn(asn):
-        return (f"AS{asn} is a private ASN; set asnSource: vultr-assigned if Vultr assigned it, "
-                "or use your own public ASN")
-    return None
-
-
-def peer_asn_problem(asn: int) -> str | None:
-    """Why ``asn`` cannot be a BGP neighbour's AS, or None (private ASNs are fine for a provider's router)."""
-    if asn in RESERVED_ASNS:
-        return RESERVED_ASNS[asn]
-    if not 1 <= asn <= 4294967294:
-        return f"{shown(asn)} is not a 32-bit ASN (1-4294967294)"
-    return None
-
-
-def prefix_length_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` is too long to be accepted on the Internet, or None."""
-    limit = 24 if isinstance(net, IPv4Network) else 48
-    if net.prefixlen > limit:
-        return f"{net} is longer than /{limit}; the Internet drops IPv{net.version} prefixes longer than /{limit}"
-    return None
-
-
-def bogon_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` lies in space nobody may announce, or None (documentation space is allowed for examples)."""
-    if isinstance(net, IPv6Network) and not net.subnet_of(GLOBAL_UNICAST_V6):
-        return f"{net} is outside global unicast space {GLOBAL_UNICAST_V6}"
-    bogons: list[Any] = BOGONS_V4 if isinstance(net, IPv4Network) else BOGONS_V6
-    for bogon in bogons:
-        if net.overlaps(bogon):
-            return f"{net} overlaps bogon space {bogon}"
-    return None
-
-
-def prefix_problem(net: IPv4Network | IPv6Network) -> str | None:
-    """Why ``net`` cannot be announced to the Internet, or None (shared with the policy pack)."""
-    return prefix_length_problem(net) or bogon_problem(net)
-
-
-def is_documentation_prefix(net: IPv4Network | IPv6Network) -> bool:
-    docs: list[Any] = DOCUMENTATION_V4 if isinstance(net, IPv4Network) else DOCUMENTATION_V6
-    return any(net.subnet_of(d) for d in docs)
-
-
-def community_problem(community: str, vultr: bool) -> str | None:
-    """Why ``community`` cannot be attached: malformed, or (on Vultr) not one of Vultr's action communities."""
-    try:
-        parse_community(community)
-    except ValueError as exc:
-        return str(exc)
-    if not vultr:
-        return None
-    high, low = (int(part) for part in community.split(":"))
-    if community in VULTR_FIXED_COMMUNITIES or high in VULTR_PEER_COMMUNITY_FAMILIES:
-        if community == "20473:666":
-            return "'20473:666' blackholes the prefix at Vultr; an anycast PoP must not announce it"
-        if high in VULTR_PEER_COMMUNITY_FAMILIES and low == 0:
-            return f"'{community}' needs a peer ASN after the colon"
-        return None
-    return (f"'{community}' is not a Vultr action community (20473:6000, 20473:6001-6003, 20473:6601, "
-            "20473:64609, 64600/64601/64602/64603/64609/64699:<peer-as>)")
+from infra.model.regions import CONTINENTS, continent_of, vultr_regions
+from infra.model.rules import (
+    RESERVED_ASNS,
+    announce_problem,
+    asn_problem,
+    bogon_problem,
+    community_problem,
+    peer_asn_problem,
+    prefix_problem,
+)
+from infra.model.vultr import MAX_PREPEND, VULTR_ASN
 
 
 class Model(BaseModel):
     """Base: camelCase keys in config, unknown keys rejected, values frozen once validated."""
 
-    # strict: YAML's true is not a number and 3 is not an address; the annotated types in infra.fields parse strings.
+    # strict: YAML's true is not a number and 3 is not an address; the annotated types in infra.model.fields parse strings.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True)
 
 
 class Prefixes(Model):
     ipv4: IPv4Network | None = Field(
-        None, description="The IPv4 prefix announced from every anycast PoP (/24 or shorter). Omit for an IPv6-only network.")
-    ipv6: IPv6Network = Field(description="The IPv6 prefix announced from every anycast PoP (/48 or shorter).")
+        None, description="The IPv4 prefix announced from every anycast PoP (/16 to /24). Omit for an IPv6-only network.")
+    ipv6: IPv6Network = Field(description="The IPv6 prefix announced from every anycast PoP (/29 to /48).")
 
     @field_validator("ipv4", "ipv6", mode="before")
     @classmethod
@@ -198,6 +78,8 @@ class Prefixes(Model):
                              + ("192.0.2.0/24" if info.field_name == "ipv4" else "2001:db8::/48"))
         if isinstance(value, str):
             version = 4 if info.field_name == "ipv4" else 6
+            if "%" in value:  # ip_network keeps a zone id, which would reach bird.conf
+                raise ValueError(f"{shown(value)} has a zone id (%...): write the plain prefix, without %")
             try:
                 net = ipaddress.ip_network(value, strict=True)
             except ValueError as exc:
@@ -242,10 +124,11 @@ class Bgp(Model):
         description="'auto': at boot, route the IPv6 BGP neighbour (Vultr's 2001:19f0:ffff::1, multihop) as a /128 via "
         "the IPv6 default router learned from router advertisements, in the kernel, and show it in BIRD (table "
         "neighbor6); 'none': leave it to the default route. For multihop IPv6 sessions (docs/deploy.md).")
-    password_env: EnvVarName = Field(
+    password_env: BgpPasswordEnv = Field(
         "ANYCAST_BGP_PASSWORD",
-        description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi; "
-        "under Pulumi it is the anycast:bgpPassword secret.")
+        description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi: ANYCAST_BGP_PASSWORD "
+        "or ANYCAST_BGP_PASSWORD_<SUFFIX>, never another credential's variable; under Pulumi it is the "
+        "anycast:bgpPassword secret.")
 
     @model_validator(mode="after")
     def _timers(self) -> Bgp:
@@ -305,13 +188,29 @@ class Defaults(Model):
     os_id: int = Field(2136, ge=1, le=999999, description="Vultr OS id (2136 = Debian 12 x64 bookworm).")
 
 
+# The widest network admin.monitoringCidrs may name: one organisation's monitoring, not a slice of the Internet.
+WIDEST_MONITORING_CIDR = {4: 16, 6: 32}
+
+
 class Admin(Model):
     ssh_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks allowed to reach SSH on the PoPs (firewall and nftables).")
     ssh_keys: list[SshKey] = Field(default_factory=list, description="Public SSH keys installed on every PoP (no passwords).")
     monitoring_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks of the Prometheus servers allowed to scrape the PoPs' exporters "
-                                          "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables).")
+                                          "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables); "
+                                          "IPv4 /16 or longer, IPv6 /32 or longer.")
+
+    @field_validator("monitoring_cidrs")
+    @classmethod
+    def _monitoring_narrow(cls, values: list[IPv4Network | IPv6Network]) -> list[IPv4Network | IPv6Network]:
+        # The exporters and the health agent's status port answer whoever these networks hold: 0.0.0.0/0 or ::/0
+        # would publish them to the whole Internet.
+        for i, net in enumerate(values):
+            if net.prefixlen < (widest := WIDEST_MONITORING_CIDR[net.version]):
+                raise _field_error(f"[{i}]", f"{net} is wider than /{widest}: it opens the exporter and status ports "
+                                             "to that many hosts; list your Prometheus servers' networks")
+        return values
 
 
 class Ripe(Model):
@@ -455,6 +354,13 @@ def _fill_pop(raw: Any, provider: Any, plan: Any) -> Any:
     return pop
 
 
+# Countries on two continents, where either is a fair answer for a box there (Route53 itself puts them in the first).
+TRANSCONTINENTAL: dict[str, tuple[str, ...]] = {
+    "RU": ("EU", "AS"), "TR": ("AS", "EU"), "KZ": ("AS", "EU"), "AZ": ("AS", "EU"), "GE": ("AS", "EU"),
+    "AM": ("AS", "EU"), "CY": ("AS", "EU"), "EG": ("AF", "AS"), "ID": ("AS", "OC"), "PA": ("NA", "SA"),
+}
+
+
 def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
     """What a PoP lacks or must not have for its provider, as (field, message)."""
     errors: list[tuple[str, str]] = []
@@ -482,6 +388,11 @@ def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
             errors.append(("announce.onlyTo", "is a Vultr feature (64699:<asn>); not available for external PoPs"))
         if pop.plan is not None:
             errors.append(("plan", "is a Vultr plan; an external PoP's cost goes to anycast:externalPopCosts"))
+        if pop.country is not None and pop.continent in CONTINENTS and (
+                (expected := continent_of(pop.country)) is not None and pop.continent != expected
+                and pop.continent not in TRANSCONTINENTAL.get(pop.country, ())):
+            errors.append(("continent", f"'{pop.continent}' contradicts country '{pop.country}', which Route53 places in "
+                                        f"{expected}; fix continent or country"))
     for i, community in enumerate(pop.announce.communities):
         if problem := community_problem(community, vultr=pop.is_vultr):
             errors.append((f"announce.communities[{i}]", problem))
@@ -491,6 +402,7 @@ def _pop_problems(pop: Pop) -> list[tuple[str, str]]:
 
 
 LETSENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_MAX_NAMES = 100  # names per certificate: https://letsencrypt.org/docs/rate-limits/
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
@@ -512,6 +424,9 @@ class Tls(Model):
     renew_days: int = Field(30, ge=7, le=60, description="Renew when the certificate has fewer days left than this.")
     key_type: Literal["ec256", "ec384", "rsa2048", "rsa4096"] = Field("ec256", description="Private key type (lego --key-type).")
     fetch_minutes: int = Field(15, ge=1, le=1440, description="How often every PoP looks for a renewed certificate.")
+    bucket: S3BucketName | None = Field(
+        None, description="S3 bucket that stores the certificate (default anycast-tls-<zone with dashes>). Bucket names "
+                          "are global: pick another if `anycast preflight` reports the default as taken.")
 
     @field_validator("names")
     @classmethod
@@ -590,6 +505,7 @@ class Network(Model):
                 field, message = errors[0]
                 raise _field_error(f"pops[{i}].{field}", message)
             self._check_pop(i, pop)
+        self._check_pop_addresses()
         self._check_geodns_areas()
         if len(self.anycast_pops) < 2:
             raise _field_error("pops", f"an anycast network needs at least two anycast PoPs, found {len(self.anycast_pops)}")
@@ -636,6 +552,27 @@ class Network(Model):
         for j, asn in enumerate(pop.announce.only_to):
             if asn in RESERVED_ASNS or not 1 <= asn <= 65535:
                 raise _field_error(f"pops[{i}].announce.onlyTo[{j}]", f"{shown(asn)} is not a 16-bit peer ASN (Vultr communities carry 1-65535)")
+        if conflict := announce_problem(pop.announce.communities, pop.announce.only_to, self.asn, vultr=pop.is_vultr):
+            raise _field_error(f"pops[{i}].{conflict[0]}", conflict[1])
+
+    def _check_pop_addresses(self) -> None:
+        # Two PoPs on one address, or a PoP peering with another PoP of this network, is a copy-paste slip: GeoDNS
+        # and BGP would send traffic to whichever box answers first.
+        owner: dict[IPv4Address | IPv6Address, str] = {}
+        for i, pop in enumerate(self.pops):
+            for fam in ("ipv4", "ipv6"):
+                addr = getattr(pop.unicast, fam) if pop.unicast is not None else None
+                if addr is None:
+                    continue
+                if addr in owner:
+                    raise _field_error(f"pops[{i}].unicast.{fam}", f"{addr} is also {owner[addr]}: each PoP needs its own address")
+                owner[addr] = f"pops[{i}].unicast.{fam} ({pop.code})"
+        for i, pop in enumerate(self.pops):
+            for fam in ("ipv4", "ipv6"):
+                addr = getattr(pop.neighbor, fam) if pop.neighbor is not None else None
+                if addr is not None and addr in owner:
+                    raise _field_error(f"pops[{i}].neighbor.{fam}", f"{addr} is {owner[addr]}, a PoP of this network; "
+                                                                     "the neighbour is the provider's router")
 
     def _neighbor_address_problem(self, addr: IPv4Address | IPv6Address, pop: Pop) -> str | None:
         own = {a for a in (self.service.ipv4, self.service.ipv6) if a is not None}
@@ -678,6 +615,40 @@ class Network(Model):
                                                     f"'{dns.parent_zone}' outside zone '{dns.zone}'")
         if tls.issuer is not None and tls.issuer not in {p.code for p in self.pops}:
             raise _field_error("tls.issuer", f"'{tls.issuer}' is not a PoP code ({', '.join(p.code for p in self.pops)})")
+        self._check_challenge_zone()
+        if not tls.enabled:
+            return
+        names = self.tls_names
+        # Without tls.names the certificate carries the zone, www.<zone> and every HTTP name: name the field they come from.
+        fields = [f"tls.names[{i}]" for i in range(len(names))] if tls.names else (
+            ["dns.zone", "dns.zone"] + [f"dns.httpNames[{i}]" for i in range(len(dns.http_names))])
+        if len(names) > LETSENCRYPT_MAX_NAMES:
+            field = "tls.names" if tls.names else "dns.httpNames"
+            raise _field_error(field, f"the certificate would carry {len(names)} names; Let's Encrypt allows "
+                                      f"{LETSENCRYPT_MAX_NAMES} per certificate")
+        for field, name in zip(fields, names, strict=True):
+            target = self.tls_challenge_target(name)
+            if len(target) > 253 or len(f"_acme-challenge.{name}") > 253:
+                raise _field_error(field, f"'_acme-challenge.{name[:40]}...' would point to a {len(target)}-character "
+                                          f"name in tls.challengeZone '{self.tls_challenge_zone}'; DNS names end at "
+                                          "253: shorten the name or the challenge zone")
+
+    def _check_challenge_zone(self) -> None:
+        # The challenge zone is a Route53 zone of its own, delegated from parentZone: the NSD zone inside it (or it
+        # inside the NSD zone, refused above) would be delegated twice, and a name inside it is hidden by the delegation.
+        if not (self.tls.enabled or self.tls.challenge_zone is not None):
+            return
+        cz, dns = self.tls_challenge_zone, self.dns
+        which = "tls.challengeZone" if self.tls.challenge_zone is not None else "the default tls.challengeZone"
+        if _within(dns.zone, cz) or _within(cz, dns.zone):
+            raise _field_error("dns.zone", f"'{dns.zone}' and {which} '{cz}' are the same zone or one inside the "
+                                           "other; give tls.challengeZone a name outside dns.zone")
+        for field, names in (("dns.nameservers", dns.nameservers), ("dns.httpNames", dns.http_names),
+                             ("tls.names", self.tls.names)):
+            for i, name in enumerate(names):
+                if _within(name, cz):
+                    raise _field_error(f"{field}[{i}]", f"'{name}' is inside {which} '{cz}', which holds only ACME "
+                                                        "challenge records")
 
     @property
     def tls_names(self) -> list[str]:
@@ -687,6 +658,10 @@ class Network(Model):
     @property
     def tls_challenge_zone(self) -> str:
         return self.tls.challenge_zone or f"acme.{self.dns.parent_zone}"
+
+    def tls_challenge_target(self, name: str) -> str:
+        """Where ``_acme-challenge.<name>`` points: ``<name>.<challenge zone>`` (a TXT lego writes through Route53)."""
+        return f"{name}.{self.tls_challenge_zone}"
 
     @property
     def tls_issuer(self) -> str:
@@ -715,66 +690,6 @@ class Network(Model):
             if p.code == code:
                 return p
         raise KeyError(code)
-
-
-class ConfigError(ValueError):
-    """A network document that does not validate; ``errors`` holds one ``path: message`` line per problem."""
-
-    def __init__(self, errors: list[str], source: str = "") -> None:
-        self.errors = errors
-        self.source = source
-        prefix = f"{source}: " if source else ""
-        super().__init__("\n".join(prefix + e for e in errors))
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    """pydantic errors as ``field.path: message`` lines, in the config's own key names."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
-        ctx = err.get("ctx") or {}
-        if err["type"] == "anycast":
-            path = _path(loc + tuple(_split(ctx["field"])))
-            lines.append(f"{path}: {ctx['message']}")
-            continue
-        # A union of IP types reports once per member; the first is enough.
-        path = _path(tuple(p for p in loc if not (isinstance(p, str) and ("IPv4" in p or "IPv6" in p))))
-        kind, value = err["type"], err.get("input")
-        if kind == "missing":
-            msg = "is required"
-        elif kind == "extra_forbidden":
-            msg = "is not a known field (check the spelling; see the field list in docs/config.md)"
-        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
-            bound = {"less_than_equal": "at most {le}", "greater_than_equal": "at least {ge}",
-                     "less_than": "less than {lt}", "greater_than": "more than {gt}"}[kind].format(**ctx)
-            msg = f"{shown(value)} is out of range: must be {bound}"
-        elif kind in ("int_parsing", "int_type", "int_from_float"):
-            msg = f"{shown(value)} is not a whole number"
-        elif kind == "literal_error":
-            msg = f"{shown(value)} is not one of {ctx.get('expected')}"
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-        path = path or "network"
-        if not any(x.startswith(path + ": ") for x in lines):
-            lines.append(f"{path}: {msg}")
-    return lines
-
-
-def _split(field: str) -> list[int | str]:
-    parts: list[int | str] = []
-    for token in re.findall(r"[^.\[\]]+|\[\d+\]", field):
-        parts.append(int(token[1:-1]) if token.startswith("[") else token)
-    return parts
 
 
 def parse_network(data: Any, source: str = "") -> Network:

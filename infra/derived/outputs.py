@@ -1,7 +1,7 @@
 """Stack outputs for monitoring: stable keys, JSON-friendly values, no secrets.
 
 Keys (camelCase, like the config): ``network``, ``pops``, ``geodns``, ``probes``, ``cost``; plus the secret
-``externalCloudConfig`` (external PoPs' cloud-config to paste at their provider). ``infra/monitoring.py`` reads the
+``externalCloudConfig`` (external PoPs' cloud-config to paste at their provider). ``infra/monitoring/targets.py`` reads the
 output of ``pulumi stack output --json`` with these keys; change them only together with it.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from infra.facts import network_facts
-from infra.georules import GeoRecordSet
+from infra.derived.facts import network_facts
+from infra.derived.georules import GeoRecordSet
 from infra.model import Network
 
 OUTPUT_KEYS = ("network", "pops", "geodns", "probes", "cost")
@@ -30,7 +30,7 @@ def network_output(network: Network) -> dict[str, Any]:
 def pops_output(network: Network, addresses: Mapping[str, tuple[Address, Address]],
                 instance_ids: Mapping[str, Any]) -> dict[str, Any]:
     """code -> provider, region, city, country, continent, latitude, longitude, mode, ipv4, ipv6, instanceId (None for
-    external PoPs). The coordinates place the PoP on the Grafana map (infra/dashboard.py)."""
+    external PoPs). The coordinates place the PoP on the Grafana map (infra/monitoring/dashboard.py)."""
     out: dict[str, Any] = {}
     for pop in network.pops:
         ipv4, ipv6 = addresses[pop.code]

@@ -1,6 +1,6 @@
 """Stack outputs -> Prometheus blackbox-exporter file_sd targets and modules.
 
-Input: ``pulumi stack output --json > outputs.json`` (keys ``network``, ``pops``, ``probes``; see infra/outputs.py).
+Input: ``pulumi stack output --json > outputs.json`` (keys ``network``, ``pops``, ``probes``; see infra/derived/outputs.py).
 Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitoring.py``):
 
 * ``http.json``, ``https.json`` (tls.enabled), ``dns.json``: file_sd target groups, one per probe, labelled ``module``, ``pop``, ``mode``,
@@ -12,8 +12,8 @@ Output directory (written by ``anycast monitoring targets``, ``infra/cli/monitor
   one): Debian's prometheus-bird-exporter on every PoP, the health agent's ``/metrics`` on anycast PoPs; labelled
   ``pop``, ``mode``, ``provider``, ``region``, ``city``, ``country``, ``continent``, ``latitude``, ``longitude``,
   ``asn``;
-* ``alerts.yml``: the alerting rules of ``infra/alerts.py``;
-* ``grafana-dashboard.json``: the dashboard of ``infra/dashboard.py`` (PoP table and map, sessions, announcements,
+* ``alerts.yml``: the alerting rules of ``infra/monitoring/alerts.py``;
+* ``grafana-dashboard.json``: the dashboard of ``infra/monitoring/dashboard.py`` (PoP table and map, sessions, announcements,
   probe latency);
 * ``prometheus.yml``: a whole Prometheus config: the probe jobs through the blackbox exporter, the exporter jobs,
   the blackbox exporter's own metrics (so a dead exporter is a target down) and ``rule_files: [alerts.yml]``.
@@ -24,86 +24,50 @@ here: this reads only the outputs file.
 
 from __future__ import annotations
 
-import json
 import re
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
-from infra.dashboard import dashboard
+from infra.contracts import BIRD_EXPORTER_PORT, BLACKBOX_EXPORTER_PORT, HEALTH_STATUS_PORT
 from infra.model import ConfigError
-from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT
+from infra.monitoring.alerts import BIRD_JOB, BLACKBOX_JOB, HEALTH_JOB, rules_document
+from infra.monitoring.dashboard import dashboard
+from infra.monitoring.stack_outputs import StackOutputs
+from infra.safe_write import write_tree
+from infra.untrusted.errors import UntrustedInput
+from infra.untrusted.files import read_json
+from infra.untrusted.jsontext import dumps
+from infra.untrusted.schema import validate
+from infra.untrusted.text import printable
+from infra.untrusted.urls import host_port, probe_url
 
 REQUIRED_KEYS = ("network", "pops", "probes")
-BLACKBOX_ADDRESS = "127.0.0.1:9115"
+MAX_OUTPUTS = 4 * 1024 * 1024  # prod's outputs are 45 KiB (tests/fixtures/stack-outputs-prod.json)
+BLACKBOX_ADDRESS = f"127.0.0.1:{BLACKBOX_EXPORTER_PORT}"
 SCRAPE_INTERVAL = "15s"
 EXPORTER_LABELS = ("provider", "region", "city", "country", "continent", "latitude", "longitude", "mode")
 
 
 def load_outputs(path: Path) -> dict[str, Any]:
-    """The JSON of ``pulumi stack output --json``; ConfigError if it is not that."""
+    """The JSON of ``pulumi stack output --json``, read as untrusted (infra/untrusted: a regular file, bounded, strict
+    UTF-8 JSON) and checked against infra/stack_outputs.py; ConfigError (one line naming the JSON path) if it is not."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([f"--outputs: no such file {path}"]) from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0][:80]
-        raise ConfigError([f"--outputs: {path} is not JSON ({why}); write it with `pulumi stack output --json`"]) from None
-    except OSError as exc:
-        raise ConfigError([f"--outputs: cannot read {path}: {exc.strerror or exc}"]) from None
+        data = read_json(path, "--outputs", MAX_OUTPUTS)
+    except UntrustedInput as exc:
+        raise ConfigError([f"{exc}; write it with `pulumi stack output --json`"]) from None
     if not isinstance(data, dict):
-        raise ConfigError([f"--outputs: {path} holds no stack outputs object"])
+        raise ConfigError([f"--outputs: {printable(path, 200)} holds no stack outputs object"])
     missing = [k for k in REQUIRED_KEYS if not isinstance(data.get(k), dict)]
     if missing:
-        raise ConfigError([f"--outputs: {path} lacks the stack output(s) {', '.join(missing)}; is this the anycast stack?"])
-    if problem := shape_problem(data):
-        raise ConfigError([f"--outputs: {path}: {problem}; write it with `pulumi stack output --json` of this project"])
+        raise ConfigError([f"--outputs: {printable(path, 200)} lacks the stack output(s) {', '.join(missing)}; is this "
+                           "the anycast stack?"])
+    try:
+        validate(StackOutputs, data, f"--outputs: {printable(path, 200)}")
+    except UntrustedInput as exc:
+        raise ConfigError([f"{exc}; write it with `pulumi stack output --json` of this project"]) from None
     return data
-
-
-def _is_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def shape_problem(data: dict[str, Any]) -> str | None:
-    """The first field of the outputs that does not have the shape infra/outputs.py writes (None if all do)."""
-    network, pops, probes = data["network"], data["pops"], data["probes"]
-    for key in ("anycastPops", "unicastPops"):
-        if not _is_str_list(network.get(key)):
-            return f"network.{key} is not a list of PoP codes"
-    if not isinstance(network.get("zone"), str) or not isinstance(network.get("asn"), int):
-        return "network.zone or network.asn is missing"
-    for code, pop in pops.items():
-        if not isinstance(pop, dict):
-            return f"pops.{code} is not an object"
-        if pop.get("mode") not in ("anycast", "unicast"):
-            return f"pops.{code}.mode is {pop.get('mode')!r}, not anycast or unicast"
-        for family in ("ipv4", "ipv6"):
-            address = pop.get(family)
-            if address is not None:
-                try:
-                    ip_address(address)
-                except (ValueError, TypeError):
-                    return f"pops.{code}.{family} is {address!r}, not an IP address"
-    for kind, keys in (("http", ("name", "address", "family", "port", "path", "expectXPop", "mode")),
-                       ("dns", ("name", "address", "family", "port", "expectNsid", "mode"))):
-        items = probes.get(kind, [])
-        if not isinstance(items, list):
-            return f"probes.{kind} is not a list"
-        for i, probe in enumerate(items):
-            if not isinstance(probe, dict):
-                return f"probes.{kind}[{i}] is not an object"
-            lacking = [k for k in keys if k not in probe]
-            if lacking:
-                return f"probes.{kind}[{i}] lacks {', '.join(lacking)}"
-    return None
-
-
-def _host(address: str) -> str:
-    return f"[{address}]" if ip_address(address).version == 6 else address
 
 
 def _suffix(probe: dict[str, Any]) -> str:
@@ -122,14 +86,14 @@ def _labels(probe: dict[str, Any], module: str, network: dict[str, Any]) -> dict
 def file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """``{"http.json": [...], "https.json": [...], "dns.json": [...]}``: file_sd target groups, one per probe and check."""
     network, probes = outputs["network"], outputs["probes"]
-    http = [{"targets": [f"http://{_host(p['address'])}:{p['port']}{p['path']}"],
+    http = [{"targets": [probe_url("http", p["address"], p["port"], p["path"])],
              "labels": _labels(p, f"http_xpop_{_suffix(p)}", network)} for p in probes.get("http", [])]
     dns: list[dict[str, Any]] = []
     for p in probes.get("dns", []):
-        target = f"{_host(p['address'])}:{p['port']}"
+        target = host_port(p["address"], p["port"])
         dns.append({"targets": [target], "labels": _labels(p, "dns_zone", network)})
         dns.append({"targets": [target], "labels": _labels(p, f"dns_id_{_suffix(p)}", network)})
-    https = [{"targets": [f"https://{_host(p['address'])}:{p['port']}{p['path']}"],
+    https = [{"targets": [probe_url("https", p["address"], p["port"], p["path"])],
               "labels": _labels(p, f"https_xpop_{_suffix(p)}", network)} for p in probes.get("https", [])]
     return {"http.json": http, "https.json": https, "dns.json": dns}
 
@@ -173,9 +137,9 @@ def blackbox_modules(outputs: dict[str, Any], ca_file: str | None = None) -> dic
     return {"modules": dict(sorted(modules.items()))}
 
 
-def _unicast_host(pop: dict[str, Any]) -> str | None:
+def _unicast_address(pop: dict[str, Any]) -> str | None:
     address = pop.get("ipv4") or pop.get("ipv6")
-    return _host(str(address)) if address else None
+    return str(address) if address else None
 
 
 def exporter_file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -186,13 +150,13 @@ def exporter_file_sd(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
     bird: list[dict[str, Any]] = []
     health: list[dict[str, Any]] = []
     for code, pop in sorted(outputs["pops"].items()):
-        host = _unicast_host(pop)
-        if host is None:
+        address = _unicast_address(pop)
+        if address is None:
             continue
         labels = {"pop": code, "asn": asn} | {k: str(pop[k]) for k in EXPORTER_LABELS if pop.get(k) is not None}
-        bird.append({"targets": [f"{host}:{BIRD_EXPORTER_PORT}"], "labels": labels})
+        bird.append({"targets": [host_port(address, BIRD_EXPORTER_PORT)], "labels": labels})
         if pop["mode"] == "anycast":
-            health.append({"targets": [f"{host}:{HEALTH_METRICS_PORT}"], "labels": labels})
+            health.append({"targets": [host_port(address, HEALTH_STATUS_PORT)], "labels": labels})
     return {"bird.json": bird, "health.json": health}
 
 
@@ -226,16 +190,9 @@ def write_targets(outputs: dict[str, Any], out_dir: Path, min_announcing: int | 
     ``blackbox``, ``scrape_interval`` and ``hold`` (every alert's ``for``) are for the lab; defaults suit production.
     """
     rules = rules_document(outputs, min_announcing, hold)  # refuses a bad threshold before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
     documents: dict[str, Any] = file_sd(outputs) | exporter_file_sd(outputs) | {"grafana-dashboard.json": dashboard(outputs)}
-    for name, doc in documents.items():
-        path = out_dir / name
-        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        written.append(path)
+    files = {name: dumps(doc, indent=2, sort_keys=True) + "\n" for name, doc in documents.items()}
     config = prometheus_config(out_dir, blackbox, scrape_interval, scrape_interval)
     for name, doc in (("blackbox.yml", blackbox_modules(outputs, ca_file)), ("alerts.yml", rules), ("prometheus.yml", config)):
-        path = out_dir / name
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1000), encoding="utf-8")
-        written.append(path)
-    return written
+        files[name] = yaml.safe_dump(doc, sort_keys=False, width=1000)
+    return write_tree(out_dir, files)  # never follows a link planted in out_dir (infra/safe_write.py)

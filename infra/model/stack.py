@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from infra import stack_yaml
-from infra.model import ConfigError, Network, parse_network
+from infra.model import stack_yaml
+from infra.model.errors import ConfigError
+from infra.model.schema import Network, parse_network
 
 PROJECT = "anycast"
 NETWORK_KEY = f"{PROJECT}:network"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def project_root() -> Path:
@@ -34,7 +35,7 @@ def read_stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.name.split(".")[1] for p in path.parent.glob("Pulumi.*.yaml"))
         raise ConfigError([f"--stack: no stack file {path.name} (stacks here: {', '.join(known) or 'none'})"])
-    doc = stack_yaml.load(path)  # read as the Pulumi CLI reads it: see infra/stack_yaml.py
+    doc = stack_yaml.load(path)  # read as the Pulumi CLI reads it: see infra/model/stack_yaml.py
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError([f"{path.name}: has no 'config:' mapping"])

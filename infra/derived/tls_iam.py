@@ -49,11 +49,11 @@ def issuer_policy(zone_id: str, txt_names: list[str], bucket: str, key: str) -> 
         {"Sid": "WaitForChange", "Effect": "Allow", "Action": "route53:GetChange", "Resource": "arn:aws:route53:::change/*"},
         {"Sid": "FindZone", "Effect": "Allow", "Action": "route53:ListHostedZonesByName", "Resource": "*"},
         *_s3(bucket, key, write=True)]}
-    return json.dumps(doc, indent=2, sort_keys=True)
+    return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False)
 
 
 def reader_policy(bucket: str, key: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": _s3(bucket, key, write=False)}, indent=2, sort_keys=True)
+    return json.dumps({"Version": "2012-10-17", "Statement": _s3(bucket, key, write=False)}, indent=2, sort_keys=True, allow_nan=False)
 
 
 # --- least privilege -----------------------------------------------------------------------------------------------

@@ -44,3 +44,15 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * 6371.0 * math.asin(math.sqrt(a))
+
+
+@lru_cache(maxsize=1)
+def country_continents() -> dict[str, str]:
+    """Country code -> Route53 continent code, from ``infra/data/geo_continents.json``."""
+    raw = json.loads(resources.files("infra").joinpath("data/geo_continents.json").read_text(encoding="utf-8"))
+    return dict(raw["countries"])
+
+
+def continent_of(country: str) -> str | None:
+    """The Route53 continent of ``country`` (ISO 3166-1 alpha-2), or None if the country is unknown."""
+    return country_continents().get(country.upper())

@@ -42,7 +42,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
-from infra.model import ConfigError
+from infra.model.errors import ConfigError
 
 MAX_BYTES = 128 * 1024  # the stack files here are 1-4 KB; 128 KB of dense YAML takes 1-2 s to read
 MAX_DEPTH = 64  # a stack file nests about 6 deep; PyYAML's composer recurses and would hit Python's limit near 300

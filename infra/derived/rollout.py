@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from infra.cost import price_table
+from infra.derived.cost import price_table
 from infra.model import Network
 
 HOURS_PER_MONTH = 730

@@ -13,31 +13,16 @@ Two pure functions shared by the Pulumi program (``infra/components/geodns.py``)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from typing import Generic, TypeVar
 
 from infra.model import Network
-from infra.regions import CONTINENTS
+from infra.model.regions import CONTINENTS, continent_of
 
 A = TypeVar("A")
 
 DEFAULT_AREA = "*"  # Route53's default location: CountryCode="*"
-
-
-@lru_cache(maxsize=1)
-def country_continents() -> dict[str, str]:
-    """Country code -> Route53 continent code, from ``infra/data/geo_continents.json``."""
-    raw = json.loads(resources.files("infra").joinpath("data/geo_continents.json").read_text(encoding="utf-8"))
-    return dict(raw["countries"])
-
-
-def continent_of(country: str) -> str | None:
-    """The Route53 continent of ``country`` (ISO 3166-1 alpha-2), or None if the country is unknown."""
-    return country_continents().get(country.upper())
 
 
 @dataclass(frozen=True)

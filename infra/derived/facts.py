@@ -3,7 +3,7 @@
 Policies see every resource's inputs, component resources included, but not the program's config. So the program
 registers one component whose inputs carry the ASN, its source, the prefixes, the service addresses and the PoP
 roles; ``policies/rules.py`` reads them (camelCase, as the engine passes them) and checks them with the same
-helpers as ``infra/model.py``.
+helpers as ``infra/model/``.
 """
 
 from __future__ import annotations
