@@ -10,10 +10,10 @@ import statistics
 import time
 
 from infra.model.stack import load_network
-from lab.boot import down, up
+from lab.boot.up import down, up
 from lab.checks import run_checks
-from lab.netns import LabError
-from lab.processes import require_tools
+from lab.net.netns import LabError
+from lab.net.processes import require_tools
 
 STACK = "prod"
 RUNS = 5

@@ -16,11 +16,11 @@ from typing import Any
 
 from infra.model import Network, parse_network
 from infra.model.stack import read_stack_config
-from lab.boot import down, up
+from lab.boot.up import down, up
 from lab.checks import run_checks
-from lab.netns import LabError
-from lab.processes import require_tools
-from lab.rollout import rollout
+from lab.net.netns import LabError
+from lab.net.processes import require_tools
+from lab.scenarios.rollout import rollout
 
 STACK = "prod"
 BROKEN_GATE_TIMEOUT_S = 60.0  # the stack's 15 minutes would only make the bench slow: the verdict is the same

@@ -77,6 +77,8 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
                 state.update(secret=TEST_TLS_SECRET, status="Active")
             elif args.typ == "aws:route53/record:Record":
                 state.update(fqdn=args.inputs.get("name"))
+            elif args.inputs.get("kind") == "anycast:rollout:RestartMark":
+                state.update(at=1.7e9)  # the wall-clock time the mark's create records
             return rid, state
 
         def call(self, args: pmocks.MockCallArgs) -> dict[Any, Any]:  # type: ignore[override]

@@ -156,10 +156,19 @@ def _families(network: Network, pop: Pop) -> list[dict[str, Any]]:
     return families
 
 
+def neighbor_route6(network: Network, pop: Pop) -> IPv6Address | None:
+    """The IPv6 neighbour to route as a /128 at boot (bgp.ipv6NeighborRoute: auto, multihop sessions), else None."""
+    if network.bgp.ipv6_neighbor_route != "auto":
+        return None
+    fam = next((f for f in _families(network, pop) if f["version"] == 6 and f["neighbor"] and f["multihop"]), None)
+    return fam["neighbor"] if fam is not None else None
+
+
 def render_bird(network: Network, pop: Pop, password: str) -> str:
     return _ENV.get_template("bird.conf.j2").render(
         network=network, pop=pop, families=_families(network, pop), communities=_communities(pop),
-        no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "")
+        no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "",
+        neighbor_route6=neighbor_route6(network, pop))
 
 
 def render_caddyfile(pop: Pop, network: Network | None = None) -> str:
@@ -270,6 +279,15 @@ CADDY_RESTART_DROPIN_TEXT = "\n".join([
     "[Unit]", "StartLimitIntervalSec=60s", "StartLimitBurst=5", "",
     "[Service]", "Restart=on-failure", "RestartSec=2s", ""])
 
+NEIGHBOR_ROUTE_SCRIPT = "/usr/local/sbin/anycast-neighbor-route"
+
+
+def neighbor_route_unit(neighbor: IPv6Address) -> str:
+    """bgp.ipv6NeighborRoute: auto; before BIRD, so its first IPv6 session attempt already has the route."""
+    return _systemd_unit("Route the IPv6 BGP neighbour via the router-advertised gateway",
+                         ["Before=bird.service", *_AFTER_NETWORK], [*_ONESHOT, f"ExecStart=/bin/sh {NEIGHBOR_ROUTE_SCRIPT} {neighbor}"])
+
+
 LOCAL_ADDRESSES_UNIT = _systemd_unit(
     "Write this unicast PoP's own addresses into its NSD zone",
     ["Before=nsd.service", *_AFTER_NETWORK],
@@ -341,6 +359,12 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
             _write_file("/etc/systemd/system/anycast-local-addresses.service", LOCAL_ADDRESSES_UNIT),
         ]
         services.append("anycast-local-addresses.service")
+    if (neighbor6 := neighbor_route6(network, pop)) is not None:
+        write_files += [
+            _write_file(NEIGHBOR_ROUTE_SCRIPT, _resource_text("files/anycast-neighbor-route.sh"), "0755"),
+            _write_file("/etc/systemd/system/anycast-neighbor-route.service", neighbor_route_unit(neighbor6)),
+        ]
+        services.append("anycast-neighbor-route.service")
     if network.tls.enabled:
         write_files += _tls_write_files(network, pop, files, tls_credentials)
     runcmd: list[Any] = [

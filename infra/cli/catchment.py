@@ -146,8 +146,7 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         running: list[str] | None = None
         observations: list[Observation]
         if args.lab:
-            from lab.catchment import lab_observations
-            from lab.netns import LabError
+            from lab.api import LabError, lab_observations
 
             try:
                 observations, probes, running = lab_observations(args.stack, network)

@@ -16,7 +16,7 @@ from ipaddress import IPv4Network
 import ediri_vultr as vultr
 import pulumi
 
-from infra.components.gate import PopGate, gate_addresses
+from infra.components.gate import PopGate, RestartMark, gate_addresses
 from infra.contracts import BIRD_EXPORTER_PORT, DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, HTTPS_PORT
 from infra.model import Network, Pop
 from userdata.dnssec import ZoneSigning
@@ -126,6 +126,7 @@ class VultrPop(pulumi.ComponentResource):
     readiness gate (infra/components/gate.py): replaced with the instance, created only when the new PoP serves."""
 
     instance: vultr.Instance
+    restart_mark: RestartMark
     gate: PopGate
     ipv4: pulumi.Output[str]
     ipv6: pulumi.Output[str]
@@ -136,6 +137,8 @@ class VultrPop(pulumi.ComponentResource):
         super().__init__("anycast:index:VultrPop", name, {"code": pop.code, "mode": pop.mode, "region": pop.region}, opts)
         assert pop.region is not None and pop.plan is not None  # the model fills both for Vultr PoPs
         user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials, args.signing)
+        # Updated (and so timestamped) before the instance when a plan change is about to reboot it (gate.py).
+        self.restart_mark = RestartMark(f"{name}-restart", pop, pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
         self.instance = vultr.Instance(
             f"{name}-instance",
             region=pop.region,
@@ -158,8 +161,8 @@ class VultrPop(pulumi.ComponentResource):
                 # userData already forces replacement in the provider; say so for the reader of a preview.
                 replace_on_changes=["userData"],
                 additional_secret_outputs=["userData", "defaultPassword"],
-                # Rollout waves: created only after every PoP of the wave before passed its gate.
-                depends_on=list(args.after),
+                # Rollout waves: created (or resized) only after every PoP of the wave before passed its gate.
+                depends_on=[*args.after, self.restart_mark],
             ),
         )
         self.ipv4 = self.instance.main_ip
@@ -167,7 +170,7 @@ class VultrPop(pulumi.ComponentResource):
         self.instance_id = self.instance.id
         self.gate = PopGate(f"{name}-gate", args.network, pop, self.instance.id, user_data,
                             gate_addresses(args.network, self.ipv4, self.ipv6), args.network.rollout.gate_timeout,
-                            opts=pulumi.ResourceOptions(parent=self))
+                            restart_at=self.restart_mark.at, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"instanceId": self.instance_id, "ipv4": self.ipv4, "ipv6": self.ipv6})
 
 

@@ -121,6 +121,11 @@ class Bgp(Model):
     error_wait_max: int = Field(
         120, ge=1, le=3600,
         description="Upper bound of that wait, which doubles on each consecutive error: damping for a flapping PoP.")
+    ipv6_neighbor_route: Literal["auto", "none"] = Field(
+        "none",
+        description="'auto': at boot, route the IPv6 BGP neighbour (Vultr's 2001:19f0:ffff::1, multihop) as a /128 via "
+        "the IPv6 default router learned from router advertisements, in the kernel, and show it in BIRD (table "
+        "neighbor6); 'none': leave it to the default route. For multihop IPv6 sessions (docs/deploy.md).")
     password_env: BgpPasswordEnv = Field(
         "ANYCAST_BGP_PASSWORD",
         description="Environment variable holding the Vultr BGP (TCP-MD5) password outside Pulumi: ANYCAST_BGP_PASSWORD "

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from infra.model.stack import load_network
-from lab.boot import build
-from lab.topology import build_plan
+from lab.boot.up import build
+from lab.plan.topology import build_plan
 
 
 def _run(cmd: list[str]) -> None:

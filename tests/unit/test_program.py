@@ -59,7 +59,8 @@ def test_prod_counts(prod_network: Network) -> None:
     assert counts[CHECK] == 4  # sao and jnb, v4 and v6
     # delegation + 3 names x (A, AAAA) x (default, SA, AF) + TLS: the challenge zone's delegation and www's CNAME
     assert counts[RECORD] == 1 + 3 * 2 * 3 + 2
-    assert counts["pulumi-python:dynamic:Resource"] == 2 + 18  # RIPE route + route6 (ripe.manage), a gate per Vultr PoP
+    # RIPE route + route6 (ripe.manage); a gate and a restart mark per Vultr PoP
+    assert counts["pulumi-python:dynamic:Resource"] == 2 + 2 * 18
     labels = {r["inputs"]["label"] for r in of_type(run, INSTANCE)}
     assert not any("hkg" in label or "maa" in label for label in labels)
 
@@ -70,7 +71,7 @@ def test_dev_counts() -> None:
     assert counts[INSTANCE] == 3
     assert counts[CHECK] == 2
     assert counts[RECORD] == 1 + 3 * 2 * 2 + 2
-    assert counts["pulumi-python:dynamic:Resource"] == 3  # the readiness gates; no RIPE objects
+    assert counts["pulumi-python:dynamic:Resource"] == 2 * 3  # the readiness gates and restart marks; no RIPE objects
 
 
 def test_instances(run: dict[str, Any], request: pytest.FixtureRequest) -> None:

@@ -268,8 +268,8 @@ def test_installed_command_prints_one_line_for_a_symlinked_out(tmp_path: Path, s
 def test_lab_build_only_refuses_a_planted_link(tmp_path: Path, sentinel: Path, kind: str) -> None:
     # `anycast lab up --build-only` writes into an existing .lab/<stack>/ (as root when the lab runs).
     from infra.model.stack import load_network
-    from lab.boot import build
-    from lab.topology import build_plan
+    from lab.boot.up import build
+    from lab.plan.topology import build_plan
 
     plan = build_plan("dev", load_network("dev", ROOT))
     base = tmp_path / "lab"
@@ -349,8 +349,8 @@ def test_every_problem_once_one_line_each(tmp_path: Path, sentinel: Path) -> Non
 def test_lab_up_refuses_a_symlinked_lab_folder_before_touching_it(tmp_path: Path, sentinel: Path, linked: str) -> None:
     # `lab up` (as root) empties .lab/<stack>/ with rmtree: through a link that would delete the link's target.
     from infra.model.stack import load_network
-    from lab.boot import up
-    from lab.netns import LabError
+    from lab.boot.up import up
+    from lab.net.netns import LabError
 
     (sentinel / "dir" / "dev").mkdir()
     (sentinel / "dir" / "dev" / "keep").write_text("keep")
