@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pulumi
 
+from infra.components.dnssec import ds_record
 from infra.components.geodns import GeoDns, GeoDnsArgs
 from infra.components.network import NetworkFacts
 from infra.components.pop import ExternalPop, PopArgs, VultrAccess, VultrAccessArgs, VultrPop
@@ -15,6 +17,7 @@ from infra.derived.cost import estimate
 from infra.derived.outputs import geodns_output, network_output, pops_output, probes_output
 from infra.derived.rollout import rollout_waves
 from infra.model import ConfigError, Pop, parse_network
+from userdata.dnssec import signing_from_env
 from userdata.render import check_password
 
 config = pulumi.Config()
@@ -24,6 +27,7 @@ stack = pulumi.get_stack()
 try:
     network = parse_network(config.require_object("network"), source=f"Pulumi.{stack}.yaml anycast:network")
     cost = estimate(network, config.get_object("externalPopCosts"))
+    signing = signing_from_env(network, os.environ)  # dns.dnssec keys: a missing or wrong key stops here
 except (ConfigError, json.JSONDecodeError, pulumi.ConfigTypeError) as exc:
     lines = exc.errors if isinstance(exc, ConfigError) else [f"anycast:externalPopCosts: must be a mapping like {{hkg: 40}} ({exc})"[:200]]
     raise pulumi.RunError("the stack configuration does not validate:\n  " + "\n  ".join(lines)) from None
@@ -47,7 +51,7 @@ external_cloud_config: dict[str, pulumi.Output[str]] = {}
 
 
 def pop_args(pop: Pop) -> PopArgs:
-    args = PopArgs(network, pop, bgp_password, stack)
+    args = PopArgs(network, pop, bgp_password, stack, signing=signing)
     if tls is not None:  # the issuer PoP gets the issuer's access key, every other PoP the read-only one
         args.tls_credentials = tls.issuer_credentials if pop.code == network.tls_issuer else tls.reader_credentials
     return args
@@ -56,6 +60,7 @@ def pop_args(pop: Pop) -> PopArgs:
 # Vultr PoPs wave by wave (rollout.waves, docs/deploy.md): each instance of a wave depends on the readiness gates of
 # every PoP of the wave before, so a replacement that does not serve stops the update before the next wave starts.
 gates_before: list[pulumi.Resource] = []
+serving: list[pulumi.Resource] = []  # every gate and external PoP: the DS record comes after them, and goes first
 for wave in rollout_waves(network):
     gates: list[pulumi.Resource] = []
     for code in wave:
@@ -68,18 +73,23 @@ for wave in rollout_waves(network):
         served[code] = (pulumi.Output.all(gate_id, vp.ipv4).apply(lambda x: x[1]),
                         pulumi.Output.all(gate_id, vp.ipv6).apply(lambda x: x[1]))
         gates.append(vp.gate)
+        serving.append(vp.gate)
     gates_before = gates
 for pop in network.pops:
     if not pop.is_vultr:
         ep = ExternalPop(pop.code, pop_args(pop), under_network)
         addresses[pop.code] = served[pop.code] = (ep.ipv4, ep.ipv6)
         external_cloud_config[pop.code] = ep.user_data
+        serving.append(ep)
 addresses = {p.code: addresses[p.code] for p in network.pops}  # document order for the outputs
 
 # GeoDNS sends clients to a replaced unicast PoP only once its gate passed (until then: the old address).
 geodns = GeoDns("geodns", GeoDnsArgs(network, {p.code: served[p.code] for p in network.unicast_pops}), under_network)
 if tls is not None:
     tls.add_parent_records(geodns.zone_id)
+
+if signing is not None:
+    ds_record("dnssec-ds", network, signing.keys, geodns.zone_id, serving, under_network)
 
 if network.ripe.manage:
     route_objects(network, under_network)

@@ -205,6 +205,10 @@ class AgentStatus(TypedDict):
     watchdog: WatchdogStatus
 
 
+class DnssecStatus(TypedDict):
+    signature_expiration: int | None  # earliest RRSIG expiration in the DNS check's answer; None: unsigned (docs/dnssec.md)
+
+
 class HealthStatus(TypedDict):
     schema: int
     pop: str
@@ -217,6 +221,7 @@ class HealthStatus(TypedDict):
     checks: dict[str, CheckStatus]  # "http", "dns": the checks health.json configures
     bird: BirdStatus
     exported: ExportedStatus
+    dnssec: DnssecStatus
     agent: AgentStatus
 
 
@@ -239,6 +244,7 @@ HEALTH_METRICS: Final[dict[str, str]] = {
     "anycast_health_watchdog_enabled": "gauge",
     "anycast_health_watchdog_last_ping_age_seconds": "gauge",
     "anycast_health_last_cycle_age_seconds": "gauge",
+    "anycast_health_dnssec_signature_expiration_timestamp_seconds": "gauge",
 }
 
 

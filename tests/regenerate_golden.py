@@ -8,8 +8,12 @@ from pathlib import Path
 from infra.cli.render import write_rendered
 from infra.model.stack import load_network
 from tests.conftest import TEST_PASSWORD
+from tests.dnssec_data import ENV, NOW, signed_network
+from userdata.dnssec import signing_from_env
+from userdata.render import render_pop, zone_file_name
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "dev"
+SIGNED = GOLDEN.parent / "dnssec"
 
 
 def main() -> None:
@@ -20,6 +24,13 @@ def main() -> None:
         if path.is_file():
             path.chmod(0o644)  # the real password never lands here; keep the files ordinary in git
     print(f"wrote {count} golden files under {GOLDEN}")
+    # The signed zone (the lab key, a fixed time): docs/dnssec.md; the dev stack itself is unsigned.
+    signed = signed_network()
+    zone = SIGNED / "ams" / zone_file_name(signed)
+    zone.parent.mkdir(parents=True, exist_ok=True)
+    zone.write_text(render_pop(signed, signed.pop("ams"), TEST_PASSWORD, signing=signing_from_env(signed, ENV, NOW))
+                    .files[zone.name], encoding="utf-8")
+    print(f"wrote {zone}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from infra.model import (
     Network,
     Pop,
 )
+from userdata import dnssec
 from userdata import tls as tls_files
 from userdata.health_config import health_config
 from userdata.health_config import health_unit as _health_unit
@@ -195,14 +196,20 @@ def render_nsd_conf(network: Network, pop: Pop) -> str:
                                                    zone_file=zone_file_name(network))
 
 
-def render_zone(network: Network, pop: Pop) -> str:
+def render_zone(network: Network, pop: Pop, signing: dnssec.ZoneSigning | None = None) -> str:
+    """The zone file; with ``dns.dnssec`` signed by ``signing`` (userdata/dnssec.py, docs/dnssec.md)."""
     answers = _listen_addresses(network, pop)
     records = [("A" if isinstance(a, IPv4Address) else "AAAA", a) for a in answers]
     include = LOCAL_ADDRESSES_INCLUDE if not answers else ""
-    return _ENV.get_template("zone.j2").render(
+    text = _ENV.get_template("zone.j2").render(
         zone=network.dns.zone, pop=pop, ttl=network.dns.ttl, serial=ZONE_SERIAL, nameservers=network.dns.nameservers,
         records=records, include=include,
         acme_cnames=sorted(tls_files.challenge_cnames(network)[0].items()) if network.tls.enabled else [])
+    if network.dns.dnssec is None:
+        return text
+    if signing is None:
+        raise ConfigError(["dns.dnssec: the zone is to be signed but no key was loaded (userdata.dnssec.signing_from_env)"])
+    return dnssec.sign_zone_text(text, network.dns.zone, signing.keys, signing.now)
 
 
 def render_nftables(network: Network, pop: Pop) -> str:
@@ -397,15 +404,17 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
 
 
 def render_pop(network: Network, pop: Pop, bgp_password: str,
-               tls_credentials: tls_files.TlsCredentials | None = None) -> RenderedPop:
+               tls_credentials: tls_files.TlsCredentials | None = None,
+               signing: dnssec.ZoneSigning | None = None) -> RenderedPop:
     """All files of ``pop``; ``bgp_password`` lands only in bird.conf and the user data that carries it, and
-    ``tls_credentials`` (the PoP's AWS access key for the certificate store) only in the user data."""
+    ``tls_credentials`` (the PoP's AWS access key for the certificate store) only in the user data. ``signing``
+    (required with ``dns.dnssec``) signs the zone; its private keys land nowhere."""
     check_password(bgp_password)
     files: dict[str, str] = {
         "bird.conf": render_bird(network, pop, bgp_password),
         "Caddyfile": render_caddyfile(pop, network),
         "nsd.conf": render_nsd_conf(network, pop),
-        zone_file_name(network): render_zone(network, pop),
+        zone_file_name(network): render_zone(network, pop, signing),
         "nftables.conf": render_nftables(network, pop),
     }
     if pop.is_anycast:
@@ -416,8 +425,9 @@ def render_pop(network: Network, pop: Pop, bgp_password: str,
     return RenderedPop(pop=pop.code, files=files)
 
 
-def render_network(network: Network, bgp_password: str) -> dict[str, RenderedPop]:
-    return {pop.code: render_pop(network, pop, bgp_password) for pop in network.pops}
+def render_network(network: Network, bgp_password: str,
+                   signing: dnssec.ZoneSigning | None = None) -> dict[str, RenderedPop]:
+    return {pop.code: render_pop(network, pop, bgp_password, signing=signing) for pop in network.pops}
 
 
 def summary(network: Network) -> dict[str, Any]:

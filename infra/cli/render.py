@@ -12,6 +12,7 @@ from pathlib import Path
 from infra import safe_write
 from infra.model import ConfigError, Network
 from infra.model.stack import load_network
+from userdata.dnssec import ZoneSigning, signing_from_env
 from userdata.render import render_network, summary
 
 
@@ -24,9 +25,9 @@ def bgp_password_from_env(network: Network) -> str:
     return value
 
 
-def write_rendered(network: Network, password: str, out: Path) -> int:
+def write_rendered(network: Network, password: str, out: Path, signing: ZoneSigning | None = None) -> int:
     """Render into ``out/<pop>/`` and ``out/summary.json``; returns the number of files written."""
-    rendered = render_network(network, password)
+    rendered = render_network(network, password, signing)
     files: dict[str, str] = {}
     modes: dict[str, int] = {}
     for code, pop in rendered.items():
@@ -43,7 +44,8 @@ def _render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     network = load_network(args.stack)
     password = bgp_password_from_env(network)
-    count = write_rendered(network, password, Path(args.out))
+    signing = signing_from_env(network, os.environ)  # before anything is written: a bad key is one line
+    count = write_rendered(network, password, Path(args.out), signing)
     elapsed = time.perf_counter() - started
     print(f"rendered {len(network.pops)} PoPs ({count} files) of stack {args.stack} into {args.out} in {elapsed:.2f} s",
           file=sys.stderr)

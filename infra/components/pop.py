@@ -19,6 +19,7 @@ import pulumi
 from infra.components.gate import PopGate, RestartMark, gate_addresses
 from infra.contracts import BIRD_EXPORTER_PORT, DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, HTTPS_PORT
 from infra.model import Network, Pop
+from userdata.dnssec import ZoneSigning
 from userdata.render import render_pop
 from userdata.tls import TlsCredentials
 
@@ -33,13 +34,15 @@ METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_STATUS_PORT}"
 
 
 def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str],
-                     tls_credentials: pulumi.Output[TlsCredentials] | None = None) -> pulumi.Output[str]:
+                     tls_credentials: pulumi.Output[TlsCredentials] | None = None,
+                     signing: ZoneSigning | None = None) -> pulumi.Output[str]:
     """The PoP's ``#cloud-config``, rendered inside ``apply`` on the secret password (and the certificate store's
-    access key, with tls.enabled) and kept secret."""
+    access key, with tls.enabled) and kept secret; ``signing`` signs the zone (dns.dnssec)."""
     if tls_credentials is None:
-        return pulumi.Output.secret(bgp_password.apply(lambda password: render_pop(network, pop, password).user_data))
+        return pulumi.Output.secret(bgp_password.apply(
+            lambda password: render_pop(network, pop, password, signing=signing).user_data))
     return pulumi.Output.secret(pulumi.Output.all(bgp_password, tls_credentials).apply(
-        lambda v: render_pop(network, pop, v[0], v[1]).user_data))
+        lambda v: render_pop(network, pop, v[0], v[1], signing=signing).user_data))
 
 
 @dataclass
@@ -111,6 +114,7 @@ class PopArgs:
     tls_credentials: pulumi.Output[TlsCredentials] | None = None
     # Rollout: the readiness gates of the wave before (infra/derived/rollout.py); this PoP's instance waits for all of them.
     after: list[pulumi.Resource] = field(default_factory=list)
+    signing: ZoneSigning | None = None  # dns.dnssec: the keys from the environment (userdata/dnssec.py)
 
 
 def pop_tags(pop: Pop, stack: str) -> list[str]:
@@ -132,7 +136,7 @@ class VultrPop(pulumi.ComponentResource):
         pop = args.pop
         super().__init__("anycast:index:VultrPop", name, {"code": pop.code, "mode": pop.mode, "region": pop.region}, opts)
         assert pop.region is not None and pop.plan is not None  # the model fills both for Vultr PoPs
-        user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials)
+        user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials, args.signing)
         # Updated (and so timestamped) before the instance when a plan change is about to reboot it (gate.py).
         self.restart_mark = RestartMark(f"{name}-restart", pop, pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
         self.instance = vultr.Instance(
@@ -180,7 +184,7 @@ class ExternalPop(pulumi.ComponentResource):
     def __init__(self, name: str, args: PopArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         pop = args.pop
         super().__init__("anycast:index:ExternalPop", name, {"code": pop.code, "mode": pop.mode}, opts)
-        self.user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials)
+        self.user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials, args.signing)
         unicast = pop.unicast
         self.ipv4 = str(unicast.ipv4) if unicast is not None and unicast.ipv4 is not None else None
         self.ipv6 = str(unicast.ipv6) if unicast is not None and unicast.ipv6 is not None else None

@@ -36,6 +36,10 @@ _ENV_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 # to the stack file could otherwise copy AWS_SECRET_ACCESS_KEY or RIPE_API_KEY into every bird.conf that CI renders).
 BGP_PASSWORD_ENV = "ANYCAST_BGP_PASSWORD"
 _BGP_PASSWORD_ENV_RE = re.compile(rf"{BGP_PASSWORD_ENV}(_[A-Z0-9]{{1,32}})?")
+DNSSEC_KEY_ENV = "ANYCAST_DNSSEC_KEY"
+_DNSSEC_KEY_ENV_RE = re.compile(rf"{DNSSEC_KEY_ENV}(_[A-Z0-9]{{1,32}})?")
+# A DS record's presentation form: key tag, algorithm, digest type, digest (RFC 4034 section 5.3).
+_DS_RE = re.compile(r"(\d{1,5}) (\d{1,3}) (\d{1,3}) ([0-9A-Fa-f]{2,128})")
 _PLAN_RE = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
 # City names: letters of any script, spaces and the punctuation real names use (São Paulo, St. John's, Mexico City).
 _TEXT_PUNCTUATION = set(" .,'-()/&")
@@ -115,6 +119,30 @@ def bgp_password_env(value: Any) -> str:
         raise ValueError(f"{shown(value)} may not hold the BGP password: use {BGP_PASSWORD_ENV} or "
                          f"{BGP_PASSWORD_ENV}_<SUFFIX> (A-Z, 0-9), so the stack file cannot name another credential")
     return text
+
+
+def dnssec_key_env(value: Any) -> str:
+    text = env_var_name(value)
+    if not _DNSSEC_KEY_ENV_RE.fullmatch(text):
+        raise ValueError(f"{shown(value)} may not hold a DNSSEC key: use {DNSSEC_KEY_ENV} or {DNSSEC_KEY_ENV}_<SUFFIX> "
+                         "(A-Z, 0-9), so the stack file cannot name another credential")
+    return text
+
+
+def ds_record(value: Any) -> str:
+    """``<key tag> 13 2 <SHA-256 hex>``: the only algorithm (ECDSA P-256) and digest (SHA-256) this project signs with."""
+    text = _require_str(value, "a DS record")
+    match = _DS_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{shown(value)} is not a DS record like '12345 13 2 <64 hex digits>' (anycast dnssec ds prints it)")
+    tag, algorithm, digest_type, digest = match.groups()
+    if int(tag) > 65535:
+        raise ValueError(f"{shown(value)}: key tag {tag} is over 65535")
+    if algorithm != "13":
+        raise ValueError(f"{shown(value)}: algorithm {algorithm} is not supported; keys are ECDSA P-256 (algorithm 13)")
+    if digest_type != "2" or len(digest) != 64:
+        raise ValueError(f"{shown(value)}: use digest type 2 (SHA-256, 64 hex digits), as anycast dnssec ds prints")
+    return f"{int(tag)} 13 2 {digest.upper()}"
 
 
 def free_text(value: Any, limit: int = 64) -> str:
@@ -280,6 +308,8 @@ PopCode = Annotated[str, BeforeValidator(pop_code)]
 Community = Annotated[str, BeforeValidator(community)]
 Mntner = Annotated[str, BeforeValidator(mntner)]
 BgpPasswordEnv = Annotated[str, BeforeValidator(bgp_password_env)]
+DnssecKeyEnv = Annotated[str, BeforeValidator(dnssec_key_env)]
+DsRecord = Annotated[str, BeforeValidator(ds_record)]
 FreeText = Annotated[str, BeforeValidator(free_text)]
 RipeDescr = Annotated[str, BeforeValidator(ripe_descr)]
 Country = Annotated[str, BeforeValidator(country)]

@@ -32,6 +32,8 @@ from infra.model.fields import (
     Community,
     Country,
     DnsName,
+    DnssecKeyEnv,
+    DsRecord,
     FreeText,
     Ipv4Address,
     Ipv6Address,
@@ -139,6 +141,31 @@ class Bgp(Model):
         return self
 
 
+class DnssecKey(Model):
+    env: DnssecKeyEnv = Field(
+        description="Environment variable holding the private key (PEM, ECDSA P-256): ANYCAST_DNSSEC_KEY or "
+        "ANYCAST_DNSSEC_KEY_<SUFFIX>; never the key itself (docs/dnssec.md).")
+    ds: DsRecord = Field(
+        description="The DS record this key must produce, '<key tag> 13 2 <SHA-256 hex>' (anycast dnssec ds prints "
+        "it): a wrong or stale key fails the render instead of breaking validation.")
+    publish_ds: bool = Field(
+        True, description="Publish this key's DS in parentZone; false during the last steps of a rollover (docs/dnssec.md).")
+
+
+class Dnssec(Model):
+    keys: list[DnssecKey] = Field(
+        min_length=1, max_length=2,
+        description="The signing keys (one, or two during a rollover); each signs every RRset (docs/dnssec.md).")
+
+    @field_validator("keys")
+    @classmethod
+    def _distinct(cls, keys: list[DnssecKey]) -> list[DnssecKey]:
+        for field, values in (("env", [k.env for k in keys]), ("ds", [k.ds for k in keys])):
+            if len(set(values)) != len(values):
+                raise ValueError(f"two keys have the same {field}")
+        return keys
+
+
 class Dns(Model):
     parent_zone: DnsName = Field(description="The Route53 hosted zone that holds the delegation and the GeoDNS records, e.g. example.com.")
     create_parent_zone: bool = Field(False, description="Create the Route53 hosted zone instead of looking it up by name.")
@@ -150,6 +177,7 @@ class Dns(Model):
     ttl: int = Field(
         60, ge=1, le=86400,
         description="TTL of the GeoDNS records and the zone's records (AWS advises 60 s or less with health checks).")
+    dnssec: Dnssec | None = Field(None, description="Sign the zone and publish its DS in parentZone (docs/dnssec.md).")
 
     @field_validator("nameservers", "http_names")
     @classmethod
@@ -510,9 +538,19 @@ class Network(Model):
         if len(self.anycast_pops) < 2:
             raise _field_error("pops", f"an anycast network needs at least two anycast PoPs, found {len(self.anycast_pops)}")
         self._check_tls()
+        self._check_dnssec()
         if self.ripe.manage and self.prefixes.ipv4 is None and self.prefixes.ipv6 is None:
             raise _field_error("ripe.manage", "there is no prefix to register")
         return self
+
+    def _check_dnssec(self) -> None:
+        if self.dns.dnssec is None:
+            return
+        for i, pop in enumerate(self.pops):
+            if not pop.is_anycast and pop.unicast is None:
+                # Its @ and www addresses exist only once the instance boots: they cannot be signed at render time.
+                raise _field_error("dns.dnssec", f"pops[{i}] ({pop.code}) is a Vultr unicast PoP whose addresses are "
+                                                 "known only at boot, so its zone cannot be signed; see docs/dnssec.md")
 
     def _check_pop(self, i: int, pop: Pop) -> None:
         if pop.announce.prepend and self.asn_source == "vultr-assigned":

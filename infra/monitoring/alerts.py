@@ -29,6 +29,9 @@ HEALTH_JOB = "anycast-health"
 BLACKBOX_JOB = "blackbox-exporter"
 PROBE_JOBS = ("anycast-http", "anycast-https", "anycast-dns")
 CERT_DAYS = 14
+# Signatures are valid 30 days and re-signed weekly (docs/dnssec.md): a PoP replaced on schedule has 23+ days left, one
+# that missed two re-signings 16; under 14 days something has been wrong for over a week, with two weeks to fix it.
+DNSSEC_DAYS = 14
 FLAP_RESETS = 4  # two down-and-up cycles: each changes the protocol state (and resets its uptime) twice
 # Route53 marks a unicast PoP unhealthy after 3 failed checks 30 s apart (infra/components/geodns.py).
 ROUTE53_WINDOW = "90s"
@@ -117,6 +120,13 @@ def alerts(outputs: dict[str, Any], min_announcing: int | None = None) -> list[A
               "Certificate on {{ $labels.instance }} expires in less than " + str(CERT_DAYS) + " days",
               "Renewal has failed for a week or more: check the ACME client's log and rate limits, and that every "
               "PoP serves the renewed certificate."),
+        Alert("AnycastDnssecSignatureExpiring",
+              f"anycast_health_dnssec_signature_expiration_timestamp_seconds - time() < {DNSSEC_DAYS} * 86400", "1h",
+              "warning",
+              "PoP {{ $labels.pop }} serves DNSSEC signatures that expire in less than " + str(DNSSEC_DAYS) + " days",
+              "The PoP has not been re-signed for over a week (the weekly pulumi up failed or stopped at its gate, or "
+              "the PoP was down). Run the deploy; when the signatures expire every validating resolver fails the "
+              "zone. `dig +dnssec SOA <zone> @<pop>` shows the RRSIG's expiration; docs/dnssec.md."),
         Alert("AnycastPopNoMetrics",
               f'up{{job=~"{BIRD_JOB}|{HEALTH_JOB}"}} == 0', "3m", "warning",
               "No metrics from {{ $labels.pop }} ({{ $labels.job }} at {{ $labels.instance }})",

@@ -27,6 +27,9 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: 
 
 AMS = {"job": "anycast-bird", "instance": "203.0.113.100:9324", "pop": "ams", "mode": "anycast"}
 FRA = {"job": "anycast-bird", "instance": "203.0.113.107:9324", "pop": "fra", "mode": "anycast"}
+AMS_HEALTH = AMS | {"job": "anycast-health", "instance": "203.0.113.100:9325"}
+FRA_HEALTH = FRA | {"job": "anycast-health", "instance": "203.0.113.107:9325"}
+DNSSEC_EXPIRY = "anycast_health_dnssec_signature_expiration_timestamp_seconds"
 SAO = {"job": "anycast-bird", "instance": "203.0.113.123:9324", "pop": "sao", "mode": "unicast"}
 STATIC4 = {"proto": "Static", "name": "anycast4", "ip_version": "4", "import_filter": "ACCEPT", "export_filter": "REJECT"}
 BGP4 = {"proto": "BGP", "name": "upstream4", "ip_version": "4", "import_filter": "REJECT", "export_filter": "ACCEPT"}
@@ -125,6 +128,14 @@ CASES: dict[str, dict[str, tuple[str, str, list[dict[str, str]], list[tuple[dict
                    [(PROBE_ANY, str(10 * 86400 - 7200))]),
         "quiet": ("1m", "2h", [_series("probe_ssl_earliest_cert_expiry", PROBE_ANY, f"{30 * 86400}x150")], []),
     },
+    "AnycastDnssecSignatureExpiring": {
+        # ams: signatures 10 days from expiry; fra: an unsigned zone (NaN) never fires.
+        "firing": ("1m", "2h", [_series(DNSSEC_EXPIRY, AMS_HEALTH, f"{10 * 86400}x150"),
+                                _series(DNSSEC_EXPIRY, FRA_HEALTH, " ".join(["NaN"] * 150))],
+                   [(AMS_HEALTH, str(10 * 86400 - 7200))]),
+        "quiet": ("1m", "2h", [_series(DNSSEC_EXPIRY, AMS_HEALTH, f"{16 * 86400}x150"),
+                               _series(DNSSEC_EXPIRY, FRA_HEALTH, " ".join(["NaN"] * 150))], []),
+    },
     "AnycastPopNoMetrics": {
         "firing": ("1m", "5m", [_series("up", AMS, "1 0x5"), _series("up", FRA | {"job": "anycast-health"}, "1x6")],
                    [(AMS, "0")]),
@@ -204,7 +215,7 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     proc = subprocess.run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "10 rules found" in proc.stdout + proc.stderr
+    assert "11 rules found" in proc.stdout + proc.stderr
     config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
     assert config == prometheus_config(tmp_path)
     assert [j["job_name"] for j in config["scrape_configs"]] == [

@@ -21,9 +21,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import dns.flags
+import dns.message
+import dns.name
+import dns.zone
 import pytest
 
 AGENT = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-health.py"
+SIGNED_ZONE = Path(__file__).resolve().parents[1] / "golden" / "dnssec" / "ams" / "cdn.example.com.zone"
 
 
 def _load() -> ModuleType:
@@ -160,8 +165,30 @@ def _agent(cfg: dict[str, Any]) -> Any:
 
 def test_dns_query_is_a_standard_query() -> None:
     q = agent.dns_query("cdn.example.com", agent.QTYPES["SOA"], 0x1234)
-    assert q[:12] == struct.pack("!HHHHHH", 0x1234, 0, 1, 0, 0, 0)
-    assert q[12:] == b"\x03cdn\x07example\x03com\x00" + struct.pack("!HH", 6, 1)
+    assert q[:12] == struct.pack("!HHHHHH", 0x1234, 0, 1, 0, 0, 1)
+    question = b"\x03cdn\x07example\x03com\x00" + struct.pack("!HH", 6, 1)
+    assert q[12:12 + len(question)] == question
+    parsed = dns.message.from_wire(q)  # the OPT record: EDNS0, DO set (the RRSIG comes back with a signed zone)
+    assert parsed.edns == 0 and parsed.ednsflags & dns.flags.DO and parsed.payload == 1232
+
+
+def test_rrsig_expiration_from_a_signed_answer() -> None:
+    """The agent's own parser reads the RRSIG expiration from NSD-style answers (built by dnspython from the signed
+    golden zone, with name compression); unsigned or garbled answers give None, never an exception."""
+    zone = dns.zone.from_text(SIGNED_ZONE.read_text(encoding="utf-8"), origin="cdn.example.com", relativize=False)
+    name = dns.name.from_text("cdn.example.com")
+    query = dns.message.make_query(name, "SOA", want_dnssec=True)
+    answer = dns.message.make_response(query)
+    answer.answer.append(zone.find_rrset(name, "SOA"))
+    answer.answer.append(zone.find_rrset(name, "RRSIG", "SOA"))
+    wire = answer.to_wire()
+    expected = zone.find_rrset(name, "RRSIG", "SOA")[0].expiration
+    assert agent.rrsig_expiration(wire) == expected == 1798844400  # 2027-01-01 23:00 UTC, as the golden zone says
+    unsigned = dns.message.make_response(query)
+    unsigned.answer.append(zone.find_rrset(name, "SOA"))
+    assert agent.rrsig_expiration(unsigned.to_wire()) is None
+    for cut in range(0, len(wire), 7):
+        assert agent.rrsig_expiration(wire[:cut]) in (None, expected)
 
 
 def test_checks_pass_against_healthy_servers(env: Any) -> None:

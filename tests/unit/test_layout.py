@@ -42,7 +42,7 @@ def test_only_components_import_pulumi() -> None:
 def test_components_do_import_pulumi() -> None:
     # The check above must be able to fail: the component modules are where the imports are.
     components = sorted((ROOT / "infra" / "components").glob("*.py"))
-    assert [p.name for p in components if _pulumi_imports(p)] == ["gate.py", "geodns.py", "network.py", "pop.py", "ripe_routes.py", "tls.py"]
+    assert [p.name for p in components if _pulumi_imports(p)] == ["dnssec.py", "gate.py", "geodns.py", "network.py", "pop.py", "ripe_routes.py", "tls.py"]
 
 
 def test_cli_modules_live_in_infra_cli() -> None:

@@ -73,6 +73,9 @@ def test_deploy_runs_up_for_prod_on_main() -> None:
     assert step["with"]["command"] == "up" and step["with"]["stack-name"].endswith("/prod")
     assert step["with"]["policyPacks"] == "policies"
     assert doc["concurrency"]["cancel-in-progress"] is False
+    # weekly re-signing of a DNSSEC zone (docs/dnssec.md): after the signing period turns on Thursday 00:00 UTC
+    assert doc[True]["schedule"] == [{"cron": "0 6 * * 4"}]
+    assert step["env"]["ANYCAST_DNSSEC_KEY"] == "${{ secrets.ANYCAST_DNSSEC_KEY }}"
 
 
 # --- what deploys is what was tested ---------------------------------------------------------------------------------
@@ -165,7 +168,8 @@ def test_up_runs_where_the_gates_reach_the_pops() -> None:
     doc = load("deploy.yml")
     job = pulumi_job(doc)
     assert job["runs-on"] == ["self-hosted", "linux", DEPLOY_LABEL]
-    assert set(doc[True]) == {"push"}, "a self-hosted runner must never run code from pull requests"
+    # push to main and the weekly DNSSEC re-signing (a schedule runs the default branch's code): never pull requests
+    assert set(doc[True]) == {"push", "schedule"}, "a self-hosted runner must never run code from pull requests"
     # The job outlives the worst case of the rollout it runs (ceil(wave/4) gate timeouts per wave).
     from infra.derived.rollout import overlap_estimate
     from infra.model.stack import load_network

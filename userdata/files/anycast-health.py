@@ -235,14 +235,51 @@ def check_http(check: HttpCheck) -> str | None:
 
 
 def dns_query(qname: str, qtype: int, qid: int) -> bytes:
-    """A standard query with RD clear (an authoritative server is asked)."""
-    header = struct.pack("!HHHHHH", qid, 0x0000, 1, 0, 0, 0)
+    """A standard query with RD clear (an authoritative server is asked), with an EDNS OPT record asking for DNSSEC
+    records (DO bit, RFC 3225): a signed zone answers with the RRSIG too, whose expiration /metrics exposes."""
+    header = struct.pack("!HHHHHH", qid, 0x0000, 1, 0, 0, 1)
     labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in qname.rstrip(".").split(".") if p)
-    return header + labels + b"\x00" + struct.pack("!HH", qtype, 1)
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0x00008000, 0)  # root, OPT, UDP size 1232, DO, no options
+    return header + labels + b"\x00" + struct.pack("!HH", qtype, 1) + opt
 
 
-def check_dns(check: DnsCheck) -> str | None:
-    """None if the server answers the query with NOERROR and at least one answer record, else the reason."""
+RRSIG = 46
+
+
+def _skip_name(data: bytes, at: int) -> int:
+    while True:
+        n = data[at]
+        if n & 0xC0 == 0xC0:
+            return at + 2
+        if n == 0:
+            return at + 1
+        at += 1 + n
+
+
+def rrsig_expiration(data: bytes) -> int | None:
+    """The earliest RRSIG expiration (Unix seconds, RFC 4034 section 3.1.5) in the answer section, None if there is
+    none or the message does not parse (the health check does not depend on it)."""
+    try:
+        qdcount, ancount = struct.unpack("!HH", data[4:8])
+        at = 12
+        for _ in range(qdcount):
+            at = _skip_name(data, at) + 4
+        found = []
+        for _ in range(ancount):
+            at = _skip_name(data, at)
+            rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[at:at + 10])
+            at += 10
+            if rtype == RRSIG and rdlen >= 18:
+                found.append(struct.unpack("!I", data[at + 8:at + 12])[0])
+            at += rdlen
+        return min(found) if found else None
+    except (IndexError, struct.error):
+        return None
+
+
+def check_dns(check: DnsCheck, signatures: dict[str, int | None] | None = None) -> str | None:
+    """None if the server answers the query with NOERROR and at least one answer record, else the reason.
+    ``signatures["expiration"]`` gets the answer's earliest RRSIG expiration (None: unsigned)."""
     qid = random.randrange(0, 65536)
     sock = socket.socket(_family(check.server), socket.SOCK_DGRAM)
     sock.settimeout(check.timeout)
@@ -263,6 +300,8 @@ def check_dns(check: DnsCheck) -> str | None:
             rcode = flags & 0x000F
             if rcode != 0:
                 return f"dns rcode {rcode}"
+            if signatures is not None:
+                signatures["expiration"] = rrsig_expiration(data)
             return None if ancount > 0 else "dns empty answer"
     except OSError as exc:
         return f"dns {type(exc).__name__}: {exc}"
@@ -570,6 +609,7 @@ class Agent:
     snapshot: dict[str, Any] = field(default_factory=dict, init=False)
     watchdog: float | None = field(default=None, init=False)
     ready: bool = field(default=False, init=False)
+    signatures: dict[str, int | None] = field(default_factory=lambda: {"expiration": None}, init=False)
 
     def __post_init__(self) -> None:
         self.state = Hysteresis(self.cfg.rise, self.cfg.fall)
@@ -597,7 +637,8 @@ class Agent:
             reason = check_http(self.cfg.http if timeout is None else dataclasses.replace(self.cfg.http, timeout=timeout))
         else:
             assert self.cfg.dns is not None
-            reason = check_dns(self.cfg.dns if timeout is None else dataclasses.replace(self.cfg.dns, timeout=timeout))
+            reason = check_dns(self.cfg.dns if timeout is None else dataclasses.replace(self.cfg.dns, timeout=timeout),
+                               self.signatures)
         cs = self.checks[name]
         cs.latency_s, cs.checked_at, cs.ok, cs.detail = time.monotonic() - t, t, reason is None, reason
         if reason:
@@ -773,6 +814,7 @@ class Agent:
             "bird": {"reachable": self.bird_problem is None and bool(self.bird_protocols), "error": self.bird_problem,
                      "version": self.bird.version or None, "protocols": protocols, "sessions": sessions},
             "exported": {"anycast": state == "announced" and exported > 0, "routes": exported},
+            "dnssec": {"signature_expiration": self.signatures["expiration"]},
             "agent": {"pid": os.getpid(), "started": _wall(self.started), "interval_ms": int(self.cfg.interval * 1000),
                       "rise": self.cfg.rise, "fall": self.cfg.fall,
                       "last_cycle_age_s": None if self.last_cycle is None else round(now - self.last_cycle, 3),
@@ -839,6 +881,9 @@ def metrics(status: dict[str, Any]) -> str:
            [("", agent["watchdog"]["last_ping_age_s"])])
     metric("anycast_health_last_cycle_age_seconds", "gauge", "Seconds since the last completed check round.",
            [("", agent["last_cycle_age_s"])])
+    metric("anycast_health_dnssec_signature_expiration_timestamp_seconds", "gauge",
+           "Earliest RRSIG expiration in NSD's answer to the DNS check (NaN: unsigned zone).",
+           [("", status["dnssec"]["signature_expiration"])])
     return "\n".join(out) + "\n"
 
 
