@@ -6,7 +6,7 @@ DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl promet
 STACK ?= prod
 MODE ?= processes
 
-.PHONY: help deps debs venv lock test lint golden docs lab lab-down bench render clean
+.PHONY: help deps debs venv lock test lint golden docs lab lab-down bench render clean yaml-corpus
 
 help:
 	@echo "make lab     boot the prod network in a local lab of namespaces and check it (root)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lock    rewrite requirements.lock from pyproject.toml (then review git diff)"
 	@echo "make golden  rewrite the golden files of the dev stack (review with git diff)"
 	@echo "make docs    regenerate docs/config.md from the model"
+	@echo "make yaml-corpus  re-record the YAML corpus with Go yaml.v3 after a Pulumi*.yaml change"
 	@echo "make bench   print timing figures"
 
 deps: debs venv
@@ -62,6 +63,12 @@ golden: venv
 
 docs: venv
 	$(PY) -m infra.docs
+
+# Re-record tests/data/yamlv3_cases.json with Go's gopkg.in/yaml.v3 (the library Pulumi's CLI reads stack files with),
+# after a change of a Pulumi*.yaml file: Go is needed only here, never by the tests.
+yaml-corpus: venv
+	dpkg -s golang-go golang-gopkg-yaml.v3-dev >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go golang-gopkg-yaml.v3-dev >/dev/null)
+	GO111MODULE=off GOPATH=/usr/share/gocode $(PY) tests/yamlv3_oracle/generate.py
 
 render: venv
 	ANYCAST_BGP_PASSWORD=$${ANYCAST_BGP_PASSWORD:-lab-password} $(VENV)/bin/anycast render --stack $(STACK) --out out/$(STACK)

@@ -75,7 +75,7 @@ def test_reads_as_go_yaml_v3_or_refuses(start: int) -> None:
 def test_the_corpus_covers_the_project_files_and_both_outcomes() -> None:
     texts = {c["yaml"] for c in CASES}
     for f in sorted(ROOT.glob("Pulumi*.yaml")):
-        assert f.read_text(encoding="utf-8") in texts, f"{f.name} changed: regenerate tests/data/yamlv3_cases.json"
+        assert f.read_text(encoding="utf-8") in texts, f"{f.name} changed: make yaml-corpus (re-records tests/data/yamlv3_cases.json with Go yaml.v3)"
     same = [c for c in CASES if "ok" in c and not _unpassable(c["ok"]) and _refusal(c["yaml"]) is None]
     assert len(same) > 400 and sum("err" in c for c in CASES) > 400
 
