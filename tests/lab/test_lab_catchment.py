@@ -21,7 +21,7 @@ from lab.boot import down, up
 from lab.catchment import lab_observations
 from lab.topology import parse_well_connected
 from tests.conftest import ROOT
-from tests.lab.test_lab_dev import REASON
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "step8"

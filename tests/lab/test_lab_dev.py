@@ -23,14 +23,10 @@ from lab.boot import down, state_path, up
 from lab.checks import run_checks
 from lab.netns import list_namespaces, namespace_pids
 from lab.processes import alive
-from tests.lab.availability import lab_unavailable
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"
-TOOLS = ("ip", "bird", "birdc", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl")
-
-
-REASON = lab_unavailable(TOOLS, "the lab (network namespaces)")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from lab.checks import run_checks
 from lab.machines import CGROUP_FS, lab_cgroups, lab_mounts
 from lab.netns import LabError, list_namespaces
 from lab.topology import build_plan
-from tests.lab.availability import lab_unavailable
+from tests.helpers.environment import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"

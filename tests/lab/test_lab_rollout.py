@@ -16,7 +16,7 @@ from lab.boot import down, up
 from lab.checks import load_state, run_checks
 from lab.netns import list_namespaces
 from lab.rollout import rollout
-from tests.lab.test_lab_dev import REASON
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
 from typing import Any
 
 import pytest
@@ -18,17 +17,13 @@ from infra.regions import vultr_regions
 from infra.rollout import overlap_estimate, rollout_waves
 from infra.stack import load_network, read_stack_config
 from tests.fake_pop import FakePop, FakePopState, status_document
+from tests.helpers.program import mock_run
 from tests.pulumi_mocks import TEST_BGP_PASSWORD, run_in_subprocess
 
 INSTANCE = "vultr:index/instance:Instance"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 GATE_INPUTS = {"kind", "pop", "mode", "instanceId", "userDataHash", "addresses", "zone", "sessions", "timeoutSeconds",
                "intervalSeconds", "statusPort", "statusPath", "__provider"}  # outputs seeded None are not sent
-
-
-@cache
-def mock_run(stack: str) -> dict[str, Any]:
-    return run_in_subprocess(stack)
 
 
 def gates(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
