@@ -17,6 +17,7 @@ import pytest
 from infra.model import Network
 from infra.stack import NETWORK_KEY, load_network, read_stack_config
 from tests.helpers.environment import ci_requires_everything
+from tests.helpers.tiers import is_slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PASSWORD = "REDACTED-BGP-PASSWORD"  # a stand-in, never a real secret: golden files show where the password goes
@@ -50,3 +51,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"CI=true, so this test may not skip: {reason}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests tests/helpers/tiers.py lists as slow: ``make check`` leaves them out."""
+    for item in items:
+        if is_slow(item.nodeid):
+            item.add_marker(pytest.mark.slow)

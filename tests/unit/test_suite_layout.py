@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.helpers.tiers import SLOW, is_slow
+
 TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -42,3 +44,22 @@ def test_every_lab_module_is_marked_lab() -> None:
         marks = [ast.unparse(n.value) for n in tree.body if isinstance(n, ast.Assign)
                  and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in n.targets)]
         assert marks and "pytest.mark.lab" in marks[0], f"{path.name}: pytestmark must include pytest.mark.lab"
+
+
+def _test_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("test_")}
+
+
+def test_every_slow_entry_names_a_test() -> None:
+    for entry in SLOW:
+        path, _, name = entry.partition("::")
+        file = TESTS.parent / path
+        assert file.is_file(), f"tests/helpers/tiers.py: {path} does not exist"
+        assert not name or name in _test_names(file), f"tests/helpers/tiers.py: no {name} in {path}"
+
+
+def test_slow_matches_parameters_but_not_longer_names() -> None:
+    assert is_slow("tests/unit/test_bad_input.py::test_unreadable_stack_files[content1-nested too deeply]")
+    assert is_slow("tests/validators/test_health_agent_bird.py::test_crash_loop_is_damped")
+    assert not is_slow("tests/unit/test_bad_input.py::test_unreadable_stack_files_more")
