@@ -11,10 +11,10 @@ from infra.components.network import NetworkFacts
 from infra.components.pop import ExternalPop, PopArgs, VultrAccess, VultrAccessArgs, VultrPop
 from infra.components.ripe_routes import route_objects
 from infra.components.tls import TlsArgs, TlsCertificate
-from infra.cost import estimate
+from infra.derived.cost import estimate
+from infra.derived.outputs import geodns_output, network_output, pops_output, probes_output
+from infra.derived.rollout import rollout_waves
 from infra.model import ConfigError, Pop, parse_network
-from infra.outputs import geodns_output, network_output, pops_output, probes_output
-from infra.rollout import rollout_waves
 from userdata.render import check_password
 
 config = pulumi.Config()

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.faults import FaultResult, Fixture, _wait
-from lab.health import AdjInStream
-from lab.netns import LabError
-from lab.probes import Prober
-from lab.processes import alive, start
+from lab.drivers.health import AdjInStream
+from lab.net.netns import LabError
+from lab.net.probes import Prober
+from lab.net.processes import alive, start
+from lab.scenarios.faults import FaultResult, Fixture, _wait
 
 VENV = Path("/var/cache/anycast-bench/anchors")
 PACKAGES = ("anycast-healthchecker==0.9.10", "exabgp==5.0.15")

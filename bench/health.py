@@ -10,14 +10,13 @@ import statistics
 import sys
 from typing import Any
 
-from infra.stack import load_network
-from lab.boot import down, up
-from lab.checks import load_state
-from lab.failover import pick_victim
-from lab.faults import Fixture, crash, drain_and_stop, frozen_agent
-from lab.netns import LabError
-from lab.processes import require_tools
-from lab.topology import build_plan
+from infra.model.stack import load_network
+from lab.boot.up import down, up
+from lab.net.netns import LabError
+from lab.net.processes import require_tools
+from lab.plan.topology import build_plan
+from lab.scenarios.faults import Fixture, crash, drain_and_stop, frozen_agent, pick_victim
+from lab.state import load_state
 
 STACK = "dev"
 RUNS = 10

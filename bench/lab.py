@@ -9,11 +9,11 @@ from __future__ import annotations
 import statistics
 import time
 
-from infra.stack import load_network
-from lab.boot import down, up
+from infra.model.stack import load_network
+from lab.boot.up import down, up
 from lab.checks import run_checks
-from lab.netns import LabError
-from lab.processes import require_tools
+from lab.net.netns import LabError
+from lab.net.processes import require_tools
 
 STACK = "prod"
 RUNS = 5

@@ -14,13 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra.stack import load_network
-from lab.boot import down, up
-from lab.image import ensure_image
-from lab.machine_lab import PARALLEL
-from lab.machines import cloud_init_stages, cpu_seconds, memory_bytes, memory_rss_bytes, require_machines
-from lab.netns import LabError
-from lab.processes import require_tools
+from infra.model.stack import load_network
+from lab.boot.machines import PARALLEL
+from lab.boot.up import down, up
+from lab.drivers.image import ensure_image
+from lab.drivers.machines import cloud_init_stages, cpu_seconds, memory_bytes, memory_rss_bytes, require_machines
+from lab.net.netns import LabError
+from lab.net.processes import require_tools
 
 STACK = "prod"
 MIB = 2**20

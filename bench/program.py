@@ -10,8 +10,8 @@ import copy
 import time
 from typing import Any
 
-from infra.regions import vultr_regions
-from infra.stack import NETWORK_KEY, read_stack_config
+from infra.model.regions import vultr_regions
+from infra.model.stack import NETWORK_KEY, read_stack_config
 from tests.pulumi_mocks import run_in_subprocess
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from infra.cli.render import write_rendered
 from infra.model import parse_network
-from infra.regions import vultr_regions
-from infra.stack import NETWORK_KEY, load_network, read_stack_config
+from infra.model.regions import vultr_regions
+from infra.model.stack import NETWORK_KEY, load_network, read_stack_config
 from userdata.render import render_network
 
 PASSWORD = "bench-password"

@@ -15,12 +15,12 @@ import sys
 from typing import Any
 
 from infra.model import Network, parse_network
-from infra.stack import read_stack_config
-from lab.boot import down, up
+from infra.model.stack import read_stack_config
+from lab.boot.up import down, up
 from lab.checks import run_checks
-from lab.netns import LabError
-from lab.processes import require_tools
-from lab.rollout import rollout
+from lab.net.netns import LabError
+from lab.net.processes import require_tools
+from lab.scenarios.rollout import rollout
 
 STACK = "prod"
 BROKEN_GATE_TIMEOUT_S = 60.0  # the stack's 15 minutes would only make the bench slow: the verdict is the same
@@ -40,7 +40,7 @@ def _say(text: str) -> None:
 
 def scenario(stack: str = STACK) -> dict[str, Any]:
     """Boot, good rollout, broken rollout, checks; the three reports."""
-    from infra.stack import load_network
+    from infra.model.stack import load_network
 
     up(stack, load_network(stack), timeout=120)
     network = changed_network(stack)

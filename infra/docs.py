@@ -14,8 +14,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from infra import safe_write
 from infra.model import Network
-from infra.regions import vultr_regions
+from infra.model.regions import vultr_regions
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -72,7 +73,7 @@ def render() -> str:
     return "\n".join([
         "# `anycast:network`: every field",
         "",
-        "Generated from `infra/model.py` by `make docs`; do not edit by hand. Keys are camelCase as written in",
+        "Generated from `infra/model/` by `make docs`; do not edit by hand. Keys are camelCase as written in",
         "`Pulumi.<stack>.yaml`. A bad value fails before anything is created, with one line naming the field, e.g.",
         "`pops[3].region: 'amss' is not a Vultr region (...)`. Check a stack with `anycast render --stack NAME --out DIR`.",
         "",
@@ -98,6 +99,34 @@ def render() -> str:
         "- `dns.zone` is a child of `dns.parentZone`; nameserver and HTTP names are in the parent zone, outside the",
         "  delegated zone (Route53 cannot answer GeoDNS for names below its own delegation).",
         "",
+        "## How the stack file is read",
+        "",
+        "The Pulumi CLI (Go) reads `Pulumi.<stack>.yaml` with gopkg.in/yaml.v3, whose rules differ from YAML 1.1;",
+        "`anycast`, the lab and the tests read it with the same rules (`infra/model/stack_yaml.py`, which cites the Go source):",
+        "",
+        "- only `true`/`false` (also `True`, `TRUE`, ...) are booleans: `yes`, `no`, `on`, `off`, `NO` are strings;",
+        "- no sexagesimal numbers: `ttl: 1:30` is the string `1:30` (and so refused as a TTL), not 90;",
+        "- `0777` is octal (511), as are `0o17`; `0x1F`, `0b101`, `1_000` are integers; `1.0` and `08` reach the",
+        "  program as the integers 1 and 8 (Pulumi hands object config to the program as JSON);",
+        "- `~`, `null` or nothing is null; a key without a `project:` prefix (`network:`) is this project's",
+        "  (`anycast:network`);",
+        "- refused, with one line naming the file, line and key: a duplicate key (Go refuses it: PyYAML kept the last,",
+        "  so a second `pops:` silently dropped PoPs), an unquoted date or time (Pulumi would pass",
+        "  `2001-12-14 00:00:00 +0000 UTC`), `.nan`/`.inf`, a key that is not a string, explicit tags (`!!int`),",
+        "  more than one document, nesting deeper than 64, aliases expanding past 100,000 values (an alias bomb), a file",
+        "  over 128 KiB. Quote a value to keep it a string.",
+        "",
+        "```console",
+        "$ anycast render --stack ttl --out /tmp/x  # dns: {ttl: 1:30}",
+        "error: Pulumi.ttl.yaml: dns.ttl: '1:30' is not a whole number",
+        "$ anycast render --stack dup --out /tmp/x  # a second pops: list below the first",
+        "error: Pulumi.dup.yaml: line 29: config.anycast:network: key 'pops' is already defined at line 25; Pulumi "
+        "refuses a file with duplicate keys (PyYAML used to keep the last)",
+        "```",
+        "",
+        "`anycast` looks for `Pulumi.yaml` in the current folder and above it, as Pulumi does; without one it says so",
+        "rather than read another project's stacks.",
+        "",
         "## Vultr regions",
         "",
         regions,
@@ -106,8 +135,7 @@ def render() -> str:
 
 
 def main() -> None:
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(render(), encoding="utf-8")
+    safe_write.write_file(DOC, render())  # never through a link planted at docs/ or the file
     print(f"wrote {DOC}")
 
 

@@ -16,6 +16,13 @@ What "ready" means for one PoP (docs/deploy.md, "The readiness gate"), each seen
   passes, BIRD answers, at least ``sessions`` BGP sessions exist and all are Established, the anycast routes are
   exported and the PoP is not drained.
 
+After an in-place change that restarts the PoP (a plan resize: Vultr reboots the instance, and the provider returns when
+its API shows the new plan, not when the PoP serves again) the gate also needs to see the restart itself, or it would
+pass on the old, not yet rebooted PoP: ``GateTarget.restarted_after`` is the wall-clock time the restart was
+requested. An anycast PoP must show a health agent started after it (``agent.started`` in the status document; the
+agent starts with the boot, after the restart). A unicast PoP runs no agent: its polls count only once the gate saw it
+not ready after that time, or ``RESTART_SETTLE_S`` after it (a heuristic, docs/deploy.md).
+
 A PoP is ready when one poll finds nothing wrong ``consecutive`` times in a row. After ``timeout`` seconds
 :func:`wait_ready` raises :class:`NotReady` naming the PoP and what was still missing at the last poll.
 """
@@ -31,12 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from userdata.health_config import STATUS_PORT  # where the agent serves /status (nftables: admin.monitoringCidrs)
+from infra.contracts import DNS_PORT, HEALTH_STATUS_PORT, HEALTHZ_PATH, HTTP_PORT, STATUS_PATH, STATUS_SCHEMA
 
-STATUS_PATH = "/status"
 DEFAULT_TIMEOUT_S = 900.0  # rollout.gateTimeout's default: 15 minutes per PoP
 DEFAULT_INTERVAL_S = 5.0
 DEFAULT_CONSECUTIVE = 2
+RESTART_SETTLE_S = 180.0  # unicast PoPs after a restart request: ready polls count from here if no outage was seen
 ESTABLISHED = "established"
 
 Connect = Callable[[int, int], socket.socket]  # (family, type) -> socket; the lab opens it inside a namespace
@@ -55,10 +62,11 @@ class GateTarget:
     addresses: tuple[str, ...]
     zone: str
     sessions: int = 1  # BGP sessions the status document must show Established (anycast PoPs)
-    http_port: int = 80
-    dns_port: int = 53
-    status_port: int = STATUS_PORT
+    http_port: int = HTTP_PORT
+    dns_port: int = DNS_PORT
+    status_port: int = HEALTH_STATUS_PORT
     status_path: str = STATUS_PATH
+    restarted_after: float | None = None  # wall-clock s: a restart was requested then (see the module docstring)
 
 
 class NotReady(RuntimeError):
@@ -195,6 +203,7 @@ class PopStatus:
     sessions: dict[str, str]  # BGP protocol name -> BGP state, lower case ("established")
     exported: bool
     drained: bool
+    agent_started: float | None = None  # agent.started: wall-clock time the agent process started
 
 
 def _need(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -209,8 +218,8 @@ def parse_status(doc: Any) -> PopStatus:
     the field that does not fit."""
     if not isinstance(doc, dict):
         raise ValueError("status: expected a JSON object")
-    if doc.get("schema") != 1:
-        raise ValueError(f"status.schema: {doc.get('schema')!r} is not 1, the schema this gate reads")
+    if doc.get("schema") != STATUS_SCHEMA:
+        raise ValueError(f"status.schema: {doc.get('schema')!r} is not {STATUS_SCHEMA}, the schema this gate reads")
     checks = _need(doc, "checks", dict, "status.")
     bird = _need(doc, "bird", dict, "status.")
     sessions = {}
@@ -219,11 +228,14 @@ def parse_status(doc: Any) -> PopStatus:
         sessions[name] = str(state).lower() if state else "down"  # no BGP state: the protocol is down or starting
     exported = _need(doc, "exported", dict, "status.")
     drain = _need(doc, "drain", dict, "status.")
+    agent = doc.get("agent")
+    started = agent.get("started") if isinstance(agent, dict) else None
     return PopStatus(
         pop=_need(doc, "pop", str, "status."), state=str(doc.get("state")), reason=str(doc.get("reason") or ""),
         checks={str(k): isinstance(v, dict) and v.get("ok") is True for k, v in checks.items()},
         bird_reachable=bird.get("reachable") is True, sessions=sessions,
-        exported=_need(exported, "anycast", bool, "status.exported."), drained=_need(drain, "drained", bool, "status.drain."))
+        exported=_need(exported, "anycast", bool, "status.exported."), drained=_need(drain, "drained", bool, "status.drain."),
+        agent_started=float(started) if isinstance(started, int | float) and not isinstance(started, bool) else None)
 
 
 def status_problems(status: PopStatus, target: GateTarget) -> list[str]:
@@ -247,6 +259,9 @@ def status_problems(status: PopStatus, target: GateTarget) -> list[str]:
         problems.append(f"anycast routes not exported (agent: {status.state}" + (f", {status.reason})" if status.reason else ")"))
     if status.drained:
         problems.append("the PoP is drained")
+    if target.restarted_after is not None and (status.agent_started is None or status.agent_started <= target.restarted_after):
+        problems.append(f"not restarted yet: the health agent started at {status.agent_started}, before the restart "
+                        f"requested at {target.restarted_after:.0f}")
     return problems
 
 
@@ -257,7 +272,7 @@ def observe(target: GateTarget, timeout: float = 2.0, connect: Connect = plain_s
     problems: list[str] = []
     for address in target.addresses:
         try:
-            answer = http_get(address, target.http_port, "/healthz", timeout, connect)
+            answer = http_get(address, target.http_port, HEALTHZ_PATH, timeout, connect)
             xpop = answer.headers.get("x-pop")
             if answer.status != 200 or xpop != target.pop:
                 problems.append(f"HTTP on {address}: status {answer.status}, X-PoP {xpop!r} (want 200, {target.pop!r})")
@@ -296,10 +311,12 @@ def wait_ready(target: GateTarget, timeout: float = DEFAULT_TIMEOUT_S, interval:
                consecutive: int = DEFAULT_CONSECUTIVE, connect: Connect = plain_socket,
                probe: Callable[[GateTarget], list[str]] | None = None,
                clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-               say: Callable[[str], None] | None = None) -> GateResult:
+               say: Callable[[str], None] | None = None, wall: Callable[[], float] = time.time,
+               settle: float = RESTART_SETTLE_S) -> GateResult:
     """Poll until ``consecutive`` polls in a row find nothing wrong; raise :class:`NotReady` after ``timeout`` s.
 
-    ``say`` gets one line whenever the set of problems changes (not every poll).
+    ``say`` gets one line whenever the set of problems changes (not every poll). With ``target.restarted_after`` on a
+    unicast PoP, good polls count only after a bad one was seen, or ``settle`` s after the restart request.
     """
     if timeout <= 0 or interval <= 0 or consecutive < 1:
         raise ValueError("timeout and interval must be positive, consecutive at least 1")
@@ -308,9 +325,17 @@ def wait_ready(target: GateTarget, timeout: float = DEFAULT_TIMEOUT_S, interval:
     good = polls = 0
     last: list[str] | None = None
     result = GateResult(target.pop, 0.0, 0)
+    restart_unseen = target.restarted_after is not None and target.mode == "unicast"
     while True:
         problems = check(target)
         polls += 1
+        if restart_unseen:
+            assert target.restarted_after is not None
+            if problems or wall() >= target.restarted_after + settle:
+                restart_unseen = False
+            else:
+                problems = [f"not restarted yet: no outage seen since the restart request; counting from "
+                            f"{settle:.0f} s after it"]
         if problems != last:
             line = f"{target.pop}: " + ("ready" if not problems else "; ".join(problems))
             result.log.append(f"{clock() - start:.1f}s {line}")

@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-from infra.stack import load_network
-from lab.netns import LabError, list_namespaces
-from lab.topology import namespace_prefix
+from infra.model.stack import load_network
+from lab import api
+from lab.api import LabError
 
 
 def register(subparsers: Any) -> None:
@@ -77,25 +77,21 @@ def _err(text: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.boot import build, lab_dir, lab_password, up
-    from lab.topology import build_plan, parse_well_connected
-
     network = load_network(args.stack)
     only = [c.strip() for c in args.pops.split(",") if c.strip()] or None
     try:
-        well = tuple(parse_well_connected(spec, network) for spec in args.well_connected)
+        well = tuple(api.parse_well_connected(spec, network) for spec in args.well_connected)
     except ValueError as exc:
         return _err(f"lab up: {exc}")
     if args.build_only:
         try:
-            plan = build_plan(args.stack, network, only, well)
+            n, where = api.build_only(args.stack, network, only, well)
         except KeyError as exc:
             return _err(f"lab up: unknown PoP {exc}")
-        n = build(plan, lab_password(), lab_dir(args.stack))
-        print(f"wrote {n} configs under {lab_dir(args.stack)} (nothing booted)")
+        print(f"wrote {n} configs under {where} (nothing booted)")
         return 0
     try:
-        state = up(args.stack, network, only=only, well_connected=well, timeout=args.timeout, machines=args.machines)
+        state = api.up(args.stack, network, only=only, well_connected=well, timeout=args.timeout, machines=args.machines)
     except (LabError, KeyError) as exc:
         return _err(f"lab up: {exc} (clean up with: anycast lab down --stack {args.stack})")
     print(f"lab {args.stack} is up in {state['boot_seconds']} s: {len(state['pops'])} PoPs, {len(state['clients'])} clients")
@@ -103,15 +99,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def running_stacks() -> list[str]:
-    """Stacks with a running lab, from the backbone namespaces ``acl-<stack>-bb``."""
-    return sorted(ns[len("acl-"):-len("-bb")] for ns in list_namespaces("acl-") if ns.endswith("-bb"))
-
-
 def _pick_stack(args: argparse.Namespace, what: str) -> str | None:
     """``--stack``, or the one running lab; None (after saying why) if that is ambiguous."""
     if args.stack is None:
-        stacks = running_stacks()
+        stacks = api.running_stacks()
         if len(stacks) != 1:
             _err(f"{what}: pass --stack (running labs: {', '.join(stacks) or 'none'})")
             return None
@@ -120,62 +111,48 @@ def _pick_stack(args: argparse.Namespace, what: str) -> str | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from lab.checks import format_table, run_checks
-
     if _pick_stack(args, "lab check") is None:
         return 1
     try:
-        report = run_checks(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
+        report = api.check(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
                             progress=not args.json, monitoring=not args.skip_monitoring,
                             health=not args.skip_health)
     except LabError as exc:
         return _err(f"lab check: {exc}")
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
     else:
-        print(format_table(report))
+        print(api.format_report(report))
     return 0 if report["ok"] else 1
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
     """`anycast lab drain|undrain POP`: the agent's own --drain/--undrain, run on the PoP (inside its namespace; in
     machine mode the installed /usr/local/sbin/anycast-health inside the container)."""
-    from lab.checks import load_state
-    from lab.health import pop_agent_cli
-
     if _pick_stack(args, f"lab {args.action}") is None:
         return 1
     try:
-        pops = load_state(args.stack)["pops"]
+        rc, out = api.drain(args.stack, args.pop, args.action)
     except LabError as exc:
         return _err(f"lab {args.action}: {exc}")
-    pop = pops.get(args.pop)
-    if pop is None or pop["mode"] != "anycast":
-        anycast = ", ".join(c for c, p in sorted(pops.items()) if p["mode"] == "anycast")
-        return _err(f"lab {args.action}: '{args.pop}' is not an anycast PoP of the {args.stack} lab ({anycast})")
-    rc, out = pop_agent_cli(pop, f"--{args.action}")
     print(out)
     return rc
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from lab.boot import down
-
-    n = down(args.stack, say=lambda s: print(s, file=sys.stderr))
+    n = api.down(args.stack, say=lambda s: print(s, file=sys.stderr))
     print(f"lab down: {n} namespaces removed")
     return 0
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from lab.rollout import rollout
-
     try:
-        report = rollout(args.stack, load_network(args.stack), gate_timeout=args.gate_timeout, fault=args.fault,
+        report = api.rollout(args.stack, load_network(args.stack), gate_timeout=args.gate_timeout, fault=args.fault,
                          keep_failed=args.keep_failed, say=lambda s: print(s, file=sys.stderr, flush=True))
     except LabError as exc:
         return _err(f"lab rollout: {exc}")
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
     else:
         load = report.get("load", {"http": [0, 0], "dns": [0, 0]})
         verdict = "replaced " + ", ".join(r["pop"] for r in report["replaced"]) if report["replaced"] else "nothing replaced"
@@ -187,19 +164,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def resolve_namespace(name: str, stack: str | None) -> str:
-    """Map a short name (client, PoP code, u-<code>, bb) to its namespace; raise LabError if none or ambiguous."""
-    all_ns = list_namespaces(namespace_prefix(stack))
-    if name in all_ns:
-        return name
-    hits = [ns for ns in all_ns if ns.split("-", 2)[-1] in (f"c-{name}", f"p-{name}", f"q-{name}", name)]
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        raise LabError(f"no lab namespace for '{name}' (running: {', '.join(all_ns) or 'none'})")
-    raise LabError(f"'{name}' is ambiguous: {', '.join(hits)}; pass --stack")
-
-
 def cmd_exec(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -207,7 +171,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not cmd:
         return _err("lab exec: no command given (anycast lab exec NAME -- CMD ...)")
     try:
-        ns = resolve_namespace(args.name, args.stack)
+        ns = api.resolve_namespace(args.name, args.stack)
     except LabError as exc:
         return _err(str(exc))
     os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])

@@ -1,7 +1,7 @@
 """Policy rules for the anycast program, importable and testable without the policy engine.
 
 Each rule is a plain ``(args, report_violation)`` function; ``policies/__main__.py`` wraps them in a PolicyPack.
-Network facts come from the ``anycast:index:Network`` component the program registers (``infra/facts.py``): its
+Network facts come from the ``anycast:index:Network`` component the program registers (``infra/derived/facts.py``): its
 inputs carry asn, asnSource, originAsn, prefixes, service, the PoP roles and ripeManage. The checks reuse
 ``infra.model`` (asn_problem, the bogon lists, is_documentation_prefix) so the pack and the model agree.
 Property names are the engine's camelCase (``enableIpv6``, ``userData``, ``geolocationRoutingPolicies``).
@@ -24,7 +24,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.facts import NETWORK_TYPE
+from infra.derived.facts import NETWORK_TYPE
+from infra.derived.tls_iam import policy_problems
 from infra.model import (
     asn_problem,
     bogon_problem,
@@ -32,7 +33,6 @@ from infra.model import (
     is_documentation_prefix,
     prefix_length_problem,
 )
-from infra.tls_iam import policy_problems
 from policies.bird import bird_conf_from_user_data, export_problems
 
 INSTANCE_TYPE = "vultr:index/instance:Instance"
@@ -196,7 +196,7 @@ def route_objects_cover(args: StackValidationArgs, report: ReportViolation) -> N
 
 
 def acme_identity_least_privilege(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """The program's IAM policies (the certificate issuer and readers, infra/tls_iam.py) grant nothing beyond changing
+    """The program's IAM policies (the certificate issuer and readers, infra/derived/tls_iam.py) grant nothing beyond changing
     the ACME challenge TXT records and reading/writing the certificate object. A policy still unknown during a
     preview (it names the challenge zone's id) is checked at ``pulumi up``."""
     if args.resource_type not in IAM_POLICY_TYPES:

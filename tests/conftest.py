@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from infra.model import Network
-from infra.stack import NETWORK_KEY, load_network, read_stack_config
+from infra.model.stack import NETWORK_KEY, load_network, read_stack_config
 from tests.helpers.environment import ci_requires_everything
 from tests.helpers.tiers import is_slow
 

@@ -16,8 +16,8 @@ program starts. Source: pulumi/pulumi at tag v3.259.0 (commit 0ac56e876614aedf12
   ``createConfigValue``, ``missingStackConfigurationKeysError``.
 
 Not modelled: ESC environments merged into the stack config, property paths in key names (``ns:a.b``), real encryption
-(``{secure: X}`` stands for a ciphertext whose plaintext is X), YAML 1.1 vs 1.2 differences between PyYAML and Go's
-yaml package (the project's files use neither ``yes``/``no`` nor ``on``/``off``).
+(``{secure: X}`` stands for a ciphertext whose plaintext is X). The files are read as Go's yaml.v3 reads them by
+``infra/model/stack_yaml.py``.
 """
 
 from __future__ import annotations

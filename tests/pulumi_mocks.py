@@ -33,7 +33,7 @@ REGISTERED: list[dict[str, Any]] = []
 def stack_config(stack: str, network: dict[str, Any] | None = None) -> dict[str, str]:
     """``set_all_config`` input: the stack file's config (objects as JSON) plus the two secrets."""
     sys.path.insert(0, str(ROOT))
-    from infra.stack import NETWORK_KEY, read_stack_config
+    from infra.model.stack import NETWORK_KEY, read_stack_config
 
     raw = dict(read_stack_config(stack)) if network is None else {NETWORK_KEY: network}
     config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
@@ -52,7 +52,7 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
     from pulumi.runtime import rpc
     from pulumi.runtime.sync_await import _sync_await
 
-    from infra.regions import vultr_regions
+    from infra.model.regions import vultr_regions
 
     region_index = {r: i for i, r in enumerate(vultr_regions())}
     resources = REGISTERED  # module-level, so that a failed run still reports what it had registered
@@ -77,6 +77,8 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
                 state.update(secret=TEST_TLS_SECRET, status="Active")
             elif args.typ == "aws:route53/record:Record":
                 state.update(fqdn=args.inputs.get("name"))
+            elif args.inputs.get("kind") == "anycast:rollout:RestartMark":
+                state.update(at=1.7e9)  # the wall-clock time the mark's create records
             return rid, state
 
         def call(self, args: pmocks.MockCallArgs) -> dict[Any, Any]:  # type: ignore[override]

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from infra.cli.render import write_rendered
-from infra.stack import load_network
+from infra.model.stack import load_network
 from tests.conftest import TEST_PASSWORD
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "dev"

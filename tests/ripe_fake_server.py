@@ -171,6 +171,8 @@ class FakeRipe:
                entry: Logged) -> tuple[int, Any, dict[str, str]]:
         if path.startswith("/api/rpki/"):
             return self._rpki(method, path, headers, body, entry)
+        if path == "/data/rpki-validation/data.json" and method == "GET":
+            return self._rpki_validation(query)
         if path == "/search" and method == "GET":
             return self._search(query)
         segments = path.strip("/").split("/", 2)
@@ -320,6 +322,29 @@ class FakeRipe:
             entry.changed = True
             return 200, {}, {}
         return 404, {"error": "not found"}, {}
+
+
+    def _rpki_validation(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        """RIPEstat's rpki-validation call (tests/fixtures/ripestat), judged against ``self.roas`` as RFC 6811 does:
+        no covering ROA -> unknown; a covering ROA of the origin with maxLength >= the length -> valid; else invalid."""
+        asn = query.get("resource", [""])[0].upper().removeprefix("AS")
+        prefix = ip_network(query.get("prefix", ["0.0.0.0/0"])[0])
+        body = json.loads((FIXTURES.parent / "ripestat" / "rpki-validation_2a02-7080--_48_AS398826.json").read_text())
+        covering = []
+        for roa in self.roas:
+            net = ip_network(roa["prefix"])
+            if net.version == prefix.version and prefix.subnet_of(net):  # type: ignore[arg-type]
+                max_length = int(roa.get("maximalLength", net.prefixlen))
+                origin = str(roa["asn"]).upper().removeprefix("AS")
+                validity = ("valid" if origin == asn and prefix.prefixlen <= max_length else
+                            "invalid_length" if origin == asn else "invalid_asn")
+                covering.append({"origin": origin, "prefix": str(net), "validity": validity, "max_length": max_length})
+        states = {r["validity"] for r in covering}
+        status = "unknown" if not covering else "valid" if "valid" in states else \
+            "invalid_length" if "invalid_length" in states else "invalid_asn"
+        body["data"] = {"resource": asn, "prefix": str(prefix), "validating_roas": covering, "status": status,
+                        "validator": "routinator"}
+        return 200, body, {}
 
 
 def _key(attrs: list[dict[str, str]]) -> str:

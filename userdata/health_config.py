@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from infra.contracts import BIRD_SOCKET, BIRDC, HEALTH_DEFAULTS
 from infra.model import Network, Pop
 
-BIRD_SOCKET = "/run/bird/bird.ctl"
-BIRDC = "/usr/sbin/birdc"
-STATUS_PORT = 9325  # /status (JSON) and /metrics (Prometheus) on the unicast address; nftables: admin.monitoringCidrs
-DRAIN_FILE = "/var/lib/anycast/drain"  # survives a reboot: a PoP drained for maintenance stays drained
 WATCHDOG_SEC = 2  # systemd kills a silent agent after this; its worst-case round (checks + BIRD) stays below 1.2 s
 RESTART_SEC = 1
 
@@ -22,21 +20,23 @@ def health_config(network: Network, pop: Pop) -> dict[str, Any]:
     """Check Caddy and NSD on the service address (IPv4 if the network has it) and drive the anycast protocols.
 
     Damping follows BIRD's error wait time (bgp.errorWaitMin/Max): a crash loop announces no more often than BIRD
-    would re-open a failing session.
+    would re-open a failing session. Every other value is the contract's default (infra/contracts.py), written out so
+    that the file on the PoP says what the agent does.
     """
     service = network.service.ipv4 if network.service.ipv4 is not None else network.service.ipv6
+    d = copy.deepcopy(HEALTH_DEFAULTS)
     return {
         "pop": pop.code,
-        "interval_ms": 200,
-        "rise": 3,
-        "fall": 2,
-        "http": {"host": str(service), "port": 80, "path": "/healthz", "timeout_ms": 300},
-        "dns": {"server": str(service), "port": 53, "qname": network.dns.zone, "qtype": "SOA", "timeout_ms": 300},
-        "bird": {"socket": BIRD_SOCKET, "protocols": anycast_protocols(network), "timeout_ms": 250},
-        "damping": {"stable_s": 10, "min_hold_down_s": network.bgp.error_wait_min,
+        "interval_ms": d["interval_ms"],
+        "rise": d["rise"],
+        "fall": d["fall"],
+        "http": {"host": str(service), **d["http"]},
+        "dns": {"server": str(service), "qname": network.dns.zone, **d["dns"]},
+        "bird": {"socket": BIRD_SOCKET, "protocols": anycast_protocols(network), **d["bird"]},
+        "damping": {**d["damping"], "min_hold_down_s": network.bgp.error_wait_min,
                     "max_hold_down_s": network.bgp.error_wait_max},
-        "status": {"address": "::", "port": STATUS_PORT},
-        "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": [53, 80, 443]},
+        "status": d["status"],
+        "drain": d["drain"],
     }
 
 

@@ -18,6 +18,20 @@ from typing import Any
 import jinja2
 import yaml
 
+from infra.contracts import (
+    BIRD_EXPORTER_PORT,
+    BIRD_EXPORTER_UNIT,
+    BIRD_SOCKET,
+    DNS_PORT,
+    HEALTH_AGENT,
+    HEALTH_CONFIG_FILE,
+    HEALTH_STATUS_PORT,
+    HEALTH_UNIT,
+    HEALTHZ_PATH,
+    HTTP_PORT,
+    HTTPS_PORT,
+    SERVICE_PORTS,
+)
 from infra.model import (
     NO_EXPORT_OUTSIDE_VULTR,
     VULTR_MULTIHOP,
@@ -29,7 +43,7 @@ from infra.model import (
     Pop,
 )
 from userdata import tls as tls_files
-from userdata.health_config import STATUS_PORT, health_config
+from userdata.health_config import health_config
 from userdata.health_config import health_unit as _health_unit
 
 # Vultr does not document a user-data limit, and its API carries user data base64-encoded (the Terraform provider
@@ -44,20 +58,16 @@ HOST_PATHS = {
     "Caddyfile": "/etc/caddy/Caddyfile",
     "nsd.conf": "/etc/nsd/nsd.conf",
     "nftables.conf": "/etc/nftables.conf",
-    "health.json": "/etc/anycast/health.json",
+    "health.json": HEALTH_CONFIG_FILE,
 }
 ZONES_DIR = "/etc/nsd/zones"
 LOCAL_ADDRESSES_INCLUDE = f"{ZONES_DIR}/local-addresses.inc"
 SERVICE_INTERFACE = "anycast0"
-HEALTH_AGENT_PATH = "/usr/local/sbin/anycast-health"
 ZONE_SERIAL = 1  # identical on every PoP; the zone content changes only with user data, which replaces the PoP
 PACKAGES = ["bird2", "caddy", "nftables", "nsd", "prometheus-bird-exporter", "python3"]
-# Metrics for the monitoring networks (admin.monitoringCidrs), on the PoP's unicast address: Debian's
-# prometheus-bird-exporter (upstream's default port, https://github.com/czerwonk/bird_exporter) and the health agent.
-BIRD_EXPORTER_PORT = 9324
-HEALTH_METRICS_PORT = STATUS_PORT  # the agent's /status and /metrics (userdata/health_config.py)
-BIRD_SOCKET = "/run/bird/bird.ctl"  # Debian's bird2 (bird.service, RuntimeDirectory=bird)
-BIRD_EXPORTER_DROPIN = "/etc/systemd/system/prometheus-bird-exporter.service.d/anycast.conf"
+# Metrics for the monitoring networks (admin.monitoringCidrs) on the PoP's unicast address, ports in infra/contracts.py:
+# Debian's prometheus-bird-exporter and the health agent.
+BIRD_EXPORTER_DROPIN = f"/etc/systemd/system/{BIRD_EXPORTER_UNIT}.d/anycast.conf"
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,12 @@ def _one_line(value: Any) -> Any:
 
 def _environment() -> jinja2.Environment:
     loader = jinja2.PackageLoader("userdata", "templates")
-    return jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True, autoescape=False, finalize=_one_line)
+    env = jinja2.Environment(loader=loader, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True, autoescape=False, finalize=_one_line)
+    # The ports and paths every template shares with the agents, the gate and monitoring (infra/contracts.py).
+    env.globals.update(DNS_PORT=DNS_PORT, HTTP_PORT=HTTP_PORT, HTTPS_PORT=HTTPS_PORT, SERVICE_PORTS=SERVICE_PORTS,
+                       HEALTHZ_PATH=HEALTHZ_PATH)
+    return env
 
 
 _ENV = _environment()
@@ -141,10 +155,19 @@ def _families(network: Network, pop: Pop) -> list[dict[str, Any]]:
     return families
 
 
+def neighbor_route6(network: Network, pop: Pop) -> IPv6Address | None:
+    """The IPv6 neighbour to route as a /128 at boot (bgp.ipv6NeighborRoute: auto, multihop sessions), else None."""
+    if network.bgp.ipv6_neighbor_route != "auto":
+        return None
+    fam = next((f for f in _families(network, pop) if f["version"] == 6 and f["neighbor"] and f["multihop"]), None)
+    return fam["neighbor"] if fam is not None else None
+
+
 def render_bird(network: Network, pop: Pop, password: str) -> str:
     return _ENV.get_template("bird.conf.j2").render(
         network=network, pop=pop, families=_families(network, pop), communities=_communities(pop),
-        no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "")
+        no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "",
+        neighbor_route6=neighbor_route6(network, pop))
 
 
 def render_caddyfile(pop: Pop, network: Network | None = None) -> str:
@@ -196,11 +219,11 @@ def render_nftables(network: Network, pop: Pop) -> str:
 
 def metrics_ports(pop: Pop) -> list[int]:
     """The ports Prometheus scrapes on ``pop``: bird_exporter everywhere, the health agent where it runs (anycast)."""
-    return [BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT] if pop.is_anycast else [BIRD_EXPORTER_PORT]
+    return [BIRD_EXPORTER_PORT, HEALTH_STATUS_PORT] if pop.is_anycast else [BIRD_EXPORTER_PORT]
 
 
 def render_health_json(network: Network, pop: Pop) -> str:
-    return json.dumps(health_config(network, pop), indent=2, sort_keys=True) + "\n"
+    return json.dumps(health_config(network, pop), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _resource_text(name: str) -> str:
@@ -227,7 +250,7 @@ def _service_addresses_unit(network: Network) -> str:
 
 def health_unit(network: Network) -> str:
     """anycast-health.service (Type=notify, watchdog, ExecStopPost withdraws): userdata/health_config.py."""
-    return _health_unit(network, HOST_PATHS["health.json"], HEALTH_AGENT_PATH)
+    return _health_unit(network, HOST_PATHS["health.json"], HEALTH_AGENT)
 
 # Debian's unit runs `prometheus-bird-exporter $ARGS` as user bird with ARGS="-format.new" from
 # /etc/default/prometheus-bird-exporter (a conffile, left alone); BIRD 2 needs -bird.v2 (one socket, both families).
@@ -248,6 +271,15 @@ CADDY_RESTART_DROPIN = "/etc/systemd/system/caddy.service.d/restart.conf"
 CADDY_RESTART_DROPIN_TEXT = "\n".join([
     "[Unit]", "StartLimitIntervalSec=60s", "StartLimitBurst=5", "",
     "[Service]", "Restart=on-failure", "RestartSec=2s", ""])
+
+NEIGHBOR_ROUTE_SCRIPT = "/usr/local/sbin/anycast-neighbor-route"
+
+
+def neighbor_route_unit(neighbor: IPv6Address) -> str:
+    """bgp.ipv6NeighborRoute: auto; before BIRD, so its first IPv6 session attempt already has the route."""
+    return _systemd_unit("Route the IPv6 BGP neighbour via the router-advertised gateway",
+                         ["Before=bird.service", *_AFTER_NETWORK], [*_ONESHOT, f"ExecStart=/bin/sh {NEIGHBOR_ROUTE_SCRIPT} {neighbor}"])
+
 
 LOCAL_ADDRESSES_UNIT = _systemd_unit(
     "Write this unicast PoP's own addresses into its NSD zone",
@@ -289,7 +321,7 @@ def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
     out += [_write_file(f"/etc/systemd/system/{name}", text) for name, text in tls_files.units(network, pop).items()]
     if credentials is not None:
         creds = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
-        out.append(_write_file(tls_files.CREDENTIALS_FILE, json.dumps(creds) + "\n", "0600"))
+        out.append(_write_file(tls_files.CREDENTIALS_FILE, json.dumps(creds, allow_nan=False) + "\n", "0600"))
     return out
 
 
@@ -311,8 +343,8 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
     if pop.is_anycast:
         write_files += [
             _write_file(HOST_PATHS["health.json"], files["health.json"]),
-            _write_file(HEALTH_AGENT_PATH, _resource_text("files/anycast-health.py"), "0755", compress=True),
-            _write_file("/etc/systemd/system/anycast-health.service", health_unit(network)),
+            _write_file(HEALTH_AGENT, _resource_text("files/anycast-health.py"), "0755", compress=True),
+            _write_file(f"/etc/systemd/system/{HEALTH_UNIT}", health_unit(network)),
         ]
     if needs_local_addresses:
         write_files += [
@@ -320,6 +352,12 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
             _write_file("/etc/systemd/system/anycast-local-addresses.service", LOCAL_ADDRESSES_UNIT),
         ]
         services.append("anycast-local-addresses.service")
+    if (neighbor6 := neighbor_route6(network, pop)) is not None:
+        write_files += [
+            _write_file(NEIGHBOR_ROUTE_SCRIPT, _resource_text("files/anycast-neighbor-route.sh"), "0755"),
+            _write_file("/etc/systemd/system/anycast-neighbor-route.service", neighbor_route_unit(neighbor6)),
+        ]
+        services.append("anycast-neighbor-route.service")
     if network.tls.enabled:
         write_files += _tls_write_files(network, pop, files, tls_credentials)
     runcmd: list[Any] = [
@@ -328,10 +366,10 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         ["systemctl", "enable", "nftables.service"],
         ["systemctl", "enable", "--now", *services],
         ["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"],
-        ["systemctl", "restart", "prometheus-bird-exporter.service"],
+        ["systemctl", "restart", BIRD_EXPORTER_UNIT],
     ]
     if pop.is_anycast:
-        runcmd.append(["systemctl", "enable", "--now", "anycast-health.service"])
+        runcmd.append(["systemctl", "enable", "--now", HEALTH_UNIT])
     if network.tls.enabled:
         at = runcmd.index(["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"])
         runcmd[at:at] = [["/usr/bin/python3", tls_files.SCRIPT, "bootstrap", "--config", tls_files.CONFIG_FILE]]
@@ -373,7 +411,7 @@ def render_pop(network: Network, pop: Pop, bgp_password: str,
     if pop.is_anycast:
         files["health.json"] = render_health_json(network, pop)
     if network.tls.enabled:
-        files["tls.json"] = json.dumps(tls_files.tls_config(network, pop), indent=2, sort_keys=True) + "\n"
+        files["tls.json"] = json.dumps(tls_files.tls_config(network, pop), indent=2, sort_keys=True, allow_nan=False) + "\n"
     files["user-data.yaml"] = render_cloud_config(network, pop, files, tls_credentials)
     return RenderedPop(pop=pop.code, files=files)
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from infra.contracts import LEGO_PATH, TLS_FETCH_TIMER, TLS_FETCH_UNIT, TLS_ISSUE_TIMER, TLS_ISSUE_UNIT
+from infra.contracts import TLS_AGENT as SCRIPT
+from infra.contracts import TLS_CERT_FILE as CERT_FILE
+from infra.contracts import TLS_CONFIG_FILE as CONFIG_FILE
+from infra.contracts import TLS_CREDENTIALS_FILE as CREDENTIALS_FILE
+from infra.contracts import TLS_KEY_FILE as KEY_FILE
+from infra.contracts import TLS_STORE_KEY as STORE_KEY
+from infra.contracts import TLS_STORE_REGION as STORE_REGION
 from infra.model import Network, Pop
 
-CERT_FILE = "/etc/caddy/tls/cert.pem"
-KEY_FILE = "/etc/caddy/tls/key.pem"
-CONFIG_FILE = "/etc/anycast/tls.json"
-CREDENTIALS_FILE = "/etc/anycast/tls-credentials"
-SCRIPT = "/usr/local/sbin/anycast-tls"
-LEGO_PATH = "/var/lib/anycast-tls/lego"
-STORE_KEY = "tls/bundle.json"
-STORE_REGION = "us-east-1"  # the bucket's region, set on the Bucket resource too; Route53 is global (us-east-1)
 ACME_LABEL = "_acme-challenge"  # RFC 8555 section 8.4
 # Debian's caddy.service: ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile --force (a graceful config
 # switch: listeners are kept, open connections finish). try-reload-or-restart does nothing if Caddy is not running.
@@ -40,7 +40,10 @@ class TlsCredentials:
 
 
 def store_bucket(network: Network) -> str:
-    """The S3 bucket holding the bundle: named after the zone, so it is stable and (S3 names are global) yours."""
+    """The S3 bucket holding the bundle: ``tls.bucket``, else named after the zone, so it is stable and (S3 names are
+    global) most likely yours; ``anycast preflight`` tells whether it is free."""
+    if network.tls.bucket:
+        return network.tls.bucket
     return f"anycast-tls-{network.dns.zone.replace('.', '-')}"[:63].rstrip("-")
 
 
@@ -50,7 +53,7 @@ def store_url(network: Network) -> str:
 
 def challenge_target(network: Network, name: str) -> str:
     """Where ``_acme-challenge.<name>`` points: ``<name>.<challenge zone>`` (a TXT lego writes through Route53)."""
-    return f"{name}.{network.tls_challenge_zone}"
+    return network.tls_challenge_target(name)  # the model checks its length
 
 
 def challenge_cnames(network: Network) -> tuple[dict[str, str], dict[str, str]]:
@@ -102,19 +105,19 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
     """systemd units by file name: the fetch timer everywhere, the issue timer on the issuer."""
     cmd = f"/usr/bin/python3 {SCRIPT} %s --config {CONFIG_FILE}"
     out = {
-        "anycast-tls-fetch.service": _unit(
+        TLS_FETCH_UNIT: _unit(
             "Install the HTTPS certificate from the S3 store when it changed, then reload Caddy",
             ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
              f"ExecStart={cmd % 'fetch'}",
              "# exit 75: the store is still empty (before the issuer's first order), the bootstrap certificate stays",
              "SuccessExitStatus=75"]),
-        "anycast-tls-fetch.timer": _unit(
+        TLS_FETCH_TIMER: _unit(
             "Look for a renewed HTTPS certificate",
             ["", "[Timer]", "OnBootSec=1min", f"OnUnitActiveSec={network.tls.fetch_minutes}min", "RandomizedDelaySec=60"],
             "timers.target"),
     }
     if is_issuer(network, pop):
-        out["anycast-tls-issue.service"] = _unit(
+        out[TLS_ISSUE_UNIT] = _unit(
             "Order or renew the HTTPS certificate (ACME DNS-01 via Route53) and store it in S3",
             ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
              f"ExecStart={cmd % 'issue'}", "TimeoutStartSec=20min",
@@ -122,7 +125,7 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
              # not at the timer's next check 12 h later: 2 failed validations per name an hour at most, under Let's
              # Encrypt's 5 (https://letsencrypt.org/docs/rate-limits/).
              "Restart=on-failure", f"RestartSec={ISSUE_RETRY}"])
-        out["anycast-tls-issue.timer"] = _unit(
+        out[TLS_ISSUE_TIMER] = _unit(
             "Check twice a day whether the HTTPS certificate is due for renewal",
             ["", "[Timer]", "OnBootSec=2min", f"OnUnitActiveSec={ISSUE_EVERY}", "RandomizedDelaySec=30min"],
             "timers.target")

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.catchment.analysis import Report
-from infra.model import MAX_PREPEND, ConfigError, Network, parse_network
-from infra.regions import great_circle_km
-from infra.stack import NETWORK_KEY
+from infra.model import MAX_PREPEND, ConfigError, Network, parse_network, stack_yaml
+from infra.model.fields import country_codes
+from infra.model.regions import great_circle_km
+from infra.model.stack import NETWORK_KEY
 
 FAR_KM = 2500.0
 NEARER_KM = 1500.0
@@ -89,6 +88,8 @@ def _geodns_advice(network: Network, report: Report, far_km: float) -> list[Advi
             by_country[r.country].append(r)
     out = []
     for country, rows in sorted(by_country.items()):
+        if country not in country_codes():
+            continue  # a country value reaches the stack file's text: only an ISO 3166-1 alpha-2 code may
         if any(r.geodns_pop for r in rows):
             continue  # GeoDNS already sends this area to a unicast PoP
         served = statistics.median(r.distance_km for r in rows)
@@ -151,13 +152,13 @@ def _edit_text(text: str, code: str, field: str, value: Any) -> str | None:
     if flow:
         line = lines[start]
         if key == "geodns":
-            new = re.sub(r"geodns:\s*\[[^\]]*\]", f"geodns: {_flow(value)}", line)
+            new = re.sub(r"geodns:\s*\[[^\]]*\]", lambda _m: f"geodns: {_flow(value)}", line)
         elif re.search(rf"announce:\s*\{{[^}}]*\b{field}:", line):
             new = re.sub(rf"({field}:\s*)(\[[^\]]*\]|\d+)", lambda m: m.group(1) + _flow(value), line)
         elif "announce:" in line:
-            new = re.sub(r"announce:\s*\{", f"announce: {{{sub}, ", line)
+            new = re.sub(r"announce:\s*\{", lambda _m: f"announce: {{{sub}, ", line)
         else:
-            new = re.sub(r"\}(\s*(#.*)?)$", f", announce: {{{sub}}}}}\\1", line.rstrip("\n")) + "\n"
+            new = re.sub(r"\}(\s*(#.*)?)$", lambda m: f", announce: {{{sub}}}}}{m.group(1)}", line.rstrip("\n")) + "\n"
         if new == line:
             return None
         lines[start] = new
@@ -186,9 +187,9 @@ def _edit_text(text: str, code: str, field: str, value: Any) -> str | None:
 
 def _check(text: str, code: str, field: str, value: Any, source: str) -> bool:
     try:
-        doc = yaml.safe_load(text)
+        doc = stack_yaml.parse(text, source)  # the edited file as Pulumi will read it
         net = parse_network(doc["config"][NETWORK_KEY], source)
-    except (yaml.YAMLError, KeyError, TypeError, ConfigError):
+    except (KeyError, TypeError, ConfigError):
         return False
     pop = net.pop(code)
     got = pop.geodns if field == "geodns" else getattr(pop.announce, field)

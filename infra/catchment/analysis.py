@@ -3,7 +3,7 @@ shares and medians, worst first. Pure: observations and probe locations in, a :c
 
 "Should have" = the nearest *announcing* (anycast) PoP by great-circle distance, since BGP has nothing better to go
 on than geography in an ideal world; ``geodns_pop`` additionally names the unicast PoP Route53 sends the probe's area
-to (``infra.georules``), for areas where real users never use the anycast address. A probe counts as mis-routed when
+to (``infra.derived.georules``), for areas where real users never use the anycast address. A probe counts as mis-routed when
 another PoP answered and that PoP is more than ``tolerance_km`` farther than the expected one (two PoPs a few hundred
 km apart are equally good; RTT decides those, not the map).
 """
@@ -16,10 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from infra.catchment.atlas_schema import Probe as AtlasProbe
+from infra.catchment.atlas_schema import ProbePage
 from infra.catchment.results import Observation
-from infra.georules import continent_of, geo_record_sets, resolve
+from infra.derived.georules import continent_of, geo_record_sets, resolve
 from infra.model import Network
-from infra.regions import great_circle_km
+from infra.model.regions import great_circle_km
+from infra.untrusted.schema import validate
 
 DEFAULT_TOLERANCE_KM = 500.0
 
@@ -36,28 +39,27 @@ class ProbeInfo:
     label: str | None = None  # lab: the client's city
 
 
-def probes_from_atlas(data: Any) -> dict[str, ProbeInfo]:
+def probes_from_atlas(data: Any, source: str = "probes") -> dict[str, ProbeInfo]:
     """Probe metadata from an Atlas probes document (``{"results": [...]}`` or a plain list of probe objects).
 
     Coordinates come from ``geometry.coordinates`` = [longitude, latitude] (GeoJSON order); a probe without a
-    geometry keeps ``lat``/``lon`` None and the report says so.
+    geometry keeps ``lat``/``lon`` None and the report says so. Raises UntrustedInput naming the JSON path of a field
+    with the wrong type or range (a country that is not two letters, a latitude of 91, ...).
     """
     items = data.get("results", []) if isinstance(data, Mapping) else data
     if not isinstance(items, list):
         raise ValueError("probes: expected a list of RIPE Atlas probe objects or {\"results\": [...]}")
-    out: dict[str, ProbeInfo] = {}
     for i, p in enumerate(items):
         if not isinstance(p, Mapping) or "id" not in p:
             raise ValueError(f"probes[{i}]: not a RIPE Atlas probe object (no id)")
-        geo = p.get("geometry") or {}
-        coords = geo.get("coordinates") if isinstance(geo, Mapping) else None
-        lat = lon = None
-        if isinstance(coords, list) and len(coords) == 2 and all(isinstance(c, int | float) for c in coords):
-            lon, lat = float(coords[0]), float(coords[1])
-        asn = p.get("asn_v4") or p.get("asn_v6")
-        country = p.get("country_code")
-        out[str(p["id"])] = ProbeInfo(id=str(p["id"]), country=country.upper() if isinstance(country, str) else None,
-                                      asn=int(asn) if isinstance(asn, int) else None, lat=lat, lon=lon)
+    checked = (validate(ProbePage, data, source).results if isinstance(data, Mapping)
+               else validate(list[AtlasProbe], items, source))
+    out: dict[str, ProbeInfo] = {}
+    for p in checked:
+        lon, lat = p.geometry.coordinates if p.geometry is not None else (None, None)
+        asn = p.asn_v4 or p.asn_v6
+        out[str(p.id)] = ProbeInfo(id=str(p.id), country=p.country_code.upper() if p.country_code else None,
+                                   asn=asn, lat=lat, lon=lon)
     return out
 
 
@@ -136,14 +138,10 @@ class Report:
 
 
 def pop_of(identity: str, codes: Iterable[str]) -> str | None:
-    """The PoP code an NSID/identity names: the code itself (NSD's ``nsid``/``identity`` = the code) or a host name
-    whose first label is the code (``fra.cdn.example.com``); None for anything else (another operator's server)."""
-    ident = identity.strip().lower().rstrip(".")
-    known = set(codes)
-    if ident in known:
-        return ident
-    first = ident.split(".", 1)[0]
-    return first if first in known and "." in ident else None
+    """The PoP code an NSID/identity names: exactly one of our codes, as NSD sends it (``nsid: "ascii_<code>"`` and
+    ``identity: "<code>"`` in userdata/templates/nsd.conf.j2); None for anything else. No prefix or first-label
+    match: ``ams.other-operator.example`` is another operator's server, not our ``ams``."""
+    return identity if identity in set(codes) else None
 
 
 def _geodns_map(network: Network) -> list[Any]:

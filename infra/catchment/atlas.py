@@ -16,10 +16,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from infra.catchment.analysis import ProbeInfo, probes_from_atlas
 from infra.ripe.errors import BadInput, CredentialError, RipeError, RipeProtocolError
 from infra.ripe.transport import Reply, RetryPolicy, Transport, base_url
+from infra.untrusted.text import printable
 
 ATLAS_URL = "https://atlas.ripe.net"
 ATLAS_KEY_ENV = "RIPE_ATLAS_KEY"
@@ -78,16 +80,18 @@ def estimate_credits(definitions: list[dict[str, Any]], sources: list[Source], p
 
 
 def _detail(reply: Reply) -> str:
+    """Atlas's error text, made printable (it reaches the user's terminal): no control or escape sequences."""
     body = reply.body
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         err = body["error"]
         parts = [str(err.get("detail") or err.get("title") or "")]
-        for e in err.get("errors") or []:
+        errors = err.get("errors")
+        for e in errors if isinstance(errors, list) else []:
             if isinstance(e, Mapping):
                 src = e.get("source", {}).get("pointer", "") if isinstance(e.get("source"), Mapping) else ""
                 parts.append(f"{src} {e.get('detail', '')}".strip())
-        return "; ".join(p for p in parts if p) or reply.text[:200]
-    return reply.text[:200].strip() or "no details"
+        return printable("; ".join(p for p in parts if p) or reply.text, 200)
+    return printable(reply.text, 200).strip() or "no details"
 
 
 class AtlasClient:
@@ -113,7 +117,9 @@ class AtlasClient:
                                        "fewer probes (--per-source) or one address family (--af) cost less")
             raise AtlasError(f"{what}: RIPE Atlas answered HTTP {reply.status}: {detail}")
         if reply.body is None:
-            raise RipeProtocolError(f"{what}: RIPE Atlas answered HTTP {reply.status} without JSON: {reply.text[:120]!r}")
+            why = f" ({reply.problem})" if reply.problem and " is not JSON " not in reply.problem else ""
+            raise RipeProtocolError(f"{what}: RIPE Atlas answered HTTP {reply.status} without JSON{why}: "
+                                    f"{printable(reply.text, 120)!r}")
         return reply.body
 
     def credits(self) -> int | None:
@@ -134,7 +140,7 @@ class AtlasClient:
         out = self._call("POST", "/api/v2/measurements/", "create the measurement", body=body)
         ids = out.get("measurements") if isinstance(out, Mapping) else None
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            raise RipeProtocolError(f"create the measurement: unexpected answer {str(out)[:200]!r}")
+            raise RipeProtocolError(f"create the measurement: unexpected answer {printable(out, 200)!r}")
         return ids
 
     def status(self, msm_id: int) -> tuple[str, dict[str, Any]]:
@@ -145,7 +151,8 @@ class AtlasClient:
         if not isinstance(name, str):
             raise RipeProtocolError(f"read measurement {msm_id}: no status in the answer")
         if body.get("type") not in (None, "dns"):
-            raise BadInput(f"--measurement {msm_id}: a {body.get('type')} measurement; catchment needs a DNS one")
+            raise BadInput(f"--measurement {msm_id}: a {printable(body.get('type'), 40)} measurement; catchment needs "
+                           "a DNS one")
         return name, dict(body)
 
     def results(self, msm_id: int) -> list[Any]:
@@ -165,10 +172,15 @@ class AtlasClient:
                                              "fields": "id,country_code,asn_v4,asn_v6,geometry"}
             path = "/api/v2/probes/"
             for _page in range(20):
-                body = self._call("GET", path, "read the probes' locations", params=params)
-                out.update(probes_from_atlas(body))
+                what = "read the probes' locations"
+                body = self._call("GET", path, what, params=params)
+                out.update(probes_from_atlas(body, f"{what}: RIPE Atlas answer"))
                 nxt = body.get("next") if isinstance(body, Mapping) else None
                 if not nxt:
                     break
-                path, params = "/api/v2/probes/" + nxt.split("/api/v2/probes/", 1)[-1], None
+                # Only the query of ``next`` is used: the host and path stay ours whatever the answer says.
+                if not isinstance(nxt, str) or urlsplit(nxt).path.rstrip("/") != "/api/v2/probes":
+                    raise RipeProtocolError(f"{what}: RIPE Atlas answered a 'next' link that is not a probes page: "
+                                            f"{printable(nxt, 120)!r}")
+                params = dict(parse_qsl(urlsplit(nxt).query))
         return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,12 @@ import dns.exception
 import dns.message
 import dns.rdataclass
 import dns.rdatatype
+
+from infra.catchment.atlas_schema import DnsQuery, DnsResult
+from infra.untrusted.schema import validate
+from infra.untrusted.text import printable
+
+MAX_IDENTITY = 255  # an NSID option or a TXT string is at most this long on the wire anyway
 
 
 class ResultsError(ValueError):
@@ -59,38 +65,30 @@ def decode_abuf(abuf: str) -> tuple[str | None, str | None]:
     for opt in msg.options:
         if opt.otype == dns.edns.OptionType.NSID:
             data = opt.to_wire() or b""
-            nsid = data.decode("utf-8", errors="replace") if data else None
+            nsid = printable(data.decode("utf-8", errors="replace"), MAX_IDENTITY) if data else None
     txt = None
     for rrset in msg.answer:
         if rrset.rdtype == dns.rdatatype.TXT and rrset.rdclass == dns.rdataclass.CH:
             for rd in rrset:
-                txt = b"".join(rd.strings).decode("utf-8", errors="replace")
+                txt = printable(b"".join(rd.strings).decode("utf-8", errors="replace"), MAX_IDENTITY)
                 break
     return nsid, txt
 
 
-def _float(value: Any) -> float | None:
-    try:
-        return round(float(value), 3) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _one(probe_id: str, item: Mapping[str, Any], parent: Mapping[str, Any]) -> Observation:
-    af = item.get("af", parent.get("af"))
-    target = item.get("dst_addr", parent.get("dst_addr"))
-    af = int(af) if isinstance(af, int | str) and str(af).isdigit() else None
-    if isinstance(item.get("error"), Mapping):
-        err = item["error"]
-        why = (f"timeout after {err['timeout']} ms" if "timeout" in err
-               else "error: " + "; ".join(f"{k} {v}" for k, v in err.items()))
+def _one(probe_id: str, item: DnsQuery, parent: DnsResult) -> Observation:
+    af = item.af if item.af is not None else parent.af
+    target = item.dst_addr if item.dst_addr is not None else parent.dst_addr
+    if item.error is not None:
+        err = item.error
+        why = (f"timeout after {printable(err['timeout'], 20)} ms" if "timeout" in err
+               else "error: " + printable("; ".join(f"{k} {v}" for k, v in err.items()), 200))
         return Observation(probe_id, af, target, None, None, None, why)
-    result = item.get("result")
-    if not isinstance(result, Mapping):
+    result = item.result
+    if result is None:
         return Observation(probe_id, af, target, None, None, None, "no result and no error in the record")
-    rtt = _float(result.get("rt"))
-    abuf = result.get("abuf")
-    if not isinstance(abuf, str) or not abuf:
+    rtt = round(result.rt, 3) if result.rt is not None else None
+    abuf = result.abuf
+    if not abuf:
         return Observation(probe_id, af, target, rtt, None, None, "no abuf in the answer (NSID cannot be read)")
     try:
         nsid, txt = decode_abuf(abuf)
@@ -103,15 +101,16 @@ def _one(probe_id: str, item: Mapping[str, Any], parent: Mapping[str, Any]) -> O
     return Observation(probe_id, af, target, rtt, None, None, "answer carries neither an NSID nor a CHAOS TXT record")
 
 
-def parse_results(data: Any) -> list[Observation]:
+def parse_results(data: Any, source: str = "results") -> list[Observation]:
     """Every observation in an Atlas DNS result list (a single result object is accepted too).
 
     Raises:
         ResultsError: ``data`` is not a list of result objects (e.g. an error document or another measurement type).
+        UntrustedInput: a field we read has the wrong type (the message names its JSON path).
     """
     if isinstance(data, Mapping):
         if "error" in data and "prb_id" not in data:
-            raise ResultsError(f"the results are an error document: {data['error']}")
+            raise ResultsError(f"the results are an error document: {printable(data['error'], 200)}")
         data = [data]
     if not isinstance(data, list):
         raise ResultsError(f"expected a JSON list of RIPE Atlas results, got {type(data).__name__}")
@@ -120,9 +119,10 @@ def parse_results(data: Any) -> list[Observation]:
         if not isinstance(rec, Mapping) or "prb_id" not in rec:
             raise ResultsError(f"results[{i}]: not a RIPE Atlas result (no prb_id)")
         if rec.get("type", "dns") != "dns":
-            raise ResultsError(f"results[{i}]: a {rec.get('type')!r} result; catchment needs a DNS measurement")
-        pid = str(rec["prb_id"])
-        subs: Iterable[Any] = rec["resultset"] if isinstance(rec.get("resultset"), list) else [rec]
-        for sub in subs:
-            out.append(_one(pid, sub if isinstance(sub, Mapping) else {}, rec))
+            raise ResultsError(f"results[{i}]: a {printable(repr(rec.get('type')), 40)} result; catchment needs a DNS "
+                               "measurement")
+    for rec in validate(list[DnsResult], data, source):
+        pid = str(rec.prb_id)
+        for sub in rec.resultset if rec.resultset is not None else [rec]:
+            out.append(_one(pid, sub, rec))
     return out

@@ -17,6 +17,14 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from infra.catchment.analysis import Report
+from infra.untrusted.text import printable
+
+
+def _text(value: object, limit: int = 300) -> str:
+    """Data as XML character data: control characters shown as ``\\xNN`` text (XML 1.0 allows only tab, LF and CR of
+    C0, 2.2 Char), then ``& < >`` escaped. Every text in the map that is not a literal of this file goes through here;
+    no data is placed in an attribute (coordinates are numbers, colours come from the palette)."""
+    return escape(printable(value, limit))
 
 WIDTH, HEIGHT = 1200, 600
 TOP, BOTTOM = 84.0, -60.0
@@ -66,7 +74,7 @@ def _layer(report: Report, colours: dict[str, str], proj: Projection, scale: flo
     data = outline()
     for name, ring in data["land"].items():
         out.append(f'<polygon points="{_ring(ring, proj)}" fill="#f2efe6" stroke="#9a9a8a" stroke-width="0.6">'
-                   f"<title>{escape(name)}</title></polygon>")
+                   f"<title>{_text(name)}</title></polygon>")
     for _name, ring in data["water"].items():
         out.append(f'<polygon points="{_ring(ring, proj)}" fill="#dbe9f4" stroke="#9a9a8a" stroke-width="0.6"/>')
     for code, pop in report.pops.items():
@@ -75,9 +83,9 @@ def _layer(report: Report, colours: dict[str, str], proj: Projection, scale: flo
         x, y = proj(pop["lat"], pop["lon"])
         fill = colours[code] if pop["mode"] == "anycast" else "#ffffff"
         out.append(f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10" fill="{fill}" stroke="{colours[code]}" '
-                   f'stroke-width="2.5"><title>{escape(code)} ({pop["mode"]}): served {pop["served"]}</title></rect>')
+                   f'stroke-width="2.5"><title>{_text(code)} ({_text(pop["mode"])}): served {pop["served"]}</title></rect>')
         out.append(f'<text x="{x + 7}" y="{y + 12}" font-size="{10 * scale:.0f}" fill="#222" stroke="#fff" '
-                   f'stroke-width="2.5" paint-order="stroke">{escape(code)}</text>')
+                   f'stroke-width="2.5" paint-order="stroke">{_text(code)}</text>')
     for p in report.probes:
         if p.misrouted and p.lat is not None and p.lon is not None and p.pop:
             pop = report.pops[p.pop]
@@ -89,7 +97,7 @@ def _layer(report: Report, colours: dict[str, str], proj: Projection, scale: flo
         if p.lat is None or p.lon is None:
             continue
         x, y = proj(p.lat, p.lon)
-        tip = escape(f"probe {p.id} {p.label or ''} {p.country or '??'} AS{p.asn or '?'}: "
+        tip = _text(f"probe {p.id} {p.label or ''} {p.country or '??'} AS{p.asn or '?'}: "
                      f"{p.pop or p.status} rtt {p.rtt_ms} ms, expected {p.expected_pop}"
                      + (f", +{p.extra_km:.0f} km" if p.extra_km else ""))
         if p.pop is None:
@@ -109,7 +117,7 @@ def render_svg(report: Report, title: str) -> str:
     x0, y0, w, bh = INSET_BOX
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{h}" viewBox="0 0 {WIDTH} {h}" '
            'font-family="DejaVu Sans, Arial, sans-serif">',
-           f"<title>{escape(title)}</title>",
+           f"<title>{_text(title)}</title>",
            f'<defs><clipPath id="inset"><rect x="{x0}" y="{y0}" width="{w}" height="{bh}"/></clipPath></defs>',
            f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#dbe9f4"/>']
     out += _layer(report, colours, project, 1.0)
@@ -122,7 +130,7 @@ def render_svg(report: Report, title: str) -> str:
     s = report.summary()
     y0 = HEIGHT + 18
     out.append(f'<rect x="0" y="{HEIGHT}" width="{WIDTH}" height="{LEGEND_H}" fill="#ffffff"/>')
-    out.append(f'<text x="10" y="{y0}" font-size="13" fill="#000">{escape(title)}: {s["results"]} results, '
+    out.append(f'<text x="10" y="{y0}" font-size="13" fill="#000">{_text(title)}: {s["results"]} results, '
                f'{s["ok"]} ok, {s["misrouted"]} mis-routed (red ring, dashed line to the PoP that answered), '
                f'{s["no_answer"] + s["unknown_pop"]} without an answer from a PoP (grey x)</text>')
     served = [c for c, p in report.pops.items() if p["served"]] or list(report.pops)
@@ -130,7 +138,7 @@ def render_svg(report: Report, title: str) -> str:
         col, row = i % 10, i // 10
         x, y = 10 + col * 118, y0 + 18 + row * 22
         out.append(f'<circle cx="{x + 5}" cy="{y - 4}" r="5" fill="{colours[code]}" stroke="#333" stroke-width="0.5"/>')
-        out.append(f'<text x="{x + 14}" y="{y}" font-size="12" fill="#000">{escape(code)} '
+        out.append(f'<text x="{x + 14}" y="{y}" font-size="12" fill="#000">{_text(code)} '
                    f'({report.pops[code]["served"]})</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

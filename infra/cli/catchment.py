@@ -10,7 +10,7 @@ refused or failed, or the lab is not running; 2 bad input (key, options, files).
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -33,9 +33,11 @@ from infra.catchment.output import write_outputs
 from infra.catchment.results import Observation, ResultsError, parse_results
 from infra.catchment.text import format_report
 from infra.model import Network
+from infra.model.stack import load_network, stack_file
 from infra.ripe.errors import BadInput, RipeError
 from infra.ripe.transport import RetryPolicy
-from infra.stack import load_network, stack_file
+from infra.untrusted.files import read_json
+from infra.untrusted.text import printable
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 ATLAS_POLICY = RetryPolicy(attempts=3, budget=60)  # tests swap in short back-offs
@@ -73,14 +75,8 @@ def register(subparsers: Any) -> None:
 
 
 def _load_json(path: Path, option: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{option}: {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{option}: cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{option}: {path} is not JSON (line {exc.lineno}: {exc.msg})") from None
+    """A results or probes file, read as untrusted (regular file, size and depth bounds, strict UTF-8 JSON)."""
+    return read_json(path, option)
 
 
 def _targets(network: Network, af: str) -> list[tuple[int, str]]:
@@ -142,14 +138,15 @@ def cmd_catchment(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr, flush=True)
 
     try:
+        if not math.isfinite(args.tolerance_km) or args.tolerance_km < 0:
+            raise BadInput(f"--tolerance-km: {args.tolerance_km} is not a distance in km (a finite number >= 0)")
         network = load_network(args.stack)
         notes: list[str] = []
         probes: dict[str, ProbeInfo] = {}
         running: list[str] | None = None
         observations: list[Observation]
         if args.lab:
-            from lab.catchment import lab_observations
-            from lab.netns import LabError
+            from lab.api import LabError, lab_observations
 
             try:
                 observations, probes, running = lab_observations(args.stack, network)
@@ -158,12 +155,12 @@ def cmd_catchment(args: argparse.Namespace) -> int:
                 return EXIT_REFUSED
             source = f"lab {args.stack}"
         elif args.results is not None:
-            observations = parse_results(_load_json(args.results, "--results"))
+            observations = parse_results(_load_json(args.results, "--results"), f"--results: {printable(args.results, 200)}")
             if args.probes is not None:
-                probes = probes_from_atlas(_load_json(args.probes, "--probes"))
+                probes = probes_from_atlas(_load_json(args.probes, "--probes"), f"--probes: {printable(args.probes, 200)}")
             else:
                 notes.append("no --probes FILE: probe countries and coordinates unknown, nothing is judged")
-            source = f"RIPE Atlas results {args.results.name}"
+            source = f"RIPE Atlas results {printable(args.results.name, 100)}"
         else:
             key = atlas_key() if not args.measurement else (atlas_key() if _has_key() else None)
             client = AtlasClient(key, args.atlas_url, ATLAS_POLICY)
@@ -174,7 +171,7 @@ def cmd_catchment(args: argparse.Namespace) -> int:
                 if not ids:
                     return EXIT_OK
             raw, notes = _fetch(client, ids, args.wait, say)
-            observations = parse_results(raw)
+            observations = parse_results(raw, "RIPE Atlas results")
             probes = client.probes({o.probe_id for o in observations})
             source = "RIPE Atlas measurement " + ", ".join(str(i) for i in ids)
         report = analyse(network, observations, probes, source=source, tolerance_km=args.tolerance_km, running=running)

@@ -1,4 +1,4 @@
-"""The ``anycast`` command: render, ripe, monitoring, lab. Library code raises; only this module prints and exits.
+"""The ``anycast`` command: render, ripe, monitoring, catchment, preflight, lab. Library code raises; only this module prints and exits.
 
 Each command group lives in its own module exposing ``register(subparsers)``; the parser it adds sets
 ``func(args) -> int`` (the exit code). ``ConfigError`` from any of them becomes one line per problem and exit code 2.
@@ -12,9 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from infra.model import ConfigError
+from infra.safe_write import OutputRefused
+from infra.terminal import PrintableStream, printable
 
 # Modules that add sub-commands, in the order `anycast --help` lists them.
-COMMAND_MODULES = ("infra.cli.render", "infra.cli.ripe", "infra.cli.monitoring", "infra.cli.catchment", "lab.cli")
+COMMAND_MODULES = ("infra.cli.render", "infra.cli.ripe", "infra.cli.monitoring", "infra.cli.catchment", "infra.cli.preflight",
+                   "lab.cli")
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -34,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything printed (server error bodies, file names, stack values) passes through printable(): no terminal
+    # control sequence from outside reaches the user's terminal.
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -42,10 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputRefused as exc:  # a path from --out or from data may hold a newline: one line per problem still
+        for line in exc.problems:
+            print(f"error: {printable(line, one_line=True)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as exc:
         # --out on a file, /dev/null or a read-only place; an unreadable input: one line, not a traceback.
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {printable(f'{where}{exc.strerror or exc}', one_line=True)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

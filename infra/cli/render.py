@@ -9,8 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from infra import safe_write
 from infra.model import ConfigError, Network
-from infra.stack import load_network
+from infra.model.stack import load_network
 from userdata.render import render_network, summary
 
 
@@ -26,20 +27,16 @@ def bgp_password_from_env(network: Network) -> str:
 def write_rendered(network: Network, password: str, out: Path) -> int:
     """Render into ``out/<pop>/`` and ``out/summary.json``; returns the number of files written."""
     rendered = render_network(network, password)
-    count = 0
+    files: dict[str, str] = {}
+    modes: dict[str, int] = {}
     for code, pop in rendered.items():
-        pop_dir = out / code
-        pop_dir.mkdir(parents=True, exist_ok=True)
         for name, text in pop.files.items():
-            path = pop_dir / name
-            # user-data and bird.conf hold the BGP password: readable by the owner only.
-            path.write_text(text, encoding="utf-8")
-            if name in ("user-data.yaml", "bird.conf"):
-                path.chmod(0o600)
-            count += 1
-    (out / "summary.json").write_text(json.dumps(summary(network), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
-    return count + 1
+            files[f"{code}/{name}"] = text
+            if name in ("user-data.yaml", "bird.conf"):  # they hold the BGP password: readable by the owner only
+                modes[f"{code}/{name}"] = 0o600
+    files["summary.json"] = json.dumps(summary(network), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    # Never follows a link planted in --out; refuses before writing anything (infra/safe_write.py).
+    return len(safe_write.write_tree(out, files, modes))
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infra.model import ConfigError
+from infra.model.stack import load_network
 from infra.ripe import routes
 from infra.ripe.client import HOSTS, RipeDbClient
 from infra.ripe.credentials import ripe_api_key, rpki_api_key
@@ -23,7 +24,6 @@ from infra.ripe.desired import route_specs
 from infra.ripe.errors import BadInput, RipeError
 from infra.ripe.rpki import RpkiClient, plan_roas, wanted_roas
 from infra.ripe.transport import RetryPolicy
-from infra.stack import load_network
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -13,22 +13,41 @@ never be polled. :meth:`PopGateProvider.diff` returns ``replaces`` when the inst
 (during a preview the new instance id is unknown, which also differs); a changed timeout or poll interval is an
 in-place ``update`` that polls nothing. ``delete`` does nothing: the old instance's own delete withdraws that PoP.
 
+Restarts in place: a ``plan`` change (``pops[].plan``, ``defaults.plan``) is no replacement (no
+``willReplaceOnChanges`` in the provider schema) but Vultr applies the resize by rebooting the instance, and the
+provider's update returns once the API shows the new plan (``waitForPlanUpgrade`` in vultr/terraform-provider-vultr
+``vultr/resource_vultr_instance.go``), not once the PoP serves. Of the other inputs the program sends, ``label``,
+``tags``, ``firewallGroupId`` and ``backups`` change without a restart, and ``enableIpv6`` is always true. So each
+PoP has a :class:`RestartMark` keyed on ``RESTART_INPUTS``: the instance depends on it, so when the plan changes the
+mark's update runs first and records the wall-clock time (``at``), before the resize is requested. The gate takes
+``at`` as its ``restartAt`` input; a changed ``restartAt`` is an update that polls again until the PoP has restarted
+after that time and is ready (:mod:`infra.readiness`, ``restarted_after``). The instances of the next wave depend on
+the gate, so they wait for it, exactly as for a replacement.
+
 Secrets: the inputs are the PoP's public facts (code, unicast address, zone) and a SHA-256 of the user data, which is
 derived from the BGP password and therefore kept secret (a secret input, and ``additional_secret_outputs``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import time
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
+from infra.contracts import DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, STATUS_PATH
 from infra.model import Network, Pop
-from infra.readiness import DEFAULT_CONSECUTIVE, STATUS_PATH, STATUS_PORT, GateTarget, wait_ready
+from infra.readiness import DEFAULT_CONSECUTIVE, GateTarget, wait_ready
 
 KIND = "anycast:rollout:PopGate"
+MARK_KIND = "anycast:rollout:RestartMark"
+# Instance inputs the program sets that Vultr applies in place by rebooting the instance (see the docstring).
+RESTART_INPUTS = ("plan",)
+# A restart was requested (the mark moved): poll again on the same instance.
+RESTART_ON = ("restartAt",)
 # A new instance or new user data means a new PoP to wait for: replace the gate, i.e. poll again.
 REPLACE_ON = ("pop", "instanceId", "userDataHash")
 # Changing how long or how often to wait, or what the gate looks at, changes nothing that needs polling now.
@@ -39,8 +58,8 @@ DEFAULT_INTERVAL_S = 5
 def target_from(props: dict[str, Any]) -> GateTarget:
     return GateTarget(pop=str(props["pop"]), mode=str(props["mode"]), addresses=tuple(str(a) for a in props["addresses"]),
                       zone=str(props["zone"]), sessions=int(props["sessions"]),
-                      http_port=int(props.get("httpPort") or 80), dns_port=int(props.get("dnsPort") or 53),
-                      status_port=int(props.get("statusPort") or STATUS_PORT),
+                      http_port=int(props.get("httpPort") or HTTP_PORT), dns_port=int(props.get("dnsPort") or DNS_PORT),
+                      status_port=int(props.get("statusPort") or HEALTH_STATUS_PORT),
                       status_path=str(props.get("statusPath") or STATUS_PATH))
 
 
@@ -60,7 +79,7 @@ class PopGateProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in REPLACE_ON if olds.get(k) != news.get(k)]
-        changed = replaces + [k for k in UPDATE_ON if olds.get(k) != news.get(k)]
+        changed = replaces + [k for k in RESTART_ON + UPDATE_ON if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -71,14 +90,53 @@ class PopGateProvider(ResourceProvider):
         return CreateResult(f"gate-{target.pop}-{props['instanceId']}", outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        # Deliberately no polling: the PoP is the same instance with the same user data.
-        return UpdateResult({**_inputs(news), "readySeconds": olds.get("readySeconds"), "polls": olds.get("polls")})
+        restart = news.get("restartAt")
+        if restart is None or olds.get("restartAt") in (None, restart):
+            # No polling: the PoP is the same instance with the same user data, and nothing restarted it (a gate
+            # from before restart marks gets its first restartAt from a newly created mark: no restart either).
+            return UpdateResult({**_inputs(news), "readySeconds": olds.get("readySeconds"), "polls": olds.get("polls")})
+        target = dataclasses.replace(target_from(news), restarted_after=float(restart))
+        result = wait_ready(target, timeout=float(news["timeoutSeconds"]), interval=float(news["intervalSeconds"]),
+                            consecutive=DEFAULT_CONSECUTIVE, say=lambda line: pulumi.log.info(f"gate {line}"))
+        return UpdateResult({**_inputs(news), "readySeconds": round(result.seconds, 1), "polls": result.polls})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, props)  # a refresh never polls: the gate records a past fact
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         return None
+
+
+class RestartMarkProvider(ResourceProvider):
+    """Records when a restart-triggering instance input last changed: ``at`` = wall-clock seconds of that update."""
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = ["pop"] if olds.get("pop") != news.get("pop") else []
+        changed = replaces + [k for k in RESTART_INPUTS if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=replaces, stables=[], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(f"restart-{props['pop']}", {**_inputs(props), "at": round(time.time(), 3)})
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult({**_inputs(news), "at": round(time.time(), 3)})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None
+
+
+class RestartMark(Resource):
+    """When this PoP's restart-triggering inputs (``RESTART_INPUTS``) last changed; the instance depends on it."""
+
+    kind: pulumi.Output[str]
+    at: pulumi.Output[float]
+
+    def __init__(self, name: str, pop: Pop, opts: pulumi.ResourceOptions | None = None) -> None:
+        props: dict[str, Any] = {"kind": MARK_KIND, "pop": pop.code, "plan": pop.plan, "at": None}
+        super().__init__(RestartMarkProvider(), name, props, opts)
 
 
 def _inputs(props: dict[str, Any]) -> dict[str, Any]:
@@ -106,12 +164,14 @@ class PopGate(Resource):
 
     def __init__(self, name: str, network: Network, pop: Pop, instance_id: pulumi.Input[str],
                  user_data: pulumi.Output[str], addresses: pulumi.Input[list[str]], timeout_s: int,
-                 interval_s: int = DEFAULT_INTERVAL_S, opts: pulumi.ResourceOptions | None = None) -> None:
+                 interval_s: int = DEFAULT_INTERVAL_S, restart_at: pulumi.Input[float] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         props: dict[str, Any] = {
             "kind": KIND, "pop": pop.code, "mode": pop.mode, "instance_id": instance_id,
             "user_data_hash": user_data_hash(user_data), "addresses": addresses, "zone": network.dns.zone,
             "sessions": len(network.announced_prefixes), "timeout_seconds": timeout_s, "interval_seconds": interval_s,
-            "status_port": STATUS_PORT, "status_path": STATUS_PATH, "ready_seconds": None, "polls": None,
+            "status_port": HEALTH_STATUS_PORT, "status_path": STATUS_PATH, "restart_at": restart_at,
+            "ready_seconds": None, "polls": None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["userDataHash"]))
         super().__init__(PopGateProvider(), name, props, opts)
@@ -125,5 +185,5 @@ class PopGate(Resource):
 
 _CAMEL = {"instance_id": "instanceId", "user_data_hash": "userDataHash", "timeout_seconds": "timeoutSeconds",
           "interval_seconds": "intervalSeconds", "status_port": "statusPort", "status_path": "statusPath",
-          "ready_seconds": "readySeconds"}
+          "ready_seconds": "readySeconds", "restart_at": "restartAt"}
 _SNAKE = {v: k for k, v in _CAMEL.items()}

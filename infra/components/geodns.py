@@ -1,6 +1,6 @@
 """The Route53 GeoDNS component (guide step 9): delegation, geolocation record sets and health checks.
 
-The record sets come from :func:`infra.georules.geo_record_sets`, the same pure function the lab and the tests use,
+The record sets come from :func:`infra.derived.georules.geo_record_sets`, the same pure function the lab and the tests use,
 so what Route53 holds and what ``resolve()`` predicts cannot drift apart.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.georules import GeoRecordSet, geo_record_sets, health_check_key
+from infra.derived.georules import GeoRecordSet, geo_record_sets, health_check_key
 from infra.model import Network
 
 # The delegation NS record changes only when the nameserver names do: an hour keeps resolvers' caches useful while

@@ -1,14 +1,14 @@
 """The ``anycast:index:Network`` component: the network's facts registered where the policy pack can read them.
 
 Policies see every resource's inputs, component resources included, but not the program's config; see
-``infra/facts.py`` for what the inputs hold.
+``infra/derived/facts.py`` for what the inputs hold.
 """
 
 from __future__ import annotations
 
 import pulumi
 
-from infra.facts import NETWORK_TYPE, network_facts
+from infra.derived.facts import NETWORK_TYPE, network_facts
 from infra.model import Network
 
 

@@ -16,18 +16,20 @@ from ipaddress import IPv4Network
 import ediri_vultr as vultr
 import pulumi
 
-from infra.components.gate import PopGate, gate_addresses
+from infra.components.gate import PopGate, RestartMark, gate_addresses
+from infra.contracts import BIRD_EXPORTER_PORT, DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, HTTPS_PORT
 from infra.model import Network, Pop
-from userdata.render import BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT, render_pop
+from userdata.render import render_pop
 from userdata.tls import TlsCredentials
 
 # Ports every PoP serves to the world: DNS (tcp+udp) and HTTP(S). ICMP stays open for path-MTU discovery
 # (essential on IPv6) and for diagnosing an anycast network with ping/traceroute.
-PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (("udp", "53"), ("tcp", "53"), ("tcp", "80"), ("tcp", "443"), ("icmp", None))
+PUBLIC_RULES: tuple[tuple[str, str | None], ...] = (
+    ("udp", str(DNS_PORT)), ("tcp", str(DNS_PORT)), ("tcp", str(HTTP_PORT)), ("tcp", str(HTTPS_PORT)), ("icmp", None))
 SSH_PORT = "22"
-# Prometheus scrapes bird_exporter and the health agent (userdata.render BIRD_EXPORTER_PORT, HEALTH_METRICS_PORT) from
+# Prometheus scrapes bird_exporter and the health agent (infra/contracts.py) from
 # admin.monitoringCidrs; nftables on the PoP also limits them to the unicast address (a group rule has no destination).
-METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_METRICS_PORT}"
+METRICS_PORTS = f"{BIRD_EXPORTER_PORT}:{HEALTH_STATUS_PORT}"
 
 
 def user_data_output(network: Network, pop: Pop, bgp_password: pulumi.Output[str],
@@ -107,7 +109,7 @@ class PopArgs:
     ssh_key_ids: pulumi.Input[list[str]] = field(default_factory=list)
     firewall_group_id: pulumi.Input[str] | None = None
     tls_credentials: pulumi.Output[TlsCredentials] | None = None
-    # Rollout: the readiness gates of the wave before (infra/rollout.py); this PoP's instance waits for all of them.
+    # Rollout: the readiness gates of the wave before (infra/derived/rollout.py); this PoP's instance waits for all of them.
     after: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -120,6 +122,7 @@ class VultrPop(pulumi.ComponentResource):
     readiness gate (infra/components/gate.py): replaced with the instance, created only when the new PoP serves."""
 
     instance: vultr.Instance
+    restart_mark: RestartMark
     gate: PopGate
     ipv4: pulumi.Output[str]
     ipv6: pulumi.Output[str]
@@ -130,6 +133,8 @@ class VultrPop(pulumi.ComponentResource):
         super().__init__("anycast:index:VultrPop", name, {"code": pop.code, "mode": pop.mode, "region": pop.region}, opts)
         assert pop.region is not None and pop.plan is not None  # the model fills both for Vultr PoPs
         user_data = user_data_output(args.network, pop, args.bgp_password, args.tls_credentials)
+        # Updated (and so timestamped) before the instance when a plan change is about to reboot it (gate.py).
+        self.restart_mark = RestartMark(f"{name}-restart", pop, pulumi.ResourceOptions(parent=self, depends_on=list(args.after)))
         self.instance = vultr.Instance(
             f"{name}-instance",
             region=pop.region,
@@ -152,8 +157,8 @@ class VultrPop(pulumi.ComponentResource):
                 # userData already forces replacement in the provider; say so for the reader of a preview.
                 replace_on_changes=["userData"],
                 additional_secret_outputs=["userData", "defaultPassword"],
-                # Rollout waves: created only after every PoP of the wave before passed its gate.
-                depends_on=list(args.after),
+                # Rollout waves: created (or resized) only after every PoP of the wave before passed its gate.
+                depends_on=[*args.after, self.restart_mark],
             ),
         )
         self.ipv4 = self.instance.main_ip
@@ -161,7 +166,7 @@ class VultrPop(pulumi.ComponentResource):
         self.instance_id = self.instance.id
         self.gate = PopGate(f"{name}-gate", args.network, pop, self.instance.id, user_data,
                             gate_addresses(args.network, self.ipv4, self.ipv6), args.network.rollout.gate_timeout,
-                            opts=pulumi.ResourceOptions(parent=self))
+                            restart_at=self.restart_mark.at, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"instanceId": self.instance_id, "ipv4": self.ipv4, "ipv6": self.ipv6})
 
 

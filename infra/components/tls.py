@@ -4,7 +4,7 @@
   ``_acme-challenge.<name>`` is a CNAME into it (names in the NSD zone: in the rendered zone file; names in the
   parent zone: Route53 records created here); lego follows the CNAME and writes the TXT there.
 * One S3 object holds certificate and key; public access is blocked.
-* The issuer identity may change only those TXT records (infra/tls_iam.py) and read/write the object; the reader
+* The issuer identity may change only those TXT records (infra/derived/tls_iam.py) and read/write the object; the reader
   identity, whose access key every other PoP gets, may only read it. The access keys are secret outputs that reach
   the PoPs' user data; the certificate's private key never passes through Pulumi.
 """
@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.contracts import TLS_STORE_KEY as STORE_KEY
+from infra.contracts import TLS_STORE_REGION as STORE_REGION
+from infra.derived.tls_iam import issuer_policy, reader_policy
 from infra.model import Network
-from infra.tls_iam import issuer_policy, reader_policy
-from userdata.tls import STORE_KEY, STORE_REGION, TlsCredentials, challenge_cnames, challenge_target, store_bucket
+from userdata.tls import TlsCredentials, challenge_cnames, challenge_target, store_bucket
 
 DELEGATION_TTL = 3600
 CNAME_TTL = 300

@@ -124,7 +124,7 @@ class RipeDbClient:
             raise self._refused(reply, what)
         if not reply.json_ok:
             raise RipeProtocolError(f"{what}: RIPE answered HTTP {reply.status} with a body that is not JSON "
-                                    f"({_snippet(reply.text)})")
+                                    f"({_why(reply)})")
         return from_json(reply.body)
 
     def _written(self, reply: Reply, what: str, dry_run: bool) -> WriteResult:
@@ -132,7 +132,7 @@ class RipeDbClient:
             raise self._refused(reply, what)
         if not reply.json_ok:
             raise RipeProtocolError(f"{what}: RIPE answered HTTP {reply.status} with a body that is not JSON "
-                                    f"({_snippet(reply.text)}); the write may have been applied")
+                                    f"({_why(reply)}); the write may have been applied")
         messages = error_messages(reply.body)
         # A dry run can answer 200 and still carry errors (fixture route_delete_dryrun_errormessages.json).
         errors = [m for m in messages if m.severity.lower() == "error"]
@@ -152,6 +152,12 @@ class RipeDbClient:
 
 def _dry(dry_run: bool) -> dict[str, str]:
     return {"dry-run": "true"} if dry_run else {}
+
+
+def _why(reply: Reply) -> str:
+    """The body's start, and why it was not read when it looks like JSON (too deep, NaN, a charset)."""
+    problem = reply.problem if reply.problem and " is not JSON " not in reply.problem else None
+    return _snippet(reply.text) + (f"; {problem}" if problem else "")
 
 
 def _snippet(text: str) -> str:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.untrusted.text import printable
+
 # RIPE's 401 template (RIPE-NCC/ripe-database-documentation docs/03.RIPE-Database-Structure/11.REST-API-Data-model.md):
 # "Authorisation for [%s] %s failed\nusing \"%s:\"\nnot authenticated by: %s".
 _AUTH_RE = re.compile(
@@ -52,9 +54,10 @@ class RipeRefused(RipeError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        # Messages and hints quote the server's text: printable() keeps escape sequences off the user's terminal.
         lines = [f"RIPE refused to {self.action} (HTTP {self.status})" + (":" if self.messages else "")]
-        lines += ["  " + m.replace("\n", "\n  ") for m in self.messages]
-        lines += [f"hint: {h}" for h in self.hints]
+        lines += ["  " + printable(m, 2000, one_line=False).replace("\n", "\n  ") for m in self.messages]
+        lines += [f"hint: {printable(h, 2000)}" for h in self.hints]
         return "\n".join(lines)
 
 
@@ -77,17 +80,19 @@ def _substitute(template: str, args: list[Any]) -> str:
 
 def error_messages(body: Any) -> list[ErrorMessage]:
     """The ``errormessages`` of a RIPE JSON body, with the ``%s`` arguments substituted (ripe-database-documentation REST-API-Data-model.md)."""
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or not isinstance(body.get("errormessages"), dict):
         return []
-    raw = (body.get("errormessages") or {}).get("errormessage") or []
+    raw = body["errormessages"].get("errormessage") or []
     out = []
     for m in raw if isinstance(raw, list) else []:
         if not isinstance(m, dict):
             continue
         attr = m.get("attribute")
-        attr_name = attr.get("name") if isinstance(attr, dict) else None
-        text = _substitute(str(m.get("text", "")), m.get("args") or []).strip()
-        out.append(ErrorMessage(str(m.get("severity", "Error")), text, attr_name))
+        attr_name = printable(attr["name"], 40) if isinstance(attr, dict) and "name" in attr else None
+        args = m.get("args")
+        text = _substitute(str(m.get("text", ""))[:4000], args if isinstance(args, list) else []).strip()
+        out.append(ErrorMessage(printable(m.get("severity", "Error"), 20), printable(text.replace("\r\n", "\n"), 2000, one_line=False),
+                                attr_name))
     return out
 
 

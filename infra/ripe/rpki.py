@@ -17,6 +17,7 @@ from infra.model import Network
 from infra.ripe.credentials import RpkiKey
 from infra.ripe.errors import RipeProtocolError, RipeRefused, error_messages
 from infra.ripe.transport import RetryPolicy, Transport, base_url
+from infra.untrusted.text import printable
 
 RPKI_HOST = "https://my.ripe.net"
 API_PATH = "/api/rpki"
@@ -40,9 +41,12 @@ def parse_roa(item: Any) -> Roa:
         asn = str(item["asn"]).upper().removeprefix("AS")
         prefix = ip_network(str(item["prefix"]), strict=True)
         raw_max = item.get("maximalLength", item.get("maxLength"))
-        return Roa(int(asn), prefix, int(raw_max) if raw_max is not None else prefix.prefixlen)
+        max_length = int(raw_max) if raw_max is not None else prefix.prefixlen
+        if not 0 <= int(asn) < 2**32 or not prefix.prefixlen <= max_length <= prefix.max_prefixlen:
+            raise ValueError("out of range")
+        return Roa(int(asn), prefix, max_length)
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise RipeProtocolError(f"the RPKI API returned a ROA this client cannot read: {str(item)[:80]}") from None
+        raise RipeProtocolError(f"the RPKI API returned a ROA this client cannot read: {printable(item, 80)}") from None
 
 
 class RpkiClient:
@@ -61,7 +65,8 @@ class RpkiClient:
         if isinstance(items, dict):  # tolerate a wrapped list
             items = items.get("roas", items.get("items"))
         if not isinstance(items, list):
-            raise RipeProtocolError("list ROAs: the RPKI API did not answer with a JSON list")
+            why = f" ({reply.problem})" if reply.problem else ""
+            raise RipeProtocolError(f"list ROAs: the RPKI API did not answer with a JSON list{why}")
         return [parse_roa(i) for i in items]
 
     def publish(self, added: list[Roa], deleted: list[Roa]) -> None:
@@ -76,9 +81,9 @@ class RpkiClient:
 def _refused(status: int, body: Any, text: str, what: str) -> RipeRefused:
     messages = [m.text for m in error_messages(body)]
     if not messages and isinstance(body, dict):
-        messages = [str(body[k]) for k in ("error", "message", "detail") if k in body]
+        messages = [printable(body[k], 200) for k in ("error", "message", "detail") if k in body]
     if not messages:
-        messages = [" ".join(text.split())[:200] or "no message"]
+        messages = [printable(" ".join(text.split()), 200) or "no message"]
     hints = ["the RPKI API key is wrong, expired or lacks write access (RIPE_RPKI_API_KEY)"] if status in (401, 403) else []
     return RipeRefused(status, what, messages, hints)
 

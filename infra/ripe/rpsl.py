@@ -14,6 +14,10 @@ from ipaddress import ip_network
 from typing import Any
 
 from infra.ripe.errors import RipeProtocolError
+from infra.ripe.schema import Answer
+from infra.untrusted.errors import UntrustedInput
+from infra.untrusted.schema import validate
+from infra.untrusted.text import printable
 
 # RFC 2622 2: an attribute name is letters, digits, "-" and "_", starting with a letter, followed by ":".
 _ATTR_RE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]*):\s*(?P<value>.*)$")
@@ -78,18 +82,15 @@ def make(pairs: Iterable[tuple[str, str]]) -> RpslObject:
 
 
 def from_json(body: Any) -> list[RpslObject]:
-    """The objects of a REST response; RipeProtocolError if the body does not have the documented shape."""
+    """The objects of a REST response; RipeProtocolError naming the JSON path if the body does not have the
+    documented shape (infra/ripe/schema.py). Values are made printable: they are shown in plans and messages."""
+    if not isinstance(body, dict):
+        raise RipeProtocolError("RIPE answered JSON without the expected objects.object[].attributes list")
     try:
-        raw = body.get("objects", {}).get("object", []) if isinstance(body, dict) else None
-        if not isinstance(raw, list):
-            raise TypeError
-        out = []
-        for obj in raw:
-            attrs = obj["attributes"]["attribute"]
-            out.append(make((str(a["name"]), str(a.get("value", ""))) for a in attrs))
-        return out
-    except (KeyError, TypeError, AttributeError, ValueError):
-        raise RipeProtocolError("RIPE answered JSON without the expected objects.object[].attributes list") from None
+        answer = validate(Answer, body, "RIPE's answer")
+    except UntrustedInput as exc:
+        raise RipeProtocolError(f"{exc}; expected objects.object[].attributes.attribute[] with name and value") from None
+    return [make((a.name, printable(a.value)) for a in obj.attributes.attribute) for obj in answer.objects.object]
 
 
 def parse_text(text: str) -> list[RpslObject]:

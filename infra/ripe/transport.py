@@ -26,10 +26,13 @@ import requests
 import urllib3
 
 from infra.ripe.errors import BadInput, RipeProtocolError, RipeUnavailable
+from infra.untrusted.bodies import json_body
+from infra.untrusted.errors import UntrustedInput
+from infra.untrusted.text import printable
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-MAX_BODY = 4 * 1024 * 1024  # route objects and ROA lists are small; more is not a RIPE answer
+MAX_BODY = 4 * 1024 * 1024  # route objects and ROA lists are small; more is not a RIPE answer (= bodies.MAX_BODY)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Reply:
     body: Any  # parsed JSON, or None when the body was empty or not JSON
     text: str  # the raw body, cut short, for messages
     maybe_applied: bool  # a non-idempotent request failed ambiguously before this reply (timeout, 5xx)
+    problem: str | None = None  # why ``body`` is None although the body was not empty (not strict JSON, charset...)
 
     @property
     def json_ok(self) -> bool:
@@ -161,7 +165,7 @@ class Transport:
             try:
                 resp = self._session.request(
                     method, self.base + path, params=params, headers=self._headers,
-                    data=None if body is None else json.dumps(body),
+                    data=None if body is None else json.dumps(body, allow_nan=False),
                     timeout=(min(p.connect_timeout, left), read_timeout), allow_redirects=False, stream=True)
                 raw = self._read(resp, deadline)
             except requests.ConnectTimeout:
@@ -233,11 +237,15 @@ class Transport:
 
 
 def _reply(resp: requests.Response, raw: bytes, maybe_applied: bool) -> Reply:
-    full = raw.decode(resp.encoding or "utf-8", errors="replace")
+    """The answer as strict JSON (infra.untrusted.bodies: declared charset, bounded depth, no NaN) when it is one;
+    ``text`` keeps a printable cut of the raw body for messages (it may end up on the user's terminal)."""
+    ctype = resp.headers.get("Content-Type")
+    text = printable(raw[:4000].decode("utf-8", errors="replace"), 2000, one_line=False)
     body: Any = None
-    if full.strip():
+    problem = None
+    if raw.strip():
         try:
-            body = json.loads(full)
-        except ValueError:
-            body = None
-    return Reply(resp.status_code, body, full[:2000], maybe_applied)
+            body = json_body(raw, ctype, "the answer")
+        except UntrustedInput as exc:
+            problem = str(exc)
+    return Reply(resp.status_code, body, text, maybe_applied, problem)

@@ -4,7 +4,7 @@ property tests (tests/unit/test_policy_bird.py) and the real-BIRD check (tests/v
 from __future__ import annotations
 
 from infra.model import Network
-from infra.stack import load_network
+from infra.model.stack import load_network
 from userdata.render import render_bird
 
 NETWORK: Network = load_network("prod")

@@ -16,10 +16,10 @@ from infra.catchment.advice import advise
 from infra.catchment.analysis import Report, analyse
 from infra.catchment.output import write_outputs
 from infra.model import Network
-from infra.stack import load_network
-from lab.boot import down, up
-from lab.catchment import lab_observations
-from lab.topology import parse_well_connected
+from infra.model.stack import load_network
+from lab.boot.up import down, up
+from lab.plan.topology import parse_well_connected
+from lab.scenarios.catchment import lab_observations
 from tests.conftest import ROOT
 from tests.helpers.environment import LAB_REASON as REASON
 

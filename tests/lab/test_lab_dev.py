@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from infra.stack import load_network
-from lab.boot import down, state_path, up
+from infra.model.stack import load_network
+from lab.boot.up import down, up
 from lab.checks import run_checks
-from lab.netns import list_namespaces, namespace_pids
-from lab.processes import alive
+from lab.net.netns import list_namespaces, namespace_pids
+from lab.net.processes import alive
+from lab.state import LabState, state_path
 from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -30,7 +31,7 @@ STACK = "dev"
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
+def lab() -> Iterator[LabState]:
     if REASON:
         pytest.skip(REASON)
     try:
@@ -151,7 +152,7 @@ def test_failover(report: dict[str, Any]) -> None:
 
 def test_https_with_a_real_acme_server(lab: dict[str, Any], report: dict[str, Any]) -> None:
     """Pebble issued through DNS-01 (anycast NSD CNAME -> Route53 stand-in TXT); every client gets HTTP/2 over TLS 1.3
-    with the Pebble root and its PoP's X-PoP; a forced renewal under load fails no handshake (lab/tls_checks.py)."""
+    with the Pebble root and its PoP's X-PoP; a forced renewal under load fails no handshake (lab/checks/tls.py)."""
     checks = _check(report, "tls")
     for c in checks:
         assert c["ok"], c
@@ -186,6 +187,6 @@ def test_down_removes_everything_and_is_idempotent(lab: dict[str, Any], report: 
     pids += [p["upstream"]["pid"] for p in lab["pops"].values()] + [c["pid"] for c in lab["clients"].values()]
     down(STACK)
     assert list_namespaces(f"acl-{STACK}-") == []
-    assert not list(Path("/etc/netns").glob(f"acl-{STACK}-*"))  # the issuer's hosts/resolv.conf (lab/tls.py)
+    assert not list(Path("/etc/netns").glob(f"acl-{STACK}-*"))  # the issuer's hosts/resolv.conf (lab/cloud/tls.py)
     assert not [p for p in pids if alive(p)]
     assert down(STACK) == 0

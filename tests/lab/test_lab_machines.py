@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from infra.stack import load_network
-from lab import machine_lab
-from lab.boot import down, lab_password, up
+from infra.model.stack import load_network
+from lab.boot import machines as machine_lab
+from lab.boot.up import down, lab_password, up
 from lab.checks import run_checks
-from lab.machines import CGROUP_FS, lab_cgroups, lab_mounts
-from lab.netns import LabError, list_namespaces
-from lab.topology import build_plan
+from lab.drivers.machines import CGROUP_FS, lab_cgroups, lab_mounts
+from lab.net.netns import LabError, list_namespaces
+from lab.plan.topology import build_plan
+from lab.state import LabState
 from tests.helpers.environment import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -40,7 +41,7 @@ REASON = lab_unavailable(TOOLS, "machine mode (network namespaces, cgroups, syst
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[dict[str, Any]]:
+def lab() -> Iterator[LabState]:
     if REASON:
         pytest.skip(REASON)
     try:
@@ -77,7 +78,7 @@ def test_https_from_the_user_datas_own_units(lab: dict[str, Any], report: dict[s
     and the process mode's HTTPS rows (every client, the renewal under load) pass against the containers."""
     if not load_network(STACK).tls.enabled:
         pytest.skip("tls.enabled is off in this stack: no HTTPS units")
-    from lab.tls import MACHINE_FILES
+    from lab.cloud.tls import MACHINE_FILES
 
     issuer = lab["tls"]["issuer"]
     # The issuer's timer may have ordered during the boot already (the containers' timers see the host's uptime,
@@ -109,7 +110,7 @@ def test_machine_rows_ran(report: dict[str, Any]) -> None:
 
 
 def test_health_faults_under_real_systemd(report: dict[str, Any]) -> None:
-    """The process mode's health fault rows against the PoP's own systemd (lab/faults.py): every row ran and passed,
+    """The process mode's health fault rows against the PoP's own systemd (lab/scenarios/faults.py): every row ran and passed,
     and the figures say what systemd did: NSD, BIRD and Caddy restarted by their units' Restart=, the watchdog's restart
     counted, the drain run with the installed CLI lost nothing."""
     rows = [c for c in report["checks"] if c["group"] == "health"]

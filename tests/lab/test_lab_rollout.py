@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from bench.rollout import changed_network
-from infra.stack import load_network
-from lab.boot import down, up
-from lab.checks import load_state, run_checks
-from lab.netns import list_namespaces
-from lab.rollout import rollout
+from infra.model.stack import load_network
+from lab.boot.up import down, up
+from lab.checks import run_checks
+from lab.net.netns import list_namespaces
+from lab.scenarios.rollout import rollout
+from lab.state import load_state
 from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

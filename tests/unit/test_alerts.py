@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.alerts import alerts, rules_document
 from infra.model import ConfigError
-from infra.monitoring import load_outputs, prometheus_config, write_targets
+from infra.monitoring.alerts import alerts, rules_document
+from infra.monitoring.targets import load_outputs, prometheus_config, write_targets
 
 OUTPUTS = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
 PROMTOOL = shutil.which("promtool")
@@ -63,6 +63,33 @@ CASES: dict[str, dict[str, tuple[str, str, list[dict[str, str]], list[tuple[dict
                    [(AMS | BGP4, "0")]),
         "quiet": ("1m", "8m", [_series("bird_protocol_up", AMS | BGP4 | {"state": "Established"}, "1x10"),
                                _series("bird_protocol_up", SAO | BGP6 | {"state": "Established"}, "1x10")], []),
+    },
+    "AnycastPopExportsNothing": {
+        # ams: announced (anycast4 up), upstream4 Established, the export count drops to 0 (an export filter mistake);
+        # fra: the same session exporting its route.
+        "firing": ("1m", "5m", [_series("bird_protocol_prefix_export_count", AMS | BGP4, "1 1 0x4"),
+                                _series("bird_protocol_up", AMS | BGP4 | {"state": "Established"}, "1x6"),
+                                _series("bird_protocol_up", AMS | STATIC4 | {"state": ""}, "1x6"),
+                                _series("bird_protocol_prefix_export_count", FRA | BGP4, "1x6"),
+                                _series("bird_protocol_up", FRA | BGP4 | {"state": "Established"}, "1x6"),
+                                _series("bird_protocol_up", FRA | STATIC4 | {"state": ""}, "1x6")],
+                   [(AMS | BGP4, "0")]),
+        # Exporting nothing is right when the agent withdrew (ams: anycast4 down, AnycastPopWithdrawn's case), when
+        # the session is down (fra: AnycastBgpSessionDown's), on a family the PoP does not announce (ams upstream6:
+        # no anycast6) and for less than `for` (a blip); unicast PoPs have no anycast static protocol.
+        "quiet": ("1m", "5m", [_series("bird_protocol_prefix_export_count", AMS | BGP4, "0x6"),
+                               _series("bird_protocol_up", AMS | BGP4 | {"state": "Established"}, "1x6"),
+                               _series("bird_protocol_up", AMS | STATIC4 | {"state": ""}, "0x6"),
+                               _series("bird_protocol_prefix_export_count", AMS | BGP6, "0x6"),
+                               _series("bird_protocol_up", AMS | BGP6 | {"state": "Established"}, "1x6"),
+                               _series("bird_protocol_prefix_export_count", FRA | BGP4, "0x6"),
+                               _series("bird_protocol_up", FRA | BGP4 | {"state": "Active"}, "0x6"),
+                               _series("bird_protocol_up", FRA | STATIC4 | {"state": ""}, "1x6"),
+                               _series("bird_protocol_prefix_export_count", FRA | BGP6, "1 1 1 1 0 1"),
+                               _series("bird_protocol_up", FRA | BGP6 | {"state": "Established"}, "1x6"),
+                               _series("bird_protocol_up", FRA | STATIC4 | {"name": "anycast6", "ip_version": "6", "state": ""}, "1x6"),
+                               _series("bird_protocol_prefix_export_count", SAO | BGP4, "0x6"),
+                               _series("bird_protocol_up", SAO | BGP4 | {"state": "Established"}, "1x6")], []),
     },
     "AnycastBgpSessionFlapping": {
         "firing": ("1m", "10m", [_series("bird_protocol_uptime", AMS | BGP4, "100 160 0 60 0 60 0 60 0 60 120")],
@@ -177,7 +204,7 @@ def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     proc = subprocess.run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "9 rules found" in proc.stdout + proc.stderr
+    assert "10 rules found" in proc.stdout + proc.stderr
     config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
     assert config == prometheus_config(tmp_path)
     assert [j["job_name"] for j in config["scrape_configs"]] == [

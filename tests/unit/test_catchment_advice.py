@@ -13,7 +13,7 @@ from infra.catchment.advice import advise
 from infra.catchment.analysis import Report, analyse, probes_from_atlas
 from infra.catchment.results import parse_results
 from infra.model import Network, parse_network
-from infra.stack import NETWORK_KEY, load_network
+from infra.model.stack import NETWORK_KEY, load_network
 from tests.atlas_data import dns_result, probe, world_probes, world_results
 from tests.conftest import ROOT
 

@@ -20,9 +20,12 @@ def _report(prod_network: Network, extra: list[dict[str, object]] | None = None)
     return analyse(prod_network, obs, probes_from_atlas(world_probes()), source="test")
 
 
-def test_pop_of_matches_codes_and_host_names_only() -> None:
+def test_pop_of_matches_exactly_the_code_nsd_sends() -> None:
     assert pop_of("fra", ["fra", "ams"]) == "fra"
-    assert pop_of("FRA.cdn.example.com.", ["fra"]) == "fra"
+    # Another operator's servers named after the same city are not ours (issue: "ams.other-operator.example").
+    assert pop_of("ams.other-operator.example", ["ams", "fra"]) is None
+    assert pop_of("FRA.cdn.example.com.", ["fra"]) is None
+    assert pop_of("FRA", ["fra"]) is None and pop_of("fra ", ["fra"]) is None
     assert pop_of("k3.ams-ix.k.ripe.net", ["ams", "fra"]) is None
     assert pop_of("frankfurt", ["fra"]) is None
 

@@ -63,4 +63,5 @@ def test_unknown_stack_lists_the_known_ones(project: Path, capsys: pytest.Captur
 def test_yaml_syntax_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (project / "Pulumi.bad.yaml").write_text("config:\n  anycast:network: {asn: [\n")
     assert main(["render", "--stack", "bad", "--out", "out"]) == 2
-    assert capsys.readouterr().err == "error: Pulumi.bad.yaml: not valid YAML at line 3, column 1: expected the node content, but found '<stream end>'\n"
+    assert capsys.readouterr().err == (
+        "error: Pulumi.bad.yaml: line 3, column 1: not valid YAML: while parsing a flow node, did not find expected node content\n")

@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.dashboard import dashboard
-from infra.monitoring import load_outputs, write_targets
+from infra.monitoring.dashboard import dashboard
+from infra.monitoring.targets import load_outputs, write_targets
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 OUTPUTS = FIXTURES / "stack-outputs-prod.json"

@@ -1,11 +1,12 @@
-"""Route53 geolocation rules (infra/georules.py): the continent table, record-set generation and resolve()."""
+"""Route53 geolocation rules (infra/derived/georules.py): the continent table, record-set generation and resolve()."""
 
 from __future__ import annotations
 
 import pytest
 
-from infra.georules import GeoRecordSet, continent_of, country_continents, geo_record_sets, resolve
+from infra.derived.georules import GeoRecordSet, geo_record_sets, resolve
 from infra.model import Network
+from infra.model.regions import continent_of, country_continents
 
 UNICAST = {"sao": ("203.0.113.23", "2001:db8:5000:17::1"), "jnb": ("203.0.113.15", "2001:db8:5000:f::1")}
 

@@ -234,7 +234,7 @@ def test_bad_config_is_refused_at_start_with_one_line(env: Any) -> None:
 
 
 def test_rendered_health_json_is_accepted() -> None:
-    from infra.stack import load_network
+    from infra.model.stack import load_network
     from userdata.health_config import health_config
 
     net = load_network("dev")

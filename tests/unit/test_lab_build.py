@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack import load_network
-from lab.boot import build
-from lab.topology import build_plan
+from infra.model.stack import load_network
+from lab.boot.up import build
+from lab.plan.topology import build_plan
 
 
 def _run(cmd: list[str]) -> None:

@@ -12,14 +12,16 @@ from typing import Any
 
 import pytest
 
-from infra.stack import load_network
-from lab import bgp
-from lab import checks as lab_checks
-from lab.checks import Check, check_logs, check_routes, check_sessions, expected_logs, expected_routes, monitoring_rows
-from lab.failover import _after_event, failover_problems
-from lab.monitoring import ProbeResult, lab_outputs, probe_plan
-from lab.probes import Prober
-from lab.topology import LabPlan, build_plan
+from infra.model.stack import load_network
+from lab.checks import Check
+from lab.checks import core as lab_checks
+from lab.checks.core import check_logs, check_routes, check_sessions, expected_logs, expected_routes
+from lab.checks.monitoring import monitoring_rows
+from lab.monitor.blackbox import ProbeResult, lab_outputs, probe_plan
+from lab.net import bgp
+from lab.net.probes import Prober
+from lab.plan.topology import LabPlan, build_plan
+from lab.scenarios.faults import _after_event, failover_problems
 
 PLAN = build_plan("dev", load_network("dev"))
 

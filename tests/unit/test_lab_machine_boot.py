@@ -1,5 +1,5 @@
 """Machine mode's boot shortcuts that must not change a verdict: cloud-init's status read from its own files, and the
-image settings that only save CPU (lab/image.py). The boot itself: tests/lab/test_lab_machines.py."""
+image settings that only save CPU (lab/drivers/image.py). The boot itself: tests/lab/test_lab_machines.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import image
-from lab.machines import finished_without_errors
+from lab.drivers import image
+from lab.drivers.machines import finished_without_errors
 
 DS = "DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud][dsmode=net]"
 

@@ -8,13 +8,15 @@ import json
 import pytest
 import yaml
 
-from infra.stack import load_network
-from lab import image, mirror
-from lab.boot import _links
-from lab.machine_checks import _seconds, rendered_units
-from lab.machine_lab import mirror_address, mirror_url, packages_of, user_data
-from lab.machines import MachineSpec, cgroup_dirs, meta_data
-from lab.topology import build_plan
+from infra.model.stack import load_network
+from lab.boot.machines import mirror_address, mirror_url, packages_of, user_data
+from lab.boot.up import _links
+from lab.checks.machine import rendered_units
+from lab.cloud import mirror
+from lab.drivers import image
+from lab.drivers.machine import seconds as systemd_seconds
+from lab.drivers.machines import MachineSpec, cgroup_dirs, meta_data
+from lab.plan.topology import build_plan
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_unknown_package_names_are_read_from_apt() -> None:
 
 
 def test_timer_started_oneshots_must_have_run_daemons_must_be_active(dev: tuple[object, dict[str, bytes]]) -> None:
-    from lab.machine_checks import rendered_unit_kinds
+    from lab.checks.machine import rendered_unit_kinds
 
     _, data = dev
     ams = rendered_unit_kinds(data["ams"].decode())
@@ -67,7 +69,7 @@ def test_packages_and_units_come_from_the_user_data(dev: tuple[object, dict[str,
 
 def test_user_data_is_the_render_byte_for_byte(dev: tuple[object, dict[str, bytes]]) -> None:
     """What the Pulumi program renders for Vultr, with the lab's access key where the program passes the PoP's own."""
-    from lab.tls import LAB_CREDENTIALS
+    from lab.cloud.tls import LAB_CREDENTIALS
     from userdata.render import render_pop
     from userdata.tls import CREDENTIALS_FILE, TlsCredentials
 
@@ -109,4 +111,4 @@ def test_meta_data_and_cgroups_are_per_container() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("2s", 2.0), ("500ms", 0.5), ("1min 30s", 90.0), ("0", 0.0),
                                                 ("infinity", 0.0)])
 def test_systemd_time_spans(text: str, seconds: float) -> None:
-    assert _seconds(text) == seconds
+    assert systemd_seconds(text) == seconds

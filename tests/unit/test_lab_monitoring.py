@@ -1,4 +1,4 @@
-"""The lab's stack outputs (built from lab addresses with infra/outputs.py) and the probe plan, without root."""
+"""The lab's stack outputs (built from lab addresses with infra/derived/outputs.py) and the probe plan, without root."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from typing import Any
 import pytest
 
 from infra.cli.main import main
-from infra.monitoring import blackbox_modules, file_sd
-from infra.outputs import OUTPUT_KEYS
-from infra.stack import load_network
-from lab.monitoring import lab_addresses, lab_outputs, parse_probe_success, probe_plan, write_lab_targets
-from lab.topology import LabPlan, build_plan
+from infra.derived.outputs import OUTPUT_KEYS
+from infra.model.stack import load_network
+from infra.monitoring.targets import blackbox_modules, file_sd
+from lab.monitor.blackbox import lab_addresses, lab_outputs, parse_probe_success, probe_plan, write_lab_targets
+from lab.plan.topology import LabPlan, build_plan
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
 ALLOWED = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
 
 
 def _state(plan: LabPlan, base: Path) -> dict[str, Any]:
-    """The part of ``.lab/<stack>/state.json`` the builder reads (``lab.boot._state`` writes these keys)."""
+    """The part of ``.lab/<stack>/state.json`` the builder reads (``lab.boot.up._state`` writes these keys)."""
     return {"dir": str(base), "pops": {p.code: {"unicast_ipv4": p.unicast_ipv4, "unicast_ipv6": p.unicast_ipv6}
                                        for p in plan.pops}}
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from infra.model import VULTR_NEIGHBOR_V4, VULTR_NEIGHBOR_V6
-from infra.stack import load_network
-from lab.checks import expected_routes
-from lab.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
-from lab.geodns import expected_pop, geo_answer
-from lab.leak import leak_prefixes, leaker_conf
-from lab.topology import CLIENT_SITES, LabPlan, build_plan, local_pref
+from infra.model.stack import load_network
+from lab.checks.core import expected_routes
+from lab.checks.leak import leak_prefixes, leaker_conf
+from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
+from lab.plan.geodns import expected_pop, geo_answer
+from lab.plan.topology import CLIENT_SITES, LabPlan, build_plan, local_pref
 from userdata.render import render_pop, zone_file_name
 
 ALLOWED = [ipaddress.ip_network(n) for n in (

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.monitoring import exporter_file_sd, file_sd, prometheus_config
-from infra.stack import load_network
-from lab.monitoring import lab_outputs
-from lab.prometheus import (
+from infra.model.stack import load_network
+from infra.monitoring.targets import exporter_file_sd, file_sd, prometheus_config
+from lab.monitor.blackbox import lab_outputs
+from lab.monitor.prometheus import (
     LAB_INTERVAL,
     MON_V4,
     MON_V6,
@@ -23,7 +23,7 @@ from lab.prometheus import (
     namespace_lines,
     summarize_targets,
 )
-from lab.topology import BACKBONE_V4, BACKBONE_V6, build_plan
+from lab.plan.topology import BACKBONE_V4, BACKBONE_V6, build_plan
 
 
 def _state(stack: str) -> dict[str, object]:

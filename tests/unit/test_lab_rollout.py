@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from bench.rollout import changed_network
-from infra.stack import load_network
-from lab.boot import pop_lab_files
-from lab.rollout import FAULTS, _link_lines, changed_pops
-from lab.topology import ODD_POOL_V4, ODD_POOL_V6, VULTR_POOL_V4, VULTR_POOL_V6, build_plan, pop_dir_name, state_generations
+from infra.model.stack import load_network
+from lab.boot.up import pop_lab_files
+from lab.plan.topology import ODD_POOL_V4, ODD_POOL_V6, VULTR_POOL_V4, VULTR_POOL_V6, build_plan, pop_dir_name, state_generations
+from lab.scenarios.rollout import FAULTS, _link_lines, changed_pops
 from userdata.render import render_pop
 
 PASSWORD = "lab-password"

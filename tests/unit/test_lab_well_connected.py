@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from infra.model import Network, parse_network
-from infra.stack import NETWORK_KEY, read_stack_config
-from lab.configs import client_bird_conf
-from lab.topology import TRANSIT_ASN, build_plan, parse_well_connected
+from infra.model.stack import NETWORK_KEY, read_stack_config
+from lab.plan.configs import client_bird_conf
+from lab.plan.topology import TRANSIT_ASN, build_plan, parse_well_connected
 
 
 def _without_maa_prepend() -> Network:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from infra.model import ConfigError, parse_network
-from infra.stack import read_stack_config
+from infra.model.stack import read_stack_config
 from userdata.render import render_pop
 
 Path = tuple[str | int, ...]

@@ -14,7 +14,7 @@ import yaml
 
 from infra.cli.main import main
 from infra.model import ConfigError
-from infra.monitoring import blackbox_modules, exporter_file_sd, file_sd, load_outputs
+from infra.monitoring.targets import blackbox_modules, exporter_file_sd, file_sd, load_outputs
 
 OUTPUTS = Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json"
 
@@ -100,11 +100,11 @@ def test_exporter_targets_ipv6_only_and_undeployed() -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["pops"]["ams"].update(mode="edge"), "pops.ams.mode is 'edge', not anycast or unicast"),
-    (lambda d: d["pops"]["ams"].update(ipv4="ams.example.com"), "pops.ams.ipv4 is 'ams.example.com', not an IP address"),
-    (lambda d: d["probes"]["http"][0].pop("expectXPop"), "probes.http[0] lacks expectXPop"),
-    (lambda d: d["network"].update(anycastPops="ams"), "network.anycastPops is not a list of PoP codes"),
-    (lambda d: d.update(pops={"vpc": "vpc-123"}), "pops.vpc is not an object"),
+    (lambda d: d["pops"]["ams"].update(mode="edge"), "$.pops.ams.mode: Input should be 'anycast' or 'unicast'"),
+    (lambda d: d["pops"]["ams"].update(ipv4="ams.example.com"), "$.pops.ams.ipv4: 'ams.example.com' is not an IP address"),
+    (lambda d: d["probes"]["http"][0].pop("expectXPop"), "$.probes.http[0].expectXPop: Field required"),
+    (lambda d: d["network"].update(anycastPops="ams"), "$.network.anycastPops: Input should be a valid list"),
+    (lambda d: d.update(pops={"vpc": "vpc-123"}), "$.pops.vpc: Input should be a valid dictionary"),
 ])
 def test_outputs_of_the_wrong_shape(tmp_path: Path, change: Any, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(OUTPUTS.read_text())

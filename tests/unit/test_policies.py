@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.facts import network_facts
+from infra.derived.facts import network_facts
 from infra.model import Network
 from policies import rules
 from policies.bird import bgp_exports, bird_conf_from_user_data, export_problems, prefix_sets

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.model import ConfigError
-from infra.stack import load_network
+from infra.model.stack import load_network
 from policies.bird import BirdSyntaxError, bgp_exports, bird_conf_from_user_data, export_problems, tokenize
 from tests.helpers.bird_conf import INJECTION, NETWORK, POP, TEMPLATE, variants, with_password
 from userdata.render import check_password, render_bird

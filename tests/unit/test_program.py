@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from infra.georules import GeoRecordSet, resolve
+from infra.derived.georules import GeoRecordSet, resolve
+from infra.derived.outputs import OUTPUT_KEYS
 from infra.model import Network
-from infra.outputs import OUTPUT_KEYS
 from tests.helpers.program import FIXTURES, mock_run, schema_problems, schemas
 from tests.pulumi_mocks import TEST_BGP_PASSWORD, TEST_VULTR_API_KEY, ZONE_ID, run_in_subprocess, stack_output_json
 
@@ -52,7 +52,8 @@ def test_prod_counts(prod_network: Network) -> None:
     assert counts[CHECK] == 4  # sao and jnb, v4 and v6
     # delegation + 3 names x (A, AAAA) x (default, SA, AF) + TLS: the challenge zone's delegation and www's CNAME
     assert counts[RECORD] == 1 + 3 * 2 * 3 + 2
-    assert counts["pulumi-python:dynamic:Resource"] == 2 + 18  # RIPE route + route6 (ripe.manage), a gate per Vultr PoP
+    # RIPE route + route6 (ripe.manage); a gate and a restart mark per Vultr PoP
+    assert counts["pulumi-python:dynamic:Resource"] == 2 + 2 * 18
     labels = {r["inputs"]["label"] for r in of_type(run, INSTANCE)}
     assert not any("hkg" in label or "maa" in label for label in labels)
 
@@ -63,11 +64,11 @@ def test_dev_counts() -> None:
     assert counts[INSTANCE] == 3
     assert counts[CHECK] == 2
     assert counts[RECORD] == 1 + 3 * 2 * 2 + 2
-    assert counts["pulumi-python:dynamic:Resource"] == 3  # the readiness gates; no RIPE objects
+    assert counts["pulumi-python:dynamic:Resource"] == 2 * 3  # the readiness gates and restart marks; no RIPE objects
 
 
 def test_instances(run: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    from infra.stack import load_network
+    from infra.model.stack import load_network
 
     network = load_network(run["stack"])
     firewall = of_type(run, "vultr:index/firewallGroup:FirewallGroup")[0]
@@ -135,7 +136,7 @@ def _record_sets(run: dict[str, Any]) -> dict[tuple[str, str], list[GeoRecordSet
 
 
 def test_geo_records_and_health_checks(run: dict[str, Any]) -> None:
-    from infra.stack import load_network
+    from infra.model.stack import load_network
 
     network = load_network(run["stack"])
     pops = output(run, "pops")
@@ -241,7 +242,7 @@ def test_schema_check_catches_mistakes() -> None:
 
 
 def test_config_error_is_reported_with_field_lines() -> None:
-    doc = json.loads(json.dumps(__import__("infra.stack", fromlist=["x"]).read_stack_config("dev")["anycast:network"]))
+    doc = json.loads(json.dumps(__import__("infra.model.stack", fromlist=["x"]).read_stack_config("dev")["anycast:network"]))
     doc["prefixes"]["ipv4"] = "192.0.2.0/25"
     with pytest.raises(RuntimeError) as err:
         run_in_subprocess("dev", network=doc)

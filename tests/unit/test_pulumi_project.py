@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from infra.model import stack_yaml
 from tests.pulumi_cli_rules import (
     OBJECT_TYPE_SINCE,
     PROJECT_JSON_SHA256,
@@ -54,11 +54,11 @@ SCHEMAS = dict(_schemas())
 
 
 def project_doc() -> dict[str, Any]:
-    return dict(yaml.safe_load((ROOT / "Pulumi.yaml").read_text(encoding="utf-8")))
+    return dict(stack_yaml.load(ROOT / "Pulumi.yaml"))  # Pulumi.yaml too is read with Go's yaml.v3
 
 
 def stack_doc(stack: str) -> dict[str, Any]:
-    return dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8")))
+    return dict(stack_yaml.load(ROOT / f"Pulumi.{stack}.yaml"))
 
 
 def with_secrets(doc: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def test_the_program_runs_with_the_config_the_cli_hands_it(tmp_path: Path) -> No
 
 
 def old_project() -> Any:
-    return yaml.safe_load((FIXTURES / "Pulumi.yaml.refused").read_text(encoding="utf-8"))
+    return stack_yaml.load(FIXTURES / "Pulumi.yaml.refused")
 
 
 @pytest.mark.parametrize("stack", STACKS)

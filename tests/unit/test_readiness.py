@@ -158,8 +158,9 @@ def test_the_real_agents_status_document_fits_the_gate() -> None:
     import sys
     from pathlib import Path
 
-    from infra.stack import load_network
-    from userdata.health_config import STATUS_PORT, health_config
+    from infra.contracts import HEALTH_STATUS_PORT as STATUS_PORT
+    from infra.model.stack import load_network
+    from userdata.health_config import health_config
 
     path = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-health.py"
     spec = importlib.util.spec_from_file_location("anycast_health_for_gate", path)
@@ -176,3 +177,20 @@ def test_the_real_agents_status_document_fits_the_gate() -> None:
     assert status_problems(status, GateTarget("ams", "anycast", (), "z", sessions=2)) == [
         "health checks failing: dns, http", "BIRD's control socket does not answer the agent", "0 BGP sessions, expected 2",
         "anycast routes not exported (agent: unknown, starting: no checks yet)"]
+
+
+def test_a_restarted_unicast_pop_counts_only_after_an_outage_or_the_settle_time() -> None:
+    """Unicast PoPs run no agent to say when they started: after a restart request the gate wants to see them down
+    (or waits ``settle`` s) before ready polls count, so it cannot pass on the PoP before its reboot."""
+    now = [1000.0]
+    seen = iter([[], [], ["HTTP on 192.0.2.1: ConnectionRefusedError"], [], []])
+    t = GateTarget("sao", "unicast", ("192.0.2.1",), "z", restarted_after=1000.0)
+    result = wait_ready(t, timeout=100, interval=1, consecutive=2, probe=lambda _t: next(seen),
+                        clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), wall=lambda: now[0])
+    assert result.polls == 5 and result.log[0].endswith("not restarted yet: no outage seen since the restart request; "
+                                                        "counting from 180 s after it")
+    now[0] = 1000.0
+    always = GateTarget("sao", "unicast", ("192.0.2.1",), "z", restarted_after=1000.0)
+    result = wait_ready(always, timeout=400, interval=30, consecutive=2, probe=lambda _t: [], clock=lambda: now[0],
+                        sleep=lambda s: now.__setitem__(0, now[0] + s), wall=lambda: now[0])
+    assert result.seconds == 210  # good polls count from 180 s on (polls at 180 and 210 s)

@@ -100,7 +100,8 @@ def test_vultr_unicast_pop_fills_its_address_at_boot(prod_network: Network) -> N
     doc = _cloud_config(rendered.user_data)
     assert _file(doc, "/usr/local/sbin/anycast-local-addresses")["permissions"] == "0755"
     assert "health.json" not in rendered.files  # no anycast route to withdraw: Route53 health checks cover it
-    assert ["systemctl", "enable", "--now", "anycast-addresses.service", "anycast-local-addresses.service"] in doc["runcmd"]
+    assert ["systemctl", "enable", "--now", "anycast-addresses.service", "anycast-local-addresses.service",
+            "anycast-neighbor-route.service"] in doc["runcmd"]  # the last: prod's bgp.ipv6NeighborRoute is auto
 
 
 def test_cloud_config_carries_every_file(prod_network: Network) -> None:
@@ -215,7 +216,7 @@ def test_user_data_fits_the_budget_and_ships_the_agents_unchanged(stack: str) ->
     import gzip
     from pathlib import Path
 
-    from infra.stack import load_network
+    from infra.model.stack import load_network
     from userdata.render import USER_DATA_BUDGET
 
     network = load_network(stack)

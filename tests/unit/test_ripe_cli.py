@@ -11,9 +11,9 @@ import pytest
 from infra.cli import main as cli
 from infra.cli import ripe as ripe_cli
 from infra.model import Network, parse_network
+from infra.model.stack import NETWORK_KEY, read_stack_config
 from infra.ripe.desired import managed_remark
 from infra.ripe.transport import RetryPolicy
-from infra.stack import NETWORK_KEY, read_stack_config
 from tests.ripe_fake_server import FakeRipe, Fault, Protection
 
 KEY = "TESTKEYID:s3cr3t-Test-Key"

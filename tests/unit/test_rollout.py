@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from infra.components.gate import KIND, REPLACE_ON, PopGateProvider
+from infra.components.gate import KIND, MARK_KIND, REPLACE_ON, RESTART_ON, PopGateProvider, RestartMarkProvider
+from infra.derived.rollout import overlap_estimate, rollout_waves, worst_wave_minutes
+from infra.model.regions import vultr_regions
+from infra.model.stack import load_network, read_stack_config
 from infra.readiness import NotReady
-from infra.regions import vultr_regions
-from infra.rollout import overlap_estimate, rollout_waves
-from infra.stack import load_network, read_stack_config
 from tests.fake_pop import FakePop, FakePopState, status_document
 from tests.helpers.program import mock_run
 from tests.pulumi_mocks import TEST_BGP_PASSWORD, run_in_subprocess
@@ -23,11 +23,15 @@ from tests.pulumi_mocks import TEST_BGP_PASSWORD, run_in_subprocess
 INSTANCE = "vultr:index/instance:Instance"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 GATE_INPUTS = {"kind", "pop", "mode", "instanceId", "userDataHash", "addresses", "zone", "sessions", "timeoutSeconds",
-               "intervalSeconds", "statusPort", "statusPath", "__provider"}  # outputs seeded None are not sent
+               "intervalSeconds", "statusPort", "statusPath", "restartAt", "__provider"}  # outputs seeded None are not sent
 
 
 def gates(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["inputs"]["pop"]: r for r in run["resources"] if r["type"] == DYNAMIC and r["inputs"].get("kind") == KIND}
+
+
+def marks(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["inputs"]["pop"]: r for r in run["resources"] if r["type"] == DYNAMIC and r["inputs"].get("kind") == MARK_KIND}
 
 
 def instances(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -62,6 +66,23 @@ def test_instances_of_wave_k_plus_1_depend_on_every_gate_of_wave_k(stack: str) -
         for code in wave:
             deps = gate_urns(inst[code]["dependencies"])
             assert deps == (set(waves[k - 1]) if k else set()), f"{code} in wave {k}"
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_a_plan_change_re_arms_the_gate_before_the_next_wave(stack: str) -> None:
+    """The chain an in-place resize travels: mark (plan) -> instance -> gate (restartAt) -> instances of wave k+1."""
+    run, network = mock_run(stack), load_network(stack)
+    inst, g, m = instances(run), gates(run), marks(run)
+    waves = rollout_waves(network)
+    assert set(m) == set(inst) == set(g)
+    for k, wave in enumerate(waves):
+        for code in wave:
+            mark = m[code]
+            assert mark["inputs"]["plan"] == inst[code]["inputs"]["plan"] == network.pop(code).plan
+            assert any(u.endswith(f"::{code}-restart") for u in inst[code]["dependencies"]), "resized after the mark"
+            assert gate_urns(mark["dependencies"]) == (set(waves[k - 1]) if k else set()), "marked when the wave starts"
+            assert any(u.endswith(f"::{code}-restart") for u in g[code]["dependencies"])
+            assert g[code]["inputs"]["restartAt"] == 1.7e9  # the mock mark's ``at``
 
 
 def test_each_gate_waits_for_its_instance_and_carries_no_secret_in_plain_text() -> None:
@@ -139,6 +160,43 @@ def test_a_new_timeout_is_an_update_that_polls_nothing() -> None:
     assert outs is not None and outs["timeoutSeconds"] == 1800 and outs["readySeconds"] == 42.0
 
 
+def test_the_restart_mark_moves_only_when_a_reboot_input_changes() -> None:
+    p = RestartMarkProvider()
+    old = {"kind": MARK_KIND, "pop": "ams", "plan": "vc2-1c-1gb"}
+    assert p.diff("m", old, dict(old)).changes is False
+    resize = p.diff("m", old, {**old, "plan": "vc2-1c-2gb"})
+    assert resize.changes is True and resize.replaces == []
+    created = p.create(old).outs
+    updated = p.update("m", {**old, "at": 1.0}, {**old, "plan": "vc2-1c-2gb"}).outs
+    assert created is not None and updated is not None and created["at"] <= updated["at"] and updated["at"] > 1.0
+
+
+def test_a_restart_request_is_an_update_of_the_gate() -> None:
+    p = PopGateProvider()
+    assert RESTART_ON == ("restartAt",)
+    d = p.diff("g", {**OLD, "restartAt": 1.0}, {**OLD, "restartAt": 2.0})
+    assert d.changes is True and d.replaces == []  # same instance: update, which polls (below)
+    assert p.diff("g", {**OLD, "restartAt": 1.0}, {**OLD, "restartAt": rpc.UNKNOWN}).changes is True  # preview
+    # A gate from before restart marks gets its first restartAt: nothing restarted, nothing polled (unreachable address).
+    outs = p.update("g", {**OLD, "readySeconds": 42.0, "polls": 3}, {**OLD, "restartAt": 5.0}).outs
+    assert outs is not None and outs["restartAt"] == 5.0 and outs["readySeconds"] == 42.0
+
+
+def test_after_a_resize_the_gate_waits_for_the_restarted_pop() -> None:
+    """Old PoP still up (agent started before the restart request): not ready; rebooted PoP: ready."""
+    requested = 1_700_000_000.0
+    old_agent = {**status_document("ams"), "agent": {"started": requested - 3600}}
+    with FakePop(FakePopState("ams", status=old_agent)) as fake, pytest.raises(NotReady) as err:
+        PopGateProvider().update("g", {**_props(fake, 0.3), "restartAt": requested - 60},
+                                 {**_props(fake, 0.3), "restartAt": requested})
+    assert "not restarted yet: the health agent started at 1699996400.0, before the restart requested at 1700000000" in str(err.value)
+    new_agent = {**status_document("ams"), "agent": {"started": requested + 40}}
+    with FakePop(FakePopState("ams", status=new_agent)) as fake:
+        outs = PopGateProvider().update("g", {**_props(fake, 5, interval=0.5), "restartAt": requested - 60},
+                                        {**_props(fake, 5, interval=0.5), "restartAt": requested}).outs
+    assert outs is not None and outs["polls"] == 2 and outs["restartAt"] == requested and "__provider" not in outs
+
+
 def _props(fake: FakePop, timeout: float, interval: float = 0.05) -> dict[str, Any]:
     return {**OLD, "addresses": ["127.0.0.1"], "timeoutSeconds": timeout, "intervalSeconds": interval,
             "statusPort": fake.http_port, "httpPort": fake.http_port, "__provider": "pickled"}
@@ -168,4 +226,16 @@ def test_cost_output_shows_the_overlap_of_a_rollout() -> None:
     assert rollout["waves"] == rollout_waves(network) and rollout["extraInstances"] == 18
     # wave i's 5 $/month PoPs overlap (4 - i) waves of 5 minutes: (1*4 + 2*3 + 5*2 + 10*1) * 5/60 h * 5/730 $/h
     assert rollout["typicalExtraUsd"] == round(30 * 5 / 60 * 5 / 730, 4)
-    assert rollout["worstCaseMinutes"] == 4 * (15 + 5)
+    # waves of 1, 2, 5, 10 PoPs, 4 gates polled at once: 1, 1, 2, 3 gate timeouts of 15 minutes, + 5 minutes each
+    assert rollout["worstCaseMinutes"] == (1 + 1 + 2 + 3) * 15 + 4 * 5 == 125
+
+
+def test_the_worst_case_counts_the_dynamic_provider_threads() -> None:
+    """The figure rests on the installed SDK's provider server: at most 4 dynamic-resource calls at once."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pulumi.dynamic.__main__")  # the server's source, not imported (it starts gRPC)
+    assert spec is not None and spec.origin is not None
+    assert "futures.ThreadPoolExecutor(max_workers=4)" in Path(spec.origin).read_text()
+    assert [worst_wave_minutes(n, 900, 5) for n in (1, 4, 5, 8, 9, 10)] == [20, 20, 35, 35, 50, 50]

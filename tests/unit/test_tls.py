@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from infra.derived.tls_iam import ACTIONS_KEY, NAMES_KEY, TYPES_KEY, issuer_policy, policy_problems, reader_policy
 from infra.model import ConfigError, Network, parse_network
-from infra.stack import read_stack_config
-from infra.tls_iam import ACTIONS_KEY, NAMES_KEY, TYPES_KEY, issuer_policy, policy_problems, reader_policy
+from infra.model.stack import read_stack_config
 from policies import rules
 from tests.conftest import TEST_PASSWORD
 from tests.helpers.policy_args import resource_args, violations
@@ -241,7 +241,7 @@ def test_access_keys_reach_only_the_secret_user_data() -> None:
 # --- monitoring: HTTPS probes see the certificate -------------------------------------------------------------------
 
 def test_https_probes_and_blackbox_modules(tmp_path: Path) -> None:
-    from infra.monitoring import blackbox_modules, file_sd, load_outputs
+    from infra.monitoring.targets import blackbox_modules, file_sd, load_outputs
 
     outputs = load_outputs(Path(__file__).resolve().parent.parent / "fixtures" / "stack-outputs-prod.json")
     https = {g["labels"]["probe"]: g for g in file_sd(outputs)["https.json"]}
@@ -260,6 +260,6 @@ def test_https_probes_and_blackbox_modules(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=30, check=False)
         assert res.returncode == 0, res.stderr
     plain = parse_network(dev_doc(enabled=False))
-    from infra.outputs import probes_output
+    from infra.derived.outputs import probes_output
 
     assert probes_output(plain, {p.code: (None, None) for p in plain.pops})["https"] == []

@@ -155,3 +155,34 @@ def test_pulumi_cli_and_python_packages_are_pinned_to_the_checked_versions(name:
 def test_preview_covers_every_stack() -> None:
     stacks = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
     assert pulumi_job(load("preview.yml"))["strategy"]["matrix"]["stack"] == stacks == ["dev", "free", "prod"]
+
+
+# --- where `pulumi up` runs -----------------------------------------------------------------------------------------
+
+DEPLOY_LABEL = "anycast-deploy"  # the self-hosted runner docs/deploy.md sets up inside admin.monitoringCidrs
+
+
+def test_up_runs_where_the_gates_reach_the_pops() -> None:
+    """The gates poll tcp/9325, open to admin.monitoringCidrs only (and free is IPv6-only): GitHub-hosted runners
+    reach neither, so `pulumi up` runs on the self-hosted runner label that docs/deploy.md sets up."""
+    doc = load("deploy.yml")
+    job = pulumi_job(doc)
+    assert job["runs-on"] == ["self-hosted", "linux", DEPLOY_LABEL]
+    assert set(doc[True]) == {"push"}, "a self-hosted runner must never run code from pull requests"
+    # The job outlives the worst case of the rollout it runs (ceil(wave/4) gate timeouts per wave).
+    from infra.derived.rollout import overlap_estimate
+    from infra.model.stack import load_network
+
+    assert job["timeout-minutes"] > overlap_estimate(load_network("prod"))["worstCaseMinutes"]
+    docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert f"--labels {DEPLOY_LABEL}" in docs and "admin.monitoringCidrs" in docs
+
+
+@pytest.mark.parametrize("name", ALL_WORKFLOWS)
+def test_only_the_deploy_job_uses_the_self_hosted_runner(name: str) -> None:
+    """Previews run on pull requests (code from anyone with a branch): never on the deploy runner."""
+    for job_name, job in load(name)["jobs"].items():
+        labels = job["runs-on"] if isinstance(job["runs-on"], list) else [job["runs-on"]]
+        if name == "deploy.yml" and job_name == "up":
+            continue
+        assert "self-hosted" not in labels and DEPLOY_LABEL not in labels, f"{name}: {job_name}"

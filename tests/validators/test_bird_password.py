@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from infra.model import ConfigError
-from infra.stack import load_network
+from infra.model.stack import load_network
 from policies.bird import export_problems, tokenize
 from tests.helpers.bird_conf import INJECTION, variants, with_password
 from userdata.render import check_password, render_bird

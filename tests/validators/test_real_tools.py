@@ -11,7 +11,7 @@ import pytest
 
 from infra.cli.render import write_rendered
 from infra.model import Network
-from infra.stack import load_network
+from infra.model.stack import load_network
 from tests.conftest import TEST_PASSWORD
 from userdata.render import LOCAL_ADDRESSES_INCLUDE
 

@@ -2,9 +2,10 @@
 """anycast-health: announce this PoP's anycast routes only while Caddy and NSD answer; withdraw within milliseconds.
 
 Reads ``/etc/anycast/health.json`` (see ``userdata/health_config.py``; every key is checked at start, a wrong type or
-an unknown key is refused with one line naming it). The PoP is **fail-closed**: the rendered bird.conf starts the
-anycast static protocols ``disabled``, so BIRD (at boot, after a crash or restart) announces nothing until this agent
-enables them.
+an unknown key is refused with one line naming it). Its keys, defaults, ``/status`` fields and metric names are the
+project's ``infra/contracts.py``, copied here to stay standard-library only (tests/unit/test_contracts.py compares
+them). The PoP is **fail-closed**: the rendered bird.conf starts the anycast static protocols ``disabled``, so BIRD (at
+boot, after a crash or restart) announces nothing until this agent enables them.
 
 * **Polling** (hangs): every ``interval_ms`` a ``GET <path>`` to Caddy must answer 200 and a ``<qname> <qtype>`` query
   (built with struct) to NSD must answer NOERROR, each within ``timeout_ms``. ``fall`` bad rounds in a row withdraw,
@@ -70,9 +71,9 @@ SCHEMA: dict[str, Any] = {
     "http": {"host": (_STR, None), "port": (_INT, 80), "path": (_STR, "/healthz"), "timeout_ms": (_INT, 300)},
     "dns": {"server": (_STR, None), "port": (_INT, 53), "qname": (_STR, None), "qtype": (_STR, "SOA"),
             "timeout_ms": (_INT, 300)},
-    "bird": {"socket": (_STR, None), "protocols": (_STRS, None), "timeout_ms": (_INT, 500)},
+    "bird": {"socket": (_STR, None), "protocols": (_STRS, None), "timeout_ms": (_INT, 250)},
     "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120)},
-    "status": {"address": (_STR, "::"), "port": (_INT, 9180)},
+    "status": {"address": (_STR, "::"), "port": (_INT, 9325)},
     "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
               "ports": ([_INT], [53, 80, 443])},
 }
@@ -169,10 +170,10 @@ class Config:
     dns: DnsCheck | None
     bird_socket: str
     protocols: tuple[str, ...]
-    bird_timeout: float = 0.5
+    bird_timeout: float = 0.25
     damping: Damping = Damping()
     status_address: str = "::"
-    status_port: int = 9180
+    status_port: int = 9325
     drain: DrainConfig = DrainConfig()
 
 

@@ -1,0 +1,1 @@
+"""Monitoring generated from stack outputs: Prometheus targets (``targets``), alert rules, the Grafana dashboard."""
