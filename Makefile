@@ -6,18 +6,19 @@ DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl promet
 STACK ?= prod
 MODE ?= processes
 
-.PHONY: help deps debs venv lock test lint golden docs lab lab-down bench render clean yaml-corpus
+.PHONY: help deps debs venv lock test check lint golden docs lab lab-down bench render clean yaml-corpus
 
 help:
 	@echo "make lab     boot the prod network in a local lab of namespaces and check it (root)"
 	@echo "             MODE=machines: every PoP a Debian 12 container booted from its user data"
-	@echo "make test    install everything and run the tests"
+	@echo "make test    install everything and run the tests (the lab ones need root)"
+	@echo "make check   the fast tier: every test but the lab and the slow ones (docs/testing.md)"
 	@echo "make lint    ruff + mypy"
 	@echo "make lock    rewrite requirements.lock from pyproject.toml (then review git diff)"
 	@echo "make golden  rewrite the golden files of the dev stack (review with git diff)"
 	@echo "make docs    regenerate docs/config.md from the model"
 	@echo "make yaml-corpus  re-record the YAML corpus with Go yaml.v3 after a Pulumi*.yaml change"
-	@echo "make bench   print timing figures"
+	@echo "make bench   measure, print and write docs/figures.md"
 
 deps: debs venv
 
@@ -51,8 +52,16 @@ lock:
 	  --allow-unsafe --extra dev --strip-extras --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple \
 	  -P pulumi==$(PULUMI_VERSION) -o requirements.lock pyproject.toml
 
+# Everything but the lab on $(JOBS) pytest-xdist workers, then the lab modules in one process, one after the other
+# (they share the dev stack's namespaces). CI=true (.ci/run, GitHub) turns every skip into a failure (tests/conftest.py).
+JOBS ?= 2
 test: deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not lab" -n $(JOBS)
+	$(PY) -m pytest -q -m lab
+
+# The fast tier for the edit-test loop: no lab, none of tests/helpers/tiers.py's slow tests; no root needed.
+check: venv
+	$(PY) -m pytest -q -m "not lab and not slow" -n $(JOBS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

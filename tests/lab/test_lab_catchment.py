@@ -21,7 +21,7 @@ from lab.boot.up import down, up
 from lab.plan.topology import parse_well_connected
 from lab.scenarios.catchment import lab_observations
 from tests.conftest import ROOT
-from tests.lab.test_lab_dev import REASON
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "step8"

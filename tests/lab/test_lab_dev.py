@@ -24,14 +24,10 @@ from lab.checks import run_checks
 from lab.net.netns import list_namespaces, namespace_pids
 from lab.net.processes import alive
 from lab.state import LabState, state_path
-from tests.lab.availability import lab_unavailable
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"
-TOOLS = ("ip", "bird", "birdc", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl")
-
-
-REASON = lab_unavailable(TOOLS, "the lab (network namespaces)")
 
 
 @pytest.fixture(scope="module")

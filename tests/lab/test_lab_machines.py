@@ -23,7 +23,7 @@ from lab.drivers.machines import CGROUP_FS, lab_cgroups, lab_mounts
 from lab.net.netns import LabError, list_namespaces
 from lab.plan.topology import build_plan
 from lab.state import LabState
-from tests.lab.availability import lab_unavailable
+from tests.helpers.environment import lab_unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"

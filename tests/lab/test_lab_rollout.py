@@ -17,7 +17,7 @@ from lab.checks import run_checks
 from lab.net.netns import list_namespaces
 from lab.scenarios.rollout import rollout
 from lab.state import load_state
-from tests.lab.test_lab_dev import REASON
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "dev"

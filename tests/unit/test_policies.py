@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 from pulumi_policy import (
     EnforcementLevel,
-    PolicyCustomTimeouts,
     PolicyResource,
-    PolicyResourceOptions,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -23,28 +21,11 @@ from infra.model import Network
 from policies import rules
 from policies.bird import bgp_exports, bird_conf_from_user_data, export_problems, prefix_sets
 from tests.conftest import TEST_PASSWORD
+from tests.helpers.policy_args import resource, resource_args, violations
+from tests.helpers.program import mock_run
 from userdata.render import render_pop
 
-OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
 PROD_FACTS: dict[str, Any] = {}
-
-
-def urn(typ: str, name: str) -> str:
-    return f"urn:pulumi:prod::anycast::{typ}::{name}"
-
-
-def resource_args(typ: str, props: dict[str, Any], name: str = "r") -> ResourceValidationArgs:
-    return ResourceValidationArgs(typ, props, urn(typ, name), name, OPTS, None)
-
-
-def resource(typ: str, props: dict[str, Any], name: str = "r") -> PolicyResource:
-    return PolicyResource(typ, props, urn(typ, name), name, OPTS, None, None, [], {})
-
-
-def violations(fn: Any, args: Any) -> list[str]:
-    found: list[str] = []
-    fn(args, lambda message, urn=None: found.append(message))
-    return found
 
 
 @pytest.fixture
@@ -246,8 +227,6 @@ def test_pack_builds_kebab_case_policies_with_descriptions() -> None:
 
 
 def test_pack_passes_the_prod_program() -> None:
-    from tests.unit.test_program import mock_run
-
     run = mock_run("prod")
     found: dict[str, list[str]] = {}
     stack_resources = [resource(r["type"], r["inputs"], r["name"]) for r in run["resources"]]

@@ -15,16 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.model import ConfigError, Network
+from infra.model import ConfigError
 from infra.model.stack import load_network
 from policies.bird import BirdSyntaxError, bgp_exports, bird_conf_from_user_data, export_problems, tokenize
+from tests.helpers.bird_conf import INJECTION, NETWORK, POP, TEMPLATE, variants, with_password
 from userdata.render import check_password, render_bird
 
-NETWORK: Network = load_network("prod")
-POP = NETWORK.pop("ams")
 ALLOWED: list[Any] = [NETWORK.prefixes.ipv4, NETWORK.prefixes.ipv6]
-GOOD_EXPORT = "export filter export_upstream4;"
-GUARD = "if ! (net ~ ANYCAST_V4) then reject;"
 # Characters that end strings, comments and blocks in BIRD's lexer, weighted so that most passwords hold several.
 HOSTILE = "}{#;/*\"\\'\n\t =[]()!~"
 SETTINGS = settings(max_examples=200, deadline=None, database=None, derandomize=True,
@@ -48,29 +45,6 @@ carriable_passwords = st.text(st.one_of(st.sampled_from(HOSTILE.replace('"', "")
                               min_size=1, max_size=80)
 # Anything at all, quotes and newlines included: the model refuses these, the policy must still never pass a leak.
 any_passwords = st.text(st.one_of(st.sampled_from(HOSTILE), st.characters(exclude_categories=["Cs"])), min_size=1, max_size=80)
-
-
-def variants(conf: str) -> dict[str, str]:
-    """Deliberately bad versions of a good rendered bird.conf (each replaces text outside the password line)."""
-    assert conf.count(GOOD_EXPORT) == 1 and conf.count(GUARD) == 1
-    return {
-        "export all": conf.replace(GOOD_EXPORT, "export all;"),
-        "no export": conf.replace(GOOD_EXPORT, ""),
-        "no guard": conf.replace(GUARD, ""),
-        "foreign prefix": conf.replace("define ANYCAST_V4 = [ ", "define ANYCAST_V4 = [ 198.51.100.0/24, "),
-        "where with or": conf.replace(GOOD_EXPORT, "export where net ~ ANYCAST_V4 || net.len > 0;"),
-    }
-
-
-PLACEHOLDER = "PLACEHOLDER-PASSWORD"
-TEMPLATE = render_bird(NETWORK, POP, PLACEHOLDER)
-
-
-def with_password(pw: str) -> str:
-    """The rendered bird.conf with ``pw`` written between the quotes verbatim, as a template without any escaping
-    would: the renderer refuses control characters, but the policy must not rely on the renderer."""
-    assert TEMPLATE.count(f'password "{PLACEHOLDER}";') == 2
-    return TEMPLATE.replace(f'password "{PLACEHOLDER}";', f'password "{pw}";')
 
 
 PLACEHOLDER_PROBLEMS = {name: export_problems(bad, ALLOWED) for name, bad in variants(TEMPLATE).items()}
@@ -120,9 +94,6 @@ def test_a_quote_in_the_password_can_inject_a_channel_and_the_policy_sees_it() -
     conf = with_password(INJECTION)
     found = export_problems(conf, ALLOWED)
     assert "protocol upstream4 channel ipv4 multicast: 'export all' announces whatever BIRD has" in found
-
-
-INJECTION = 'x"; ipv4 multicast { import none; export all; }; password "y'
 
 
 # --- the tokenizer against conf/cf-lex.l ---------------------------------------------------------------------------

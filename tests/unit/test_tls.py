@@ -19,9 +19,9 @@ from infra.model import ConfigError, Network, parse_network
 from infra.model.stack import read_stack_config
 from policies import rules
 from tests.conftest import TEST_PASSWORD
+from tests.helpers.policy_args import resource_args, violations
+from tests.helpers.program import schema_problems
 from tests.pulumi_mocks import TEST_TLS_SECRET, run_in_subprocess
-from tests.unit.test_policies import resource_args, violations
-from tests.unit.test_program import schema_problems
 from userdata import tls as tls_files
 from userdata.render import render_pop
 

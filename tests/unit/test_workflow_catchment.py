@@ -11,7 +11,7 @@ import yaml
 
 from infra.catchment.atlas import CREDITS_PER_RESULT, DEFAULT_AREAS
 from infra.cli.main import build_parser
-from tests.unit.test_workflows import CHECK_JSONSCHEMA, PINNED_ACTIONS, USES_LINE, WORKFLOWS
+from tests.helpers.workflows import CHECK_JSONSCHEMA, PINNED_ACTIONS, USES_LINE, WORKFLOWS
 
 WORKFLOW = WORKFLOWS / "catchment.yml"
 UPLOAD_ARTIFACT = ("ea165f8d65b6e75b540449e92b4886f43607fa02", "v4.6.2")  # actions/upload-artifact tag v4.6.2

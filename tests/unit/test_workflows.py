@@ -5,18 +5,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.helpers.workflows import CHECK_JSONSCHEMA, PINNED_ACTIONS, ROOT, USES_LINE, WORKFLOWS
 from tests.pulumi_cli_rules import PROJECT_JSON_SHA256, PROJECT_JSON_URL, PULUMI_TAG
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-WORKFLOWS = ROOT / ".github" / "workflows"
-CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 
 def load(name: str) -> dict[Any, Any]:
@@ -80,14 +76,6 @@ def test_deploy_runs_up_for_prod_on_main() -> None:
 
 # --- what deploys is what was tested ---------------------------------------------------------------------------------
 
-# Commits read from the actions' own repositories (git tag -> commit), 2026-11-26.
-PINNED_ACTIONS = {
-    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
-    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
-    "pulumi/actions": ("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
-    "actions/upload-artifact": ("ea165f8d65b6e75b540449e92b4886f43607fa02", "v4.6.2"),
-}
-USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s]+)@(?P<ref>\S+)(?:\s+#\s*(?P<comment>\S+))?\s*$")
 WORKFLOW_NAMES = ["deploy.yml", "preview.yml"]  # the ones that run Pulumi
 ALL_WORKFLOWS = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
 
@@ -121,7 +109,7 @@ def test_the_pin_scan_catches_a_moving_tag() -> None:
 def test_real_validators_run_on_debian_12_before_any_pulumi_command(name: str) -> None:
     doc = load(name)
     jobs = doc["jobs"]
-    assert pulumi_job(doc)["needs"] == "validators"
+    assert pulumi_job(doc)["needs"] == ["validators", "lab"]
     validators = jobs["validators"]
     assert validators["container"]["image"] == "debian:12" and "--privileged" in validators["container"]["options"]
     runs = [str(s.get("run", "")) for s in validators["steps"]]
@@ -135,6 +123,21 @@ def test_real_validators_run_on_debian_12_before_any_pulumi_command(name: str) -
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     debs = re.search(r"^DEBS := (.*)$", makefile, re.MULTILINE)
     assert debs is not None and {"bird2", "nsd", "caddy", "cloud-init", "nftables"} <= set(debs[1].split())
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_the_lab_tests_run_as_root_before_any_pulumi_command(name: str) -> None:
+    lab = load(name)["jobs"]["lab"]
+    assert lab["container"]["image"] == "debian:12" and "--privileged" in lab["container"]["options"]
+    assert "make deps" in [str(s.get("run", "")) for s in lab["steps"]]
+    (test_step,) = [s for s in lab["steps"] if "pytest" in str(s.get("run", ""))]
+    words = test_step["run"].split()
+    assert "tests/lab" in words and "lab" in words  # -m lab
+    # Only machine mode is left out (no hybrid cgroup layout on GitHub's runners); every other lab module runs.
+    ignored = {w.removeprefix("--ignore=") for w in words if w.startswith("--ignore=")}
+    assert ignored == {"tests/lab/test_lab_machines.py"}
+    assert {p.name for p in (ROOT / "tests" / "lab").glob("test_*.py")} - {Path(i).name for i in ignored} >= {
+        "test_lab_dev.py", "test_lab_rollout.py", "test_lab_catchment.py"}
 
 
 @pytest.mark.parametrize("name", WORKFLOW_NAMES)

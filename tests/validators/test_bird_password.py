@@ -20,7 +20,7 @@ import pytest
 from infra.model import ConfigError
 from infra.model.stack import load_network
 from policies.bird import export_problems, tokenize
-from tests.unit.test_policy_bird import INJECTION, variants, with_password
+from tests.helpers.bird_conf import INJECTION, variants, with_password
 from userdata.render import check_password, render_bird
 
 NETWORK = load_network("prod")
