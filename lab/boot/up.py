@@ -152,6 +152,15 @@ def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path, ren
     return len(files)
 
 
+def _wait_dad(ns: str, timeout: float = 10.0) -> None:
+    """Wait until no IPv6 address of the namespace's eth0 is tentative (duplicate address detection done)."""
+    deadline = time.monotonic() + timeout
+    while nsrun(ns, ["ip", "-6", "addr", "show", "dev", "eth0", "tentative"], check=False).strip():
+        if time.monotonic() > deadline:
+            raise LabError(f"{ns}: eth0 still has tentative IPv6 addresses after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 # What _start_pop starts and keeps running; other entries of "commands" ran once at boot (oneshot units).
 DAEMONS = ("nsd", "caddy", "bird", "health")
 
@@ -163,7 +172,12 @@ def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
     if pop.mode == "unicast":  # the shipped script writes the PoP's own addresses for @ and www
         nsrun(ns, ["/bin/sh", str(LOCAL_ADDRESSES), str(pop_dir / "zones" / "local-addresses.inc")])
     if (neighbor := ra_neighbor(plan.network, pop.code)) is not None:
-        # anycast-neighbor-route.service (Before=bird.service): the /128 via the router-advertised gateway
+        # anycast-neighbor-route.service (After=network-online.target, Before=bird.service): the /128 via the
+        # router-advertised gateway. Online first: the lab's RAs arrive every few seconds, also while eth0's own
+        # link-local address is still tentative (DAD), and a BIRD started then refuses the route ("KRT: Received
+        # route ... with strange next-hop fe80::..."); on a real boot the RA answers the PoP's solicitation, sent
+        # after DAD.
+        _wait_dad(ns)
         boot_cmd = ["/bin/sh", str(NEIGHBOR_ROUTE), str(neighbor)]
         nsrun(ns, boot_cmd, timeout=90)
         commands["neighbor-route"] = boot_cmd
