@@ -5,13 +5,17 @@ Boots the prod lab (replacing a running one), then
    replaced in the stack's waves ([1, 2, 5, all]); requests lost by clients probing every 20 ms, total time;
 2. a broken change on top (``--fault nsd-config``: NSD refuses its config on every PoP): the rollout must stop at
    the canary with nothing lost and the old network intact;
-3. ``anycast lab check`` (static checks) afterwards;
+3. an in-place restart (``--restart-in-place``: every Vultr PoP restarted in its namespace, as a plan resize reboots
+   it, each gate re-armed): requests lost, how long each PoP was withdrawn, whether each wave started only after
+   the previous one was ready again;
+4. ``anycast lab check`` (static checks) afterwards;
 and tears the lab down. Measured, not asserted; without root it returns one row saying why.
 """
 
 from __future__ import annotations
 
 import sys
+from itertools import pairwise
 from typing import Any
 
 from infra.model import Network, parse_network
@@ -20,6 +24,7 @@ from lab.boot.up import down, up
 from lab.checks import run_checks
 from lab.net.netns import LabError
 from lab.net.processes import require_tools
+from lab.scenarios.restart import restart_in_place
 from lab.scenarios.rollout import rollout
 
 STACK = "prod"
@@ -39,15 +44,16 @@ def _say(text: str) -> None:
 
 
 def scenario(stack: str = STACK) -> dict[str, Any]:
-    """Boot, good rollout, broken rollout, checks; the three reports."""
+    """Boot, good rollout, broken rollout, in-place restart, checks; the four reports."""
     from infra.model.stack import load_network
 
     up(stack, load_network(stack), timeout=120)
     network = changed_network(stack)
     good = rollout(stack, network, say=_say)
     broken = rollout(stack, network, fault="nsd-config", gate_timeout=BROKEN_GATE_TIMEOUT_S, say=_say)
+    restart = restart_in_place(stack, network, gate_timeout=BROKEN_GATE_TIMEOUT_S, say=_say)
     checks = run_checks(stack, failover=False, freeze=False, progress=False, health=False)
-    return {"good": good, "broken": broken, "checks": checks}
+    return {"good": good, "broken": broken, "restart": restart, "checks": checks}
 
 
 def run() -> list[tuple[str, float, str]]:
@@ -63,6 +69,11 @@ def run() -> list[tuple[str, float, str]]:
     gl, bl = good["load"], broken["load"]
     gates = [x["gate_s"] for x in good["replaced"]]
     failed_checks = [c["name"] for c in checks["checks"] if not c["ok"]]
+    rs = r["restart"]
+    rl = rs["load"]
+    withdrawn = [x["withdrawn_for_s"] for x in rs["restarted"] if x["withdrawn_for_s"] is not None]
+    times = rs["wave_times"]
+    in_order = sum(1 for a, b in pairwise(times) if a["ready_s"] is not None and b["started_s"] >= a["ready_s"])
     return [
         ("rollout prod (good change): total time", float(good["seconds"]),
          f"s for {len(good['replaced'])} PoPs in {len(good['waves'])} waves {[len(w) for w in good['waves']]}, ok={good['ok']}"),
@@ -73,6 +84,14 @@ def run() -> list[tuple[str, float, str]]:
          f"of {len(broken['waves'])}; failed: {', '.join(broken['failed']) or 'none'}"),
         ("rollout prod (broken change): requests lost", float(bl["http"][0] + bl["dns"][0]),
          f"of {bl['http'][1] + bl['dns'][1]} HTTP+DNS (gate timeout {BROKEN_GATE_TIMEOUT_S:.0f} s)"),
+        ("rollout prod (in-place restart): total time", float(rs["seconds"]),
+         f"s for {len(rs['restarted'])} PoPs in {len(rs['waves'])} waves, each down {rs['down_s']:.0f} s, ok={rs['ok']}"),
+        ("rollout prod (in-place restart): HTTP requests lost", float(rl["http"][0]), f"of {rl['http'][1]}"),
+        ("rollout prod (in-place restart): DNS queries lost", float(rl["dns"][0]), f"of {rl['dns'][1]}"),
+        ("rollout prod (in-place restart): longest withdrawal", max(withdrawn) if withdrawn else float("nan"),
+         f"s at the upstream (shortest {min(withdrawn) if withdrawn else float('nan'):.1f} s, {len(withdrawn)} anycast PoPs)"),
+        ("rollout prod (in-place restart): waves started after the previous was ready", float(in_order),
+         f"of {max(len(times) - 1, 0)}"),
         ("rollout prod: lab check afterwards, rows passed", float(sum(c["ok"] for c in checks["checks"])),
          f"of {len(checks['checks'])}" + (f"; failed: {', '.join(failed_checks)}" if failed_checks else "")),
     ]

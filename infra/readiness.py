@@ -29,6 +29,7 @@ A PoP is ready when one poll finds nothing wrong ``consecutive`` times in a row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import socket
@@ -67,6 +68,15 @@ class GateTarget:
     status_port: int = HEALTH_STATUS_PORT
     status_path: str = STATUS_PATH
     restarted_after: float | None = None  # wall-clock s: a restart was requested then (see the module docstring)
+
+
+def rearmed(target: GateTarget, old_restart_at: Any, new_restart_at: Any) -> GateTarget | None:
+    """The gate after an in-place update (``PopGate.update``, and ``anycast lab rollout --restart-in-place``): the
+    target re-armed with ``restarted_after`` when the restart mark moved, or None when nothing restarted the PoP (no
+    polling; a gate from before restart marks gets its first mark from a newly created one: no restart either)."""
+    if new_restart_at is None or old_restart_at in (None, new_restart_at):
+        return None
+    return dataclasses.replace(target, restarted_after=float(new_restart_at))
 
 
 class NotReady(RuntimeError):

@@ -18,7 +18,7 @@ from lab.plan.topology import WellConnected, namespace_prefix
 from lab.state import LabState
 
 __all__ = ["LabError", "build_only", "check", "down", "drain", "format_report", "lab_observations", "parse_well_connected",
-           "resolve_namespace", "rollout", "running_stacks", "up"]
+           "resolve_namespace", "restart_in_place", "rollout", "running_stacks", "up"]
 
 
 def parse_well_connected(spec: str, network: Network) -> WellConnected:
@@ -73,6 +73,15 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
     from lab.scenarios.rollout import rollout as run
 
     return run(stack, network, gate_timeout=gate_timeout, fault=fault, keep_failed=keep_failed, say=say)
+
+
+def restart_in_place(stack: str, network: Network, *, gate_timeout: float | None = None, down_s: float | None = None,
+                     say: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
+    """Every Vultr PoP restarted in its namespace wave by wave, each gated as after a resize (lab/scenarios/restart.py)."""
+    from lab.scenarios.restart import DOWN_S
+    from lab.scenarios.restart import restart_in_place as run
+
+    return run(stack, network, gate_timeout=gate_timeout, down_s=DOWN_S if down_s is None else down_s, say=say)
 
 
 def drain(stack: str, pop: str, action: str) -> tuple[int, str]:

@@ -57,6 +57,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fault", choices=("nsd-config",), default=None,
                    help="stand-in for a broken template change: nsd-config makes NSD refuse its config on every PoP")
     p.add_argument("--keep-failed", action="store_true", help="leave the new PoPs of a failed wave running to look at")
+    p.add_argument("--restart-in-place", action="store_true",
+                   help="no new PoPs: restart every Vultr PoP in its namespace wave by wave, as a plan resize reboots "
+                        "it, each gate re-armed (the next wave waits until the restarted PoPs are ready)")
+    p.add_argument("--down-seconds", type=float, default=None,
+                   help="with --restart-in-place: how long each PoP stays down between shutdown and boot (default 3)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_rollout)
 
@@ -145,7 +150,34 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart(args: argparse.Namespace) -> int:
+    try:
+        report = api.restart_in_place(args.stack, load_network(args.stack), gate_timeout=args.gate_timeout,
+                                      down_s=args.down_seconds, say=lambda s: print(s, file=sys.stderr, flush=True))
+    except LabError as exc:
+        return _err(f"lab rollout: {exc}")
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False))
+        return 0 if report["ok"] else 1
+    load = report.get("load", {"http": [0, 0], "dns": [0, 0]})
+    print(f"lab rollout {args.stack} --restart-in-place: "
+          f"{'OK' if report['ok'] else 'STOPPED at wave ' + str(report.get('stopped_at_wave'))}; "
+          f"{report['passed_waves']}/{len(report['waves'])} waves in {report.get('seconds', 0)} s; "
+          f"lost {load['http'][0]}/{load['http'][1]} HTTP, {load['dns'][0]}/{load['dns'][1]} DNS")
+    for w in report["wave_times"]:
+        print(f"  wave {w['wave']}: started at {w['started_s']} s, every PoP ready again at {w['ready_s']} s")
+    for r in report["restarted"]:
+        withdrawn = "" if r["withdrawn_for_s"] is None else f", withdrawn at its upstream for {r['withdrawn_for_s']} s"
+        print(f"  {r['pop']} ({r['mode']}): gate passed {r['gate_s'] and round(r['gate_s'], 1)} s after the restart "
+              f"request{withdrawn}" + (f"; {r['error']}" if r["error"] else ""))
+    return 0 if report["ok"] else 1
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
+    if args.restart_in_place:
+        if args.fault or args.keep_failed:
+            return _err("lab rollout: --restart-in-place changes nothing to fail; drop --fault/--keep-failed")
+        return cmd_restart(args)
     try:
         report = api.rollout(args.stack, load_network(args.stack), gate_timeout=args.gate_timeout, fault=args.fault,
                          keep_failed=args.keep_failed, say=lambda s: print(s, file=sys.stderr, flush=True))

@@ -27,6 +27,7 @@ class UpstreamState(TypedDict):
     pid: int
     backbone_ipv4: str
     backbone_ipv6: str
+    radv_pid: NotRequired[int]  # its BIRD sending router advertisements (bgp.ipv6NeighborRoute: auto)
 
 
 @with_config(KEEP)

@@ -30,7 +30,6 @@ derived from the BGP password and therefore kept secret (a secret input, and ``a
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from typing import Any
@@ -40,7 +39,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from infra.contracts import DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, STATUS_PATH
 from infra.model import Network, Pop
-from infra.readiness import DEFAULT_CONSECUTIVE, GateTarget, wait_ready
+from infra.readiness import DEFAULT_CONSECUTIVE, GateTarget, rearmed, wait_ready
 
 KIND = "anycast:rollout:PopGate"
 MARK_KIND = "anycast:rollout:RestartMark"
@@ -90,12 +89,9 @@ class PopGateProvider(ResourceProvider):
         return CreateResult(f"gate-{target.pop}-{props['instanceId']}", outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        restart = news.get("restartAt")
-        if restart is None or olds.get("restartAt") in (None, restart):
-            # No polling: the PoP is the same instance with the same user data, and nothing restarted it (a gate
-            # from before restart marks gets its first restartAt from a newly created mark: no restart either).
+        target = rearmed(target_from(news), olds.get("restartAt"), news.get("restartAt"))
+        if target is None:  # no polling: the same instance with the same user data, and nothing restarted it
             return UpdateResult({**_inputs(news), "readySeconds": olds.get("readySeconds"), "polls": olds.get("polls")})
-        target = dataclasses.replace(target_from(news), restarted_after=float(restart))
         result = wait_ready(target, timeout=float(news["timeoutSeconds"]), interval=float(news["intervalSeconds"]),
                             consecutive=DEFAULT_CONSECUTIVE, say=lambda line: pulumi.log.info(f"gate {line}"))
         return UpdateResult({**_inputs(news), "readySeconds": round(result.seconds, 1), "polls": result.polls})

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,12 @@ from lab.cloud import tls as lab_tls
 from lab.drivers.health import supervised_command
 from lab.net import bgp
 from lab.net.netns import LabError, ip_batch, kill_namespaces, list_namespaces, nsrun, run
-from lab.net.processes import LOCAL_ADDRESSES, require_tools, start, wait_for
+from lab.net.processes import LOCAL_ADDRESSES, NEIGHBOR_ROUTE, require_tools, start, wait_for
 from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.plan.geodns import expected_pop, geo_answer
-from lab.plan.topology import LabPlan, PopPlan, WellConnected, build_plan, namespace_prefix
+from lab.plan.topology import LabPlan, PopPlan, Session, WellConnected, build_plan, namespace_prefix
 from lab.state import LAB_ROOT, LabState, lab_dir, state_json, state_path
-from userdata.render import render_pop, zone_file_name
+from userdata.render import neighbor_route6, render_pop, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
 LAB_PASSWORD_ENV = "ANYCAST_LAB_BGP_PASSWORD"
@@ -45,6 +46,36 @@ class Progress:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
+
+
+def ra_neighbor(network: Network, code: str) -> IPv6Address | None:
+    """The IPv6 neighbour the PoP routes at boot (bgp.ipv6NeighborRoute: auto), else None. With it the lab gives the
+    PoP no static IPv6 default route: as on Vultr it learns one from its upstream's router advertisements, whose
+    gateway is the upstream's link-local address, and the neighbour is reachable only through that gateway."""
+    return neighbor_route6(network, network.pop(code))
+
+
+def default_route(s: Session, ra: bool) -> str | None:
+    """The PoP's static default route for session ``s`` (an ``ip -batch`` line), None where router advertisements
+    give it (``ra``: IPv6 with bgp.ipv6NeighborRoute: auto)."""
+    if s.version == 6 and ra:
+        return None
+    return f"route add default via {s.link_gateway} dev eth0 onlink"
+
+
+def radv_conf(pop: PopPlan, up_dir: Path) -> str:
+    """The upstream's router advertisements on its PoP links (BIRD's radv protocol): the default router only, no
+    prefix to autoconfigure (the PoP's address is static, as Vultr assigns it). 4 s between advertisements (BIRD's
+    minimum) so that a PoP booting next to it has its default route within seconds."""
+    return (f'log "{up_dir}/radv.log" all;\nrouter id {pop.backbone_v4};\nprotocol device {{ scan time 2; }}\n'
+            'protocol radv {\n  interface "pop", "poq" {\n    min ra interval 3;\n    max ra interval 4;\n'
+            '    prefix ::/0 { skip yes; };\n  };\n}\n')
+
+
+def _start_radv(pop: PopPlan, up_dir: Path) -> int:
+    _write(up_dir / "radv.conf", radv_conf(pop, up_dir))
+    return start(pop.upstream_namespace, ["bird", "-f", "-c", str(up_dir / "radv.conf"), "-s", str(up_dir / "radv.ctl"),
+                                          "-P", str(up_dir / "radv.pid")], up_dir / "radv.out")
 
 
 def _links(plan: LabPlan, machines: bool = False) -> tuple[list[str], dict[str, list[str]]]:
@@ -80,7 +111,8 @@ def _links(plan: LabPlan, machines: bool = False) -> tuple[list[str], dict[str, 
                 up.append(f"addr add {s.link_gateway}/{plen} dev pop{nodad}")
             if s.on_loopback:
                 up.append(f"addr add {s.upstream_address}/{32 if s.version == 4 else 128} dev lo")
-            pop.append(f"route add default via {s.link_gateway} dev eth0 onlink")
+            if (line := default_route(s, ra_neighbor(net, p.code) is not None)) is not None:
+                pop.append(line)
             if s.pop_address not in s.link:
                 up.append(f"route add {s.pop_address} dev pop")
             # The upstream forwards the anycast prefix to its PoP (GoBGP has no FIB; this static route is its FIB).
@@ -120,12 +152,35 @@ def _pop_files(network: Network, pop: PopPlan, password: str, pop_dir: Path, ren
     return len(files)
 
 
+def _wait_dad(ns: str, timeout: float = 10.0) -> None:
+    """Wait until no IPv6 address of the namespace's eth0 is tentative (duplicate address detection done)."""
+    deadline = time.monotonic() + timeout
+    while nsrun(ns, ["ip", "-6", "addr", "show", "dev", "eth0", "tentative"], check=False).strip():
+        if time.monotonic() > deadline:
+            raise LabError(f"{ns}: eth0 still has tentative IPv6 addresses after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+# What _start_pop starts and keeps running; other entries of "commands" ran once at boot (oneshot units).
+DAEMONS = ("nsd", "caddy", "bird", "health")
+
+
 def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
     ns = pop.namespace
     pids: dict[str, int] = {}
     commands: dict[str, list[str]] = {}
     if pop.mode == "unicast":  # the shipped script writes the PoP's own addresses for @ and www
         nsrun(ns, ["/bin/sh", str(LOCAL_ADDRESSES), str(pop_dir / "zones" / "local-addresses.inc")])
+    if (neighbor := ra_neighbor(plan.network, pop.code)) is not None:
+        # anycast-neighbor-route.service (After=network-online.target, Before=bird.service): the /128 via the
+        # router-advertised gateway. Online first: the lab's RAs arrive every few seconds, also while eth0's own
+        # link-local address is still tentative (DAD), and a BIRD started then refuses the route ("KRT: Received
+        # route ... with strange next-hop fe80::..."); on a real boot the RA answers the PoP's solicitation, sent
+        # after DAD.
+        _wait_dad(ns)
+        boot_cmd = ["/bin/sh", str(NEIGHBOR_ROUTE), str(neighbor)]
+        nsrun(ns, boot_cmd, timeout=90)
+        commands["neighbor-route"] = boot_cmd
     commands["nsd"] = ["nsd", "-d", "-c", str(pop_dir / "nsd.conf")]
     commands["caddy"] = ["caddy", "run", "--config", str(pop_dir / "Caddyfile"), "--adapter", "caddyfile"]
     commands["bird"] = ["bird", "-f", "-c", str(pop_dir / "bird.conf"), "-s", str(pop_dir / "bird.ctl"),
@@ -133,7 +188,8 @@ def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
     env = {"HOME": str(pop_dir), "XDG_CONFIG_HOME": str(pop_dir / "xdg"), "XDG_DATA_HOME": str(pop_dir / "xdg")}
     lab_tls.bootstrap(ns, pop_dir)  # as the user data's runcmd: a certificate exists before Caddy starts
     for name, cmd in commands.items():
-        pids[name] = start(ns, cmd, pop_dir / f"{name}.log", env=env)
+        if name in DAEMONS:
+            pids[name] = start(ns, cmd, pop_dir / f"{name}.log", env=env)
     if pop.mode == "anycast":
         # The agent under lab/net/supervise.py: the rendered unit's watchdog, ExecStopPost and Restart= (lab/drivers/health.py).
         commands["health"] = supervised_command(plan.network, pop_dir)
@@ -243,6 +299,13 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     say("namespaces, veth links and the backbone bridge are up")
     upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
     say(f"started {len(upstream_pids)} GoBGP upstreams")
+    ra = [p for p in plan.pops if ra_neighbor(network, p.code) is not None]
+    for p in ra:  # as on Vultr: the PoP accepts router advertisements (accept_ra=2 also when forwarding)
+        nsrun(p.namespace, ["sysctl", "-q", "-w", "net.ipv6.conf.eth0.accept_ra=2"])
+    radv_pids = {p.code: _start_radv(p, base / "upstreams" / p.code) for p in ra}
+    if ra:
+        say(f"router advertisements (BIRD radv) on {len(ra)} upstream links: the IPv6 default route of "
+            f"{', '.join(p.code for p in ra)} is link-local (bgp.ipv6NeighborRoute: auto)")
     cloud = None
     if prep is not None:
         from lab.boot import machines as machine_lab
@@ -267,6 +330,8 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         list(pool.map(_originate_links, plan.pops))
     say("upstreams originate their PoP links (unicast reachability)")
     state = _state(plan, base, started, upstream_pids, client_pids)
+    for code, pid in radv_pids.items():
+        state["pops"][code]["upstream"]["radv_pid"] = pid
     state["mode"] = "machines" if machines else "processes"
     state["well_connected"] = [str(w) for w in plan.well_connected]
     _write(base / "state.json", state_json(state))

@@ -17,6 +17,7 @@ from lab.net.netns import LabError
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_AGENT = ROOT / "userdata" / "files" / "anycast-health.py"
 LOCAL_ADDRESSES = ROOT / "userdata" / "files" / "anycast-local-addresses.sh"
+NEIGHBOR_ROUTE = ROOT / "userdata" / "files" / "anycast-neighbor-route.sh"
 
 
 def python3() -> str:

@@ -47,7 +47,7 @@ from typing import Any
 from infra.derived.rollout import rollout_waves
 from infra.model import Network
 from infra.readiness import GateTarget, NotReady, dns_nsid, http_get, wait_ready
-from lab.boot.up import _originate_links, _pop_files, _start_pop, lab_password, pop_lab_files
+from lab.boot.up import _originate_links, _pop_files, _start_pop, default_route, lab_password, pop_lab_files, ra_neighbor
 from lab.cloud import tls as lab_tls
 from lab.drivers.health import agent_cli
 from lab.net import bgp
@@ -224,8 +224,9 @@ def _link_lines(pop: PopPlan, network: Network) -> tuple[list[str], list[str]]:
     upstream = [f"link set {pop.uplink} up"]
     for s in pop.sessions:
         nodad = "" if s.version == 4 else " nodad"
-        inside += [f"addr add {s.pop_address}/{s.link.prefixlen} dev eth0{nodad}",
-                   f"route add default via {s.link_gateway} dev eth0 onlink"]
+        inside.append(f"addr add {s.pop_address}/{s.link.prefixlen} dev eth0{nodad}")
+        if (line := default_route(s, ra_neighbor(network, pop.code) is not None)) is not None:
+            inside.append(line)
         upstream.append(f"addr add {s.link_gateway}/{s.link.prefixlen} dev {pop.uplink}{nodad}")
     return inside, upstream
 
