@@ -15,7 +15,7 @@ from lab.boot.up import down, up
 from lab.checks import run_checks
 from lab.drivers.base import pop_driver
 from lab.scenarios.restart import restart_in_place
-from tests.lab.test_lab_dev import REASON
+from tests.helpers.environment import LAB_REASON as REASON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 STACK = "free"
