@@ -42,6 +42,7 @@ from infra.model import (
     Network,
     Pop,
 )
+from userdata import hardening
 from userdata import tls as tls_files
 from userdata.health_config import health_config
 from userdata.health_config import health_unit as _health_unit
@@ -320,6 +321,9 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         _write_file("/etc/systemd/system/anycast-addresses.service", _service_addresses_unit(network)),
         _write_file(BIRD_EXPORTER_DROPIN, BIRD_EXPORTER_DROPIN_TEXT),
         _write_file(CADDY_RESTART_DROPIN, CADDY_RESTART_DROPIN_TEXT),
+        *(_write_file(path, text) for path, text in hardening.DROPINS.items()),
+        _write_file(hardening.SSHD_DROPIN, hardening.SSHD_DROPIN_TEXT, "0600"),
+        _write_file(hardening.SYSCTL_FILE, hardening.SYSCTL_TEXT),
     ]
     services = ["anycast-addresses.service"]
     if pop.is_anycast:
@@ -338,6 +342,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         write_files += _tls_write_files(network, pop, files, tls_credentials)
     runcmd: list[Any] = [
         ["systemctl", "daemon-reload"],
+        ["sysctl", "-q", "-p", hardening.SYSCTL_FILE],
         ["nft", "-f", HOST_PATHS["nftables.conf"]],
         ["systemctl", "enable", "nftables.service"],
         ["systemctl", "enable", "--now", *services],
