@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines", "bench.rollout")
+MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines", "bench.rollout",
+           "bench.hardening")
 
 
 def main() -> int:
