@@ -39,11 +39,10 @@ def test_every_unit_we_ship_scores_at_or_below_the_goal(user_data: str) -> None:
     scores = exposure(user_data)
     assert set(scores) == {*DEBIAN_UNITS, *OURS}, scores  # the issuer carries all of them
     for unit in OURS:
-        assert scores[unit]["ours"] is not None and scores[unit]["ours"] <= GOAL, (unit, scores[unit])
+        assert (scores[unit]["ours"] or 99) <= GOAL, (unit, scores[unit])
     for unit in DEBIAN_UNITS:  # the drop-ins lower Debian's stock exposure (9.6, 5.0, 9.0)
-        ours, stock = scores[unit]["ours"], scores[unit]["stock"]
-        assert ours is not None and stock is not None and ours < stock, (unit, scores[unit])
-    assert scores["bird.service"]["ours"] <= GOAL and scores["caddy.service"]["ours"] <= GOAL, scores
+        assert (scores[unit]["ours"] or 99) < (scores[unit]["stock"] or 0), (unit, scores[unit])
+    assert max(scores["bird.service"]["ours"] or 99, scores["caddy.service"]["ours"] or 99) <= GOAL, scores
 
 
 def test_the_score_sees_the_drop_ins(user_data: str) -> None:
@@ -51,7 +50,8 @@ def test_the_score_sees_the_drop_ins(user_data: str) -> None:
     doc = _doc(user_data)
     doc["write_files"] = [f for f in doc["write_files"] if f["path"] != hardening.BIRD_DROPIN]
     scores = exposure(yaml.safe_dump(doc))
-    assert scores["bird.service"]["ours"] == scores["bird.service"]["stock"] > 9
+    assert scores["bird.service"]["ours"] == scores["bird.service"]["stock"]
+    assert (scores["bird.service"]["ours"] or 0) > 9
 
 
 def test_units_and_drop_ins_pass_systemd_analyze_verify(user_data: str, tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_sshd_accepts_the_drop_in_and_it_wins(user_data: str, tmp_path: Path) ->
 
 def test_every_sysctl_is_a_network_namespace_key_this_kernel_knows(user_data: str) -> None:
     lines = [ln for ln in _files(user_data)[hardening.SYSCTL_FILE].splitlines() if ln and not ln.startswith("#")]
-    settings = dict(tuple(part.strip() for part in ln.split("=", 1)) for ln in lines)
+    settings = {k.strip(): v.strip() for k, v in (ln.split("=", 1) for ln in lines)}
     assert settings["net.ipv4.conf.all.rp_filter"] == "2" and settings["net.ipv4.tcp_syncookies"] == "1"
     for key in settings:
         assert key.startswith("net."), key  # the machine lab's containers can write only net.*
