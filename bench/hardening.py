@@ -76,3 +76,8 @@ def run() -> list[tuple[str, float, str]]:
         if s["stock"] is not None:
             rows.append((f"exposure {unit} (Debian stock)", s["stock"], "systemd-analyze security, 0-10"))
     return rows
+
+
+if __name__ == "__main__":
+    for name, value, unit in run():
+        print(f"{name:<45}  {value:4.1f}  {unit}")
