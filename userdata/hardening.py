@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from infra.contracts import BIRD_SOCKET, LEGO_PATH, TLS_CERT_FILE
 
-# What no service of a PoP needs: the kernel's knobs, other users' files, devices, new privileges, exotic syscalls.
-_COMMON = [
+# What no service of a PoP needs: the kernel's knobs, other users' files, devices, new privileges, exotic sockets.
+# One drop-in, the same bytes for every service (SANDBOX_DROPIN in each unit's .d/), written once in the user data
+# (a YAML anchor: userdata/render.py). SystemCallFilter lines are not here: systemd takes the first one read as the
+# kind of list (allow or deny), so each unit keeps its filter lines together and in order (_SYSCALLS first).
+SANDBOX_DROPIN = "sandbox.conf"
+SANDBOX_TEXT = "\n".join([
+    "# Rendered by anycast: the sandbox every PoP service shares (docs/security.md).",
+    "[Service]",
     "NoNewPrivileges=yes",
     "ProtectSystem=strict",
     "ProtectHome=yes",
@@ -32,11 +38,17 @@ _COMMON = [
     "LockPersonality=yes",
     "MemoryDenyWriteExecute=yes",
     "SystemCallArchitectures=native",
-    "SystemCallFilter=@system-service",
-    "SystemCallErrorNumber=EPERM",  # a call outside the filter fails (Go's setrlimit at start is best-effort)
-]
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",  # lists add up: BIRD adds AF_NETLINK
+    ""])
+# A call outside the filter fails with EPERM instead of killing the service (Go's setrlimit at start is best-effort).
+_SYSCALLS = ["SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM"]
 # Not for anycast-tls, which chowns (@chown is part of @privileged).
 _NO_PRIVILEGED = "SystemCallFilter=~@privileged @resources"
+
+
+def sandbox_path(unit: str) -> str:
+    return f"/etc/systemd/system/{unit}.d/{SANDBOX_DROPIN}"
+
 
 # The health agent (userdata/files/anycast-health.py, service mode) reads health.json and the drain file, checks
 # HTTP/DNS over TCP/UDP, talks to BIRD's control socket (AF_UNIX, srw-rw---- bird:bird: the group is enough), answers
@@ -46,10 +58,9 @@ HEALTH_SANDBOX = [
     "DynamicUser=yes",
     "SupplementaryGroups=bird",
     "CapabilityBoundingSet=",
-    *_COMMON,
+    *_SYSCALLS,
     _NO_PRIVILEGED,
     "ProcSubset=pid",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     "UMask=0077",
 ]
 
@@ -58,10 +69,9 @@ HEALTH_SANDBOX = [
 # systemd's socket). It writes only the certificate directory and, on the issuer, lego's state. HTTPS to S3 and the CA.
 TLS_SANDBOX = [
     "CapabilityBoundingSet=CAP_CHOWN",
-    *_COMMON,
+    *_SYSCALLS,
     "SystemCallFilter=~@resources",
     "ProcSubset=pid",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     f"ReadWritePaths={TLS_CERT_FILE.rsplit('/', 1)[0]}",
     "UMask=0077",
 ]
@@ -84,10 +94,10 @@ BIRD_DROPIN_TEXT = "\n".join([
     "RuntimeDirectoryMode=0750",
     "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW",
     "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW",
-    *_COMMON,
+    *_SYSCALLS,
     _NO_PRIVILEGED,
     "ProcSubset=pid",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    "RestrictAddressFamilies=AF_NETLINK",
     "UMask=0027",
     ""])
 
@@ -99,8 +109,6 @@ NSD_DROPIN_TEXT = "\n".join([
     "[Service]",
     "CapabilityBoundingSet=",
     "CapabilityBoundingSet=CAP_CHOWN CAP_IPC_LOCK CAP_NET_BIND_SERVICE CAP_SETGID CAP_SETUID CAP_SYS_CHROOT",
-    *(line for line in _COMMON if not line.startswith("SystemCall")),
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     ""])
 
 # Debian's caddy.service runs as caddy with CAP_NET_BIND_SERVICE (ports 80/443), ProtectSystem=full. Caddy writes only
@@ -110,15 +118,15 @@ CADDY_DROPIN = "/etc/systemd/system/caddy.service.d/hardening.conf"
 CADDY_DROPIN_TEXT = "\n".join([
     "[Service]",
     "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
-    *_COMMON,
+    *_SYSCALLS,
     _NO_PRIVILEGED,
     "ProcSubset=pid",
     "ReadWritePaths=/var/lib/caddy",
-    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     "UMask=0027",
     ""])
 
-DROPINS = {BIRD_DROPIN: BIRD_DROPIN_TEXT, NSD_DROPIN: NSD_DROPIN_TEXT, CADDY_DROPIN: CADDY_DROPIN_TEXT}
+DROPINS = {BIRD_DROPIN: BIRD_DROPIN_TEXT, NSD_DROPIN: NSD_DROPIN_TEXT, CADDY_DROPIN: CADDY_DROPIN_TEXT,
+           **{sandbox_path(u): SANDBOX_TEXT for u in ("bird.service", "nsd.service", "caddy.service")}}
 
 # sshd_config(5) of OpenSSH 9.2 (Debian 12): the first value read wins and Debian's sshd_config includes
 # sshd_config.d/*.conf at its top, so this file (sorted early) decides. Keys only: the emergency way in without a key

@@ -271,7 +271,18 @@ LOCAL_ADDRESSES_UNIT = _systemd_unit(
 
 
 class _LiteralDumper(yaml.SafeDumper):
-    """Multi-line strings as ``|`` blocks, so user data stays readable in the Vultr panel and in diffs."""
+    """Multi-line strings as ``|`` blocks, so user data stays readable in the Vultr panel and in diffs.
+
+    The shared sandbox drop-in (hardening.SANDBOX_TEXT, one object) is written out once as ``&sandbox`` and then
+    referred to as ``*sandbox``: six copies would cost 3 KB of USER_DATA_BUDGET. YAML aliases are plain YAML 1.1;
+    cloud-init's loader resolves them.
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return data is not hardening.SANDBOX_TEXT and bool(super().ignore_aliases(data))
+
+    def generate_anchor(self, node: Any) -> str:
+        return "sandbox" if node.value == hardening.SANDBOX_TEXT else str(super().generate_anchor(node))
 
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
@@ -301,7 +312,10 @@ def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
     """anycast-tls, its config and timers; the access key only when given (the Pulumi program passes it)."""
     out = [_write_file(tls_files.CONFIG_FILE, files["tls.json"]),
            _write_file(tls_files.SCRIPT, _resource_text("files/anycast-tls.py"), "0755", compress=True)]
-    out += [_write_file(f"/etc/systemd/system/{name}", text) for name, text in tls_files.units(network, pop).items()]
+    for name, text in tls_files.units(network, pop).items():
+        out.append(_write_file(f"/etc/systemd/system/{name}", text))
+        if name.endswith(".service"):
+            out.append(_write_file(hardening.sandbox_path(name), hardening.SANDBOX_TEXT))
     if credentials is not None:
         creds = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
         out.append(_write_file(tls_files.CREDENTIALS_FILE, json.dumps(creds, allow_nan=False) + "\n", "0600"))
@@ -331,6 +345,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
             _write_file(HOST_PATHS["health.json"], files["health.json"]),
             _write_file(HEALTH_AGENT, _resource_text("files/anycast-health.py"), "0755", compress=True),
             _write_file(f"/etc/systemd/system/{HEALTH_UNIT}", health_unit(network)),
+            _write_file(hardening.sandbox_path(HEALTH_UNIT), hardening.SANDBOX_TEXT),
         ]
     if needs_local_addresses:
         write_files += [
