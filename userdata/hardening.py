@@ -109,6 +109,7 @@ NSD_DROPIN_TEXT = "\n".join([
     "[Service]",
     "CapabilityBoundingSet=",
     "CapabilityBoundingSet=CAP_CHOWN CAP_IPC_LOCK CAP_NET_BIND_SERVICE CAP_SETGID CAP_SETUID CAP_SYS_CHROOT",
+    "RestrictAddressFamilies=AF_NETLINK",  # NSD lists the interfaces at start (getifaddrs); without it it exits
     ""])
 
 # Debian's caddy.service runs as caddy with CAP_NET_BIND_SERVICE (ports 80/443), ProtectSystem=full. Caddy writes only
@@ -151,9 +152,10 @@ SSHD_DROPIN_TEXT = "\n".join([
     "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
     ""])
 
-# Only net.* keys: they belong to the network namespace, so the same file applies on a PoP and in the machine lab's
-# containers (whose /proc/sys is read-only outside net/). Applied at boot by systemd-sysctl, and by runcmd on the first
-# boot (cloud-init writes it after systemd-sysctl has run).
+# Only net.* keys, per network namespace. Applied at boot by systemd-sysctl, and on the first boot by restarting it from
+# runcmd (cloud-init writes the file after systemd-sysctl has run). The machine lab's containers have a read-only
+# /proc/sys, where systemd-sysctl skips itself (ConditionPathIsReadWrite=/proc/sys/): the lab does not apply these.
+SYSCTL_APPLY = ["systemctl", "restart", "systemd-sysctl.service"]
 #
 # rp_filter=2 (loose, RFC 3704 section 2.3): a packet is dropped only when its source has no route at all. Strict mode
 # (1) drops a packet that arrives on another interface than the one the route back to its source uses: on a PoP with

@@ -357,7 +357,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         write_files += _tls_write_files(network, pop, files, tls_credentials)
     runcmd: list[Any] = [
         ["systemctl", "daemon-reload"],
-        ["sysctl", "-q", "-p", hardening.SYSCTL_FILE],
+        hardening.SYSCTL_APPLY,
         ["nft", "-f", HOST_PATHS["nftables.conf"]],
         ["systemctl", "enable", "nftables.service"],
         ["systemctl", "enable", "--now", *services],
