@@ -152,14 +152,14 @@ SSHD_DROPIN_TEXT = "\n".join([
     "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
     ""])
 
-# Only net.* keys, per network namespace. Applied at boot by systemd-sysctl, and on the first boot by restarting it from
-# runcmd (cloud-init writes the file after systemd-sysctl has run). The machine lab's containers have a read-only
-# /proc/sys, where systemd-sysctl skips itself (ConditionPathIsReadWrite=/proc/sys/): the lab does not apply these.
-SYSCTL_APPLY = ["systemctl", "restart", "systemd-sysctl.service"]
+# Only net.* keys, per network namespace. Applied at boot by systemd-sysctl.service, and on the first boot by its
+# binary from runcmd for this file alone (cloud-init writes it after the service has run). The machine lab's containers
+# have a read-only /proc/sys: there the binary exits 0 without writing (measured), the service skips itself, and these
+# values are not applied.
 #
 # rp_filter=2 (loose, RFC 3704 section 2.3): a packet is dropped only when its source has no route at all. Strict mode
 # (1) drops a packet that arrives on another interface than the one the route back to its source uses: on a PoP with
-# more than one path (a second upstream, the BGP-learnt routes) that drops real clients. Anycast replies leave from the
+# more than one path (a second upstream, a private network) that drops real clients. Anycast replies leave from the
 # service address on anycast0 by the default route: reverse-path filtering looks only at arriving packets, so loose
 # mode never stops them. The kernel takes the larger of conf.all and conf.<interface>, so all=2 makes every interface
 # at least loose. IPv6 has no rp_filter; nftables.conf drops what should not arrive.
@@ -184,3 +184,4 @@ SYSCTL_TEXT = "\n".join([
     "net.ipv4.icmp_echo_ignore_broadcasts = 1",
     "net.ipv4.icmp_ignore_bogus_error_responses = 1",
     ""])
+SYSCTL_APPLY = ["/lib/systemd/systemd-sysctl", SYSCTL_FILE]

@@ -115,7 +115,7 @@ def test_every_sysctl_is_a_network_namespace_key_this_kernel_knows(user_data: st
     for key in settings:
         assert key.startswith("net."), key
         assert Path("/proc/sys", *key.split(".")).exists(), f"{key}: no such kernel setting"
-    assert ["systemctl", "restart", "systemd-sysctl.service"] in _doc(user_data)["runcmd"]
+    assert ["/lib/systemd/systemd-sysctl", hardening.SYSCTL_FILE] in _doc(user_data)["runcmd"]
 
 
 def test_nsd_rate_limits_are_explicit_and_positive_answers_whitelisted(tmp_path: Path) -> None:
