@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines", "bench.rollout")
+MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines", "bench.rollout",
+           "bench.hardening")
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures.md"
 

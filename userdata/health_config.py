@@ -7,6 +7,7 @@ from typing import Any
 
 from infra.contracts import BIRD_SOCKET, BIRDC, HEALTH_DEFAULTS
 from infra.model import Network, Pop
+from userdata.hardening import HEALTH_SANDBOX
 
 WATCHDOG_SEC = 2  # systemd kills a silent agent after this; its worst-case round (checks + BIRD) stays below 1.2 s
 RESTART_SEC = 1
@@ -71,6 +72,7 @@ def health_unit(network: Network, config_path: str, agent_path: str) -> str:
         "# Second line of defence, without the agent's code: whenever the agent stops (crash, watchdog, stop),",
         "# systemd disables the anycast protocols. The next agent re-enables them after `rise` good checks.",
         *stop_post,
+        *HEALTH_SANDBOX,
         "",
         "[Install]",
         "WantedBy=multi-user.target",

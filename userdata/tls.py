@@ -19,6 +19,7 @@ from infra.contracts import TLS_KEY_FILE as KEY_FILE
 from infra.contracts import TLS_STORE_KEY as STORE_KEY
 from infra.contracts import TLS_STORE_REGION as STORE_REGION
 from infra.model import Network, Pop
+from userdata.hardening import TLS_ISSUE_STATE, TLS_SANDBOX
 
 ACME_LABEL = "_acme-challenge"  # RFC 8555 section 8.4
 # Debian's caddy.service: ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile --force (a graceful config
@@ -110,7 +111,7 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
             ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
              f"ExecStart={cmd % 'fetch'}",
              "# exit 75: the store is still empty (before the issuer's first order), the bootstrap certificate stays",
-             "SuccessExitStatus=75"]),
+             "SuccessExitStatus=75", *TLS_SANDBOX]),
         TLS_FETCH_TIMER: _unit(
             "Look for a renewed HTTPS certificate",
             ["", "[Timer]", "OnBootSec=1min", f"OnUnitActiveSec={network.tls.fetch_minutes}min", "RandomizedDelaySec=60"],
@@ -124,7 +125,7 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
              # A failed order (the network's first, before its DNS answers; the CA down) is tried again in 30 min,
              # not at the timer's next check 12 h later: 2 failed validations per name an hour at most, under Let's
              # Encrypt's 5 (https://letsencrypt.org/docs/rate-limits/).
-             "Restart=on-failure", f"RestartSec={ISSUE_RETRY}"])
+             "Restart=on-failure", f"RestartSec={ISSUE_RETRY}", *TLS_SANDBOX, TLS_ISSUE_STATE])
         out[TLS_ISSUE_TIMER] = _unit(
             "Check twice a day whether the HTTPS certificate is due for renewal",
             ["", "[Timer]", "OnBootSec=2min", f"OnUnitActiveSec={ISSUE_EVERY}", "RandomizedDelaySec=30min"],

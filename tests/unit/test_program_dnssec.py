@@ -47,13 +47,26 @@ def test_ds_record_after_every_gate() -> None:
     assert gates and all(any(dep.endswith(f"::{g}") for dep in ds["dependencies"]) for g in gates), ds["dependencies"]
 
 
+def _zone_file(user_data: str) -> str:
+    """The zone file cloud-init writes (a signed zone ships gzip-compressed, encoding gz+b64)."""
+    import base64
+    import gzip
+
+    import yaml
+
+    entry = next(f for f in yaml.safe_load(user_data)["write_files"] if f["path"].endswith("/cdn.example.com.zone"))
+    assert entry.get("encoding") == "gz+b64", entry.get("encoding")
+    return gzip.decompress(base64.b64decode(entry["content"])).decode()
+
+
 def test_user_data_carries_a_signed_zone_and_no_key() -> None:
     run = _run(env=tuple(ENV.items()))
     instances = [r for r in run["resources"] if r["type"] == "vultr:index/instance:Instance"]
     assert len(instances) == 2
     for inst in instances:
         text = inst["inputs"]["userData"]
-        assert "RRSIG SOA 13 3 60" in text and "DNSKEY 257 3 13" in text
+        zone = _zone_file(text)
+        assert "RRSIG SOA 13 3 60" in zone and "DNSKEY 257 3 13" in zone
         assert "PRIVATE KEY" not in text and ENV["ANYCAST_DNSSEC_KEY"].splitlines()[1][:30] not in text
 
 

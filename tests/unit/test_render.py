@@ -224,11 +224,28 @@ def test_user_data_fits_the_budget_and_ships_the_agents_unchanged(stack: str) ->
     for pop in network.pops:
         user_data = render_pop(network, pop, TEST_PASSWORD).user_data
         assert len(user_data.encode()) <= USER_DATA_BUDGET, (stack, pop.code, len(user_data))
-        for entry in _cloud_config(user_data)["write_files"]:
-            if entry.get("encoding") == "gz+b64":  # what cloud-init writes is the reviewed source, byte for byte
-                shipped = gzip.decompress(base64.b64decode(entry["content"])).decode()
-                name = Path(entry["path"]).name + ".py"
-                assert shipped == (source / name).read_text(encoding="utf-8"), entry["path"]
+        agents = [e for e in _cloud_config(user_data)["write_files"] if e.get("encoding") == "gz+b64"]
+        assert agents, "the agents ship gzip-compressed"
+        for entry in agents:  # what cloud-init writes is the reviewed source's code: same parse tree, docstrings aside
+            shipped = gzip.decompress(base64.b64decode(entry["content"])).decode()
+            reviewed = (source / (Path(entry["path"]).name + ".py")).read_text(encoding="utf-8")
+            assert shipped.splitlines()[0] == reviewed.splitlines()[0], "the shebang is kept"
+            assert _code(shipped) == _code(reviewed), entry["path"]
+            assert "\n    \"\"\"" not in shipped and len(shipped) < 0.9 * len(reviewed), "no docstrings or comments shipped"
+
+
+def _code(source: str) -> str:
+    """The parse tree without docstrings (the module's first line, argparse's description, compared apart)."""
+    import ast
+
+    tree = ast.parse(source)
+    first = ast.get_docstring(tree, clean=False)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return (first or "").strip().splitlines()[0] + "\n" + ast.dump(tree)
 
 
 def test_user_data_over_the_budget_is_refused(prod_network: Network, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,187 @@
+"""Host hardening a PoP boots with (docs/security.md): systemd sandboxing for the units we ship and drop-ins for
+Debian's bird, nsd and caddy units, an SSH policy, and kernel settings for an anycast host.
+
+Every directive is from systemd.exec(5) / systemd.resource-control(5) of systemd 252 (Debian 12). What each service
+needs was read from its code or its Debian unit (/lib/systemd/system/{bird,nsd,caddy}.service); the machine lab boots
+these files under systemd and runs the health faults, the drain and the HTTPS renewal against them.
+`systemd-analyze security --offline=true` scores them (tests/unit/test_hardening.py, bench/hardening.py).
+"""
+
+from __future__ import annotations
+
+from infra.contracts import BIRD_SOCKET, LEGO_PATH, TLS_CERT_FILE
+
+# What no service of a PoP needs: the kernel's knobs, other users' files, devices, new privileges, exotic sockets.
+# One drop-in, the same bytes for every service (SANDBOX_DROPIN in each unit's .d/), written once in the user data
+# (a YAML anchor: userdata/render.py). SystemCallFilter lines are not here: systemd takes the first one read as the
+# kind of list (allow or deny), so each unit keeps its filter lines together and in order (_SYSCALLS first).
+SANDBOX_DROPIN = "sandbox.conf"
+SANDBOX_TEXT = "\n".join([
+    "# Rendered by anycast: the sandbox every PoP service shares (docs/security.md).",
+    "[Service]",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "PrivateMounts=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "SystemCallArchitectures=native",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",  # lists add up: BIRD adds AF_NETLINK
+    ""])
+# A call outside the filter fails with EPERM instead of killing the service (Go's setrlimit at start is best-effort).
+_SYSCALLS = ["SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM"]
+# Not for anycast-tls, which chowns (@chown is part of @privileged).
+_NO_PRIVILEGED = "SystemCallFilter=~@privileged @resources"
+
+
+def sandbox_path(unit: str) -> str:
+    return f"/etc/systemd/system/{unit}.d/{SANDBOX_DROPIN}"
+
+
+# The health agent (userdata/files/anycast-health.py, service mode) reads health.json and the drain file, checks
+# HTTP/DNS over TCP/UDP, talks to BIRD's control socket (AF_UNIX, srw-rw---- bird:bird: the group is enough), answers
+# /status on a port above 1024 and notifies systemd ($NOTIFY_SOCKET). It writes nothing: `--drain` is an operator's
+# command run from a root shell, outside this unit. So: an unprivileged throw-away user in group bird, no capability.
+HEALTH_SANDBOX = [
+    "DynamicUser=yes",
+    "SupplementaryGroups=bird",
+    "CapabilityBoundingSet=",
+    *_SYSCALLS,
+    _NO_PRIVILEGED,
+    "ProcSubset=pid",
+    "UMask=0077",
+]
+
+# anycast-tls (userdata/files/anycast-tls.py) runs as root: it writes the key and certificate for group caddy
+# (chown: CAP_CHOWN), reads the 0600 root access-key file and reloads Caddy through systemctl (root's right on
+# systemd's socket). It writes only the certificate directory and, on the issuer, lego's state. HTTPS to S3 and the CA.
+TLS_SANDBOX = [
+    "CapabilityBoundingSet=CAP_CHOWN",
+    *_SYSCALLS,
+    "SystemCallFilter=~@resources",
+    "ProcSubset=pid",
+    f"ReadWritePaths={TLS_CERT_FILE.rsplit('/', 1)[0]}",
+    "UMask=0077",
+]
+TLS_ISSUE_STATE = f"StateDirectory={LEGO_PATH.removeprefix('/var/lib/').split('/')[0]}"
+
+# Debian's bird.service starts BIRD as root (ExecStartPre prepare-environment chowns /run/bird) and BIRD then drops to
+# user bird keeping its network capabilities (-u/-g). Here systemd starts it as bird directly with only those
+# capabilities (BGP on port 179, its sockets' options) and makes /run/bird itself; the socket BIRD creates there is
+# 0660 bird:bird (BIRD_SOCKET), which the health agent and prometheus-bird-exporter (user bird) use.
+BIRD_DROPIN = "/etc/systemd/system/bird.service.d/hardening.conf"
+BIRD_DROPIN_TEXT = "\n".join([
+    "[Service]",
+    "ExecStartPre=",
+    "ExecStartPre=/usr/sbin/bird -p",
+    "ExecStart=",
+    "ExecStart=/usr/sbin/bird -f $BIRD_ARGS",
+    "User=bird",
+    "Group=bird",
+    f"RuntimeDirectory={BIRD_SOCKET.split('/')[2]}",
+    "RuntimeDirectoryMode=0750",
+    "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW",
+    "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW",
+    *_SYSCALLS,
+    _NO_PRIVILEGED,
+    "ProcSubset=pid",
+    "RestrictAddressFamilies=AF_NETLINK",
+    "UMask=0027",
+    ""])
+
+# Debian's nsd.service is sandboxed already (exposure 5.0); it starts as root, binds 53 and drops to user nsd
+# (CAP_SETUID/SETGID/CHOWN). CapabilityBoundingSet= first resets the package's list, which keeps CAP_NET_ADMIN and
+# CAP_NET_RAW for IP_TRANSPARENT: nsd.conf sets no ip-transparent. Its own SystemCallFilter deny list stays.
+NSD_DROPIN = "/etc/systemd/system/nsd.service.d/hardening.conf"
+NSD_DROPIN_TEXT = "\n".join([
+    "[Service]",
+    "CapabilityBoundingSet=",
+    "CapabilityBoundingSet=CAP_CHOWN CAP_IPC_LOCK CAP_NET_BIND_SERVICE CAP_SETGID CAP_SETUID CAP_SYS_CHROOT",
+    "RestrictAddressFamilies=AF_NETLINK",  # NSD lists the interfaces at start (getifaddrs); without it it exits
+    ""])
+
+# Debian's caddy.service runs as caddy with CAP_NET_BIND_SERVICE (ports 80/443), ProtectSystem=full. Caddy writes only
+# its data and config directories under its home (/var/lib/caddy: autosave.json, locks); the admin API, which
+# `caddy reload` (ExecReload) uses, is TCP on localhost:2019 (Caddyfile).
+CADDY_DROPIN = "/etc/systemd/system/caddy.service.d/hardening.conf"
+CADDY_DROPIN_TEXT = "\n".join([
+    "[Service]",
+    "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+    *_SYSCALLS,
+    _NO_PRIVILEGED,
+    "ProcSubset=pid",
+    "ReadWritePaths=/var/lib/caddy",
+    "UMask=0027",
+    ""])
+
+DROPINS = {BIRD_DROPIN: BIRD_DROPIN_TEXT, NSD_DROPIN: NSD_DROPIN_TEXT, CADDY_DROPIN: CADDY_DROPIN_TEXT,
+           **{sandbox_path(u): SANDBOX_TEXT for u in ("bird.service", "nsd.service", "caddy.service")}}
+
+# sshd_config(5) of OpenSSH 9.2 (Debian 12): the first value read wins and Debian's sshd_config includes
+# sshd_config.d/*.conf at its top, so this file (sorted early) decides. Keys only: the emergency way in without a key
+# is the provider's console (docs/security.md). Algorithms: ssh-audit's policy for OpenSSH 9 (post-quantum hybrid
+# and curve25519 key exchange, AEAD ciphers, encrypt-then-MAC only).
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-anycast.conf"
+SSHD_DROPIN_TEXT = "\n".join([
+    "# Rendered by anycast: keys only, current algorithms (docs/security.md).",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PermitEmptyPasswords no",
+    "AuthenticationMethods publickey",
+    "PermitRootLogin prohibit-password",
+    "MaxAuthTries 3",
+    "LoginGraceTime 30",
+    "X11Forwarding no",
+    "AllowAgentForwarding no",
+    "AllowTcpForwarding no",
+    "PermitTunnel no",
+    "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org",
+    "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com",
+    "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
+    ""])
+
+# Only net.* keys, per network namespace. Applied at boot by systemd-sysctl.service, and on the first boot by its
+# binary from runcmd for this file alone (cloud-init writes it after the service has run). The machine lab's containers
+# have a read-only /proc/sys: there the binary exits 0 without writing (measured), the service skips itself, and these
+# values are not applied.
+#
+# rp_filter=2 (loose, RFC 3704 section 2.3): a packet is dropped only when its source has no route at all. Strict mode
+# (1) drops a packet that arrives on another interface than the one the route back to its source uses: on a PoP with
+# more than one path (a second upstream, a private network) that drops real clients. Anycast replies leave from the
+# service address on anycast0 by the default route: reverse-path filtering looks only at arriving packets, so loose
+# mode never stops them. The kernel takes the larger of conf.all and conf.<interface>, so all=2 makes every interface
+# at least loose. IPv6 has no rp_filter; nftables.conf drops what should not arrive.
+SYSCTL_FILE = "/etc/sysctl.d/60-anycast.conf"
+SYSCTL_TEXT = "\n".join([
+    "# Rendered by anycast: kernel settings for an anycast PoP (docs/security.md).",
+    "net.ipv4.tcp_syncookies = 1",
+    "net.ipv4.conf.all.rp_filter = 2",
+    "net.ipv4.conf.default.rp_filter = 2",
+    "net.ipv4.conf.all.accept_redirects = 0",
+    "net.ipv4.conf.default.accept_redirects = 0",
+    "net.ipv4.conf.all.secure_redirects = 0",
+    "net.ipv4.conf.default.secure_redirects = 0",
+    "net.ipv6.conf.all.accept_redirects = 0",
+    "net.ipv6.conf.default.accept_redirects = 0",
+    "net.ipv4.conf.all.send_redirects = 0",
+    "net.ipv4.conf.default.send_redirects = 0",
+    "net.ipv4.conf.all.accept_source_route = 0",
+    "net.ipv4.conf.default.accept_source_route = 0",
+    "net.ipv6.conf.all.accept_source_route = 0",
+    "net.ipv6.conf.default.accept_source_route = 0",
+    "net.ipv4.icmp_echo_ignore_broadcasts = 1",
+    "net.ipv4.icmp_ignore_bogus_error_responses = 1",
+    ""])
+SYSCTL_APPLY = ["/lib/systemd/systemd-sysctl", SYSCTL_FILE]
