@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter lego pebble openssl prometheus prometheus-bird-exporter systemd-container debootstrap apt-utils ldnsutils unbound openssh-server
+DEBS := bird2 nsd caddy cloud-init iproute2 nftables gobgpd dnsutils curl prometheus-blackbox-exporter lego pebble openssl prometheus prometheus-bird-exporter systemd-container debootstrap apt-utils ldnsutils unbound openssh-server lynis nmap frr unattended-upgrades
 STACK ?= prod
 MODE ?= processes
 
