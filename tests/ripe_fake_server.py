@@ -23,12 +23,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.helpers.loopback_server import LoopbackServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ripe-db"
 AUTH_TEXT = 'Authorisation for [%s] %s failed\nusing "%s:"\nnot authenticated by: %s'
@@ -88,7 +90,7 @@ class Protection:
     maintainers: list[str]
 
 
-class FakeRipe:
+class FakeRipe(LoopbackServer):
     """The server and its state. Use as a context manager; ``url`` is the base URL for ``--base-url``."""
 
     def __init__(self, keys: dict[str, str] | None = None, key_maintainers: dict[str, set[str]] | None = None,
@@ -102,25 +104,11 @@ class FakeRipe:
         self.rpki_keys = rpki_keys if rpki_keys is not None else {"rpki-Test-Key-0001"}
         self.roas: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def __enter__(self) -> FakeRipe:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self.serve(_Handler)
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- state helpers -----------------------------------------------------------------------------------------
     def put(self, db: str, attributes: list[tuple[str, str]]) -> None:

@@ -11,13 +11,13 @@ test can assert that nothing but GET was sent. ``hang`` delays every answer (a s
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.helpers.loopback_server import LoopbackServer
 
 GOOD_KEY = "VULTR-TEST-KEY-0123456789ABCDEF"
 DEBIAN_12 = {"id": 2136, "name": "Debian 12 x64 (bookworm)", "arch": "x64", "family": "debian"}
@@ -26,7 +26,7 @@ PLANS = ["vc2-1c-1gb", "vc2-1c-2gb", "vc2-2c-4gb"]  # govultr regions_test.go
 
 
 @dataclass
-class FakeVultr:
+class FakeVultr(LoopbackServer):
     key: str = GOOD_KEY
     bgp: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "asn": 64500, "password": "12345"})
     availability: dict[str, list[str]] = field(default_factory=dict)  # region -> plans; others get PLANS
@@ -37,25 +37,9 @@ class FakeVultr:
     page_size: int | None = None  # force small pages to exercise the cursor
     log: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._server: ThreadingHTTPServer | None = None
-
     def __enter__(self) -> FakeVultr:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self.serve(_Handler)
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str]) -> tuple[int, Any]:
         parts = urlsplit(raw_path)

@@ -19,7 +19,7 @@ import requests
 import urllib3
 
 from infra.preflight.rows import Unreachable
-from infra.untrusted.bodies import json_body
+from infra.untrusted.bodies import BodyTooLarge, json_body, read_bounded
 from infra.untrusted.errors import UntrustedInput
 from infra.untrusted.text import printable
 
@@ -115,19 +115,10 @@ class Api:
         raise Unreachable(self._broken)
 
     def _read(self, resp: requests.Response, deadline: float) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
         try:
-            while True:
-                if self._clock() > deadline:
-                    raise TimeoutError()
-                chunk = resp.raw.read1(65536, decode_content=True)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise requests.RequestException(f"an answer larger than {MAX_BODY // 2**20} MiB")
+            return read_bounded(resp.raw, deadline, self._clock, MAX_BODY)
+        except BodyTooLarge as exc:
+            raise requests.RequestException(str(exc)) from None
         finally:
             resp.close()
 

@@ -26,7 +26,7 @@ import requests
 import urllib3
 
 from infra.ripe.errors import BadInput, RipeProtocolError, RipeUnavailable
-from infra.untrusted.bodies import json_body
+from infra.untrusted.bodies import BodyTooLarge, json_body, read_bounded
 from infra.untrusted.errors import UntrustedInput
 from infra.untrusted.text import printable
 
@@ -218,20 +218,13 @@ class Transport:
 
     def _read(self, resp: requests.Response, deadline: float) -> bytes:
         """The whole body, read piece by piece (each read bounded by the read timeout) until ``deadline``."""
-        chunks: list[bytes] = []
-        size = 0
         try:
-            while True:
-                if self._clock() > deadline:
-                    raise _Slow()
-                chunk = resp.raw.read1(65536, decode_content=True)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise RipeProtocolError(f"the answer is larger than {MAX_BODY // 2**20} MiB; this is not a RIPE "
-                                            "API answer (check --base-url)")
+            return read_bounded(resp.raw, deadline, self._clock, MAX_BODY)
+        except TimeoutError:
+            raise _Slow() from None
+        except BodyTooLarge:
+            raise RipeProtocolError(f"the answer is larger than {MAX_BODY // 2**20} MiB; this is not a RIPE "
+                                    "API answer (check --base-url)") from None
         finally:
             resp.close()
 

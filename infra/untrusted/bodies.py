@@ -1,5 +1,5 @@
-"""HTTP answers read as untrusted: the body is bounded while it is read (by the caller's loop, see
-``infra.ripe.transport``), decoded by the charset the server declared, and parsed as strict JSON.
+"""HTTP answers read as untrusted: the body is bounded in size and time while it is read (``read_bounded``, used
+by the RIPE and Vultr clients), decoded by the charset the server declared, and parsed as strict JSON.
 
 JSON is UTF-8 (RFC 8259 8.1); a declared ``charset`` is honoured when Python knows it and refused when it does not,
 instead of guessing (``requests`` would fall back to ISO-8859-1 for text/* without a charset, RFC 2616 3.7.1).
@@ -8,14 +8,45 @@ instead of guessing (``requests`` would fall back to ISO-8859-1 for text/* witho
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from email.message import Message
-from typing import Any
+from typing import Any, Protocol
 
 from infra.untrusted.errors import UntrustedInput
 from infra.untrusted.jsontext import MAX_DEPTH, parse_json
 from infra.untrusted.text import printable
 
 MAX_BODY = 4 * 1024 * 1024
+
+
+class BodyTooLarge(UntrustedInput):
+    """The answer went on past the caller's size limit (the caller words the error for its API)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an answer larger than {limit // 2**20} MiB")
+        self.limit = limit
+
+
+class _Chunked(Protocol):
+    def read1(self, amt: int, decode_content: bool = ...) -> bytes: ...
+
+
+def read_bounded(raw: _Chunked, deadline: float, clock: Callable[[], float], limit: int = MAX_BODY) -> bytes:
+    """The whole body, read piece by piece (each read bounded by the connection's read timeout) until ``deadline``
+    on ``clock``: a server that drips a byte at a time cannot hold a request open past the deadline (TimeoutError),
+    and one that never stops cannot fill memory (BodyTooLarge). ``raw`` is urllib3's response (``resp.raw``)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if clock() > deadline:
+            raise TimeoutError("the answer did not arrive completely before the deadline")
+        chunk = raw.read1(65536, decode_content=True)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
 
 
 def media_type(content_type: str | None) -> tuple[str, str | None]:

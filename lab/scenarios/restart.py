@@ -25,7 +25,6 @@ each wave started.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -195,12 +194,4 @@ def restart_in_place(stack: str, network: Network, *, gate_timeout: float | None
             s.stop()
     # The lab state keeps the new pids (the driver recorded them): later checks and `lab down` find the daemons.
     save_state(stack, state)
-    report["seconds"] = round(time.monotonic() - t0, 2)
-    report["load"] = load.summary(t0)
-    lost = report["load"]
-    say(f"restart in place {'done' if report['ok'] else 'stopped'} after {report['seconds']:.1f} s; clients lost "
-        f"{lost['http'][0]}/{lost['http'][1]} HTTP requests and {lost['dns'][0]}/{lost['dns'][1]} DNS queries")
-    with contextlib.suppress(OSError):
-        (Path(state["dir"]) / "restart.json").write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n",
-                                                        encoding="utf-8")
-    return report
+    return load.finish(report, t0, "restart in place", Path(state["dir"]) / "restart.json", say)

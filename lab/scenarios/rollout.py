@@ -167,6 +167,17 @@ class Load:
             self._process.kill()
         self._process = None
 
+    def finish(self, report: dict[str, Any], t0: float, what: str, path: Path, say: Any) -> dict[str, Any]:
+        """Close a scenario's ``report``: its length, this load's summary, one line said, and the report kept as
+        JSON at ``path`` (best effort: the report is returned either way)."""
+        report["seconds"] = round(time.monotonic() - t0, 2)
+        report["load"] = lost = self.summary(t0)
+        say(f"{what} {'done' if report['ok'] else 'stopped'} after {report['seconds']:.1f} s; clients lost "
+            f"{lost['http'][0]}/{lost['http'][1]} HTTP requests and {lost['dns'][0]}/{lost['dns'][1]} DNS queries")
+        with contextlib.suppress(OSError):
+            path.write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+        return report
+
     def summary(self, t0: float = 0.0) -> dict[str, Any]:
         """Lost and sent per kind, lost per client, and each loss as (client, kind, seconds after ``t0``)."""
         out: dict[str, Any] = {"http": [0, 0], "dns": [0, 0], "lost_by_client": {}, "lost_at": []}
@@ -461,11 +472,4 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
             say(f"wave {k + 1} done in {time.monotonic() - tw:.1f} s")
     finally:
         load.stop()
-    report["seconds"] = round(time.monotonic() - t0, 2)
-    report["load"] = load.summary(t0)
-    lost = report["load"]
-    say(f"rollout {'done' if report['ok'] else 'stopped'} after {report['seconds']:.1f} s; clients lost "
-        f"{lost['http'][0]}/{lost['http'][1]} HTTP requests and {lost['dns'][0]}/{lost['dns'][1]} DNS queries")
-    with contextlib.suppress(OSError):
-        (base / "rollout.json").write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
-    return report
+    return load.finish(report, t0, "rollout", base / "rollout.json", say)

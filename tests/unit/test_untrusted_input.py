@@ -31,7 +31,7 @@ from infra.monitoring.targets import file_sd, load_outputs
 from infra.ripe.errors import RipeRefused, error_messages
 from infra.ripe.rpsl import from_json
 from infra.ripe.transport import Reply, RetryPolicy
-from infra.untrusted.bodies import json_body
+from infra.untrusted.bodies import BodyTooLarge, json_body, read_bounded
 from infra.untrusted.errors import UntrustedInput
 from infra.untrusted.files import read_json
 from infra.untrusted.jsontext import dumps, parse_json
@@ -540,3 +540,33 @@ def test_preflight_answers_nested_deep_or_with_nan_are_not_json() -> None:
     assert _answer(200, b'{"a": NaN}').body is None
     assert _answer(200, b'{"a": 1}').body == {"a": 1}
     assert "\x1b" not in _answer(500, b"\x1b[2Jproxy error").text
+
+
+class _Drip:
+    """A urllib3-like body that hands out fixed pieces and advances a fake clock per read."""
+
+    def __init__(self, pieces: list[bytes], clock: list[float], step: float) -> None:
+        self.pieces, self.clock, self.step = list(pieces), clock, step
+
+    def read1(self, amt: int, decode_content: bool = True) -> bytes:
+        self.clock[0] += self.step
+        return self.pieces.pop(0)[:amt] if self.pieces else b""
+
+
+def test_read_bounded_joins_the_pieces() -> None:
+    now = [0.0]
+    assert read_bounded(_Drip([b"ab", b"cd"], now, 0.1), 10.0, lambda: now[0]) == b"abcd"
+
+
+def test_read_bounded_stops_a_dripping_server_at_the_deadline() -> None:
+    now = [0.0]
+    with pytest.raises(TimeoutError):
+        read_bounded(_Drip([b"x"] * 1000, now, 1.0), 5.0, lambda: now[0])
+    assert now[0] <= 7.0  # it stopped reading right after the deadline, not after the 1,000 pieces
+
+
+def test_read_bounded_refuses_an_endless_body() -> None:
+    now = [0.0]
+    with pytest.raises(BodyTooLarge) as err:
+        read_bounded(_Drip([b"x" * 1024] * 100, now, 0.0), 10.0, lambda: now[0], limit=4096)
+    assert err.value.limit == 4096 and "larger than" in str(err.value)
