@@ -32,6 +32,12 @@ BIRDC: Final = "/usr/sbin/birdc"
 HEALTH_CONFIG_FILE: Final = "/etc/anycast/health.json"
 HEALTH_AGENT: Final = "/usr/local/sbin/anycast-health"
 DRAIN_FILE: Final = "/var/lib/anycast/drain"  # survives a reboot: a PoP drained for maintenance stays drained
+# Reboots for security updates (userdata/files/anycast-reboot.py, docs/security.md#security-updates-and-reboots).
+REBOOT_CONFIG_FILE: Final = "/etc/anycast/reboot.json"
+REBOOT_PEERS_FILE: Final = "/etc/anycast/reboot-peers.json"  # optional, written after boot: {code: status URL}
+REBOOT_AGENT: Final = "/usr/local/sbin/anycast-reboot"
+REBOOT_REQUIRED_FILE: Final = "/var/run/reboot-required"  # Debian's packages (kernel, libc) touch it: a tmpfs
+REBOOT_MARKER: Final = "/var/lib/anycast/reboot-drain"  # the coordinator drained for a reboot: undrain after boot
 TLS_CONFIG_FILE: Final = "/etc/anycast/tls.json"
 TLS_CREDENTIALS_FILE: Final = "/etc/anycast/tls-credentials"
 TLS_AGENT: Final = "/usr/local/sbin/anycast-tls"
@@ -49,6 +55,8 @@ TLS_FETCH_UNIT: Final = "anycast-tls-fetch.service"
 TLS_ISSUE_UNIT: Final = "anycast-tls-issue.service"
 TLS_FETCH_TIMER: Final = "anycast-tls-fetch.timer"
 TLS_ISSUE_TIMER: Final = "anycast-tls-issue.timer"
+REBOOT_UNIT: Final = "anycast-reboot.service"
+REBOOT_TIMER: Final = "anycast-reboot.timer"
 
 # --- HTTP paths ----------------------------------------------------------------------------------------------------
 HEALTHZ_PATH: Final = "/healthz"  # Caddy answers 200 with X-PoP (plain HTTP even when HTTPS redirects the rest)

@@ -77,6 +77,18 @@ TLS_SANDBOX = [
 ]
 TLS_ISSUE_STATE = f"StateDirectory={LEGO_PATH.removeprefix('/var/lib/').split('/')[0]}"
 
+# anycast-reboot (userdata/files/anycast-reboot.py) runs as root: `systemctl reboot` is root's right on systemd's
+# socket, no capability. It runs the health agent's drain, which writes the drain file (StateDirectory), talks to
+# BIRD's socket (group bird) and reads /proc/net/tcp (so no ProcSubset=pid), and asks peers' /status over HTTP.
+REBOOT_SANDBOX = [
+    "SupplementaryGroups=bird",
+    "CapabilityBoundingSet=",
+    *_SYSCALLS,
+    _NO_PRIVILEGED,
+    "StateDirectory=anycast",
+    "UMask=0022",
+]
+
 # Debian's bird.service starts BIRD as root (ExecStartPre prepare-environment chowns /run/bird) and BIRD then drops to
 # user bird keeping its network capabilities (-u/-g). Here systemd starts it as bird directly with only those
 # capabilities (BGP on port 179, its sockets' options) and makes /run/bird itself; the socket BIRD creates there is

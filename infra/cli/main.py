@@ -16,7 +16,8 @@ from infra.safe_write import OutputRefused
 from infra.terminal import PrintableStream, printable
 
 # Modules that add sub-commands, in the order `anycast --help` lists them.
-COMMAND_MODULES = ("infra.cli.render", "infra.cli.dnssec", "infra.cli.ripe", "infra.cli.monitoring", "infra.cli.catchment", "infra.cli.preflight",
+COMMAND_MODULES = ("infra.cli.render", "infra.cli.reboots", "infra.cli.dnssec", "infra.cli.ripe", "infra.cli.monitoring",
+                   "infra.cli.catchment", "infra.cli.preflight",
                    "lab.cli")
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2

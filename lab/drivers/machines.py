@@ -105,7 +105,8 @@ def precreate_anycast0(ns: str) -> None:
 
 
 def launch(spec: MachineSpec, root: Path, log: Path) -> int:
-    """Start nspawn for ``spec`` from its own cgroup directories; return nspawn's pid."""
+    """Start nspawn for ``spec`` from its own cgroup directories; return the pid of the shell that runs it (again
+    after a reboot)."""
     dirs = cgroup_dirs(spec.name)
     for d in dirs:
         d.mkdir(exist_ok=True)
@@ -113,8 +114,11 @@ def launch(spec: MachineSpec, root: Path, log: Path) -> int:
     cmd = ["systemd-nspawn", "-q", "-D", str(root), "-M", spec.name, "-b", "--register=no", "--keep-unit",
            "--console=read-only", f"--network-namespace-path={NETNS_DIR / spec.namespace}",
            "--capability=CAP_NET_ADMIN", "--resolv-conf=off", "--timezone=off", "--link-journal=no"]
+    # A `systemctl reboot` inside makes nspawn exit with 133 (systemd-nspawn(1), "EXIT STATUS"): start it again, as
+    # systemd-nspawn@.service does (RestartForceExitStatus=133), so a PoP that reboots comes back like a VM.
+    loop = 'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
     with open(log, "ab") as fh:
-        proc = subprocess.Popen(["/bin/sh", "-c", f"{join}; exec \"$@\"", "sh", *cmd], stdout=fh,
+        proc = subprocess.Popen(["/bin/sh", "-c", f"{join}; {loop}", "sh", *cmd], stdout=fh,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     return proc.pid
 

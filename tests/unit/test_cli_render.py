@@ -27,7 +27,7 @@ def test_render_writes_every_pop(project: Path, capsys: pytest.CaptureFixture[st
     out = project / "out"
     assert sorted(p.name for p in out.iterdir()) == ["ams", "ewr", "sao", "summary.json"]
     assert sorted(p.name for p in (out / "ams").iterdir()) == [
-        "Caddyfile", "bird.conf", "cdn.example.com.zone", "health.json", "nftables.conf", "nsd.conf", "tls.json",
+        "Caddyfile", "bird.conf", "cdn.example.com.zone", "health.json", "nftables.conf", "nsd.conf", "reboot.json", "tls.json",
         "user-data.yaml"]
     assert (out / "ams" / "user-data.yaml").stat().st_mode & 0o777 == 0o600
     summary = (out / "summary.json").read_text()

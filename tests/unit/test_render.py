@@ -116,7 +116,8 @@ def test_cloud_config_carries_every_file(prod_network: Network) -> None:
     assert "ip link add anycast0 type dummy" in units
     assert "ip addr replace 192.0.2.1/32 dev anycast0" in units and "ip addr replace 2001:db8:1000::1/128 dev anycast0" in units
     # + openssl for anycast-tls (tls.enabled; lego only on the issuer: tests/unit/test_tls.py)
-    assert set(doc["packages"]) == {"bird2", "caddy", "nftables", "nsd", "prometheus-bird-exporter", "python3", "openssl"}
+    assert set(doc["packages"]) == {"bird2", "caddy", "nftables", "nsd", "prometheus-bird-exporter", "python3", "openssl",
+                                    "unattended-upgrades"}
     assert doc["ssh_pwauth"] is False and doc["hostname"] == "anycast-fra"
     assert doc["runcmd"][-1] == ["systemctl", "enable", "--now", "anycast-health.service"]
 

@@ -170,3 +170,75 @@ def test_crash_loop_is_damped(pop: Pop) -> None:
     assert gaps[1] >= 1.0 and gaps[2] >= 2.0, (gaps, pop.log("agent"))
     held = [line for line in pop.log("agent").splitlines() if "hold-down after" in line]
     assert [h.split("after ")[1].split(" flap")[0] for h in held] == ["1", "2", "3"], held
+
+
+def test_reboot_coordinator_drains_through_the_real_agent_before_it_reboots(pop: Pop, tmp_path: Path) -> None:
+    """userdata/files/anycast-reboot.py with the real agent's drain and a real BIRD: at the moment the reboot
+    command runs BIRD has both anycast protocols down; a peer that is not announcing stops it before anything
+    happens; the run at the next boot removes the drain it made and the agent announces again after its checks."""
+    import http.server
+    import threading
+
+    peer_state = {"state": "withdrawn"}
+
+    class Peer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(peer_state).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Peer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = AGENT.with_name("anycast-reboot.py")
+    now = time.gmtime()
+    rebooted = tmp_path / "rebooted"
+    cfg = {"pop": "ams", "slot": {"start_minute": (now.tm_wday * 1440 + now.tm_hour * 60 + now.tm_min), "minutes": 5},
+           "required_file": str(tmp_path / "reboot-required"), "marker": str(tmp_path / "reboot-drain"),
+           "drain_file": str(tmp_path / "drain"),  # the agent's drain.file (health.json)
+           "drain": ["ip", "netns", "exec", pop.ns, sys.executable, str(AGENT), "--config", str(tmp_path / "health.json"),
+                     "--drain"],
+           "reboot": ["sh", "-c", f'birdc -s {tmp_path / "bird.ctl"} show protocols > {rebooted}'],
+           "peers": {"ewr": f"http://127.0.0.1:{server.server_port}/status"}, "peers_file": str(tmp_path / "peers.json"),
+           "group": ["ewr"], "min_announcing": 1}
+    (tmp_path / "reboot.json").write_text(json.dumps(cfg))
+
+    def coordinator() -> str:
+        r = subprocess.run([sys.executable, str(script), "--config", str(tmp_path / "reboot.json"), "--once"],
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    try:
+        pop.start("bird")
+        pop.start("caddy")
+        pop.start("agent")
+        assert _until(pop.announced, 5), pop.log("agent")
+        (tmp_path / "reboot-required").touch()
+        out = coordinator()
+        assert "skipping this slot" in out and "ewr (withdrawn)" in out, out
+        assert pop.announced() and not rebooted.exists() and not (tmp_path / "drain").exists()
+
+        peer_state["state"] = "announced"
+        out = coordinator()
+        assert "draining" in out and "rebooting" in out, out
+        at_reboot = {ln.split()[0]: ln.split()[3] for ln in rebooted.read_text().splitlines() if ln.startswith("anycast")}
+        assert at_reboot == {"anycast4": "down", "anycast6": "down"}, at_reboot
+        assert (tmp_path / "drain").exists() and (tmp_path / "reboot-drain").exists()
+
+        # The reboot: every process gone, /run emptied; BIRD starts with the anycast protocols disabled.
+        pop.kill("agent")
+        pop.kill("bird")
+        (tmp_path / "reboot-required").unlink()
+        pop.start("bird")
+        out = coordinator()  # ordered before anycast-health.service at boot
+        assert "removed the reboot's drain" in out and not (tmp_path / "drain").exists(), out
+        pop.start("agent")
+        assert pop.withdrawn()
+        assert _until(pop.announced, 5), pop.log("agent")  # after `rise` good checks
+    finally:
+        server.shutdown()
