@@ -113,15 +113,26 @@ BIRD_DROPIN_TEXT = "\n".join([
     "UMask=0027",
     ""])
 
-# Debian's nsd.service is sandboxed already (exposure 5.0); it starts as root, binds 53 and drops to user nsd
-# (CAP_SETUID/SETGID/CHOWN). CapabilityBoundingSet= first resets the package's list, which keeps CAP_NET_ADMIN and
-# CAP_NET_RAW for IP_TRANSPARENT: nsd.conf sets no ip-transparent. Its own SystemCallFilter deny list stays.
+# Debian's nsd.service is sandboxed already (exposure 5.0) but starts NSD as root, which binds 53 and then drops to
+# user nsd itself (CAP_SETUID/SETGID/CHOWN). Here systemd starts it as nsd with only CAP_NET_BIND_SERVICE, and
+# nsd.conf says `username: ""` so NSD switches nothing itself (templates/nsd.conf.j2; nsd.conf(5): chroot is empty
+# in Debian's build). What NSD writes, its database, xfrd.state and zone.list, is in /var/lib/nsd (owned by nsd, Debian's
+# postinst); it only reads /etc/nsd. No ip-transparent, so none of Debian's CAP_NET_ADMIN/CAP_NET_RAW.
+# `SystemCallFilter=` first empties Debian's deny list so that ours is an allow list (see SANDBOX_TEXT).
 NSD_DROPIN = "/etc/systemd/system/nsd.service.d/hardening.conf"
 NSD_DROPIN_TEXT = "\n".join([
     "[Service]",
+    "User=nsd",
+    "Group=nsd",
+    "AmbientCapabilities=CAP_NET_BIND_SERVICE",
     "CapabilityBoundingSet=",
-    "CapabilityBoundingSet=CAP_CHOWN CAP_IPC_LOCK CAP_NET_BIND_SERVICE CAP_SETGID CAP_SETUID CAP_SYS_CHROOT",
+    "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+    "SystemCallFilter=",
+    *_SYSCALLS,
+    _NO_PRIVILEGED,
+    "ProcSubset=pid",
     "RestrictAddressFamilies=AF_NETLINK",  # NSD lists the interfaces at start (getifaddrs); without it it exits
+    "UMask=0027",
     ""])
 
 # Debian's caddy.service runs as caddy with CAP_NET_BIND_SERVICE (ports 80/443), ProtectSystem=full. Caddy writes only
@@ -162,12 +173,20 @@ SSHD_DROPIN_TEXT = "\n".join([
     "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org",
     "Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com",
     "MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com",
+    # Lynis' SSH-7408/SSH-7440 (docs/security.md, "Lynis"): root is the one login (admin.sshKeys), two sessions per
+    # connection, a dead client is dropped by sshd's own keepalive (encrypted) rather than TCP's, and each login's key
+    # fingerprint is logged (VERBOSE).
+    "AllowUsers root",
+    "MaxSessions 2",
+    "ClientAliveCountMax 2",
+    "TCPKeepAlive no",
+    "Compression no",
+    "LogLevel VERBOSE",
     ""])
 
 # Only net.* keys, per network namespace. Applied at boot by systemd-sysctl.service, and on the first boot by its
 # binary from runcmd for this file alone (cloud-init writes it after the service has run). The machine lab's containers
-# have a read-only /proc/sys: there the binary exits 0 without writing (measured), the service skips itself, and these
-# values are not applied.
+# have a writable /proc/sys/net of their own (the rest read-only), and the lab reads every value back (lab/checks/audit.py).
 #
 # rp_filter=2 (loose, RFC 3704 section 2.3): a packet is dropped only when its source has no route at all. Strict mode
 # (1) drops a packet that arrives on another interface than the one the route back to its source uses: on a PoP with
@@ -195,5 +214,37 @@ SYSCTL_TEXT = "\n".join([
     "net.ipv6.conf.default.accept_source_route = 0",
     "net.ipv4.icmp_echo_ignore_broadcasts = 1",
     "net.ipv4.icmp_ignore_bogus_error_responses = 1",
+    # packets with impossible sources (the kernel rate-limits these lines)
+    "net.ipv4.conf.all.log_martians = 1",
+    "net.ipv4.conf.default.log_martians = 1",
     ""])
 SYSCTL_APPLY = ["/lib/systemd/systemd-sysctl", SYSCTL_FILE]
+
+# Smaller host files that Lynis looks for (docs/security.md, "Lynis": each finding fixed here or explained there).
+BANNER = ("Authorized access only. This system is private and monitored: activity is logged and may be used as "
+          "evidence; unauthorized use is prohibited and may be prosecuted.\n")
+HOST_FILES = {
+    # Debian's nsd.conf (in place until cloud-init writes ours, after the packages) includes this directory, has
+    # NSD switch to user nsd and enables the remote control, whose keys are root's 0640: NSD, started as nsd by
+    # NSD_DROPIN, would fail at the package's first start (measured in the machine lab). Ours includes nothing here.
+    "/etc/nsd/nsd.conf.d/anycast-first-start.conf": "# Rendered by anycast (docs/security.md): read only by Debian's "
+                                                    "nsd.conf, before ours is written.\nserver:\n  username: \"\"\n"
+                                                    "remote-control:\n  control-enable: no\n",
+    "/etc/issue": BANNER,
+    "/etc/issue.net": BANNER,
+    # KRNL-5820: no core dumps (they can hold keys and the BGP password)
+    "/etc/security/limits.d/10-anycast.conf": "# Rendered by anycast: no core dumps.\n* hard core 0\n",
+    "/etc/systemd/coredump.conf.d/10-anycast.conf": "[Coredump]\nStorage=none\nProcessSizeMax=0\n",
+    # USB-1000, STRG-1846, NETW-3200: a PoP has no USB or FireWire storage and speaks none of these protocols
+    # (Lynis' NETW-3200 accepts only /bin/true for the protocols; either makes modprobe load nothing)
+    "/etc/modprobe.d/anycast.conf": "# Rendered by anycast: modules a PoP never needs.\n" + "".join(
+        f"install {m} /bin/false\n" for m in ("usb-storage", "firewire-core")) + "".join(
+        f"install {m} /bin/true\n" for m in ("dccp", "sctp", "rds", "tipc")),
+    # SHLL-6220: an idle root shell (SSH or the console) ends after 15 minutes
+    "/etc/profile.d/anycast-tmout.sh": "# Rendered by anycast: idle shells end after 15 minutes.\n"
+                                       "TMOUT=900\nreadonly TMOUT\nexport TMOUT\n",
+}
+# AUTH-9286/AUTH-9328: Debian's login.defs, edited in place (its other settings stay Debian's): a stricter default
+# umask for login sessions, and password ageing for accounts made later (root's console password is not touched).
+LOGIN_DEFS_APPLY = ["sed", "-i", "-E", r"s/^(UMASK\s+).*/\1027/; s/^(PASS_MAX_DAYS\s+).*/\1365/; "
+                    r"s/^(PASS_MIN_DAYS\s+).*/\11/", "/etc/login.defs"]

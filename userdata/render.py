@@ -394,6 +394,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         *(_write_file(path, text) for path, text in hardening.DROPINS.items()),
         _write_file(hardening.SSHD_DROPIN, hardening.SSHD_DROPIN_TEXT, "0600"),
         _write_file(hardening.SYSCTL_FILE, hardening.SYSCTL_TEXT),
+        *(_write_file(path, text) for path, text in hardening.HOST_FILES.items()),
     ]
     services = ["anycast-addresses.service"]
     if pop.is_anycast:
@@ -429,6 +430,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
     runcmd: list[Any] = [
         ["systemctl", "daemon-reload"],
         hardening.SYSCTL_APPLY,
+        hardening.LOGIN_DEFS_APPLY,
         ["nft", "-f", HOST_PATHS["nftables.conf"]],
         ["systemctl", "enable", "nftables.service"],
         ["systemctl", "enable", "--now", *services],

@@ -39,6 +39,10 @@ from lab.net.netns import NETNS_DIR, LabError, namespace_pids, run
 CGROUP_FS = Path("/sys/fs/cgroup")
 HIERARCHIES = ("systemd", "unified", "memory", "cpuacct")  # cpuacct: CPU per PoP for make bench (where mounted)
 NSENTER = ("nsenter", "-a", "-t")
+# /proc/sys/net writable in the container, the rest of /proc/sys read-only: the container has its own network namespace
+# (the PoP's), so its net.* settings are its own, as on a VM, and systemd-sysctl applies the rendered ones.
+# https://www.freedesktop.org/software/systemd/man/252/systemd-nspawn.html (SYSTEMD_NSPAWN_API_VFS_WRITABLE)
+NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ def launch(spec: MachineSpec, root: Path, log: Path) -> int:
     loop = 'while :; do "$@"; rc=$?; [ "$rc" -eq 133 ] || exit "$rc"; done'
     with open(log, "ab") as fh:
         proc = subprocess.Popen(["/bin/sh", "-c", f"{join}; {loop}", "sh", *cmd], stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, **NSPAWN_ENV})
     return proc.pid
 
 

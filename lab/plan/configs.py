@@ -34,10 +34,10 @@ def lab_substitutions(pop_dir: Path, zone_file: str) -> list[Substitution]:
                      "no syslog daemon in the lab; BIRD logs to a file in the PoP's lab directory"),
         Substitution("nsd.conf", 'zonesdir: "/etc/nsd/zones"', f'zonesdir: "{d}/zones"',
                      "zones live in the PoP's lab directory instead of /etc/nsd/zones"),
-        Substitution("nsd.conf", "username: nsd",
+        Substitution("nsd.conf", 'username: ""',
                      f'username: ""\n  pidfile: "{d}/nsd.pid"\n  database: ""\n  zonelistfile: "{d}/zone.list"\n'
                      f'  xfrdfile: "{d}/xfrd.state"\n  xfrdir: "{d}"',
-                     "20 NSDs share one host: no privilege drop (lab files are root's), per-PoP pid and state files"),
+                     "20 NSDs share one host (run as root, not as a systemd unit): per-PoP pid and state files"),
         Substitution(zone_file, "$INCLUDE /etc/nsd/zones/local-addresses.inc", f"$INCLUDE {d}/zones/local-addresses.inc",
                      "unicast PoPs: the include written by anycast-local-addresses lives in the lab directory"),
         Substitution("health.json", f'"socket": "{BIRD_SOCKET}"', f'"socket": "{d}/bird.ctl"',

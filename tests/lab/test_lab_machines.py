@@ -154,3 +154,24 @@ def test_down_removes_everything(lab: dict[str, Any]) -> None:
     assert not list_namespaces(f"acl-{STACK}-")
     assert not lab_cgroups(f"acl-{STACK}-")
     assert not lab_mounts(Path(lab["dir"]))
+
+
+def test_auditors_rows(report: dict[str, Any]) -> None:
+    """Issue 21's auditors against the booted PoPs (lab/checks/audit.py, in the same check run as every other row):
+    exposure of our units at or below 2.0 with Debian's stock units beside, the rendered sysctls in effect, nmap
+    finding only the public ports from a client, BGP only from the peer, the exporters from admin.monitoringCidrs,
+    and Lynis' index of a PoP (its goal, or every finding left explained)."""
+    from lab.checks.audit import EXPOSURE_GOAL, LYNIS_GOAL
+
+    rows = [c for c in report["checks"] if c["group"] == "audit"]
+    assert len(rows) == 6 and all(c["ok"] for c in rows), [c for c in rows if not c["ok"]] or rows
+    detail = {c["name"].split()[0]: c["detail"] for c in rows}
+    exposure = detail["systemd-analyze"]
+    for unit in ("anycast-health ", "bird ", "nsd ", "caddy "):
+        assert unit in exposure, exposure
+    assert "(Debian's unit 9.6)" in exposure and f"<= {EXPOSURE_GOAL}" in rows[0]["name"], exposure
+    scan = next(c["detail"] for c in rows if "only 53/udp" in c["name"])
+    assert "53/tcp 53/udp 80/tcp 443/tcp" in scan and "every other port silent" in scan, scan
+    assert "values read back" in detail["kernel"]
+    lynis = report["measurements"]["lynis"]
+    assert lynis["tests"] > 100 and (lynis["index"] >= LYNIS_GOAL or not lynis["unexplained"]), lynis
