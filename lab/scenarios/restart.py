@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.contracts import DNSSEC_GATE_MARGIN_S
 from infra.derived.rollout import rollout_waves
 from infra.model import Network
 from infra.readiness import GateTarget, NotReady, rearmed, wait_ready
@@ -69,7 +70,8 @@ class Restart:
 def _gate_target(plan: LabPlan, pop: PopPlan) -> GateTarget:
     address = pop.unicast_ipv4 if plan.network.prefixes.ipv4 is not None else pop.unicast_ipv6
     return GateTarget(pop=pop.code, mode=pop.mode, addresses=(str(address),), zone=plan.network.dns.zone,
-                      sessions=len(pop.sessions))
+                      sessions=len(pop.sessions),
+                      dnssec_margin=DNSSEC_GATE_MARGIN_S if plan.network.dns.dnssec is not None else None)
 
 
 def shutdown(pst: PopState) -> None:
