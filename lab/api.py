@@ -32,10 +32,11 @@ def build_only(stack: str, network: Network, only: list[str] | None, well_connec
     """Write every config under .lab/<stack>/ without booting (no root): (files written, that directory).
     KeyError for an unknown PoP code."""
     from lab.boot.up import build, lab_password
+    from lab.plan.signing import lab_network
     from lab.plan.topology import build_plan
     from lab.state import lab_dir
 
-    plan = build_plan(stack, network, only, well_connected)
+    plan = build_plan(stack, lab_network(network), only, well_connected)  # a signing stack: the lab's key
     return build(plan, lab_password(), lab_dir(stack)), lab_dir(stack)
 
 

@@ -43,6 +43,7 @@ from lab.drivers.base import pop_driver
 from lab.drivers.health import AdjInStream
 from lab.net.netns import LabError, nsrun, socket_in
 from lab.net.processes import require_tools, stop, wait_for
+from lab.plan.signing import state_network
 from lab.plan.topology import LabPlan, PopPlan, build_plan, state_generations
 from lab.scenarios.rollout import Load
 from lab.state import LabState, PopState, load_state, save_state
@@ -146,6 +147,7 @@ def restart_in_place(stack: str, network: Network, *, gate_timeout: float | None
     state: LabState = load_state(stack)
     if state.get("mode") == "machines":
         raise LabError("anycast lab rollout runs in the process-mode lab (anycast lab up without --machines)")
+    network = state_network(network, state)  # a signed lab: the gates check the served signatures too
     plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))
     waves = rollout_waves(network, only=set(state["pops"]))
     timeout = float(gate_timeout if gate_timeout is not None else network.rollout.gate_timeout)
