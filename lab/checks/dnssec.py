@@ -195,3 +195,38 @@ def dnssec_group(ctx: Context) -> None:
         ctx.say("dnssec: the tamper row runs in the process-mode lab only")
         return
     ctx.guarded("dnssec", "tampered zone at one PoP", lambda: tamper_rows(ctx))
+    ctx.say("dnssec: a CSK rollover by double signature through a signed parent, every client asking throughout")
+    ctx.guarded("dnssec", "rollover", lambda: rollover_rows(ctx))
+
+
+def rollover_rows(ctx: Context) -> list[Check]:
+    from lab.scenarios.dnssec_rollover import rollover
+
+    try:
+        report = rollover(ctx.plan, ctx.state)
+    finally:
+        ctx.save()  # the client resolvers were restarted: their new pids
+    ctx.measurements["dnssec_rollover"] = report
+    seen = report["seen"]
+    total = sum(sum(c.values()) for c in seen.values())
+    lost = {k: {o: n for o, n in c.items() if o != "AD"} for k, c in seen.items() if set(c) - {"AD"}}
+    quiet = [k for k, c in seen.items() if c.get("AD", 0) < 10]
+    ok = bool(seen) and not lost and not quiet
+    detail = (f"{total} answers at {len(seen)} resolvers over {report['run_s']} s, "
+              + ("all AD" if not lost else f"not AD: {lost}")
+              + (f"; fewer than 10 answers at {', '.join(quiet)}" if quiet else "")
+              + "; steps at " + ", ".join(f"{label} {t} s" for label, t in report["steps"])
+              + f"; DS {report['old_ds'].split()[0]} -> {report['new_ds'].split()[0]}; setup {report['setup_s']} s")
+    rows = [Check("dnssec", "CSK rollover (double signature, DS via a signed parent) loses no validation on any client",
+                  ok, detail)]
+    try:
+        control = rollover(ctx.plan, ctx.state, control=True)
+    finally:
+        ctx.save()
+    failed = {k: sum(n for o, n in c.items() if o != "AD") for k, c in control["seen"].items()}
+    broken = sorted(k for k, n in failed.items() if n)
+    rows.append(Check("dnssec", "control: the new key alone while the parent holds the old DS -> validation lost",
+                      len(broken) == len(failed) > 0,
+                      f"{sum(failed.values())} of {sum(sum(c.values()) for c in control['seen'].values())} answers not "
+                      f"AD, at {len(broken)}/{len(failed)} resolvers (the rollover row above can fail)"))
+    return rows

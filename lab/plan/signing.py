@@ -26,6 +26,8 @@ from userdata.render import RenderedPop, render_pop
 
 LAB_KEY_ENV = "ANYCAST_LAB_DNSSEC_KEY"
 DEFAULT_KEY_FILE = PROJECT_ROOT / "tests" / "fixtures" / "dnssec" / "lab-key.pem"
+NEXT_KEY_ENV = "ANYCAST_LAB_DNSSEC_KEY_NEXT"
+NEXT_KEY_FILE = DEFAULT_KEY_FILE.with_name("lab-key-next.pem")
 RESOLVER_PORT = 53  # each client namespace has its own loopback: the resolvers take the standard port there
 
 
@@ -53,11 +55,22 @@ def state_network(network: Network, state: Mapping[str, Any]) -> Network:
     return lab_network(network, sign=bool(state.get("dnssec")))
 
 
+def lab_next_key() -> str:
+    """The key the lab rolls over to (lab/scenarios/dnssec_rollover.py)."""
+    return os.environ.get(NEXT_KEY_ENV) or NEXT_KEY_FILE.read_text(encoding="utf-8")
+
+
+def keys_env() -> dict[str, str]:
+    """The lab's keys under the variables its networks name (``ANYCAST_DNSSEC_KEY``, ``..._NEXT``)."""
+    return {DNSSEC_KEY_ENV: lab_key(), f"{DNSSEC_KEY_ENV}_NEXT": lab_next_key()}
+
+
 def render_lab_pop(network: Network, code: str, password: str, **kwargs: Any) -> RenderedPop:
-    """``render_pop`` with the lab key signing the zone when ``network`` signs."""
+    """``render_pop`` with the lab key (and, during the rollover, the next one) signing the zone when ``network``
+    signs."""
     signing = None
     if network.dns.dnssec is not None:
-        signing = dnssec.signing_from_env(network, {DNSSEC_KEY_ENV: lab_key()}, datetime.now(UTC))
+        signing = dnssec.signing_from_env(network, keys_env(), datetime.now(UTC))
     return render_pop(network, network.pop(code), password, signing=signing, **kwargs)
 
 
@@ -67,13 +80,21 @@ def stub_address(plan: LabPlan, client: ClientPlan, version: int) -> str:
     return geo_answer(plan, client, rtype="A" if version == 4 else "AAAA").address
 
 
-def unbound_conf(plan: LabPlan, client: ClientPlan, version: int, cdir: Path, anchor: str) -> str:
+def unbound_conf(plan: LabPlan, client: ClientPlan, version: int, cdir: Path, anchor: str,
+                 parent: tuple[str, int] | None = None) -> str:
     """A validating Unbound in the client's namespace on its loopback (127.0.0.1 or ::1), talking to the zone's
     nameserver over that family only, the lab's DS its only trust anchor; remote control on a local socket so that
-    the checks can flush its cache between steps."""
+    the checks can flush its cache between steps. ``parent``: (parent zone's DS, port of its NSD on the same
+    loopback): the anchor is then the parent's key and the zone's DS comes from the parent (the rollover)."""
     zone = plan.network.dns.zone
-    other = "do-ip6: no" if version == 4 else "do-ip4: no"
     loopback = "127.0.0.1" if version == 4 else "::1"
+    if parent is not None:
+        name = plan.network.dns.parent_zone
+        return (unbound_conf(plan, client, version, cdir, anchor)
+                .replace(f'  trust-anchor: "{zone}. DS {anchor}"\n',
+                         f'  trust-anchor: "{name}. DS {parent[0]}"\n  do-not-query-localhost: no\n')
+                .replace("stub-zone:\n", f'stub-zone:\n  name: "{name}"\n  stub-addr: {loopback}@{parent[1]}\nstub-zone:\n', 1))
+    other = "do-ip6: no" if version == 4 else "do-ip4: no"
     return (
         "server:\n"
         f"  interface: {loopback}\n  port: {RESOLVER_PORT}\n  {other}\n  do-daemonize: no\n  username: \"\"\n"

@@ -114,3 +114,31 @@ def test_the_tampered_pop_has_clients_in_and_out_of_its_catchment() -> None:
     code, mine, others = picked
     assert plan.network.pop(code).is_anycast and mine and others
     assert all(expected_pop(plan, c) == code for c in mine) and all(expected_pop(plan, c) != code for c in others)
+
+
+@needs_tools("unbound-checkconf")
+def test_the_rollover_parts_parent_zone_keys_and_resolver_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.scenarios.dnssec_rollover import PARENT_PORT, TTL, Parent, keyed
+
+    monkeypatch.delenv(LAB_KEY_ENV, raising=False)
+    net = lab_network(load_network("dev"), sign=True)
+    both = keyed(net, ["ANYCAST_DNSSEC_KEY", "ANYCAST_DNSSEC_KEY_NEXT"])
+    assert [k.ds for k in both.dns.dnssec.keys] == [LAB_DS, NEXT_DS] and both.dns.ttl == TTL  # type: ignore[union-attr]
+    zone = dns.zone.from_text(render_lab_pop(both, "ams", "pw").files[zone_file_name(both)], origin=ZONE, relativize=False)
+    www = dns.name.from_text(f"www.{ZONE}")
+    sigs = zone.get_rrset(www, dns.rdatatype.RRSIG, dns.rdatatype.A)
+    assert sigs is not None and sorted(s.key_tag for s in sigs) == sorted([int(LAB_DS.split()[0]), int(NEXT_DS.split()[0])])
+    parent = Parent(net)
+    ptext = parent.zone([LAB_DS, NEXT_DS])
+    pzone = dns.zone.from_text(ptext, origin="example.com", relativize=False)
+    ds = pzone.get_rrset(dns.name.from_text(ZONE), dns.rdatatype.DS)
+    assert ds is not None and len(ds) == 2
+    assert pzone.get_rrset(dns.name.from_text(ZONE), dns.rdatatype.RRSIG, dns.rdatatype.DS) is not None
+    plan = build_plan("dev", net)
+    conf = tmp_path / "u.conf"
+    conf.write_text(unbound_conf(plan, plan.clients[0], 6, tmp_path, LAB_DS, (parent.key.ds, PARENT_PORT)), encoding="utf-8")
+    out = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = conf.read_text(encoding="utf-8")
+    assert f'trust-anchor: "example.com. DS {parent.key.ds}"' in text and LAB_DS not in text
+    assert f'name: "example.com"\n  stub-addr: ::1@{PARENT_PORT}\n' in text and f'name: "{ZONE}"' in text
