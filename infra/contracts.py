@@ -213,6 +213,11 @@ class AgentStatus(TypedDict):
     watchdog: WatchdogStatus
 
 
+# The readiness gate refuses a PoP of a signing stack whose served signatures expire within this margin: the same 14
+# days at which AnycastDnssecSignatureExpiring fires (infra/monitoring/alerts.py), so a new PoP never starts alerting.
+DNSSEC_GATE_MARGIN_S: Final[int] = 14 * 86400
+
+
 class DnssecStatus(TypedDict):
     signature_expiration: int | None  # earliest RRSIG expiration in the DNS check's answer; None: unsigned (docs/dnssec.md)
 

@@ -15,6 +15,11 @@ What "ready" means for one PoP (docs/deploy.md, "The readiness gate"), each seen
   userdata/files/anycast-health.py; the fields read here are listed in docs/deploy.md) names this PoP, every check
   passes, BIRD answers, at least ``sessions`` BGP sessions exist and all are Established, the anycast routes are
   exported and the PoP is not drained.
+* DNSSEC, when the stack signs (``GateTarget.dnssec_margin``): the zone the PoP serves carries signatures that do not
+  expire within the margin (``DNSSEC_GATE_MARGIN_S``, the alert's 14 days): on an anycast PoP the agent's
+  ``dnssec.signature_expiration`` (the RRSIG of its own SOA query, with the DO bit), on a unicast PoP the RRSIG of a
+  SOA query with the DO bit on its address. A PoP serving an unsigned zone, or a stale one, stops the rollout before
+  the DS (which depends on every gate) changes.
 
 After an in-place change that restarts the PoP (a plan resize: Vultr reboots the instance, and the provider returns when
 its API shows the new plan, not when the PoP serves again) the gate also needs to see the restart itself, or it would
@@ -68,6 +73,7 @@ class GateTarget:
     status_port: int = HEALTH_STATUS_PORT
     status_path: str = STATUS_PATH
     restarted_after: float | None = None  # wall-clock s: a restart was requested then (see the module docstring)
+    dnssec_margin: float | None = None  # s; None: the stack does not sign. Else signatures must outlive now + margin
 
 
 def rearmed(target: GateTarget, old_restart_at: Any, new_restart_at: Any) -> GateTarget | None:
@@ -180,6 +186,75 @@ def parse_nsid(data: bytes, qid: int) -> str | None:
     return None
 
 
+def dnssec_query(qname: str, qid: int) -> bytes:
+    """A SOA query with RD clear and an EDNS0 OPT record with the DO bit (RFC 3225): a signed zone adds its RRSIG."""
+    header = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1)
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in qname.rstrip(".").split(".") if p)
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0x8000, 0)  # TTL field: extended rcode 0, version 0, DO
+    return header + labels + b"\x00" + struct.pack("!HH", 6, 1) + opt
+
+
+def parse_rrsig_expiration(data: bytes, qid: int) -> int | None:
+    """The earliest expiration (Unix seconds) of the RRSIGs in the answer section of a response to
+    :func:`dnssec_query`; None for no RRSIG. ValueError for a wrong id, an error rcode or a truncated answer."""
+    if len(data) < 12:
+        raise ValueError("short DNS answer")
+    rid, flags, qd, an, _ns, _ar = struct.unpack("!HHHHHH", data[:12])
+    if rid != qid or not flags & 0x8000:
+        raise ValueError("not the answer to this query")
+    if flags & 0x000F:
+        raise ValueError(f"rcode {flags & 0x000F}")
+    off = 12
+    for _ in range(qd):
+        off = _skip_name(data, off) + 4
+    found = []
+    for _ in range(an):
+        off = _skip_name(data, off)
+        rtype, _cls, _ttl, rdlen = struct.unpack("!HHIH", data[off:off + 10])
+        off += 10
+        if rtype == 46 and rdlen >= 12:  # RRSIG: type covered 2, algorithm 1, labels 1, original TTL 4, expiration 4
+            found.append(struct.unpack("!I", data[off + 8:off + 12])[0])
+        off += rdlen
+    return min(found) if found else None
+
+
+def dns_signature_expiration(server: str, port: int, qname: str, timeout: float,
+                             connect: Connect = plain_socket) -> int | None:
+    """The expiration of the RRSIG a server answers ``qname`` SOA with (DO set); None if it has none. OSError or
+    ValueError when there is no usable answer."""
+    sock = connect(_family(server), socket.SOCK_DGRAM)
+    qid = random.randrange(65536)
+    try:
+        sock.settimeout(timeout)
+        sock.sendto(dnssec_query(qname, qid), (server, port))
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            data, _ = sock.recvfrom(4096)
+            try:
+                return parse_rrsig_expiration(data, qid)
+            except ValueError as exc:
+                if "not the answer" not in str(exc):
+                    raise
+            except (struct.error, IndexError):
+                raise ValueError("malformed DNS answer") from None
+    finally:
+        sock.close()
+
+
+def signature_problems(expiration: float | None, target: GateTarget, now: float, where: str) -> list[str]:
+    """Why the served signatures (earliest RRSIG ``expiration``) keep a PoP of a signing stack from being ready."""
+    if target.dnssec_margin is None:
+        return []
+    if expiration is None:
+        return [f"DNSSEC: {where} serves {target.zone} without signatures; the stack signs (dns.dnssec)"]
+    left = expiration - now
+    if left < target.dnssec_margin:
+        return [f"DNSSEC: {where} serves signatures expiring in {left / 86400:.1f} days, within the "
+                f"{target.dnssec_margin / 86400:.0f}-day margin (a stale zone: re-render, docs/dnssec.md)"]
+    return []
+
+
 def dns_nsid(server: str, port: int, qname: str, timeout: float, connect: Connect = plain_socket) -> str | None:
     """The NSID a server answers a SOA query with; None on timeout, error rcode or no NSID."""
     sock = connect(_family(server), socket.SOCK_DGRAM)
@@ -214,6 +289,7 @@ class PopStatus:
     exported: bool
     drained: bool
     agent_started: float | None = None  # agent.started: wall-clock time the agent process started
+    signature_expiration: float | None = None  # dnssec.signature_expiration: earliest served RRSIG; None: unsigned
 
 
 def _need(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -240,17 +316,22 @@ def parse_status(doc: Any) -> PopStatus:
     drain = _need(doc, "drain", dict, "status.")
     agent = doc.get("agent")
     started = agent.get("started") if isinstance(agent, dict) else None
+    signed = doc.get("dnssec")
+    expiration = signed.get("signature_expiration") if isinstance(signed, dict) else None
     return PopStatus(
         pop=_need(doc, "pop", str, "status."), state=str(doc.get("state")), reason=str(doc.get("reason") or ""),
         checks={str(k): isinstance(v, dict) and v.get("ok") is True for k, v in checks.items()},
         bird_reachable=bird.get("reachable") is True, sessions=sessions,
         exported=_need(exported, "anycast", bool, "status.exported."), drained=_need(drain, "drained", bool, "status.drain."),
-        agent_started=float(started) if isinstance(started, int | float) and not isinstance(started, bool) else None)
+        agent_started=float(started) if isinstance(started, int | float) and not isinstance(started, bool) else None,
+        signature_expiration=(float(expiration) if isinstance(expiration, int | float) and not isinstance(expiration, bool)
+                              else None))
 
 
-def status_problems(status: PopStatus, target: GateTarget) -> list[str]:
-    """What in a (parsed) status document keeps the PoP from being ready; [] when nothing."""
-    problems = []
+def status_problems(status: PopStatus, target: GateTarget, now: float | None = None) -> list[str]:
+    """What in a (parsed) status document keeps the PoP from being ready; [] when nothing. ``now``: wall-clock s."""
+    problems = signature_problems(status.signature_expiration, target, time.time() if now is None else now,
+                                  "the health agent's DNS check")
     if status.pop != target.pop:
         problems.append(f"status endpoint answers for PoP {status.pop!r}, not {target.pop!r}")
     failed = sorted(name for name, ok in status.checks.items() if not ok)
@@ -293,6 +374,12 @@ def observe(target: GateTarget, timeout: float = 2.0, connect: Connect = plain_s
             if nsid != target.pop:
                 problems.append(f"DNS on {address}: NSID {nsid!r} (want {target.pop!r})" if nsid else
                                 f"DNS on {address}: no NOERROR answer with an NSID for {target.zone} SOA")
+            if target.dnssec_margin is not None:
+                try:
+                    expiration = dns_signature_expiration(address, target.dns_port, target.zone, timeout, connect)
+                    problems += signature_problems(expiration, target, time.time(), f"DNS on {address}")
+                except (OSError, ValueError) as exc:
+                    problems.append(f"DNSSEC on {address}: {type(exc).__name__}: {exc}")
     if target.mode == "anycast":
         address = target.addresses[0] if target.addresses else ""
         where = f"status endpoint http://{address}:{target.status_port}{target.status_path}"

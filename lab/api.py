@@ -18,7 +18,7 @@ from lab.plan.topology import WellConnected, namespace_prefix
 from lab.state import LabState
 
 __all__ = ["LabError", "build_only", "check", "down", "drain", "format_report", "lab_observations", "parse_well_connected",
-           "resolve_namespace", "restart_in_place", "rollout", "running_stacks", "up"]
+           "resolve_namespace", "restart_in_place", "rollout", "running_stacks", "signed", "up"]
 
 
 def parse_well_connected(spec: str, network: Network) -> WellConnected:
@@ -32,11 +32,19 @@ def build_only(stack: str, network: Network, only: list[str] | None, well_connec
     """Write every config under .lab/<stack>/ without booting (no root): (files written, that directory).
     KeyError for an unknown PoP code."""
     from lab.boot.up import build, lab_password
+    from lab.plan.signing import lab_network
     from lab.plan.topology import build_plan
     from lab.state import lab_dir
 
-    plan = build_plan(stack, network, only, well_connected)
+    plan = build_plan(stack, lab_network(network), only, well_connected)  # a signing stack: the lab's key
     return build(plan, lab_password(), lab_dir(stack)), lab_dir(stack)
+
+
+def signed(network: Network) -> Network:
+    """``network`` signed with the lab's DNSSEC key (``anycast lab up --dnssec``); ConfigError for a bad lab key."""
+    from lab.plan.signing import lab_network
+
+    return lab_network(network, sign=True)
 
 
 def up(stack: str, network: Network, *, only: list[str] | None = None, well_connected: tuple[WellConnected, ...] = (),

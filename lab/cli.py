@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--machines", action="store_true",
                    help="boot every PoP as a Debian 12 container from its rendered user data (systemd-nspawn, "
                         "cloud-init; image and package mirror cached under /var/cache/anycast-lab)")
+    p.add_argument("--dnssec", action="store_true",
+                   help="sign the zone with the lab's DNSSEC key (ANYCAST_LAB_DNSSEC_KEY, else the test key) even if "
+                        "the stack does not sign; a validating Unbound runs in every client (docs/dnssec.md)")
     p.add_argument("--build-only", action="store_true",
                    help="only write every config under .lab/<stack>/ (render-only mode; no namespaces, no root)")
     p.set_defaults(func=cmd_up)
@@ -83,6 +86,8 @@ def _err(text: str) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     network = load_network(args.stack)
+    if args.dnssec:
+        network = api.signed(network)
     only = [c.strip() for c in args.pops.split(",") if c.strip()] or None
     try:
         well = tuple(api.parse_well_connected(spec, network) for spec in args.well_connected)

@@ -82,6 +82,7 @@ class LabState(TypedDict):
     well_connected: NotRequired[list[str]]
     boot_seconds: NotRequired[float]
     tls: NotRequired[dict[str, Any]]  # HTTPS (lab/cloud/tls.py): the ACME stand-ins, issuer, CA file
+    dnssec: NotRequired[dict[str, Any]]  # signed lab (lab/plan/signing.py): the DS, the client resolvers' pids
     monitoring: NotRequired[dict[str, Any]]  # the lab's running Prometheus (lab/monitor/prometheus.py)
 
 

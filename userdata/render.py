@@ -193,6 +193,18 @@ def _listen_addresses(network: Network, pop: Pop) -> list[IPv4Address | IPv6Addr
     return []  # Vultr unicast PoP: its address is the instance's, unknown until it boots
 
 
+def zone_answers(network: Network, pop: Pop) -> list[IPv4Address | IPv6Address]:
+    """The addresses of ``@`` and ``www`` in the PoP's zone; empty: the PoP writes its own at boot.
+
+    A signed zone cannot hold addresses known only at boot, so there a Vultr unicast PoP answers with the anycast
+    addresses, signed like every other PoP's; clients steered to it still reach it by the GeoDNS HTTP names, whose
+    records (Route53) hold its address (docs/dnssec.md)."""
+    answers = _listen_addresses(network, pop)
+    if not answers and network.dns.dnssec is not None:
+        return [a for a in (network.service.ipv4, network.service.ipv6) if a is not None]
+    return answers
+
+
 def zone_file_name(network: Network) -> str:
     return f"{network.dns.zone}.zone"
 
@@ -204,7 +216,7 @@ def render_nsd_conf(network: Network, pop: Pop) -> str:
 
 def render_zone(network: Network, pop: Pop, signing: dnssec.ZoneSigning | None = None) -> str:
     """The zone file; with ``dns.dnssec`` signed by ``signing`` (userdata/dnssec.py, docs/dnssec.md)."""
-    answers = _listen_addresses(network, pop)
+    answers = zone_answers(network, pop)
     records = [("A" if isinstance(a, IPv4Address) else "AAAA", a) for a in answers]
     include = LOCAL_ADDRESSES_INCLUDE if not answers else ""
     text = _ENV.get_template("zone.j2").render(
@@ -379,7 +391,7 @@ def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
 def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
                         tls_credentials: tls_files.TlsCredentials | None = None) -> str:
     zone_name = zone_file_name(network)
-    needs_local_addresses = not _listen_addresses(network, pop)
+    needs_local_addresses = not zone_answers(network, pop)
     write_files = [
         _write_file(HOST_PATHS["bird.conf"], files["bird.conf"], "0640", "root:bird", defer=True),
         _write_file(HOST_PATHS["Caddyfile"], files["Caddyfile"], defer=True),

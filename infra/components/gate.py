@@ -37,7 +37,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from infra.contracts import DNS_PORT, HEALTH_STATUS_PORT, HTTP_PORT, STATUS_PATH
+from infra.contracts import DNS_PORT, DNSSEC_GATE_MARGIN_S, HEALTH_STATUS_PORT, HTTP_PORT, STATUS_PATH
 from infra.model import Network, Pop
 from infra.readiness import DEFAULT_CONSECUTIVE, GateTarget, rearmed, wait_ready
 
@@ -50,7 +50,8 @@ RESTART_ON = ("restartAt",)
 # A new instance or new user data means a new PoP to wait for: replace the gate, i.e. poll again.
 REPLACE_ON = ("pop", "instanceId", "userDataHash")
 # Changing how long or how often to wait, or what the gate looks at, changes nothing that needs polling now.
-UPDATE_ON = ("kind", "mode", "addresses", "zone", "sessions", "timeoutSeconds", "intervalSeconds", "statusPort", "statusPath")
+UPDATE_ON = ("kind", "mode", "addresses", "zone", "sessions", "timeoutSeconds", "intervalSeconds", "statusPort", "statusPath",
+             "dnssecMarginSeconds")
 DEFAULT_INTERVAL_S = 5
 
 
@@ -59,7 +60,8 @@ def target_from(props: dict[str, Any]) -> GateTarget:
                       zone=str(props["zone"]), sessions=int(props["sessions"]),
                       http_port=int(props.get("httpPort") or HTTP_PORT), dns_port=int(props.get("dnsPort") or DNS_PORT),
                       status_port=int(props.get("statusPort") or HEALTH_STATUS_PORT),
-                      status_path=str(props.get("statusPath") or STATUS_PATH))
+                      status_path=str(props.get("statusPath") or STATUS_PATH),
+                      dnssec_margin=None if props.get("dnssecMarginSeconds") is None else float(props["dnssecMarginSeconds"]))
 
 
 class PopGateProvider(ResourceProvider):
@@ -168,6 +170,8 @@ class PopGate(Resource):
             "sessions": len(network.announced_prefixes), "timeout_seconds": timeout_s, "interval_seconds": interval_s,
             "status_port": HEALTH_STATUS_PORT, "status_path": STATUS_PATH, "restart_at": restart_at,
             "ready_seconds": None, "polls": None,
+            # A signing stack: the PoP must serve signatures that outlive the alert's margin (infra/readiness.py).
+            "dnssec_margin_seconds": DNSSEC_GATE_MARGIN_S if network.dns.dnssec is not None else None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["userDataHash"]))
         super().__init__(PopGateProvider(), name, props, opts)
@@ -181,5 +185,5 @@ class PopGate(Resource):
 
 _CAMEL = {"instance_id": "instanceId", "user_data_hash": "userDataHash", "timeout_seconds": "timeoutSeconds",
           "interval_seconds": "intervalSeconds", "status_port": "statusPort", "status_path": "statusPath",
-          "ready_seconds": "readySeconds", "restart_at": "restartAt"}
+          "ready_seconds": "readySeconds", "restart_at": "restartAt", "dnssec_margin_seconds": "dnssecMarginSeconds"}
 _SNAKE = {v: k for k, v in _CAMEL.items()}

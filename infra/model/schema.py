@@ -538,19 +538,9 @@ class Network(Model):
         if len(self.anycast_pops) < 2:
             raise _field_error("pops", f"an anycast network needs at least two anycast PoPs, found {len(self.anycast_pops)}")
         self._check_tls()
-        self._check_dnssec()
         if self.ripe.manage and self.prefixes.ipv4 is None and self.prefixes.ipv6 is None:
             raise _field_error("ripe.manage", "there is no prefix to register")
         return self
-
-    def _check_dnssec(self) -> None:
-        if self.dns.dnssec is None:
-            return
-        for i, pop in enumerate(self.pops):
-            if not pop.is_anycast and pop.unicast is None:
-                # Its @ and www addresses exist only once the instance boots: they cannot be signed at render time.
-                raise _field_error("dns.dnssec", f"pops[{i}] ({pop.code}) is a Vultr unicast PoP whose addresses are "
-                                                 "known only at boot, so its zone cannot be signed; see docs/dnssec.md")
 
     def _check_pop(self, i: int, pop: Pop) -> None:
         if pop.announce.prepend and self.asn_source == "vultr-assigned":

@@ -24,8 +24,8 @@ from lab.drivers import machines as m
 from lab.drivers.image import ensure_image
 from lab.net.netns import LabError
 from lab.net.processes import start
+from lab.plan.signing import render_lab_pop
 from lab.plan.topology import LabPlan, PopPlan
-from userdata.render import render_pop
 from userdata.tls import TlsCredentials
 
 # Containers booting at once: cloud-init's apt/dpkg runs are CPU-bound; more than this on 2 cores only queue.
@@ -45,7 +45,7 @@ def user_data(plan: LabPlan, password: str) -> dict[str, bytes]:
     With ``tls.enabled`` the Pulumi program passes each PoP an AWS access key for the certificate store; the lab
     passes its own (the Route53/S3 stand-in accepts any), rendered into the user data the same way."""
     creds = TlsCredentials(**LAB_CREDENTIALS) if plan.network.tls.enabled else None
-    return {p.code: render_pop(plan.network, plan.network.pop(p.code), password, tls_credentials=creds)
+    return {p.code: render_lab_pop(plan.network, p.code, password, tls_credentials=creds)
             .files["user-data.yaml"].encode() for p in plan.pops}
 
 

@@ -21,9 +21,10 @@ from lab.net.netns import LabError, ip_batch, kill_namespaces, list_namespaces, 
 from lab.net.processes import LOCAL_ADDRESSES, NEIGHBOR_ROUTE, require_tools, start, wait_for
 from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.plan.geodns import expected_pop, geo_answer
+from lab.plan.signing import lab_ds, lab_network, render_lab_pop
 from lab.plan.topology import LabPlan, PopPlan, Session, WellConnected, build_plan, namespace_prefix
 from lab.state import LAB_ROOT, LabState, lab_dir, state_json, state_path
-from userdata.render import neighbor_route6, render_pop, zone_file_name
+from userdata.render import neighbor_route6, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
 LAB_PASSWORD_ENV = "ANYCAST_LAB_BGP_PASSWORD"
@@ -136,7 +137,7 @@ def pop_lab_files(network: Network, code: str, password: str, pop_dir: Path,
                   rendered: dict[str, str] | None = None) -> dict[str, str]:
     """The PoP's rendered files that the lab runs (lab substitutions applied), by path relative to ``pop_dir``.
     ``rendered``: the renderer's files, if the caller has them (``anycast lab rollout`` compares and injects faults)."""
-    rendered = render_pop(network, network.pop(code), password).files if rendered is None else rendered
+    rendered = render_lab_pop(network, code, password).files if rendered is None else rendered
     zone = zone_file_name(network)
     files = apply_substitutions(rendered, lab_substitutions(pop_dir, zone) + lab_tls.substitutions(network, pop_dir))
     out: dict[str, str] = {n: files[n] for n in ("bird.conf", "Caddyfile", "nsd.conf", "health.json") if n in files}
@@ -205,7 +206,7 @@ def build(plan: LabPlan, password: str, base: Path) -> int:
     network = plan.network
     n = 0
     for p in plan.pops:
-        rendered = render_pop(network, network.pop(p.code), password).files  # once per PoP (~40 ms each)
+        rendered = render_lab_pop(network, p.code, password).files  # once per PoP (~40 ms each)
         n += _pop_files(network, p, password, base / "pops" / p.code, rendered)
         n += lab_tls.write_pop_files(plan, p, rendered, base / "pops" / p.code, base)
         _write(base / "upstreams" / p.code / "gobgpd.toml", gobgpd_toml(plan, p, password), 0o600)
@@ -271,6 +272,7 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
             raise LabError(f"{d}: is a symlink; make it a real folder (the lab never deletes or writes through links)")
     require_tools()
     password = password or lab_password()
+    network = lab_network(network)  # a signing stack signs with the lab's key, never the real one
     plan = build_plan(stack, network, only, well_connected)
     prep = None
     if machines:
@@ -326,6 +328,11 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         client_pids[c.name] = start(c.namespace, ["bird", "-f", "-c", str(cdir / "bird.conf"), "-s", str(cdir / "bird.ctl"),
                                                   "-P", str(cdir / "bird.pid")], cdir / "bird.out")
     say(f"started BIRD in {len(client_pids)} clients")
+    resolvers = {}
+    if network.dns.dnssec is not None:  # signed (lab/plan/signing.py): a validating Unbound per client and family
+        from lab.boot.resolvers import start_resolvers
+        resolvers = start_resolvers(plan, base, lab_ds(network))
+        say(f"started a validating Unbound (IPv4, IPv6) in {len(resolvers)} clients, anchored at the lab's DS")
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_originate_links, plan.pops))
     say("upstreams originate their PoP links (unicast reachability)")
@@ -334,6 +341,8 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         state["pops"][code]["upstream"]["radv_pid"] = pid
     state["mode"] = "machines" if machines else "processes"
     state["well_connected"] = [str(w) for w in plan.well_connected]
+    if network.dns.dnssec is not None:
+        state["dnssec"] = {"ds": lab_ds(network), "resolvers": resolvers}
     _write(base / "state.json", state_json(state))
     wait_converged(plan, base, say, timeout)
     state["boot_seconds"] = round(say.elapsed, 2)

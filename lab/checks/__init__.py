@@ -30,6 +30,7 @@ from typing import Any
 from infra.model import Network
 from infra.model.stack import load_network
 from lab.drivers.base import LabDriver, lab_driver
+from lab.plan.signing import state_network
 from lab.plan.topology import ClientPlan, LabPlan, build_plan, state_generations
 from lab.scenarios.faults import pick_victim
 from lab.state import LabState, load_state, save_state
@@ -133,7 +134,7 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
             print(f"... {text}", file=sys.stderr, flush=True)
 
     state = load_state(stack)
-    network = load_network(stack)
+    network = state_network(load_network(stack), state)  # signed with the lab key if booted so
     plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))  # after rollouts
     ctx = Context(stack, network, plan, state, Options(failover, freeze, monitoring, health, failover_runs), say)
     try:

@@ -196,17 +196,22 @@ def _check_client(plan: LabPlan, client: ClientPlan, rtype: str) -> Check:
     want = expected_pop(plan, client)
     geo = geo_answer(plan, client, rtype=rtype)
     want_pop: PopPlan = plan.pop(want)
-    if plan.network.pop(want).is_anycast:
+    want_http = want
+    # A signed zone at a Vultr unicast PoP holds the anycast addresses (userdata/render.py zone_answers).
+    signed_vultr = net.dns.dnssec is not None and net.pop(want).unicast is None
+    if plan.network.pop(want).is_anycast or signed_vultr:
         want_addr = str(net.service.ipv4 if rtype == "A" else net.service.ipv6)
+        want_http = want if not signed_vultr else (plan.routed_pop(client) or want)
     else:
         want_addr = str(want_pop.unicast_ipv4 if rtype == "A" else want_pop.unicast_ipv6)
     dns = dig(client.namespace, geo.address, net.dns.zone, rtype)
     addr = dns.answers[0] if dns.answers else want_addr
     xpop, err = curl_pop(client.namespace, addr)
-    ok = dns.nsid == want and dns.answers == (want_addr,) and xpop == want and dns.error is None
+    ok = dns.nsid == want and dns.answers == (want_addr,) and xpop == want_http and dns.error is None
     area = geo.set_identifier
     detail = (f"GeoDNS {area} -> {geo.address}; dig +nsid: NSID {dns.nsid}, {rtype} {','.join(dns.answers) or '-'}"
-              f"{' (' + dns.error + ')' if dns.error else ''}; HTTP X-PoP {xpop or err}; expected {want}")
+              f"{' (' + dns.error + ')' if dns.error else ''}; HTTP X-PoP {xpop or err}; expected {want}"
+              + (f" (HTTP {want_http}: the signed zone's anycast address)" if want_http != want else ""))
     fam = "IPv4" if rtype == "A" else "IPv6"
     return Check("clients", f"{client.name} ({client.site.country}, {client.site.city}) {fam} -> {want}", ok, detail)
 

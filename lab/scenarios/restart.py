@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.contracts import DNSSEC_GATE_MARGIN_S
 from infra.derived.rollout import rollout_waves
 from infra.model import Network
 from infra.readiness import GateTarget, NotReady, rearmed, wait_ready
@@ -41,6 +42,7 @@ from lab.drivers.base import pop_driver
 from lab.drivers.health import AdjInStream
 from lab.net.netns import LabError, nsrun, socket_in
 from lab.net.processes import require_tools, stop, wait_for
+from lab.plan.signing import state_network
 from lab.plan.topology import LabPlan, PopPlan, build_plan, state_generations
 from lab.scenarios.rollout import Load
 from lab.state import LabState, PopState, load_state, save_state
@@ -68,7 +70,8 @@ class Restart:
 def _gate_target(plan: LabPlan, pop: PopPlan) -> GateTarget:
     address = pop.unicast_ipv4 if plan.network.prefixes.ipv4 is not None else pop.unicast_ipv6
     return GateTarget(pop=pop.code, mode=pop.mode, addresses=(str(address),), zone=plan.network.dns.zone,
-                      sessions=len(pop.sessions))
+                      sessions=len(pop.sessions),
+                      dnssec_margin=DNSSEC_GATE_MARGIN_S if plan.network.dns.dnssec is not None else None)
 
 
 def shutdown(pst: PopState) -> None:
@@ -143,6 +146,7 @@ def restart_in_place(stack: str, network: Network, *, gate_timeout: float | None
     state: LabState = load_state(stack)
     if state.get("mode") == "machines":
         raise LabError("anycast lab rollout runs in the process-mode lab (anycast lab up without --machines)")
+    network = state_network(network, state)  # a signed lab: the gates check the served signatures too
     plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))
     waves = rollout_waves(network, only=set(state["pops"]))
     timeout = float(gate_timeout if gate_timeout is not None else network.rollout.gate_timeout)

@@ -44,6 +44,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from infra.contracts import DNSSEC_GATE_MARGIN_S
 from infra.derived.rollout import rollout_waves
 from infra.model import Network
 from infra.readiness import GateTarget, NotReady, dns_nsid, http_get, wait_ready
@@ -55,9 +56,9 @@ from lab.net.netns import NETNS_DIR, LabError, ip_batch, kill_namespaces, list_n
 from lab.net.processes import require_tools
 from lab.plan.configs import gobgpd_toml
 from lab.plan.geodns import geo_answer
+from lab.plan.signing import render_lab_pop, state_network
 from lab.plan.topology import LabPlan, PopPlan, build_plan, pop_dir_name, state_generations
 from lab.state import LabState, PopState, load_state, save_state
-from userdata.render import render_pop
 
 PROBE_INTERVAL_S = 0.02
 # DNS every 5th round (100 ms): NSD's response rate limiting (rrl-ratelimit, 200 answers/s per /24 by default) drops
@@ -282,7 +283,8 @@ def gate(plan: LabPlan, swap: Swap, timeout: float, interval: float, say: Callab
     new = swap.new
     address = new.unicast_ipv4 if plan.network.prefixes.ipv4 is not None else new.unicast_ipv6
     target = GateTarget(pop=new.code, mode=new.mode, addresses=(str(address),), zone=plan.network.dns.zone,
-                        sessions=len(new.sessions))
+                        sessions=len(new.sessions),
+                        dnssec_margin=DNSSEC_GATE_MARGIN_S if plan.network.dns.dnssec is not None else None)
     try:
         result = wait_ready(target, timeout=timeout, interval=interval,
                             connect=lambda fam, kind: socket_in(new.upstream_namespace, fam, kind),
@@ -369,7 +371,7 @@ def _pop_state(swap: Swap, old: PopState) -> PopState:
 def _boot_and_gate(plan: LabPlan, state: LabState, password: str, base: Path,
                    mutate: Callable[[dict[str, str]], dict[str, str]] | None, timeout: float, interval: float,
                    say: Callable[[str], None], swap: Swap) -> None:
-    rendered = render_pop(plan.network, plan.network.pop(swap.code), password).files
+    rendered = render_lab_pop(plan.network, swap.code, password).files
     try:
         boot_new(plan, swap, state, password, mutate(rendered) if mutate else rendered, base)
     except Exception as exc:  # any failure of one new PoP stops the rollout like a failed gate, never a traceback
@@ -384,7 +386,7 @@ def changed_pops(plan: LabPlan, state: Mapping[str, Any], password: str,
     out: dict[str, list[str]] = {}
     for p in plan.pops:
         d = Path(state["pops"][p.code]["dir"])
-        rendered = render_pop(plan.network, plan.network.pop(p.code), password).files
+        rendered = render_lab_pop(plan.network, p.code, password).files
         want = pop_lab_files(plan.network, p.code, password, d, fault(rendered) if fault else rendered)
         diff = sorted(n for n, text in want.items() if not (d / n).is_file() or (d / n).read_text(encoding="utf-8") != text)
         if diff:
@@ -402,6 +404,7 @@ def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, 
         raise LabError("anycast lab rollout runs in the process-mode lab (anycast lab up without --machines)")
     password = password or lab_password()
     base = Path(state["dir"])
+    network = state_network(network, state)  # signed with the lab key if the lab was booted signed
     try:
         plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))
     except KeyError as exc:

@@ -142,13 +142,31 @@ def test_bad_ds_is_one_line(ds: str, message: str) -> None:
     assert len(exc.value.errors) == 1 and "dns.dnssec.keys[0].ds" in exc.value.errors[0] and message in exc.value.errors[0]
 
 
-def test_other_variables_and_vultr_unicast_pops_refused(dev_doc: dict[str, Any]) -> None:
+def test_other_variables_refused() -> None:
     doc = signed_doc([{"env": "AWS_SECRET_ACCESS_KEY", "ds": LAB_DS}])
     with pytest.raises(ConfigError, match=r"dns.dnssec.keys\[0\].env: 'AWS_SECRET_ACCESS_KEY' may not hold a DNSSEC key"):
         parse_network(doc, source="signed")
+
+
+def test_a_vultr_unicast_pop_serves_the_anycast_addresses_signed(dev_doc: dict[str, Any]) -> None:
+    """dev as shipped (sao is a Vultr unicast PoP): its @ and www, unknown until boot unsigned, are the anycast
+    addresses in a signed zone, so every record validates and the PoP runs no anycast-local-addresses."""
     dev_doc["dns"]["dnssec"] = {"keys": [{"env": "ANYCAST_DNSSEC_KEY", "ds": LAB_DS}]}
-    with pytest.raises(ConfigError, match=r"dns.dnssec: pops\[2\] \(sao\) is a Vultr unicast PoP"):
-        parse_network(dev_doc, source="signed")
+    net = parse_network(dev_doc, source="signed")
+    rendered = render_network(net, "pw", dnssec.signing_from_env(net, ENV, NOW))
+    sao = rendered["sao"]
+    zone = sao.files[zone_file_name(net)]
+    assert "$INCLUDE" not in zone and "anycast-local-addresses" not in sao.user_data
+    parsed = dns.zone.from_text(zone, origin=ZONE, relativize=True)
+    ams = dns.zone.from_text(rendered["ams"].files[zone_file_name(net)], origin=ZONE, relativize=True)
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        assert parsed.get_rdataset("www", rdtype) == ams.get_rdataset("www", rdtype) is not None
+    assert {str(r) for r in parsed.get_rdataset("@", dns.rdatatype.A) or ()} == {str(net.service.ipv4)}
+    assert _validate(zone, [LAB_DS]) > 5
+    plain = dict(dev_doc)
+    plain["dns"] = {k: v for k, v in dev_doc["dns"].items() if k != "dnssec"}
+    unsigned = render_pop(parse_network(plain, source="dev"), net.pop("sao"), "pw")
+    assert "$INCLUDE" in unsigned.files[zone_file_name(net)] and "anycast-local-addresses" in unsigned.user_data
 
 
 def test_render_without_keys_refuses() -> None:

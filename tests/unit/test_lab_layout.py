@@ -83,7 +83,7 @@ def test_cli_uses_only_the_public_api() -> None:
 
 def test_check_groups_register_themselves_in_order() -> None:
     names = [g.name for g in checks.groups()]
-    assert names == ["bgp", "neighbor6", "routes", "leak", "clients", "tls", "logs", "machines", "monitoring", "failover",
+    assert names == ["bgp", "neighbor6", "routes", "leak", "clients", "dnssec", "tls", "logs", "machines", "monitoring", "failover",
                      "watchdog", "health", "freeze"]
 
 

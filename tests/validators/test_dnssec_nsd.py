@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +19,8 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from infra.contracts import DNSSEC_GATE_MARGIN_S
+from infra.readiness import GateTarget, dns_signature_expiration, signature_problems
 from tests import dnssec_servers as servers
 from tests.dnssec_data import ENV, LAB_DS, NOW, signed_network
 from userdata import dnssec
@@ -71,3 +74,15 @@ def test_agent_reads_the_served_expiration(nsd: tuple[int, str]) -> None:
     seen: dict[str, int | None] = {"expiration": None}
     assert agent.check_dns(check, seen) is None  # the health check itself still passes with the DO bit
     assert seen["expiration"] == int(dnssec.earliest_expiration(zone_text, ZONE).timestamp())
+
+
+def test_the_readiness_gate_reads_the_served_expiration(nsd: tuple[int, str]) -> None:
+    """What the gate asks a unicast PoP of a signing stack (infra/readiness.py): the same expiration, judged by margin."""
+    port, zone_text = nsd
+    expiration = dns_signature_expiration("127.0.0.1", port, ZONE, 2.0)
+    assert expiration == int(dnssec.earliest_expiration(zone_text, ZONE).timestamp())
+    target = GateTarget(pop="ams", mode="unicast", addresses=("127.0.0.1",), zone=ZONE, dnssec_margin=DNSSEC_GATE_MARGIN_S)
+    assert signature_problems(expiration, target, NOW.timestamp(), "NSD") == []  # 26 days left at render time
+    late = NOW.timestamp() + 20 * 86400
+    assert "within the 14-day margin" in signature_problems(expiration, target, late, "NSD")[0]
+    assert signature_problems(expiration, replace(target, dnssec_margin=None), late, "NSD") == []
