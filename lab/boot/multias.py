@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.net import bgp
-from lab.net.netns import LabError
+from lab.net.netns import LabError, nsrun
 from lab.net.processes import start
 from lab.plan.configs import gobgpd_toml
 from lab.plan.multias import TRANSITS, edge_neighbors_toml, eyeball_bird_conf, transit_bird_conf, transit_namespace
@@ -39,6 +39,20 @@ def links(plan: LabPlan) -> tuple[list[str], dict[str, list[str]]]:
         per[plan.backbone_namespace] += [f"link set t{i} master br0", f"link set t{i} up"]
         per[ns] = ["link set eth0 up", f"addr add {t.backbone_v4}/16 dev eth0", f"addr add {t.backbone_v6}/64 dev eth0 nodad"]
     return root, per
+
+
+def no_redirects(plan: LabPlan) -> None:
+    """No ICMP redirects on the shared bridge: a transit forwarding a client's packet back out of the port it came in
+    would otherwise tell the client to send straight to the upstream, and the client's kernel would cache that route
+    past every withdrawal (the transits would be skipped; a drained PoP would keep answering). On the internet no
+    transit shares a LAN with its eyeballs' hosts."""
+    for t in TRANSITS:
+        nsrun(transit_namespace(plan.stack, t), ["sysctl", "-q", "-w", "net.ipv4.conf.all.send_redirects=0",
+                                                 "net.ipv4.conf.eth0.send_redirects=0"])
+    for c in plan.clients:
+        nsrun(c.namespace, ["sysctl", "-q", "-w", "net.ipv4.conf.all.accept_redirects=0",
+                            "net.ipv4.conf.eth0.accept_redirects=0", "net.ipv6.conf.all.accept_redirects=0",
+                            "net.ipv6.conf.eth0.accept_redirects=0"])
 
 
 def start_transits(plan: LabPlan, base: Path) -> dict[str, dict[str, object]]:

@@ -315,6 +315,8 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         list(pool.map(lambda ns: nsrun(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
                                             "net.ipv6.conf.all.forwarding=1"]),
                       [p.upstream_namespace for p in plan.pops] + list(plan.extra_namespaces)))
+    if multi:
+        multias.no_redirects(plan)
     say("namespaces, veth links and the backbone bridge are up")
     upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
     say(f"started {len(upstream_pids)} GoBGP upstreams")
