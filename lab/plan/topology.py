@@ -18,6 +18,9 @@ transit). Those clients then choose like BGP does between equal customers: the s
 the shortest AS path first (so prepending and Vultr's "prepend n x" communities 20473:6001-6003 count), and only then
 the nearest PoP (the distance as MED, compared across neighbours). Without the option nothing changes.
 
+Option ``topology="multi-as"`` (``anycast lab up --topology multi-as``): transit ASes between the upstreams and
+eyeball-AS clients, with Gao-Rexford policy (lab/plan/multias.py, docs/convergence.md).
+
 Addresses: documentation and private space only. Vultr PoP links take /30s from 198.51.100.128/25 and /64s from
 2001:db8:ff00::/48 (the PoP's "unicast" address is its end of the link); external PoPs use their configured
 neighbour/unicast addresses; the backbone is 100.64.0.0/16 and fd00:ac1::/64.
