@@ -17,8 +17,9 @@ from lab.net.netns import LabError, list_namespaces
 from lab.plan.topology import WellConnected, namespace_prefix
 from lab.state import LabState
 
-__all__ = ["LabError", "build_only", "check", "down", "drain", "format_report", "lab_observations", "parse_well_connected",
-           "resolve_namespace", "restart_in_place", "rollout", "running_stacks", "signed", "up"]
+__all__ = ["LabError", "build_only", "check", "convergence", "down", "drain", "format_convergence", "format_report",
+           "lab_observations", "parse_well_connected", "resolve_namespace", "restart_in_place", "rollout", "running_stacks",
+           "signed", "up"]
 
 
 def parse_well_connected(spec: str, network: Network) -> WellConnected:
@@ -28,7 +29,8 @@ def parse_well_connected(spec: str, network: Network) -> WellConnected:
     return parse(spec, network)
 
 
-def build_only(stack: str, network: Network, only: list[str] | None, well_connected: tuple[WellConnected, ...]) -> tuple[int, Path]:
+def build_only(stack: str, network: Network, only: list[str] | None, well_connected: tuple[WellConnected, ...],
+               topology: str = "default") -> tuple[int, Path]:
     """Write every config under .lab/<stack>/ without booting (no root): (files written, that directory).
     KeyError for an unknown PoP code."""
     from lab.boot.up import build, lab_password
@@ -36,7 +38,7 @@ def build_only(stack: str, network: Network, only: list[str] | None, well_connec
     from lab.plan.topology import build_plan
     from lab.state import lab_dir
 
-    plan = build_plan(stack, lab_network(network), only, well_connected)  # a signing stack: the lab's key
+    plan = build_plan(stack, lab_network(network), only, well_connected, topology=topology)  # a signing stack: the lab's key
     return build(plan, lab_password(), lab_dir(stack)), lab_dir(stack)
 
 
@@ -48,11 +50,12 @@ def signed(network: Network) -> Network:
 
 
 def up(stack: str, network: Network, *, only: list[str] | None = None, well_connected: tuple[WellConnected, ...] = (),
-       timeout: float = 60, machines: bool = False) -> LabState:
+       timeout: float = 60, machines: bool = False, topology: str = "default") -> LabState:
     """Boot the lab; its state (as in .lab/<stack>/state.json). LabError or KeyError on failure."""
     from lab.boot.up import up as boot
 
-    return boot(stack, network, only=only, well_connected=well_connected, timeout=timeout, machines=machines)
+    return boot(stack, network, only=only, well_connected=well_connected, timeout=timeout, machines=machines,
+                topology=topology)
 
 
 def check(stack: str, *, failover: bool = True, freeze: bool = True, progress: bool = True, monitoring: bool = True,
@@ -74,6 +77,25 @@ def down(stack: str | None, say: Callable[[str], None] | None = None) -> int:
     from lab.boot.up import down as teardown
 
     return teardown(stack, say=say)
+
+
+def convergence(stack: str, *, scenarios: tuple[str, ...] | None = None, pop: str | None = None,
+                region: str | None = None, say: Callable[[str], None] = lambda _s: None) -> dict[str, Any]:
+    """Crash, drain and region withdrawal in the running multi-AS lab (lab/scenarios/convergence.py): the report."""
+    from infra.model.stack import load_network
+    from lab.plan.topology import build_plan
+    from lab.scenarios import convergence as conv
+    from lab.state import load_state
+
+    state = load_state(stack)
+    plan = build_plan(stack, load_network(stack), only=list(state["pops"]), topology=state.get("topology", "default"))
+    return conv.convergence(plan, state, scenarios or conv.SCENARIOS, pop=pop, region=region, say=say)
+
+
+def format_convergence(report: dict[str, Any]) -> str:
+    from lab.scenarios.convergence import format_table
+
+    return format_table(report)
 
 
 def rollout(stack: str, network: Network, *, gate_timeout: float | None = None, fault: str | None = None,

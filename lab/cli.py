@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--well-connected", action="append", default=[], metavar="CODE:CONTINENTS",
                    help="the guide's step 8: this PoP's upstream is the direct transit of the clients on these "
                         "continents (maa:EU), so AS-path length decides for them (docs/catchment.md); off by default")
+    p.add_argument("--topology", choices=("default", "multi-as"), default="default",
+                   help="multi-as: transit ASes with Gao-Rexford policy between the upstreams and eyeball-AS clients "
+                        "(docs/convergence.md); default: every client peers with every upstream")
     p.add_argument("--machines", action="store_true",
                    help="boot every PoP as a Debian 12 container from its rendered user data (systemd-nspawn, "
                         "cloud-init; image and package mirror cached under /var/cache/anycast-lab)")
@@ -68,6 +71,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_rollout)
 
+    p = sub.add_parser("convergence", help="multi-AS topology: crash, drain and region withdrawal, each measured "
+                                           "(time until every client is served again, loss, updates at the transits)")
+    p.add_argument("--stack", default=None, help="stack name (default: the one lab that is running)")
+    p.add_argument("--scenario", default="crash,drain,region",
+                   help="comma-separated, of crash, drain, region (default: %(default)s)")
+    p.add_argument("--pop", default=None, help="the PoP to crash and drain (default: the first anycast PoP)")
+    p.add_argument("--region", default=None, help="continent to withdraw from (EU, NA, ...; default: the PoP's)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_convergence)
+
     p = sub.add_parser("down", help="remove every namespace, link and process of the lab (idempotent)")
     p.add_argument("--stack", default=None, help="only this stack's lab (default: every acl-* namespace)")
     p.set_defaults(func=cmd_down)
@@ -95,13 +108,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _err(f"lab up: {exc}")
     if args.build_only:
         try:
-            n, where = api.build_only(args.stack, network, only, well)
+            n, where = api.build_only(args.stack, network, only, well, args.topology)
         except KeyError as exc:
             return _err(f"lab up: unknown PoP {exc}")
+        except ValueError as exc:
+            return _err(f"lab up: {exc}")
         print(f"wrote {n} configs under {where} (nothing booted)")
         return 0
     try:
-        state = api.up(args.stack, network, only=only, well_connected=well, timeout=args.timeout, machines=args.machines)
+        state = api.up(args.stack, network, only=only, well_connected=well, timeout=args.timeout, machines=args.machines,
+                       topology=args.topology)
+    except ValueError as exc:
+        return _err(f"lab up: {exc}")
     except (LabError, KeyError) as exc:
         return _err(f"lab up: {exc} (clean up with: anycast lab down --stack {args.stack})")
     print(f"lab {args.stack} is up in {state['boot_seconds']} s: {len(state['pops'])} PoPs, {len(state['clients'])} clients")
@@ -147,6 +165,22 @@ def cmd_drain(args: argparse.Namespace) -> int:
         return _err(f"lab {args.action}: {exc}")
     print(out)
     return rc
+
+
+def cmd_convergence(args: argparse.Namespace) -> int:
+    if _pick_stack(args, "lab convergence") is None:
+        return 1
+    scenarios = tuple(x.strip() for x in args.scenario.split(",") if x.strip())
+    bad = [x for x in scenarios if x not in ("crash", "drain", "region")]
+    if bad or not scenarios:
+        return _err(f"lab convergence: --scenario: {', '.join(bad) or 'empty'} is not one of crash, drain, region")
+    try:
+        report = api.convergence(args.stack, scenarios=scenarios, pop=args.pop, region=args.region,
+                                 say=lambda s: print(s, file=sys.stderr, flush=True))
+    except LabError as exc:
+        return _err(f"lab convergence: {exc}")
+    print(json.dumps(report, indent=2, sort_keys=True, allow_nan=False) if args.json else api.format_convergence(report))
+    return 0 if report["ok"] else 1
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -80,6 +80,8 @@ class LabState(TypedDict):
     clients: dict[str, ClientState]
     mode: NotRequired[Literal["processes", "machines"]]
     well_connected: NotRequired[list[str]]
+    topology: NotRequired[Literal["default", "multi-as"]]  # absent: default (lab/plan/multias.py)
+    transits: NotRequired[dict[str, dict[str, Any]]]  # multi-as: each transit's namespace, ASN, BIRD pid and socket
     boot_seconds: NotRequired[float]
     tls: NotRequired[dict[str, Any]]  # HTTPS (lab/cloud/tls.py): the ACME stand-ins, issuer, CA file
     dnssec: NotRequired[dict[str, Any]]  # signed lab (lab/plan/signing.py): the DS, the client resolvers' pids

@@ -14,6 +14,7 @@ from typing import Any
 
 from infra import safe_write
 from infra.model import Network
+from lab.boot import multias
 from lab.cloud import tls as lab_tls
 from lab.drivers.health import supervised_command
 from lab.net import bgp
@@ -21,6 +22,7 @@ from lab.net.netns import LabError, ip_batch, kill_namespaces, list_namespaces, 
 from lab.net.processes import LOCAL_ADDRESSES, NEIGHBOR_ROUTE, require_tools, start, wait_for
 from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.plan.geodns import expected_pop, geo_answer
+from lab.plan.multias import MULTI_AS
 from lab.plan.signing import lab_ds, lab_network, render_lab_pop
 from lab.plan.topology import LabPlan, PopPlan, Session, WellConnected, build_plan, namespace_prefix
 from lab.state import LAB_ROOT, LabState, lab_dir, state_json, state_path
@@ -205,12 +207,18 @@ def build(plan: LabPlan, password: str, base: Path) -> int:
     BIRD configs) without booting anything: the render-only mode. Returns the number of files written."""
     network = plan.network
     n = 0
+    multi = plan.topology == MULTI_AS
     for p in plan.pops:
         rendered = render_lab_pop(network, p.code, password).files  # once per PoP (~40 ms each)
         n += _pop_files(network, p, password, base / "pops" / p.code, rendered)
         n += lab_tls.write_pop_files(plan, p, rendered, base / "pops" / p.code, base)
-        _write(base / "upstreams" / p.code / "gobgpd.toml", gobgpd_toml(plan, p, password), 0o600)
+        toml = multias.edge_toml(plan, p, password) if multi else gobgpd_toml(plan, p, password)
+        _write(base / "upstreams" / p.code / "gobgpd.toml", toml, 0o600)
         n += 1
+    if multi:  # transits, and the clients as eyeball ASes (lab/plan/multias.py)
+        for path, text in multias.configs(plan, base).items():
+            _write(path, text)
+        return n + len(multias.configs(plan, base))
     for c in plan.clients:
         cdir = base / "clients" / c.name
         _write(cdir / "bird.conf", client_bird_conf(plan, c, cdir))
@@ -262,10 +270,12 @@ def down(stack: str | None, root: Path | None = None, say: Callable[[str], None]
 
 def up(stack: str, network: Network, only: list[str] | None = None, password: str | None = None,
        well_connected: tuple[WellConnected, ...] = (),
-       root: Path | None = None, quiet: bool = False, timeout: float = 60, machines: bool = False) -> LabState:
+       root: Path | None = None, quiet: bool = False, timeout: float = 60, machines: bool = False,
+       topology: str = "default") -> LabState:
     """Boot the lab; return the state (also written to ``state.json``). Raises LabError on failure.
 
-    ``machines``: every PoP is a Debian 12 container booted from its user data (lab/boot/machines.py)."""
+    ``machines``: every PoP is a Debian 12 container booted from its user data (lab/boot/machines.py);
+    ``topology``: "multi-as" puts transit ASes between upstreams and clients (lab/plan/multias.py)."""
     say = Progress(quiet)
     for d in (lab_dir(stack, root).parent, lab_dir(stack, root)):  # as root, rmtree below must not follow a link
         if d.is_symlink():
@@ -273,7 +283,10 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     require_tools()
     password = password or lab_password()
     network = lab_network(network)  # a signing stack signs with the lab's key, never the real one
-    plan = build_plan(stack, network, only, well_connected)
+    plan = build_plan(stack, network, only, well_connected, topology=topology)
+    multi = plan.topology == MULTI_AS
+    if multi and machines:
+        raise LabError("--topology multi-as: process mode only for now (drop --machines)")
     prep = None
     if machines:
         from lab.boot import machines as machine_lab
@@ -292,12 +305,20 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     say(f"wrote {build(plan, password, base)} configs: rendered by userdata.render (+ lab substitutions), GoBGP, clients")
     ip_batch([f"netns add {ns}" for ns in plan.namespaces])
     root_lines, per_ns = _links(plan, machines)
+    if multi:
+        extra_root, extra = multias.links(plan)
+        root_lines += extra_root
+        for ns, lines in extra.items():
+            per_ns[ns] += lines
     ip_batch(root_lines)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda item: run(["ip", "-n", item[0], "-batch", "-"], input_text="\n".join(item[1]) + "\n"),
                       per_ns.items()))
-        list(pool.map(lambda p: nsrun(p.upstream_namespace, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
-                                                             "net.ipv6.conf.all.forwarding=1"]), plan.pops))
+        list(pool.map(lambda ns: nsrun(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                                            "net.ipv6.conf.all.forwarding=1"]),
+                      [p.upstream_namespace for p in plan.pops] + list(plan.extra_namespaces)))
+    if multi:
+        multias.no_redirects(plan)
     say("namespaces, veth links and the backbone bridge are up")
     upstream_pids = {p.code: _start_upstream(plan, p, password, base / "upstreams" / p.code) for p in plan.pops}
     say(f"started {len(upstream_pids)} GoBGP upstreams")
@@ -333,6 +354,9 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         from lab.boot.resolvers import start_resolvers
         resolvers = start_resolvers(plan, base, lab_ds(network))
         say(f"started a validating Unbound (IPv4, IPv6) in {len(resolvers)} clients, anchored at the lab's DS")
+    transits = multias.start_transits(plan, base) if multi else {}
+    if multi:
+        say(f"started BIRD in {len(transits)} transits ({', '.join(transits)}): multi-AS topology")
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_originate_links, plan.pops))
     say("upstreams originate their PoP links (unicast reachability)")
@@ -343,8 +367,14 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
     state["well_connected"] = [str(w) for w in plan.well_connected]
     if network.dns.dnssec is not None:
         state["dnssec"] = {"ds": lab_ds(network), "resolvers": resolvers}
+    if multi:
+        state["topology"] = "multi-as"
+        state["transits"] = transits
     _write(base / "state.json", state_json(state))
-    wait_converged(plan, base, say, timeout)
+    if multi:
+        multias.wait_converged(plan, base, say, timeout)
+    else:
+        wait_converged(plan, base, say, timeout)
     state["boot_seconds"] = round(say.elapsed, 2)
     if lab_tls.enabled(network):  # after convergence: ACME needs the network
         state["tls"] = lab_tls.setup(plan, state, base, say, cloud)

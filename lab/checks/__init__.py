@@ -102,19 +102,21 @@ class Group:
     name: str
     run: Callable[[Context], None]
     applies: Callable[[Context], bool]
+    topologies: tuple[str, ...] = ("default",)  # lab topologies whose labs it checks (lab/plan/multias.py)
 
 
 _GROUPS: dict[str, Group] = {}
 
 
-def register_group(order: int, name: str, applies: Callable[[Context], bool] = lambda ctx: True
+def register_group(order: int, name: str, applies: Callable[[Context], bool] = lambda ctx: True,
+                   topologies: tuple[str, ...] = ("default",)
              ) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
-    """Add a check group: ``run(ctx)`` appends its rows (through ``ctx.guarded``) when ``applies(ctx)``; groups run
-    by ``order``."""
+    """Add a check group: ``run(ctx)`` appends its rows (through ``ctx.guarded``) when ``applies(ctx)`` and the lab
+    runs one of ``topologies``; groups run by ``order``."""
     def add(run: Callable[[Context], None]) -> Callable[[Context], None]:
         if name in _GROUPS and _GROUPS[name].run.__module__ != run.__module__:
             raise ValueError(f"check group {name!r} registered twice ({_GROUPS[name].run.__module__}, {run.__module__})")
-        _GROUPS[name] = Group(order, name, run, applies)
+        _GROUPS[name] = Group(order, name, run, applies, topologies)
         return run
     return add
 
@@ -135,11 +137,13 @@ def run_checks(stack: str, failover: bool = True, freeze: bool = True, progress:
 
     state = load_state(stack)
     network = state_network(load_network(stack), state)  # signed with the lab key if booted so
-    plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state))  # after rollouts
+    topology = state.get("topology", "default")
+    plan = build_plan(stack, network, only=list(state["pops"]), generations=state_generations(state),  # after rollouts
+                      topology=topology)
     ctx = Context(stack, network, plan, state, Options(failover, freeze, monitoring, health, failover_runs), say)
     try:
         for group in groups():
-            if group.applies(ctx):
+            if topology in group.topologies and group.applies(ctx):
                 group.run(ctx)
     finally:
         for cleanup in reversed(ctx.cleanups):

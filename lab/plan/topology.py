@@ -18,6 +18,9 @@ transit). Those clients then choose like BGP does between equal customers: the s
 the shortest AS path first (so prepending and Vultr's "prepend n x" communities 20473:6001-6003 count), and only then
 the nearest PoP (the distance as MED, compared across neighbours). Without the option nothing changes.
 
+Option ``topology="multi-as"`` (``anycast lab up --topology multi-as``): transit ASes between the upstreams and
+eyeball-AS clients, with Gao-Rexford policy (lab/plan/multias.py, docs/convergence.md).
+
 Addresses: documentation and private space only. Vultr PoP links take /30s from 198.51.100.128/25 and /64s from
 2001:db8:ff00::/48 (the PoP's "unicast" address is its end of the link); external PoPs use their configured
 neighbour/unicast addresses; the backbone is 100.64.0.0/16 and fd00:ac1::/64.
@@ -179,6 +182,8 @@ class LabPlan:
     clients: tuple[ClientPlan, ...]
     backbone_namespace: str
     well_connected: tuple[WellConnected, ...] = ()
+    topology: str = "default"  # or "multi-as" (lab/plan/multias.py: transits between the upstreams and the clients)
+    extra_namespaces: tuple[str, ...] = ()  # the multi-AS topology's transits
 
     def pop(self, code: str) -> PopPlan:
         for p in self.pops:
@@ -198,7 +203,7 @@ class LabPlan:
         for p in self.pops:
             out += [p.upstream_namespace, p.namespace]
         out += [c.namespace for c in self.clients]
-        return out
+        return out + list(self.extra_namespaces)
 
     def nearest_anycast(self, client: ClientPlan, exclude: frozenset[str] = frozenset()) -> str | None:
         """The anycast PoP the backbone sends ``client`` to (distance only), skipping ``exclude``."""
@@ -279,10 +284,12 @@ def _odd(link: IPv4Network | IPv6Network) -> IPv4Network | IPv6Network:
 
 
 def build_plan(stack: str, network: Network, only: list[str] | None = None,
-               well_connected: tuple[WellConnected, ...] = (), generations: dict[str, int] | None = None) -> LabPlan:
+               well_connected: tuple[WellConnected, ...] = (), generations: dict[str, int] | None = None,
+               topology: str = "default") -> LabPlan:
     """The whole lab for ``network``; ``only`` limits it to some PoP codes (unknown codes raise KeyError);
     ``well_connected`` turns on the step-8 routing for those PoPs' upstreams (see the module docstring);
-    ``generations``: Vultr PoPs replaced by ``anycast lab rollout`` (odd: the other namespace and link pool)."""
+    ``generations``: Vultr PoPs replaced by ``anycast lab rollout`` (odd: the other namespace and link pool);
+    ``topology``: "multi-as" puts transit ASes between the upstreams and the clients (lab/plan/multias.py)."""
     pops = network.pops
     if only:
         for code in only:
@@ -328,8 +335,14 @@ def build_plan(stack: str, network: Network, only: list[str] | None = None,
         clients.append(ClientPlan(site=site, index=j, namespace=f"{ns}c-{site.name}", asn=CLIENT_ASN_BASE + j,
                                   backbone_v4=BACKBONE_V4.network_address + 512 + j + 1,
                                   backbone_v6=BACKBONE_V6.network_address + 0x20000 + j + 1, distances_km=dist))
-    return LabPlan(stack=stack, network=network, pops=tuple(plans), clients=tuple(clients), backbone_namespace=f"{ns}bb",
+    plan = LabPlan(stack=stack, network=network, pops=tuple(plans), clients=tuple(clients), backbone_namespace=f"{ns}bb",
                    well_connected=tuple(well_connected))
+    if topology != "default":
+        from lab.plan.multias import overlay  # imports this module
+        if well_connected:
+            raise ValueError("--well-connected: only in the default topology (the multi-AS one has its own transits)")
+        plan = overlay(plan)
+    return plan
 
 
 def local_pref(distance_km: float) -> int:
