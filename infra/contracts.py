@@ -97,6 +97,8 @@ class DrainConfig(TypedDict):
     quiet_s: float
     timeout_s: float
     ports: list[int]
+    gshut_protocols: list[str]  # RFC 8326 phase of --drain: enabled first, before the withdrawal ([]: none)
+    gshut_s: float  # at most this long in that phase, waiting for connections to go quiet
 
 
 class HealthConfig(TypedDict):
@@ -123,7 +125,8 @@ HEALTH_DEFAULTS: Final[dict[str, Any]] = {
     "bird": {"timeout_ms": 250},
     "damping": {"stable_s": 10, "min_hold_down_s": 5, "max_hold_down_s": 120},
     "status": {"address": "::", "port": HEALTH_STATUS_PORT},
-    "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": list(SERVICE_PORTS)},
+    "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": list(SERVICE_PORTS), "gshut_protocols": [],
+              "gshut_s": 30},
 }
 
 

@@ -19,7 +19,10 @@ boot, after a crash or restart) announces nothing until this agent enables them.
   Replies are judged by BIRD's codes (0008/0009 disabled, 0010/0011 enabled), never by birdc's exit code.
 * **Damping**: a withdrawal less than ``damping.stable_s`` after an announcement is a flap; each flap in a row doubles a
   hold-down (``min_hold_down_s`` .. ``max_hold_down_s``) before the next announcement.
-* **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``).
+* **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``). A drain
+  first enables ``drain.gshut_protocols`` (RFC 8326 graceful shutdown: BIRD exports the same routes with 65535:0),
+  waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws. Whenever the agent withdraws it disables
+  those protocols too, so a graceful-shutdown route never outlives the anycast one.
 * **systemd**: ``READY=1`` after the first round, ``WATCHDOG=1`` every round, ``STATUS=`` on changes, sent to
   ``$NOTIFY_SOCKET`` with a plain datagram socket (sd_notify(3) protocol; no library).
 * **Status**: JSON at ``/status`` and Prometheus text at ``/metrics`` on ``status.address``:``status.port``.
@@ -75,7 +78,7 @@ SCHEMA: dict[str, Any] = {
     "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120)},
     "status": {"address": (_STR, "::"), "port": (_INT, 9325)},
     "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
-              "ports": ([_INT], [53, 80, 443])},
+              "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30)},
 }
 OPTIONAL_SECTIONS = {"http", "dns", "damping", "status", "drain"}
 
@@ -158,6 +161,8 @@ class DrainConfig:
     quiet_s: float = 2.0
     timeout_s: float = 60.0
     ports: tuple[int, ...] = (53, 80, 443)
+    gshut_protocols: tuple[str, ...] = ()
+    gshut_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,8 @@ def load_config(data: Any) -> Config:
                   bird_timeout=c["bird"]["timeout_ms"] / 1000,
                   damping=Damping(float(dm["stable_s"]), float(dm["min_hold_down_s"]), float(dm["max_hold_down_s"])),
                   status_address=st["address"], status_port=st["port"],
-                  drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"])))
+                  drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"]),
+                                    tuple(dr["gshut_protocols"]), float(dr["gshut_s"])))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -692,6 +698,11 @@ class Agent:
                     reply = self.bird.set_protocol(name, self.wanted)
                     self.say(f"bird: {reply}")
                     protos = self.bird.protocols()
+            if not self.wanted:
+                for name in self.cfg.drain.gshut_protocols:
+                    if protos.get(name, {}).get("state") == "up":
+                        self.say(f"bird: {self.bird.set_protocol(name, False)}")
+                        protos = self.bird.protocols()
             self.bird_protocols = protos
             problem = None
         except BirdError as exc:
@@ -959,33 +970,73 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     return out
 
 
+def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -> None:
+    """First phase of --drain (RFC 8326): while the PoP is announced, enable ``drain.gshut_protocols`` (the same routes,
+    exported with 65535:0 and prepends), then wait until no new connection arrived for ``drain.quiet_s`` and none is
+    open, at most ``drain.gshut_s``. Upstreams that honour the community move traffic away before anything is
+    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols."""
+    try:
+        protos = bird.protocols()
+        if not cfg.drain.gshut_protocols or not any(protos.get(n, {}).get("state") == "up" for n in cfg.protocols):
+            return
+        missing = [n for n in cfg.drain.gshut_protocols if n not in protos]
+        if missing:
+            say(f"graceful shutdown skipped: BIRD has no protocol {missing}")
+            return
+        for name in cfg.drain.gshut_protocols:
+            bird.set_protocol(name, True)
+    except BirdError as exc:
+        say(f"graceful shutdown skipped: BIRD: {exc}")
+        return
+    t0 = last_new = time.monotonic()
+    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}); waiting up to "
+        f"{cfg.drain.gshut_s:g} s for connections to go quiet")
+    seen: set[tuple[str, str]] = set()
+    while time.monotonic() - t0 < cfg.drain.gshut_s:
+        conns = service_connections(addresses, cfg.drain.ports)
+        if set(conns) - seen:
+            last_new = time.monotonic()
+        seen |= set(conns)
+        if (not any(st in OPEN_STATES for st in conns.values())
+                and time.monotonic() - last_new >= cfg.drain.quiet_s):
+            say(f"graceful shutdown: quiet after {time.monotonic() - t0:.2f} s; withdrawing")
+            return
+        time.sleep(0.05)
+    say(f"graceful shutdown: still busy after {cfg.drain.gshut_s:g} s; withdrawing anyway")
+
+
 def drain(cfg: Config, say: Any) -> int:
-    """--drain: the file makes the agent keep the PoP withdrawn; BIRD is told directly too (works without the agent).
-    Safe to stop = every anycast protocol down, every BGP session exports 0 routes, no TCP connection to the service
-    addresses open and none new for ``drain.quiet_s``."""
-    os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
-    with open(cfg.drain.file, "w", encoding="utf-8") as fh:
-        fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
+    """--drain: graceful shutdown first (``graceful_shutdown``), then the file makes the agent keep the PoP withdrawn;
+    BIRD is told directly too (works without the agent). Safe to stop = every anycast and graceful-shutdown protocol
+    down, every BGP session exports 0 routes, no TCP connection to the service addresses open and none new for
+    ``drain.quiet_s``."""
     t0 = time.monotonic()
     bird = Bird(cfg.bird_socket, max(cfg.bird_timeout, 2.0))
     # HTTP and DNS usually share the anycast address: each address once
     addresses = list(dict.fromkeys(a for a in ((cfg.http.host if cfg.http else None),
                                                 (cfg.dns.server if cfg.dns else None)) if a))
+    try:
+        graceful_shutdown(cfg, bird, addresses, say)
+    finally:
+        os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
+        with open(cfg.drain.file, "w", encoding="utf-8") as fh:
+            fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
     seen: set[tuple[str, str]] = set()
-    last_new = t0
+    t1 = last_new = time.monotonic()
     withdrawn_at: float | None = None
     problem = ""
     try:
-        while time.monotonic() - t0 < cfg.drain.timeout_s:
+        while time.monotonic() - t1 < cfg.drain.timeout_s:
             if withdrawn_at is None:
                 try:
                     protos = bird.protocols()
-                    for name in cfg.protocols:
+                    for name in (*cfg.protocols, *cfg.drain.gshut_protocols):
                         if protos.get(name, {}).get("state") == "up":
                             bird.set_protocol(name, False)
                     protos = bird.protocols()
                     missing = [n for n in cfg.protocols if n not in protos]
-                    up = [n for n in cfg.protocols if protos.get(n, {}).get("state") == "up"]
+                    up = [n for n in (*cfg.protocols, *cfg.drain.gshut_protocols)
+                          if protos.get(n, {}).get("state") == "up"]
                     exporting = {n: p["exported"] for n, p in protos.items() if p["proto"] == "BGP" and p["exported"]}
                     problem = (f"BIRD has no protocol {missing}" if missing else f"still exporting {exporting}"
                                if exporting else f"still up: {up}" if up else "")
@@ -1016,7 +1067,15 @@ def drain(cfg: Config, say: Any) -> int:
 
 
 def undrain(cfg: Config, say: Any, timeout: float = 30.0) -> int:
-    """--undrain: remove the file; the agent announces again after ``rise`` good checks. Waits for BIRD to show it."""
+    """--undrain: remove the file; the agent announces again after ``rise`` good checks. Waits for BIRD to show it.
+    A graceful-shutdown protocol left enabled by an interrupted drain is disabled first."""
+    try:
+        protos = parse_protocols(bird_command(cfg.bird_socket, "show protocols all"))
+        for name in cfg.drain.gshut_protocols:
+            if protos.get(name, {}).get("state") == "up":
+                say(f"bird: {set_protocol(cfg.bird_socket, name, False)}")
+    except BirdError as exc:
+        say(f"BIRD: {exc}")
     try:
         os.unlink(cfg.drain.file)
     except FileNotFoundError:
