@@ -18,7 +18,9 @@ boot, after a crash or restart) announces nothing until this agent enables them.
   connection (``show protocols all``) and corrects them, so a restarted BIRD is re-enabled only when checks pass.
   Replies are judged by BIRD's codes (0008/0009 disabled, 0010/0011 enabled), never by birdc's exit code.
 * **Damping**: a withdrawal less than ``damping.stable_s`` after an announcement is a flap; each flap in a row doubles a
-  hold-down (``min_hold_down_s`` .. ``max_hold_down_s``) before the next announcement.
+  hold-down (``min_hold_down_s`` .. ``max_hold_down_s``) before the next announcement. The agent also keeps the
+  RFC 2439 figure of merit a damping transit keeps (1000 per withdrawal, ``half_life_s``) and announces only while one
+  more withdrawal stays at or below ``max_penalty`` (5000, below RFC 7196's suppress threshold of 6000).
 * **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``). A drain
   first enables ``drain.gshut_protocols`` (RFC 8326 graceful shutdown: BIRD exports the same routes with 65535:0),
   waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws. Whenever the agent withdraws it disables
@@ -38,6 +40,7 @@ import dataclasses
 import http.client
 import itertools
 import json
+import math
 import os
 import random
 import select
@@ -56,6 +59,7 @@ QTYPES = {"A": 1, "NS": 2, "SOA": 6, "TXT": 16, "AAAA": 28}
 BIRD_OK_CODES = {"disable": ("0008", "0009"), "enable": ("0010", "0011")}
 STATUS_SCHEMA = 1
 EVENT_TRY_S = 0.01  # the first quick re-check after a watched connection closed
+WITHDRAWAL_PENALTY = 1000  # RFC 2439 figure of merit per withdrawal (FRR, Junos, IOS all add 1000)
 
 
 class ConfigProblem(ValueError):
@@ -75,7 +79,8 @@ SCHEMA: dict[str, Any] = {
     "dns": {"server": (_STR, None), "port": (_INT, 53), "qname": (_STR, None), "qtype": (_STR, "SOA"),
             "timeout_ms": (_INT, 300)},
     "bird": {"socket": (_STR, None), "protocols": (_STRS, None), "timeout_ms": (_INT, 250)},
-    "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120)},
+    "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120),
+                "half_life_s": (_NUM, 900), "max_penalty": (_NUM, 5000)},
     "status": {"address": (_STR, "::"), "port": (_INT, 9325)},
     "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
               "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30)},
@@ -153,6 +158,8 @@ class Damping:
     stable_s: float = 10.0
     min_hold_down_s: float = 5.0
     max_hold_down_s: float = 120.0
+    half_life_s: float = 900.0
+    max_penalty: float = 5000.0
 
 
 @dataclass(frozen=True)
@@ -208,12 +215,16 @@ def load_config(data: Any) -> Config:
     dm, st, dr = c["damping"], c["status"], c["drain"]
     if not 0 <= dm["min_hold_down_s"] <= dm["max_hold_down_s"]:
         raise ConfigProblem("damping.min_hold_down_s: must be between 0 and damping.max_hold_down_s")
+    if dm["max_penalty"] and (dm["max_penalty"] < 2 * WITHDRAWAL_PENALTY or dm["half_life_s"] <= 0):
+        raise ConfigProblem(f"damping.max_penalty: 0 (off) or at least {2 * WITHDRAWAL_PENALTY} with a positive "
+                            f"damping.half_life_s, got {dm['max_penalty']} and {dm['half_life_s']}")
     if not 0 <= st["port"] <= 65535:
         raise ConfigProblem(f"status.port: must be 0-65535 (0: no status server), got {st['port']}")
     return Config(pop=c["pop"], interval=c["interval_ms"] / 1000, rise=c["rise"], fall=c["fall"], http=http, dns=dns,
                   bird_socket=c["bird"]["socket"], protocols=tuple(c["bird"]["protocols"]),
                   bird_timeout=c["bird"]["timeout_ms"] / 1000,
-                  damping=Damping(float(dm["stable_s"]), float(dm["min_hold_down_s"]), float(dm["max_hold_down_s"])),
+                  damping=Damping(float(dm["stable_s"]), float(dm["min_hold_down_s"]), float(dm["max_hold_down_s"]),
+                                  float(dm["half_life_s"]), float(dm["max_penalty"])),
                   status_address=st["address"], status_port=st["port"],
                   drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"]),
                                     tuple(dr["gshut_protocols"]), float(dr["gshut_s"])))
@@ -523,23 +534,47 @@ class Hysteresis:
 
 @dataclass
 class Damper:
-    """Hold-down after flaps: a withdrawal within ``stable_s`` of the last announcement doubles the wait."""
+    """Hold-down after flaps: a withdrawal within ``stable_s`` of the last announcement doubles the wait.
+
+    Route flap damping upstream (RFC 2439) adds 1000 to a prefix's figure of merit per withdrawal, halves it every
+    half-life and suppresses the prefix above a threshold (RFC 7196: at least 6000, half-life 15 min). The agent keeps
+    the same figure for its own withdrawals and announces only while one more withdrawal leaves it at or below
+    ``max_penalty``: a crash loop then never reaches the transit's suppress threshold (0: off)."""
 
     cfg: Damping
     flaps: int = 0
     announced_at: float | None = None
     withdrawn_at: float | None = None
+    penalty: float = 0.0
+    penalty_at: float = 0.0
 
     def announced(self, now: float) -> None:
         self.announced_at = now
 
-    def withdrawn(self, now: float) -> None:
+    def figure_of_merit(self, now: float) -> float:
+        if not self.penalty or self.cfg.half_life_s <= 0:
+            return 0.0
+        return self.penalty * 0.5 ** ((now - self.penalty_at) / self.cfg.half_life_s)
+
+    def withdrawn(self, now: float, flap: bool = True) -> None:
+        """Every withdrawal counts upstream (a drain too); only ``flap`` ones count as flaps in a row."""
+        self.penalty, self.penalty_at = self.figure_of_merit(now) + WITHDRAWAL_PENALTY, now
+        if not flap:
+            self.announced_at = None
+            return
         if self.announced_at is not None and now - self.announced_at < self.cfg.stable_s:
             self.flaps += 1
         else:
             self.flaps = 0
         self.announced_at = None
         self.withdrawn_at = now
+
+    def penalty_until(self) -> float:
+        """Monotonic time from which figure of merit + one withdrawal <= max_penalty (0.0: now)."""
+        if not self.cfg.max_penalty or self.penalty + WITHDRAWAL_PENALTY <= self.cfg.max_penalty:
+            return 0.0
+        return self.penalty_at + self.cfg.half_life_s * math.log2(
+            self.penalty / (self.cfg.max_penalty - WITHDRAWAL_PENALTY))
 
     def hold_down(self) -> float:
         if self.flaps == 0:
@@ -548,7 +583,8 @@ class Damper:
 
     def until(self) -> float:
         """Monotonic time before which no announcement may happen."""
-        return 0.0 if self.withdrawn_at is None else self.withdrawn_at + self.hold_down()
+        flaps = 0.0 if self.withdrawn_at is None else self.withdrawn_at + self.hold_down()
+        return max(flaps, self.penalty_until())
 
 
 def sd_notify(message: str) -> bool:
@@ -667,7 +703,9 @@ class Agent:
             bad = [f"{n}: {c.detail}" for n, c in self.checks.items() if c.ok is False]
             why = "unhealthy: " + "; ".join(bad) if bad else "waiting for rise good checks"
         elif now < self.damper.until():
-            want, why = False, (f"hold-down after {self.damper.flaps} flap(s) in a row: announcing in "
+            merit = (f" (figure of merit {self.damper.figure_of_merit(now):.0f}: one more withdrawal would pass "
+                     f"damping.max_penalty {self.cfg.damping.max_penalty:g})" if now < self.damper.penalty_until() else "")
+            want, why = False, (f"hold-down after {self.damper.flaps} flap(s) in a row{merit}: announcing in "
                                 f"{self.damper.until() - now:.1f} s")
         else:
             want, why = True, "healthy"
@@ -675,8 +713,7 @@ class Agent:
             if want:
                 self.damper.announced(now)
             else:
-                if cause != "drain" and not self.drained:
-                    self.damper.withdrawn(now)
+                self.damper.withdrawn(now, flap=cause != "drain" and not self.drained)
                 self.withdrawals["drain" if self.drained else cause] += 1
             self.say(("announcing: " if want else "withdrawing: ") + why)
             self.wanted = want
