@@ -93,6 +93,8 @@ class DampingConfig(TypedDict):
     stable_s: float
     min_hold_down_s: float
     max_hold_down_s: float
+    half_life_s: float  # RFC 2439 figure of merit kept by the agent: 1000 per withdrawal, halved every half_life_s
+    max_penalty: float  # announce only while one more withdrawal keeps it <= this (RFC 7196 suppresses at 6000); 0: off
 
 
 class StatusConfig(TypedDict):
@@ -105,6 +107,8 @@ class DrainConfig(TypedDict):
     quiet_s: float
     timeout_s: float
     ports: list[int]
+    gshut_protocols: list[str]  # RFC 8326 phase of --drain: enabled first, before the withdrawal ([]: none)
+    gshut_s: float  # at most this long in that phase, waiting for connections to go quiet
 
 
 class HealthConfig(TypedDict):
@@ -129,9 +133,10 @@ HEALTH_DEFAULTS: Final[dict[str, Any]] = {
     "http": {"port": HTTP_PORT, "path": HEALTHZ_PATH, "timeout_ms": 300},
     "dns": {"port": DNS_PORT, "qtype": "SOA", "timeout_ms": 300},
     "bird": {"timeout_ms": 250},
-    "damping": {"stable_s": 10, "min_hold_down_s": 5, "max_hold_down_s": 120},
+    "damping": {"stable_s": 10, "min_hold_down_s": 5, "max_hold_down_s": 120, "half_life_s": 900, "max_penalty": 5000},
     "status": {"address": "::", "port": HEALTH_STATUS_PORT},
-    "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": list(SERVICE_PORTS)},
+    "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": list(SERVICE_PORTS), "gshut_protocols": [],
+              "gshut_s": 30},
 }
 
 

@@ -17,6 +17,11 @@ def anycast_protocols(network: Network) -> list[str]:
     return [f"anycast{v}" for v, p in ((4, network.prefixes.ipv4), (6, network.prefixes.ipv6)) if p is not None]
 
 
+def gshut_protocols(network: Network) -> list[str]:
+    """bird.conf's graceful-shutdown twins of the anycast protocols (65535:0 and prepends; enabled by --drain)."""
+    return [p.replace("anycast", "gshut", 1) for p in anycast_protocols(network)]
+
+
 def health_config(network: Network, pop: Pop) -> dict[str, Any]:
     """Check Caddy and NSD on the service address (IPv4 if the network has it) and drive the anycast protocols.
 
@@ -37,14 +42,15 @@ def health_config(network: Network, pop: Pop) -> dict[str, Any]:
         "damping": {**d["damping"], "min_hold_down_s": network.bgp.error_wait_min,
                     "max_hold_down_s": network.bgp.error_wait_max},
         "status": d["status"],
-        "drain": d["drain"],
+        "drain": {**d["drain"], "gshut_protocols": gshut_protocols(network)},
     }
 
 
 def withdraw_commands(network: Network, socket: str = BIRD_SOCKET) -> list[list[str]]:
     """What systemd runs when the agent stops for any reason (crash, watchdog kill, stop): disable every anycast
-    protocol with birdc. Independent of the agent's code; a missing BIRD means nothing is announced anyway."""
-    return [[BIRDC, "-s", socket, "disable", p] for p in anycast_protocols(network)]
+    protocol (and its graceful-shutdown twin) with birdc. Independent of the agent's code; a missing BIRD means
+    nothing is announced anyway."""
+    return [[BIRDC, "-s", socket, "disable", p] for p in (*anycast_protocols(network), *gshut_protocols(network))]
 
 
 def health_unit(network: Network, config_path: str, agent_path: str) -> str:

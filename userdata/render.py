@@ -40,6 +40,7 @@ from infra.contracts import (
 )
 from infra.model import (
     NO_EXPORT_OUTSIDE_VULTR,
+    VULTR_ASN,
     VULTR_MULTIHOP,
     VULTR_NEIGHBOR_V4,
     VULTR_NEIGHBOR_V6,
@@ -174,7 +175,7 @@ def render_bird(network: Network, pop: Pop, password: str) -> str:
     return _ENV.get_template("bird.conf.j2").render(
         network=network, pop=pop, families=_families(network, pop), communities=_communities(pop),
         no_export=_split_community(NO_EXPORT_OUTSIDE_VULTR), password=password if pop.is_vultr else "",
-        neighbor_route6=neighbor_route6(network, pop))
+        neighbor_route6=neighbor_route6(network, pop), vultr_asn=VULTR_ASN)
 
 
 def render_caddyfile(pop: Pop, network: Network | None = None) -> str:

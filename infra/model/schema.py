@@ -121,6 +121,11 @@ class Bgp(Model):
     error_wait_max: int = Field(
         120, ge=1, le=3600,
         description="Upper bound of that wait, which doubles on each consecutive error: damping for a flapping PoP.")
+    graceful_shutdown_prepend: int = Field(
+        3, ge=0, le=3,
+        description="A planned drain (anycast-health --drain) first re-announces with the RFC 8326 GRACEFUL_SHUTDOWN "
+        "community 65535:0; upstreams that do not honour it (Vultr documents no support) see the path this many times "
+        "longer: own-AS prepends, and on Vultr its prepend-to-all community 20473:600N. 0: community only.")
     ipv6_neighbor_route: Literal["auto", "none"] = Field(
         "none",
         description="'auto': at boot, route the IPv6 BGP neighbour (Vultr's 2001:19f0:ffff::1, multihop) as a /128 via "

@@ -141,6 +141,8 @@ def client_bird_conf(plan: LabPlan, client: ClientPlan, run_dir: Path) -> str:
                 f"      if ({NO_EXPORT[0]}, {NO_EXPORT[1]}) ~ bgp_community then reject;",
                 f"      if ({LEAK_COMMUNITY[0]}, {LEAK_COMMUNITY[1]}) ~ bgp_community then reject;",
                 *policy,
+                "      # RFC 8326: a drain's GRACEFUL_SHUTDOWN routes lose to every other path (docs/maintenance.md)",
+                "      if (65535, 0) ~ bgp_community then bgp_local_pref = 0;",
                 "      accept;",
                 "    };",
                 "    export none;",

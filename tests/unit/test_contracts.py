@@ -126,9 +126,11 @@ def test_health_agent_dataclass_defaults_are_the_contracts() -> None:
     assert fields["status_port"] == d["status"]["port"] == contracts.HEALTH_STATUS_PORT
     assert fields["status_address"] == d["status"]["address"]
     assert fields["bird_timeout"] == d["bird"]["timeout_ms"] / 1000
-    assert agent.Damping() == agent.Damping(*(float(d["damping"][k]) for k in ("stable_s", "min_hold_down_s", "max_hold_down_s")))
+    assert agent.Damping() == agent.Damping(*(float(d["damping"][k]) for k in ("stable_s", "min_hold_down_s", "max_hold_down_s",
+                                                                                 "half_life_s", "max_penalty")))
     assert agent.DrainConfig() == agent.DrainConfig(d["drain"]["file"], d["drain"]["quiet_s"], d["drain"]["timeout_s"],
-                                                    tuple(d["drain"]["ports"]))
+                                                    tuple(d["drain"]["ports"]), tuple(d["drain"]["gshut_protocols"]),
+                                                    d["drain"]["gshut_s"])
 
 
 def test_a_minimal_health_json_gets_the_contracts_defaults() -> None:

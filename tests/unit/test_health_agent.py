@@ -231,7 +231,35 @@ def test_damping_doubles_the_hold_down_for_flaps_in_a_row() -> None:
     assert d.hold_down() == 0
 
 
+def _crash_loop_peak(damping: Any, hours: float = 2.0) -> tuple[float, int]:
+    """A service that dies 1 s after every announcement, for ``hours``: the highest figure of merit a RFC 2439
+    transit (1000 per withdrawal, 15 min half-life, computed independently here) reaches, and the withdrawals."""
+    d = agent.Damper(damping)
+    t, merit, last, peak, n = 0.0, 0.0, 0.0, 0.0, 0
+    while t < hours * 3600:
+        d.announced(t)
+        t += 1
+        d.withdrawn(t)
+        merit = merit * 0.5 ** ((t - last) / 900) + 1000
+        last, peak, n = t, max(peak, merit), n + 1
+        t = max(t, d.until())
+    return peak, n
+
+
+def test_the_figure_of_merit_keeps_a_crash_loop_below_rfc7196s_suppress_threshold() -> None:
+    """The flap hold-down alone (5 .. 120 s) lets a crash loop reach a damping transit's suppress threshold (6000,
+    RFC 7196) within minutes; with max_penalty 5000 the figure never passes 5000, and the PoP still announces."""
+    peak, n = _crash_loop_peak(agent.Damping(max_penalty=0))
+    assert peak > 6000 and n > 50
+    peak, n = _crash_loop_peak(agent.Damping())
+    assert 4000 < peak <= 5000 and n >= 10  # still tries again, about every 5 minutes
+    d = agent.Damper(agent.Damping())
+    d.withdrawn(0.0, flap=False)  # a drain counts upstream too, but is no flap
+    assert d.flaps == 0 and d.penalty == 1000 and d.until() == 0.0
+
+
 @pytest.mark.parametrize(("change", "message"), [
+    ({"damping": {"max_penalty": 1500}}, "damping.max_penalty: 0 (off) or at least 2000 with a positive damping.half_life_s, got 1500 and 900"),
     ({"rise": "3"}, 'rise: expected an integer, got "3"'),
     ({"fall": True}, "fall: expected an integer, got true"),
     ({"intervall_ms": 200}, "intervall_ms: unknown key (known: bird, damping, dns, drain, fall, http, interval_ms, pop, rise, status)"),

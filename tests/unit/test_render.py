@@ -39,8 +39,26 @@ def test_anycast_vultr_pop_bird(prod_network: Network) -> None:
     assert "hold time 9;" in bird and "keepalive time 3;" in bird
     assert "route 192.0.2.0/24 blackhole;" in bird and "route 2001:db8:1000::/48 blackhole;" in bird
     assert "if net = 192.0.2.1/32 then bgp_community.add((20473, 6000));" in bird
-    assert "bgp_path.prepend" not in bird
+    # The only prepends are the graceful-shutdown ones (below); a normal announcement has none.
+    assert "bgp_path.prepend" not in re.sub(r'if proto = "gshut\d" then \{.*?\n  \}', "", bird, flags=re.S)
     assert "protocol static anycast4" in bird and "protocol static anycast6" in bird
+
+
+def test_graceful_shutdown_twins_carry_65535_0_and_prepends(prod_network: Network) -> None:
+    """RFC 8326: --drain enables gshutN (disabled at boot, preferred over anycastN); export_upstreamN adds 65535:0,
+    bgp.gracefulShutdownPrepend own-AS prepends and, on Vultr, which may not honour the community, 20473:600N."""
+    bird = render_pop(prod_network, prod_network.pop("ams"), TEST_PASSWORD).files["bird.conf"]
+    for v in (4, 6):
+        static = re.search(rf"protocol static gshut{v} \{{\n(.*?)\n\}}", bird, re.S)
+        assert static is not None
+        assert static.group(1).splitlines()[:2] == ["  disabled;", f"  ipv{v} {{ preference 250; }};"]
+        block = re.search(rf'if proto = "gshut{v}" then \{{\n(.*?)\n  \}}', bird, re.S)
+        assert block is not None
+        assert block.group(1).split("\n") == ["    bgp_community.add((65535, 0));", *["    bgp_path.prepend(OWN_ASN);"] * 3,
+                                              "    bgp_community.add((20473, 6003));"]
+    none = prod_network.model_copy(update={"bgp": prod_network.bgp.model_copy(update={"graceful_shutdown_prepend": 0})})
+    bird = render_pop(none, none.pop("ams"), TEST_PASSWORD).files["bird.conf"]
+    assert "bgp_path.prepend" not in bird and "(20473, 6003)" not in bird and bird.count("(65535, 0)") == 2
 
 
 def test_unicast_pop_announces_nothing(prod_network: Network) -> None:
@@ -58,7 +76,8 @@ def test_external_pop_peers_with_its_own_neighbour_and_prepends(prod_network: Ne
     assert "neighbor 203.0.113.1 as 64502;" in bird and "neighbor 2001:db8:ffff:2::1 as 64502;" in bird
     assert "169.254.169.254" not in bird and "multihop" not in bird
     assert TEST_PASSWORD not in rendered.user_data  # the Vultr password is not sent to another provider
-    assert bird.count("bgp_path.prepend(OWN_ASN);") == 4  # 2x in each family
+    assert bird.count("bgp_path.prepend(OWN_ASN);") == 4 + 6  # 2x in each family, 3x more in its gshut phase
+    assert "20473" not in bird  # Vultr's prepend community only on Vultr
     assert "if net = 192.0.2.1/32 then reject;" in bird
     assert "20473" not in bird
 

@@ -18,8 +18,13 @@ boot, after a crash or restart) announces nothing until this agent enables them.
   connection (``show protocols all``) and corrects them, so a restarted BIRD is re-enabled only when checks pass.
   Replies are judged by BIRD's codes (0008/0009 disabled, 0010/0011 enabled), never by birdc's exit code.
 * **Damping**: a withdrawal less than ``damping.stable_s`` after an announcement is a flap; each flap in a row doubles a
-  hold-down (``min_hold_down_s`` .. ``max_hold_down_s``) before the next announcement.
-* **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``).
+  hold-down (``min_hold_down_s`` .. ``max_hold_down_s``) before the next announcement. The agent also keeps the
+  RFC 2439 figure of merit a damping transit keeps (1000 per withdrawal, ``half_life_s``) and announces only while one
+  more withdrawal stays at or below ``max_penalty`` (5000, below RFC 7196's suppress threshold of 6000).
+* **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``). A drain
+  first enables ``drain.gshut_protocols`` (RFC 8326 graceful shutdown: BIRD exports the same routes with 65535:0),
+  waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws. Whenever the agent withdraws it disables
+  those protocols too, so a graceful-shutdown route never outlives the anycast one.
 * **systemd**: ``READY=1`` after the first round, ``WATCHDOG=1`` every round, ``STATUS=`` on changes, sent to
   ``$NOTIFY_SOCKET`` with a plain datagram socket (sd_notify(3) protocol; no library).
 * **Status**: JSON at ``/status`` and Prometheus text at ``/metrics`` on ``status.address``:``status.port``.
@@ -35,6 +40,7 @@ import dataclasses
 import http.client
 import itertools
 import json
+import math
 import os
 import random
 import select
@@ -53,6 +59,7 @@ QTYPES = {"A": 1, "NS": 2, "SOA": 6, "TXT": 16, "AAAA": 28}
 BIRD_OK_CODES = {"disable": ("0008", "0009"), "enable": ("0010", "0011")}
 STATUS_SCHEMA = 1
 EVENT_TRY_S = 0.01  # the first quick re-check after a watched connection closed
+WITHDRAWAL_PENALTY = 1000  # RFC 2439 figure of merit per withdrawal (FRR, Junos, IOS all add 1000)
 
 
 class ConfigProblem(ValueError):
@@ -72,10 +79,11 @@ SCHEMA: dict[str, Any] = {
     "dns": {"server": (_STR, None), "port": (_INT, 53), "qname": (_STR, None), "qtype": (_STR, "SOA"),
             "timeout_ms": (_INT, 300)},
     "bird": {"socket": (_STR, None), "protocols": (_STRS, None), "timeout_ms": (_INT, 250)},
-    "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120)},
+    "damping": {"stable_s": (_NUM, 10), "min_hold_down_s": (_NUM, 5), "max_hold_down_s": (_NUM, 120),
+                "half_life_s": (_NUM, 900), "max_penalty": (_NUM, 5000)},
     "status": {"address": (_STR, "::"), "port": (_INT, 9325)},
     "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
-              "ports": ([_INT], [53, 80, 443])},
+              "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30)},
 }
 OPTIONAL_SECTIONS = {"http", "dns", "damping", "status", "drain"}
 
@@ -150,6 +158,8 @@ class Damping:
     stable_s: float = 10.0
     min_hold_down_s: float = 5.0
     max_hold_down_s: float = 120.0
+    half_life_s: float = 900.0
+    max_penalty: float = 5000.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,8 @@ class DrainConfig:
     quiet_s: float = 2.0
     timeout_s: float = 60.0
     ports: tuple[int, ...] = (53, 80, 443)
+    gshut_protocols: tuple[str, ...] = ()
+    gshut_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -203,14 +215,19 @@ def load_config(data: Any) -> Config:
     dm, st, dr = c["damping"], c["status"], c["drain"]
     if not 0 <= dm["min_hold_down_s"] <= dm["max_hold_down_s"]:
         raise ConfigProblem("damping.min_hold_down_s: must be between 0 and damping.max_hold_down_s")
+    if dm["max_penalty"] and (dm["max_penalty"] < 2 * WITHDRAWAL_PENALTY or dm["half_life_s"] <= 0):
+        raise ConfigProblem(f"damping.max_penalty: 0 (off) or at least {2 * WITHDRAWAL_PENALTY} with a positive "
+                            f"damping.half_life_s, got {dm['max_penalty']} and {dm['half_life_s']}")
     if not 0 <= st["port"] <= 65535:
         raise ConfigProblem(f"status.port: must be 0-65535 (0: no status server), got {st['port']}")
     return Config(pop=c["pop"], interval=c["interval_ms"] / 1000, rise=c["rise"], fall=c["fall"], http=http, dns=dns,
                   bird_socket=c["bird"]["socket"], protocols=tuple(c["bird"]["protocols"]),
                   bird_timeout=c["bird"]["timeout_ms"] / 1000,
-                  damping=Damping(float(dm["stable_s"]), float(dm["min_hold_down_s"]), float(dm["max_hold_down_s"])),
+                  damping=Damping(float(dm["stable_s"]), float(dm["min_hold_down_s"]), float(dm["max_hold_down_s"]),
+                                  float(dm["half_life_s"]), float(dm["max_penalty"])),
                   status_address=st["address"], status_port=st["port"],
-                  drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"])))
+                  drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"]),
+                                    tuple(dr["gshut_protocols"]), float(dr["gshut_s"])))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -517,23 +534,47 @@ class Hysteresis:
 
 @dataclass
 class Damper:
-    """Hold-down after flaps: a withdrawal within ``stable_s`` of the last announcement doubles the wait."""
+    """Hold-down after flaps: a withdrawal within ``stable_s`` of the last announcement doubles the wait.
+
+    Route flap damping upstream (RFC 2439) adds 1000 to a prefix's figure of merit per withdrawal, halves it every
+    half-life and suppresses the prefix above a threshold (RFC 7196: at least 6000, half-life 15 min). The agent keeps
+    the same figure for its own withdrawals and announces only while one more withdrawal leaves it at or below
+    ``max_penalty``: a crash loop then never reaches the transit's suppress threshold (0: off)."""
 
     cfg: Damping
     flaps: int = 0
     announced_at: float | None = None
     withdrawn_at: float | None = None
+    penalty: float = 0.0
+    penalty_at: float = 0.0
 
     def announced(self, now: float) -> None:
         self.announced_at = now
 
-    def withdrawn(self, now: float) -> None:
+    def figure_of_merit(self, now: float) -> float:
+        if not self.penalty or self.cfg.half_life_s <= 0:
+            return 0.0
+        return self.penalty * 0.5 ** ((now - self.penalty_at) / self.cfg.half_life_s)
+
+    def withdrawn(self, now: float, flap: bool = True) -> None:
+        """Every withdrawal counts upstream (a drain too); only ``flap`` ones count as flaps in a row."""
+        self.penalty, self.penalty_at = self.figure_of_merit(now) + WITHDRAWAL_PENALTY, now
+        if not flap:
+            self.announced_at = None
+            return
         if self.announced_at is not None and now - self.announced_at < self.cfg.stable_s:
             self.flaps += 1
         else:
             self.flaps = 0
         self.announced_at = None
         self.withdrawn_at = now
+
+    def penalty_until(self) -> float:
+        """Monotonic time from which figure of merit + one withdrawal <= max_penalty (0.0: now)."""
+        if not self.cfg.max_penalty or self.penalty + WITHDRAWAL_PENALTY <= self.cfg.max_penalty:
+            return 0.0
+        return self.penalty_at + self.cfg.half_life_s * math.log2(
+            self.penalty / (self.cfg.max_penalty - WITHDRAWAL_PENALTY))
 
     def hold_down(self) -> float:
         if self.flaps == 0:
@@ -542,7 +583,8 @@ class Damper:
 
     def until(self) -> float:
         """Monotonic time before which no announcement may happen."""
-        return 0.0 if self.withdrawn_at is None else self.withdrawn_at + self.hold_down()
+        flaps = 0.0 if self.withdrawn_at is None else self.withdrawn_at + self.hold_down()
+        return max(flaps, self.penalty_until())
 
 
 def sd_notify(message: str) -> bool:
@@ -661,7 +703,9 @@ class Agent:
             bad = [f"{n}: {c.detail}" for n, c in self.checks.items() if c.ok is False]
             why = "unhealthy: " + "; ".join(bad) if bad else "waiting for rise good checks"
         elif now < self.damper.until():
-            want, why = False, (f"hold-down after {self.damper.flaps} flap(s) in a row: announcing in "
+            merit = (f" (figure of merit {self.damper.figure_of_merit(now):.0f}: one more withdrawal would pass "
+                     f"damping.max_penalty {self.cfg.damping.max_penalty:g})" if now < self.damper.penalty_until() else "")
+            want, why = False, (f"hold-down after {self.damper.flaps} flap(s) in a row{merit}: announcing in "
                                 f"{self.damper.until() - now:.1f} s")
         else:
             want, why = True, "healthy"
@@ -669,8 +713,7 @@ class Agent:
             if want:
                 self.damper.announced(now)
             else:
-                if cause != "drain" and not self.drained:
-                    self.damper.withdrawn(now)
+                self.damper.withdrawn(now, flap=cause != "drain" and not self.drained)
                 self.withdrawals["drain" if self.drained else cause] += 1
             self.say(("announcing: " if want else "withdrawing: ") + why)
             self.wanted = want
@@ -692,6 +735,11 @@ class Agent:
                     reply = self.bird.set_protocol(name, self.wanted)
                     self.say(f"bird: {reply}")
                     protos = self.bird.protocols()
+            if not self.wanted:
+                for name in self.cfg.drain.gshut_protocols:
+                    if protos.get(name, {}).get("state") == "up":
+                        self.say(f"bird: {self.bird.set_protocol(name, False)}")
+                        protos = self.bird.protocols()
             self.bird_protocols = protos
             problem = None
         except BirdError as exc:
@@ -959,33 +1007,73 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     return out
 
 
+def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -> None:
+    """First phase of --drain (RFC 8326): while the PoP is announced, enable ``drain.gshut_protocols`` (the same routes,
+    exported with 65535:0 and prepends), then wait until no new connection arrived for ``drain.quiet_s`` and none is
+    open, at most ``drain.gshut_s``. Upstreams that honour the community move traffic away before anything is
+    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols."""
+    try:
+        protos = bird.protocols()
+        if not cfg.drain.gshut_protocols or not any(protos.get(n, {}).get("state") == "up" for n in cfg.protocols):
+            return
+        missing = [n for n in cfg.drain.gshut_protocols if n not in protos]
+        if missing:
+            say(f"graceful shutdown skipped: BIRD has no protocol {missing}")
+            return
+        for name in cfg.drain.gshut_protocols:
+            bird.set_protocol(name, True)
+    except BirdError as exc:
+        say(f"graceful shutdown skipped: BIRD: {exc}")
+        return
+    t0 = last_new = time.monotonic()
+    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}); waiting up to "
+        f"{cfg.drain.gshut_s:g} s for connections to go quiet")
+    seen: set[tuple[str, str]] = set()
+    while time.monotonic() - t0 < cfg.drain.gshut_s:
+        conns = service_connections(addresses, cfg.drain.ports)
+        if set(conns) - seen:
+            last_new = time.monotonic()
+        seen |= set(conns)
+        if (not any(st in OPEN_STATES for st in conns.values())
+                and time.monotonic() - last_new >= cfg.drain.quiet_s):
+            say(f"graceful shutdown: quiet after {time.monotonic() - t0:.2f} s; withdrawing")
+            return
+        time.sleep(0.05)
+    say(f"graceful shutdown: still busy after {cfg.drain.gshut_s:g} s; withdrawing anyway")
+
+
 def drain(cfg: Config, say: Any) -> int:
-    """--drain: the file makes the agent keep the PoP withdrawn; BIRD is told directly too (works without the agent).
-    Safe to stop = every anycast protocol down, every BGP session exports 0 routes, no TCP connection to the service
-    addresses open and none new for ``drain.quiet_s``."""
-    os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
-    with open(cfg.drain.file, "w", encoding="utf-8") as fh:
-        fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
+    """--drain: graceful shutdown first (``graceful_shutdown``), then the file makes the agent keep the PoP withdrawn;
+    BIRD is told directly too (works without the agent). Safe to stop = every anycast and graceful-shutdown protocol
+    down, every BGP session exports 0 routes, no TCP connection to the service addresses open and none new for
+    ``drain.quiet_s``."""
     t0 = time.monotonic()
     bird = Bird(cfg.bird_socket, max(cfg.bird_timeout, 2.0))
     # HTTP and DNS usually share the anycast address: each address once
     addresses = list(dict.fromkeys(a for a in ((cfg.http.host if cfg.http else None),
                                                 (cfg.dns.server if cfg.dns else None)) if a))
+    try:
+        graceful_shutdown(cfg, bird, addresses, say)
+    finally:
+        os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
+        with open(cfg.drain.file, "w", encoding="utf-8") as fh:
+            fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
     seen: set[tuple[str, str]] = set()
-    last_new = t0
+    t1 = last_new = time.monotonic()
     withdrawn_at: float | None = None
     problem = ""
     try:
-        while time.monotonic() - t0 < cfg.drain.timeout_s:
+        while time.monotonic() - t1 < cfg.drain.timeout_s:
             if withdrawn_at is None:
                 try:
                     protos = bird.protocols()
-                    for name in cfg.protocols:
+                    for name in (*cfg.protocols, *cfg.drain.gshut_protocols):
                         if protos.get(name, {}).get("state") == "up":
                             bird.set_protocol(name, False)
                     protos = bird.protocols()
                     missing = [n for n in cfg.protocols if n not in protos]
-                    up = [n for n in cfg.protocols if protos.get(n, {}).get("state") == "up"]
+                    up = [n for n in (*cfg.protocols, *cfg.drain.gshut_protocols)
+                          if protos.get(n, {}).get("state") == "up"]
                     exporting = {n: p["exported"] for n, p in protos.items() if p["proto"] == "BGP" and p["exported"]}
                     problem = (f"BIRD has no protocol {missing}" if missing else f"still exporting {exporting}"
                                if exporting else f"still up: {up}" if up else "")
@@ -1016,7 +1104,15 @@ def drain(cfg: Config, say: Any) -> int:
 
 
 def undrain(cfg: Config, say: Any, timeout: float = 30.0) -> int:
-    """--undrain: remove the file; the agent announces again after ``rise`` good checks. Waits for BIRD to show it."""
+    """--undrain: remove the file; the agent announces again after ``rise`` good checks. Waits for BIRD to show it.
+    A graceful-shutdown protocol left enabled by an interrupted drain is disabled first."""
+    try:
+        protos = parse_protocols(bird_command(cfg.bird_socket, "show protocols all"))
+        for name in cfg.drain.gshut_protocols:
+            if protos.get(name, {}).get("state") == "up":
+                say(f"bird: {set_protocol(cfg.bird_socket, name, False)}")
+    except BirdError as exc:
+        say(f"BIRD: {exc}")
     try:
         os.unlink(cfg.drain.file)
     except FileNotFoundError:
