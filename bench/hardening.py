@@ -6,6 +6,8 @@ units and drop-ins the rendered user data writes under /etc/systemd/system, so s
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
 import shutil
 import subprocess
@@ -52,7 +54,9 @@ def exposure(user_data: str) -> dict[str, dict[str, float | None]]:
             if f["path"].startswith("/etc/systemd/system/"):
                 path = root / f["path"].lstrip("/")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(f["content"], encoding="utf-8")
+                text = (gzip.decompress(base64.b64decode(f["content"])).decode() if f.get("encoding") == "gz+b64"
+                        else f["content"])  # as cloud-init writes it
+                path.write_text(text, encoding="utf-8")
                 written.add(path.name)
         out: dict[str, dict[str, float | None]] = {}
         for unit in DEBIAN_UNITS:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import zlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
@@ -114,8 +115,11 @@ def tokenize(conf: str) -> list[Token]:
     return out
 
 
+MAX_BIRD_CONF = 1024 * 1024
+
+
 def bird_conf_from_user_data(user_data: str) -> str | None:
-    """The content of ``.../bird.conf`` in a cloud-config's ``write_files`` (plain or base64), or None."""
+    """The content of ``.../bird.conf`` in a cloud-config's ``write_files`` (plain, base64 or gzip+base64), or None."""
     try:
         doc = yaml.safe_load(user_data)
     except (yaml.YAMLError, RecursionError):
@@ -125,10 +129,17 @@ def bird_conf_from_user_data(user_data: str) -> str | None:
     for entry in doc["write_files"]:
         if isinstance(entry, dict) and str(entry.get("path", "")).endswith("/bird.conf"):
             content = str(entry.get("content", ""))
-            if str(entry.get("encoding", "")).lower() in ("b64", "base64"):
+            encoding = str(entry.get("encoding", "")).lower()
+            if encoding in ("b64", "base64", "gz+b64", "gzip+base64", "gz+base64", "gzip+b64"):
                 try:
-                    content = base64.b64decode(content, validate=True).decode("utf-8")
-                except (binascii.Error, UnicodeDecodeError):
+                    raw = base64.b64decode(content, validate=True)
+                    if encoding.startswith("gz"):  # cloud-init's gzip encodings; bounded: a bird.conf is kilobytes
+                        inflate = zlib.decompressobj(wbits=31)
+                        raw = inflate.decompress(raw, MAX_BIRD_CONF)
+                        if inflate.unconsumed_tail or not inflate.eof:
+                            return None
+                    content = raw.decode("utf-8")
+                except (binascii.Error, UnicodeDecodeError, zlib.error):
                     return None
             return content
     return None

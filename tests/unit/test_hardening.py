@@ -3,6 +3,8 @@ sshd -t/-T, nsd-checkconf, caddy adapt, and the kernel's own sysctl names."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import shutil
 import subprocess
@@ -31,7 +33,9 @@ def _doc(text: str) -> dict[str, Any]:
 
 
 def _files(text: str) -> dict[str, str]:
-    return {f["path"]: f["content"] for f in _doc(text)["write_files"] if f.get("encoding") is None}
+    """path -> content of every file the user data writes, gzip-compressed ones decoded as cloud-init does."""
+    return {f["path"]: gzip.decompress(base64.b64decode(f["content"])).decode() if f.get("encoding") == "gz+b64"
+            else f["content"] for f in _doc(text)["write_files"]}
 
 
 def test_every_unit_we_ship_scores_at_or_below_the_goal(user_data: str) -> None:

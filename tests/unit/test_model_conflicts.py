@@ -7,12 +7,15 @@ conflicting values (deterministically: derandomize, so a run is repeatable).
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import ipaddress
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -327,6 +330,10 @@ def test_render_writes_only_the_bgp_password(stack: str, tmp_path: Path, monkeyp
     out = tmp_path / "out"
     assert main(["render", "--stack", stack, "--out", str(out)]) == 0, capsys.readouterr().err
     files = {p.relative_to(out).as_posix(): p.read_text(encoding="utf-8") for p in sorted(out.rglob("*")) if p.is_file()}
+    for rel, text in files.items():  # what cloud-init writes from the user data, gzip-compressed files included
+        if rel.endswith("user-data.yaml"):
+            files[rel] = text + "".join(gzip.decompress(base64.b64decode(f["content"])).decode() for f in
+                                        yaml.safe_load(text)["write_files"] if f.get("encoding") == "gz+b64")
     network: Network = parse_network(read_stack_config(stack)["anycast:network"])
     assert len(files) > len(network.pops)
     found = {(rel, name) for rel, text in files.items() for name, marker in markers.items() if marker in text}

@@ -4,6 +4,8 @@ The script runs here for real, with a stand-in ``ip`` on PATH that answers like 
 
 from __future__ import annotations
 
+import base64
+import gzip
 import os
 import subprocess
 from pathlib import Path
@@ -31,7 +33,8 @@ def with_route(stack: str, value: str | None) -> Network:
 
 def paths(user_data: str) -> dict[str, Any]:
     doc = yaml.safe_load(user_data)
-    return {"files": {f["path"]: f["content"] for f in doc["write_files"]}, "runcmd": doc["runcmd"]}
+    return {"files": {f["path"]: gzip.decompress(base64.b64decode(f["content"])).decode()
+                      if f.get("encoding") == "gz+b64" else f["content"] for f in doc["write_files"]}, "runcmd": doc["runcmd"]}
 
 
 def test_default_is_none_and_the_stacks_choose() -> None:

@@ -16,6 +16,7 @@ import pytest
 from infra.derived.georules import GeoRecordSet, resolve
 from infra.derived.outputs import OUTPUT_KEYS
 from infra.model import Network
+from tests.helpers.cloud_config import with_written
 from tests.helpers.program import FIXTURES, mock_run, schema_problems, schemas
 from tests.pulumi_mocks import TEST_BGP_PASSWORD, TEST_VULTR_API_KEY, ZONE_ID, run_in_subprocess, stack_output_json
 
@@ -82,7 +83,7 @@ def test_instances(run: dict[str, Any], request: pytest.FixtureRequest) -> None:
         assert i["hostname"] == f"anycast-{code}" and i["label"] == f"anycast-{run['stack']}-{code}"
         assert set(i["tags"]) == {"anycast", f"stack-{run['stack']}", f"pop-{code}", f"mode-{pop.mode}"}
         assert i["userData"].startswith("#cloud-config\n")
-        assert f"password \"{TEST_BGP_PASSWORD}\"" in i["userData"]
+        assert f"password \"{TEST_BGP_PASSWORD}\"" in with_written(i["userData"])
         assert "userData" in inst["secretInputs"], "user data carries the BGP password and must stay secret"
         assert i["sshKeyIds"] == ["vultr-ssh-0-id"]
         assert i["firewallGroupId"] == "vultr-firewall-id" and firewall["name"] == "vultr-firewall"
@@ -196,7 +197,7 @@ def test_prod_outputs_cost_and_external_pops(prod_network: Network) -> None:
     external = output(run, "externalCloudConfig")
     assert set(external) == {"hkg", "maa"}
     assert all(v.startswith("#cloud-config\n") for v in external.values())
-    assert "neighbor 198.51.100.1 as 64501" in external["hkg"]
+    assert "neighbor 198.51.100.1 as 64501" in with_written(external["hkg"])
 
 
 def test_no_secret_in_plain_outputs_or_plain_inputs(run: dict[str, Any]) -> None:
