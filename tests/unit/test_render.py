@@ -283,9 +283,11 @@ def _code(source: str) -> str:
         if isinstance(node, ast.arg):
             node.annotation = None
     for node in ast.walk(tree):  # x: T = v outside class bodies is x = v; a bare x: T is no code
-        if not isinstance(node, ast.ClassDef) and isinstance(getattr(node, "body", None), list):
-            node.body = [ast.Assign(targets=[n.target], value=n.value, lineno=0) if isinstance(n, ast.AnnAssign) else n
-                         for n in node.body if not (isinstance(n, ast.AnnAssign) and n.value is None)] or [ast.Pass()]
+        body = getattr(node, "body", None)
+        if not isinstance(node, ast.ClassDef) and isinstance(body, list):
+            setattr(node, "body", [  # noqa: B010 (any node with a body)
+                ast.Assign(targets=[n.target], value=n.value, lineno=0) if isinstance(n, ast.AnnAssign) and n.value else n
+                for n in body if not (isinstance(n, ast.AnnAssign) and n.value is None)] or [ast.Pass()])
     return (first or "").strip().splitlines()[0] + "\n" + ast.dump(tree)
 
 
