@@ -87,6 +87,11 @@ addresses = {p.code: addresses[p.code] for p in network.pops}  # document order 
 geodns = GeoDns("geodns", GeoDnsArgs(network, {p.code: served[p.code] for p in network.unicast_pops}), under_network)
 if tls is not None:
     tls.add_parent_records(geodns.zone_id)
+    # The reboot peer list, once every PoP's address exists: the PoPs fetch it with the certificate and open their
+    # status port to these addresses only (docs/security.md#security-updates-and-reboots).
+    tls.add_reboot_peers(addresses)
+    if access is not None:
+        access.add_status_rules(addresses)
 
 if signing is not None:
     ds_record("dnssec-ds", network, signing.keys, geodns.zone_id, serving, under_network)

@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from infra.contracts import HEALTH_UNIT, REBOOT_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT
+from infra.contracts import HEALTH_UNIT, REBOOT_UNIT, STATUS_PEERS_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT
 from infra.model.stack import load_network
 from userdata.render import render_pop
 
 DEBIAN_UNITS = ("bird.service", "nsd.service", "caddy.service")  # packages bird2, nsd, caddy
-OURS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, REBOOT_UNIT)
+OURS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, REBOOT_UNIT, STATUS_PEERS_UNIT)
 GOAL = 2.0  # issue 21: every unit we ship at or below this
 _SCORE = re.compile(r"Overall exposure level for \S+: (\d+\.\d)")
 

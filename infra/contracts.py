@@ -35,6 +35,12 @@ DRAIN_FILE: Final = "/var/lib/anycast/drain"  # survives a reboot: a PoP drained
 # Reboots for security updates (userdata/files/anycast-reboot.py, docs/security.md#security-updates-and-reboots).
 REBOOT_CONFIG_FILE: Final = "/etc/anycast/reboot.json"
 REBOOT_PEERS_FILE: Final = "/etc/anycast/reboot-peers.json"  # optional, written after boot: {code: status URL}
+# With tls.enabled the Pulumi program writes the peer list into the certificate's bucket once the instances exist;
+# anycast-tls fetch copies it into REBOOT_PEERS_FILE and these nftables sets (the status port's allowed sources).
+REBOOT_PEERS_STORE_KEY: Final = "reboot/peers.json"
+REBOOT_PEERS_MAX: Final = 256  # PoPs in the peer list at most: more is refused as hostile
+STATUS_PEER_SETS: Final = ("status4", "status6")  # in table inet anycast (nftables.conf)
+STATUS_PEERS_NFT: Final = "/etc/anycast/status-peers.nft"  # `nft -f` file refilling those sets
 REBOOT_AGENT: Final = "/usr/local/sbin/anycast-reboot"
 REBOOT_REQUIRED_FILE: Final = "/var/run/reboot-required"  # Debian's packages (kernel, libc) touch it: a tmpfs
 REBOOT_MARKER: Final = "/var/lib/anycast/reboot-drain"  # the coordinator drained for a reboot: undrain after boot
@@ -57,6 +63,7 @@ TLS_FETCH_TIMER: Final = "anycast-tls-fetch.timer"
 TLS_ISSUE_TIMER: Final = "anycast-tls-issue.timer"
 REBOOT_UNIT: Final = "anycast-reboot.service"
 REBOOT_TIMER: Final = "anycast-reboot.timer"
+STATUS_PEERS_UNIT: Final = "anycast-status-peers.service"  # loads STATUS_PEERS_NFT (tls.enabled)
 
 # --- HTTP paths ----------------------------------------------------------------------------------------------------
 HEALTHZ_PATH: Final = "/healthz"  # Caddy answers 200 with X-PoP (plain HTTP even when HTTPS redirects the rest)
@@ -284,6 +291,14 @@ class TlsAcme(TypedDict):
     polling_interval: NotRequired[int]
 
 
+class TlsPeers(TypedDict):
+    """The reboot peer list (docs/security.md#security-updates-and-reboots): its S3 URL, and REBOOT_PEERS_FILE (the
+    nftables file STATUS_PEERS_NFT is written beside it)."""
+
+    url: str
+    file: str
+
+
 class TlsConfig(TypedDict):
     pop: str  # for a human reading the file; the agent does not read it
     names: list[str]
@@ -295,6 +310,7 @@ class TlsConfig(TypedDict):
     ca_file: str | None  # the lab's CA; None on a PoP (the system store)
     store: TlsStore
     acme: NotRequired[TlsAcme]  # the issuer PoP only
+    peers: NotRequired[TlsPeers]  # rendered on every PoP; the lab leaves it out
 
 
 # --- JSON Schema -----------------------------------------------------------------------------------------------------

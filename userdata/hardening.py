@@ -9,7 +9,7 @@ these files under systemd and runs the health faults, the drain and the HTTPS re
 
 from __future__ import annotations
 
-from infra.contracts import BIRD_SOCKET, LEGO_PATH, TLS_CERT_FILE
+from infra.contracts import BIRD_SOCKET, LEGO_PATH, REBOOT_PEERS_FILE, TLS_CERT_FILE
 
 # What no service of a PoP needs: the kernel's knobs, other users' files, devices, new privileges, exotic sockets.
 # One drop-in, the same bytes for every service (SANDBOX_DROPIN in each unit's .d/), written once in the user data
@@ -74,6 +74,16 @@ TLS_SANDBOX = [
     "ProcSubset=pid",
     f"ReadWritePaths={TLS_CERT_FILE.rsplit('/', 1)[0]}",
     "UMask=0077",
+]
+# The fetch also writes the reboot peer list into /etc/anycast (REBOOT_PEERS_FILE, STATUS_PEERS_NFT); loading the
+# nftables sets is anycast-status-peers.service's: nft over netlink with CAP_NET_ADMIN and nothing else.
+TLS_FETCH_PEERS = [f"ReadWritePaths={REBOOT_PEERS_FILE.rsplit('/', 1)[0]}"]
+STATUS_PEERS_SANDBOX = [
+    "CapabilityBoundingSet=CAP_NET_ADMIN",
+    "RestrictAddressFamilies=AF_NETLINK",  # lists add up (SANDBOX_TEXT's)
+    *_SYSCALLS,
+    _NO_PRIVILEGED,
+    "ProcSubset=pid",
 ]
 TLS_ISSUE_STATE = f"StateDirectory={LEGO_PATH.removeprefix('/var/lib/').split('/')[0]}"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from infra.contracts import (
@@ -25,6 +26,7 @@ from infra.contracts import (
 )
 from infra.derived.reboots import reboot_slots
 from infra.model import Network, Pop
+from infra.untrusted.urls import ip_literal, probe_url
 from userdata.hardening import REBOOT_SANDBOX
 
 PACKAGE = "unattended-upgrades"
@@ -80,6 +82,26 @@ def reboot_config(network: Network, pop: Pop) -> dict[str, Any]:
 def reboot_json(network: Network, pop: Pop) -> str:
     # One line: the user data has 48 KiB for everything (USER_DATA_BUDGET); `python3 -m json.tool` reads it.
     return json.dumps(reboot_config(network, pop), sort_keys=True, allow_nan=False, separators=(",", ":")) + "\n"
+
+
+def peer_document(network: Network, addresses: Mapping[str, tuple[str | None, str | None]]) -> str:
+    """The reboot peer list the Pulumi program writes into the certificate's bucket once the instances exist
+    (REBOOT_PEERS_STORE_KEY; ``anycast-tls fetch`` installs it on every PoP): ``peers``, the status URL of every
+    anycast PoP (IPv4 where it has one), and ``addresses``, every PoP's unicast addresses, which may ask the status
+    port. ``addresses`` are the instances' (from the Vultr API) or the configured ones: each must be an IP literal,
+    else ValueError naming the PoP."""
+    peers: dict[str, str] = {}
+    sources: dict[str, list[str]] = {}
+    for pop in network.pops:
+        try:
+            found = [ip_literal(a) for a in addresses.get(pop.code, (None, None)) if a]
+            if found:
+                sources[pop.code] = found
+            if pop.is_anycast and found:
+                peers[pop.code] = probe_url("http", found[0], HEALTH_STATUS_PORT, STATUS_PATH)
+        except ValueError as exc:
+            raise ValueError(f"pops.{pop.code}: its address for the reboot peer list: {exc}") from None
+    return json.dumps({"peers": peers, "addresses": sources}, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
 def units() -> dict[str, str]:

@@ -37,6 +37,7 @@ from infra.contracts import (
     REBOOT_TIMER,
     REBOOT_UNIT,
     SERVICE_PORTS,
+    STATUS_PEER_SETS,
 )
 from infra.model import (
     NO_EXPORT_OUTSIDE_VULTR,
@@ -240,7 +241,8 @@ def render_nftables(network: Network, pop: Pop) -> str:
     peers6 = [f["neighbor"] for f in _families(network, pop) if f["version"] == 6 and f["neighbor"]]
     return _ENV.get_template("nftables.conf.j2").render(
         pop=pop, admin4=admin4, admin6=admin6, bgp_peers4=peers4, bgp_peers6=peers6, monitor4=monitor4,
-        monitor6=monitor6, metrics_ports=metrics_ports(pop), service4=network.service.ipv4, service6=network.service.ipv6)
+        monitor6=monitor6, metrics_ports=metrics_ports(pop), service4=network.service.ipv4, service6=network.service.ipv6,
+        status_sets=STATUS_PEER_SETS if network.tls.enabled else (), status_port=HEALTH_STATUS_PORT)
 
 
 def metrics_ports(pop: Pop) -> list[int]:
@@ -406,7 +408,8 @@ def _tls_write_files(network: Network, pop: Pop, files: dict[str, str],
     out = [_write_file(tls_files.CONFIG_FILE, files["tls.json"], compress=True),
            _write_file(tls_files.SCRIPT, _shipped_program("files/anycast-tls.py"), "0755", compress=True)]
     for name, text in tls_files.units(network, pop).items():
-        out.append(_write_file(f"/etc/systemd/system/{name}", text))
+        # the services (each with its sandbox lines) gzip-compressed: the peer list's unit made room short (USER_DATA_BUDGET)
+        out.append(_write_file(f"/etc/systemd/system/{name}", text, compress=name.endswith(".service")))
         if name.endswith(".service"):
             out.append(_write_file(hardening.sandbox_path(name), hardening.SANDBOX_TEXT))
     if credentials is not None:
@@ -486,7 +489,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         at = runcmd.index(["systemctl", "restart", "nsd.service", "caddy.service", "bird.service"])
         runcmd[at:at] = [["/usr/bin/python3", tls_files.SCRIPT, "bootstrap", "--config", tls_files.CONFIG_FILE]]
         timers = [u for u in tls_files.units(network, pop) if u.endswith(".timer")]
-        runcmd[at + 2:at + 2] = [["systemctl", "enable", "--now", *timers],  # after Caddy's (re)start
+        runcmd[at + 2:at + 2] = [["systemctl", "enable", "--now", *timers, tls_files.STATUS_PEERS_UNIT],  # after Caddy
                                  ["systemctl", "start", "--no-block", *(t.replace(".timer", ".service") for t in timers)]]
     doc: dict[str, Any] = {
         "hostname": f"anycast-{pop.code}",

@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra.contracts import LEGO_PATH, TLS_FETCH_TIMER, TLS_FETCH_UNIT, TLS_ISSUE_TIMER, TLS_ISSUE_UNIT
+from infra.contracts import (
+    LEGO_PATH,
+    REBOOT_PEERS_FILE,
+    REBOOT_PEERS_STORE_KEY,
+    STATUS_PEERS_NFT,
+    STATUS_PEERS_UNIT,
+    TLS_FETCH_TIMER,
+    TLS_FETCH_UNIT,
+    TLS_ISSUE_TIMER,
+    TLS_ISSUE_UNIT,
+)
 from infra.contracts import TLS_AGENT as SCRIPT
 from infra.contracts import TLS_CERT_FILE as CERT_FILE
 from infra.contracts import TLS_CONFIG_FILE as CONFIG_FILE
@@ -19,7 +29,7 @@ from infra.contracts import TLS_KEY_FILE as KEY_FILE
 from infra.contracts import TLS_STORE_KEY as STORE_KEY
 from infra.contracts import TLS_STORE_REGION as STORE_REGION
 from infra.model import Network, Pop
-from userdata.hardening import TLS_ISSUE_STATE, TLS_SANDBOX
+from userdata.hardening import STATUS_PEERS_SANDBOX, TLS_FETCH_PEERS, TLS_ISSUE_STATE, TLS_SANDBOX
 
 ACME_LABEL = "_acme-challenge"  # RFC 8555 section 8.4
 # Debian's caddy.service: ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile --force (a graceful config
@@ -48,8 +58,8 @@ def store_bucket(network: Network) -> str:
     return f"anycast-tls-{network.dns.zone.replace('.', '-')}"[:63].rstrip("-")
 
 
-def store_url(network: Network) -> str:
-    return f"https://{store_bucket(network)}.s3.{STORE_REGION}.amazonaws.com/{STORE_KEY}"
+def store_url(network: Network, key: str = STORE_KEY) -> str:
+    return f"https://{store_bucket(network)}.s3.{STORE_REGION}.amazonaws.com/{key}"
 
 
 def challenge_target(network: Network, name: str) -> str:
@@ -87,6 +97,8 @@ def tls_config(network: Network, pop: Pop) -> dict[str, Any]:
         "credentials_file": CREDENTIALS_FILE,
         "ca_file": None,
         "store": {"url": store_url(network), "region": STORE_REGION},
+        # The reboot peer list (docs/security.md#security-updates-and-reboots), fetched with the certificate.
+        "peers": {"url": store_url(network, REBOOT_PEERS_STORE_KEY), "file": REBOOT_PEERS_FILE},
     }
     if is_issuer(network, pop):
         tls = network.tls
@@ -108,15 +120,21 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
     out = {
         TLS_FETCH_UNIT: _unit(
             "Install the HTTPS certificate from the S3 store when it changed, then reload Caddy",
-            ["After=network-online.target", "Wants=network-online.target", "", "[Service]", "Type=oneshot",
-             f"ExecStart={cmd % 'fetch'}",
+            ["After=network-online.target", f"Wants=network-online.target {STATUS_PEERS_UNIT}", "", "[Service]",
+             "Type=oneshot", f"ExecStart={cmd % 'fetch'}",
              "# exit 75: the store is still empty (before the issuer's first order), the bootstrap certificate stays",
-             "SuccessExitStatus=75", *TLS_SANDBOX]),
+             "SuccessExitStatus=75", *TLS_SANDBOX, *TLS_FETCH_PEERS]),
         TLS_FETCH_TIMER: _unit(
             "Look for a renewed HTTPS certificate",
             ["", "[Timer]", "OnBootSec=1min", f"OnUnitActiveSec={network.tls.fetch_minutes}min", "RandomizedDelaySec=60"],
             "timers.target"),
     }
+    # The reboot peer list's nftables sets (docs/security.md#security-updates-and-reboots): loaded at boot after the
+    # firewall, and after every fetch (which Wants= it), so a reloaded firewall gets them back within a fetch period.
+    out[STATUS_PEERS_UNIT] = _unit(
+        "Open the status port to the reboot peers",
+        [f"After=nftables.service {TLS_FETCH_UNIT}", f"ConditionPathExists={STATUS_PEERS_NFT}", "", "[Service]",
+         "Type=oneshot", f"ExecStart=/usr/sbin/nft -f {STATUS_PEERS_NFT}", *STATUS_PEERS_SANDBOX], "multi-user.target")
     if is_issuer(network, pop):
         out[TLS_ISSUE_UNIT] = _unit(
             "Order or renew the HTTPS certificate (ACME DNS-01 via Route53) and store it in S3",

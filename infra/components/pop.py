@@ -96,9 +96,27 @@ class VultrAccess(pulumi.ComponentResource):
                     opts=group_opts))
         self.ssh_key_ids = pulumi.Output.all(*[k.id for k in keys]).apply(list)
         self.firewall_group_id = group.id
+        self._name, self._group = name, group
         self.rule_count = len(rules)
         self.register_outputs({"sshKeyIds": self.ssh_key_ids, "firewallGroupId": self.firewall_group_id,
                                "ruleCount": self.rule_count})
+
+    def add_status_rules(self, addresses: dict[str, tuple[pulumi.Input[str] | None, pulumi.Input[str] | None]]
+                         ) -> list[vultr.FirewallRule]:
+        """The status port from every PoP (tls.enabled: the reboot peer list opens it in nftables too): one rule per
+        PoP, its IPv4 address (the one a PoP asks from: the peer list's URLs are IPv4 where there is one), else its
+        IPv6 address. Created once the instances exist; a replaced PoP's rule is replaced with it."""
+        opts = pulumi.ResourceOptions(parent=self._group)
+        rules = []
+        for code, (ipv4, ipv6) in addresses.items():
+            ip_type, address, size = ("v4", ipv4, 32) if ipv4 is not None else ("v6", ipv6, 128)
+            if address is None:
+                continue
+            rules.append(vultr.FirewallRule(
+                f"{self._name}-status-{code}", firewall_group_id=self._group.id, ip_type=ip_type, protocol="tcp",
+                port=str(HEALTH_STATUS_PORT), subnet=address, subnet_size=size,
+                notes=f"reboot peer status from PoP {code}", opts=opts))
+        return rules
 
 
 @dataclass

@@ -7,6 +7,9 @@
 * The issuer identity may change only those TXT records (infra/derived/tls_iam.py) and read/write the object; the reader
   identity, whose access key every other PoP gets, may only read it. The access keys are secret outputs that reach
   the PoPs' user data; the certificate's private key never passes through Pulumi.
+* Once the PoPs exist, a second object holds the reboot peer list (:meth:`TlsCertificate.add_reboot_peers`): their
+  addresses, which every PoP's fetch installs (docs/security.md#security-updates-and-reboots). Both identities may
+  only read it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.contracts import REBOOT_PEERS_STORE_KEY
 from infra.contracts import TLS_STORE_KEY as STORE_KEY
 from infra.contracts import TLS_STORE_REGION as STORE_REGION
 from infra.derived.tls_iam import issuer_policy, reader_policy
 from infra.model import Network
+from userdata.reboots import peer_document
 from userdata.tls import TlsCredentials, challenge_cnames, challenge_target, store_bucket
 
 DELEGATION_TTL = 3600
@@ -54,10 +59,12 @@ class TlsCertificate(pulumi.ComponentResource):
                                 comment=f"anycast {args.stack}: ACME DNS-01 challenges only (docs/tls.md)", opts=child)
         self.challenge_zone_id = zone.zone_id
         self._name, self._network, self._zone = name, net, zone
+        peers_key = (REBOOT_PEERS_STORE_KEY,)
 
         bucket_name = store_bucket(net)
         bucket = aws.s3.Bucket(f"{name}-store", bucket=bucket_name, region=STORE_REGION,
                                tags={"anycast-stack": args.stack, "purpose": "tls-certificate"}, opts=child)
+        self._bucket = bucket
         aws.s3.BucketPublicAccessBlock(f"{name}-store-private", bucket=bucket.id, region=STORE_REGION,
                                        block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
                                        restrict_public_buckets=True, opts=pulumi.ResourceOptions(parent=bucket))
@@ -69,11 +76,11 @@ class TlsCertificate(pulumi.ComponentResource):
                               tags={"anycast-stack": args.stack}, opts=child)
         self.issuer_policy = aws.iam.UserPolicy(
             f"{name}-issuer-policy", user=issuer.name, name="acme-dns01-txt-and-certificate-store",
-            policy=zone.zone_id.apply(lambda zid: issuer_policy(zid, txt_names, bucket_name, STORE_KEY)),
+            policy=zone.zone_id.apply(lambda zid: issuer_policy(zid, txt_names, bucket_name, STORE_KEY, peers_key)),
             opts=pulumi.ResourceOptions(parent=issuer))
         self.reader_policy = aws.iam.UserPolicy(
             f"{name}-reader-policy", user=reader.name, name="certificate-store-read",
-            policy=reader_policy(bucket_name, STORE_KEY), opts=pulumi.ResourceOptions(parent=reader))
+            policy=reader_policy(bucket_name, STORE_KEY, peers_key), opts=pulumi.ResourceOptions(parent=reader))
         # The SDK marks AccessKey's secret (and sesSmtpPasswordV4) as secret outputs itself; _credentials keeps it so.
         issuer_key = aws.iam.AccessKey(f"{name}-issuer-key", user=issuer.name, opts=child)
         reader_key = aws.iam.AccessKey(f"{name}-reader-key", user=reader.name, opts=child)
@@ -95,3 +102,16 @@ class TlsCertificate(pulumi.ComponentResource):
             f"{name}-cname-{owner.replace('.', '-')}", zone_id=parent_zone_id, name=owner, type="CNAME",
             ttl=CNAME_TTL, records=[target], opts=child) for owner, target in sorted(parent_cnames.items())]
         return records
+
+    def add_reboot_peers(self, addresses: dict[str, tuple[pulumi.Input[str] | None, pulumi.Input[str] | None]]
+                         ) -> aws.s3.BucketObjectv2:
+        """The reboot peer list (userdata/reboots.py peer_document) from every PoP's addresses: the instances'
+        ``main_ip``/``v6_main_ip`` outputs (so created after them, and rewritten when one is replaced) and the
+        external PoPs' configured ones. Addresses only: nothing secret."""
+        codes = sorted(addresses)
+        flat = [a for code in codes for a in addresses[code]]
+        content = pulumi.Output.all(*flat).apply(lambda v: peer_document(
+            self._network, {code: (v[2 * i], v[2 * i + 1]) for i, code in enumerate(codes)}))
+        return aws.s3.BucketObjectv2(
+            f"{self._name}-reboot-peers", bucket=self._bucket.id, key=REBOOT_PEERS_STORE_KEY, region=STORE_REGION,
+            content=content, content_type="application/json", opts=pulumi.ResourceOptions(parent=self._bucket))

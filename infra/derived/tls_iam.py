@@ -29,15 +29,19 @@ def zone_arn(zone_id: str) -> str:
     return f"arn:aws:route53:::hostedzone/{zone_id}"
 
 
-def _s3(bucket: str, key: str, write: bool) -> list[dict[str, Any]]:
+def _s3(bucket: str, key: str, write: bool, read_only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     actions = ["s3:GetObject", "s3:PutObject"] if write else ["s3:GetObject"]
-    return [{"Sid": "CertificateObject", "Effect": "Allow", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/{key}"},
-            # Without ListBucket S3 answers a missing object with 403, not 404, and the issuer could not tell "not
-            # issued yet" from "not allowed". The bucket holds nothing but the bundle, so listing reveals nothing.
-            {"Sid": "MissingObjectIs404", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}]
+    out = [{"Sid": "CertificateObject", "Effect": "Allow", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/{key}"}]
+    if read_only:  # the reboot peer list, which only the Pulumi program writes
+        out.append({"Sid": "ReadOnlyObjects", "Effect": "Allow", "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{bucket}/{k}" for k in read_only]})
+    # Without ListBucket S3 answers a missing object with 403, not 404, and the issuer could not tell "not issued yet"
+    # from "not allowed". The bucket holds only the bundle and the peer list (public addresses): listing reveals nothing.
+    out.append({"Sid": "MissingObjectIs404", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"})
+    return out
 
 
-def issuer_policy(zone_id: str, txt_names: list[str], bucket: str, key: str) -> str:
+def issuer_policy(zone_id: str, txt_names: list[str], bucket: str, key: str, read_only: tuple[str, ...] = ()) -> str:
     """The issuer's policy document (JSON text) for the challenge zone ``zone_id`` and its TXT names."""
     doc = {"Version": "2012-10-17", "Statement": [
         {"Sid": "AcmeChallengeTxtOnly", "Effect": "Allow", "Action": "route53:ChangeResourceRecordSets",
@@ -48,12 +52,13 @@ def issuer_policy(zone_id: str, txt_names: list[str], bucket: str, key: str) -> 
          "Resource": zone_arn(zone_id)},
         {"Sid": "WaitForChange", "Effect": "Allow", "Action": "route53:GetChange", "Resource": "arn:aws:route53:::change/*"},
         {"Sid": "FindZone", "Effect": "Allow", "Action": "route53:ListHostedZonesByName", "Resource": "*"},
-        *_s3(bucket, key, write=True)]}
+        *_s3(bucket, key, write=True, read_only=read_only)]}
     return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False)
 
 
-def reader_policy(bucket: str, key: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": _s3(bucket, key, write=False)}, indent=2, sort_keys=True, allow_nan=False)
+def reader_policy(bucket: str, key: str, read_only: tuple[str, ...] = ()) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": _s3(bucket, key, write=False, read_only=read_only)},
+                      indent=2, sort_keys=True, allow_nan=False)
 
 
 # --- least privilege -----------------------------------------------------------------------------------------------

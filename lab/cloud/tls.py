@@ -58,6 +58,7 @@ TLS_JSON_CHANGES = {
     "ca_file": "the lab CA (moto's and Pebble's HTTPS listeners) instead of the system store",
     "acme.directory": "Pebble's directory instead of Let's Encrypt's",
     "acme.lego_path": "lego's account and certificates in the PoP's lab directory",
+    "peers": "removed: the lab's store holds no reboot peer list and its PoPs share one host's nftables",
 }
 
 
@@ -88,6 +89,7 @@ def lab_tls_json(rendered: str, pop_dir: Path, cloud: str, ca_file: Path, bucket
                credentials_file=str(pop_dir / "tls-credentials"), ca_file=str(ca_file),
                reload=["caddy", "reload", "--config", str(pop_dir / "Caddyfile"), "--adapter", "caddyfile", "--force"])
     cfg["store"]["url"] = f"https://{cloud}:{MOTO_PORT}/{bucket}/{tls_files.STORE_KEY}"
+    cfg.pop("peers", None)  # see TLS_JSON_CHANGES
     if "acme" in cfg:
         cfg["acme"].update(directory=f"https://{cloud}:{PEBBLE_PORT}/dir", lego_path=str(pop_dir / "lego"),
                            propagation_timeout=60, polling_interval=1)

@@ -243,7 +243,7 @@ def test_monitoring_uses_only_metrics_the_agent_exports() -> None:
 def _tls_reads() -> dict[str, bool]:
     """Every tls.json key path anycast-tls reads -> True if it reads it with ``[...]`` (must be there), False with
     ``.get`` (may be absent). Its sections are bound to ``cfg``, ``store`` (cfg["store"]) and ``acme`` (cfg["acme"])."""
-    roots = {"cfg": (), "store": ("store",), "acme": ("acme",)}
+    roots = {"cfg": (), "store": ("store",), "acme": ("acme",), "peers": ("peers",)}
 
     def path_of(node: ast.AST) -> tuple[str, ...] | None:
         if isinstance(node, ast.Name):
@@ -282,8 +282,8 @@ def test_tls_agent_reads_exactly_the_contracts_keys() -> None:
     assert len(reads) > 10  # the scan found the agent's reads
     assert sorted(set(reads) - set(keys)) == []  # every key it reads is in the contract
     assert sorted(set(keys) - set(reads)) == ["pop"]  # and the contract has no other key nobody reads
-    # a key read with [...] must be required, or under an optional section the agent checks first ("acme")
-    assert sorted(k for k, must in reads.items() if must and not keys[k] and k != "acme") == []
+    # a key read with [...] must be required, or under an optional section the agent checks first ("acme", "peers")
+    assert sorted(k for k, must in reads.items() if must and not keys[k] and k not in ("acme", "peers")) == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -53,7 +53,7 @@ def test_the_score_sees_the_drop_ins(user_data: str) -> None:
     """Without its drop-ins BIRD scores Debian's stock value, with only the shared sandbox it is in between: the
     score reads what the user data writes (the shared one through its YAML alias)."""
     doc = _doc(user_data)
-    assert user_data.count("&sandbox") == 1 and user_data.count("*sandbox") == 6  # written once
+    assert user_data.count("&sandbox") == 1 and user_data.count("*sandbox") == 7  # written once
     full = exposure(user_data)["bird.service"]
     doc["write_files"] = [f for f in doc["write_files"] if f["path"] != hardening.BIRD_DROPIN]
     shared_only = exposure(yaml.safe_dump(doc))["bird.service"]

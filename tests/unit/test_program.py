@@ -49,7 +49,9 @@ def test_prod_counts(prod_network: Network) -> None:
     assert counts["anycast:index:Network"] == 1
     assert counts["vultr:index/sSHKey:SSHKey"] == 1
     assert counts["vultr:index/firewallGroup:FirewallGroup"] == 1
-    assert counts["vultr:index/firewallRule:FirewallRule"] == 2 + 2 + 2 * 5  # SSH, metrics, public (v4 + v6)
+    # SSH, metrics, public (v4 + v6), and (tls.enabled: the reboot peer list) the status port from each of the 20 PoPs
+    assert counts["vultr:index/firewallRule:FirewallRule"] == 2 + 2 + 2 * 5 + 20
+    assert counts["aws:s3/bucketObjectv2:BucketObjectv2"] == 1
     assert counts[CHECK] == 4  # sao and jnb, v4 and v6
     # delegation + 3 names x (A, AAAA) x (default, SA, AF) + TLS: the challenge zone's delegation and www's CNAME
     assert counts[RECORD] == 1 + 3 * 2 * 3 + 2

@@ -6,6 +6,7 @@
   anycast-tls fetch --config ...                          install the certificate from the S3 store if it changed
                                                           (checked first: parses, key matches, names, not expired),
                                                           then reload Caddy (graceful: open connections finish)
+                                                          and, with a "peers" section, the reboot peer list (below)
   anycast-tls issue [--force] --config ...                (the issuer PoP) order a new certificate with lego, ACME
                                                           DNS-01 through Route53, when the stored one has fewer than
                                                           renew_days left; upload it to the store; then fetch
@@ -15,6 +16,13 @@ together, so a PoP never sees a certificate with the wrong key. Requests are sig
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html) using the access key in
 ``credentials_file`` (JSON {"access_key_id", "secret_access_key"}). Every failure ends with one line (the CA's or
 S3's own error text) and a non-zero exit; the installed certificate is left in place.
+
+The peer list (docs/security.md#security-updates-and-reboots) is a second object in the same bucket, written by the
+Pulumi program once the instances exist: {"peers": {code: "http://<ip>:9325/status"}, "addresses": {code: [ip, ...]}}.
+It is untrusted input, checked strictly (size, JSON, PoP codes, IP literals, the exact status URL) before anything is
+written; then ``peers`` goes to the reboot coordinator's peers file and every address into an ``nft -f`` file that
+empties and refills the sets opening the status port in one transaction (anycast-status-peers.service loads it when
+it changes and at boot). A refused list changes nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -38,6 +48,13 @@ from pathlib import Path
 from typing import Any
 
 BOOTSTRAP_DAYS = 2
+MAX_BODY = 1 << 20  # an S3 answer read at most (a bundle is a few KB)
+# The reboot peer list (infra/contracts.py: REBOOT_PEERS_MAX, HEALTH_STATUS_PORT, STATUS_PEER_SETS, STATUS_PEERS_NFT).
+MAX_PEERS = 256
+STATUS_PORT = 9325
+NFT_FILE = "status-peers.nft"  # beside the peers file
+PEER_CODE = re.compile(r"[a-z][a-z0-9]{1,15}")  # a PoP code (infra/model/fields.py)
+STATUS_URL = re.compile(rf"http://(?:\[([0-9a-f:]+)\]|([0-9.]+)):{STATUS_PORT}/status")
 
 
 class TlsError(Exception):
@@ -65,8 +82,9 @@ def _sign(key: bytes, msg: str) -> bytes:
 
 
 def s3_request(method: str, url: str, region: str, creds: dict[str, str], body: bytes = b"",
-               ca_file: str | None = None, content_type: str | None = None) -> tuple[int, bytes]:
-    """One signed S3 request; (status, body). Network errors raise TlsError."""
+               ca_file: str | None = None, content_type: str | None = None,
+               max_bytes: int = MAX_BODY) -> tuple[int, bytes]:
+    """One signed S3 request; (status, body of at most max_bytes). Network errors and longer bodies raise TlsError."""
     parts = urllib.parse.urlsplit(url)
     now = _now()
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
@@ -88,11 +106,14 @@ def s3_request(method: str, url: str, region: str, creds: dict[str, str], body: 
     context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
         with urllib.request.urlopen(req, timeout=30, context=context) as resp:
-            return resp.status, resp.read()
+            status, answer = resp.status, resp.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        status, answer = exc.code, exc.read(max_bytes + 1)
     except (urllib.error.URLError, OSError) as exc:
         raise TlsError(f"store {parts.netloc}: {getattr(exc, 'reason', exc)}") from None
+    if len(answer) > max_bytes:
+        raise TlsError(f"store {method} {url}: the answer is longer than {max_bytes} bytes")
+    return status, answer
 
 
 def _s3_error(status: int, body: bytes) -> str:
@@ -224,6 +245,59 @@ def fetch(cfg: dict[str, Any]) -> str:
             "Caddy reloaded")
 
 
+# --- the reboot peer list ------------------------------------------------------------------------------------------
+
+def check_peers(body: bytes) -> tuple[dict[str, str], list[str]]:
+    """(status URL by PoP code, every address that may ask this PoP's status port), else TlsError naming the field."""
+    try:
+        doc = json.loads(body.decode(), parse_constant=int)  # NaN, Infinity: int() refuses them (ValueError)
+    except (ValueError, RecursionError):
+        raise TlsError("peer list: not a UTF-8 JSON document") from None
+    if not isinstance(doc, dict) or sorted(doc) != ["addresses", "peers"]:
+        raise TlsError("peer list: not an object of exactly addresses and peers")
+    sources: set[str] = set()
+    for key in doc:
+        if not isinstance(doc[key], dict) or len(doc[key]) > MAX_PEERS:
+            raise TlsError(f"peer list: {key}: not an object of at most {MAX_PEERS} PoPs")
+        for code, item in doc[key].items():
+            m = STATUS_URL.fullmatch(item) if isinstance(item, str) and key == "peers" else None
+            items = [m[1] or m[2]] if m else item if key == "addresses" and isinstance(item, list) else []
+            ips = []
+            try:
+                ips = [ipaddress.ip_address(x) for x in items]
+                ok = PEER_CODE.fullmatch(code) and 0 < len(ips) < 3 and [str(x) for x in ips] == items and "%" not in str(items)
+            except ValueError:
+                ok = False
+            if not ok or any(x.is_multicast or x.is_unspecified or x.is_loopback for x in ips):
+                raise TlsError(f"peer list: {key}.{code[:20]!r}: expected a PoP code and http://<address>:"
+                               f"{STATUS_PORT}/status (peers) or one or two unicast addresses (addresses)")
+            sources.update(items)
+    return doc["peers"], sorted(sources)
+
+
+def nft_commands(sources: list[str]) -> str:
+    """An ``nft -f`` file, so one transaction: both sets emptied and refilled (a failure leaves them as they were)."""
+    lines = []
+    for name, v6 in (("status4", False), ("status6", True)):
+        found = ", ".join(x for x in sources if (":" in x) == v6)
+        lines += [f"flush set inet anycast {name}"] + ([f"add element inet anycast {name} {{ {found} }}"] if found else [])
+    return "\n".join(lines) + "\n"
+
+
+def install_peers(cfg: dict[str, Any], creds: dict[str, str]) -> str:
+    url, path = cfg["peers"]["url"], Path(cfg["peers"]["file"])
+    status, body = s3_request("GET", url, cfg["store"]["region"], creds, ca_file=cfg.get("ca_file"), max_bytes=1 << 16)
+    if status == 404:
+        return f"no peer list in the store yet ({url}): the Pulumi program writes it once the PoPs exist"
+    if status != 200:
+        raise TlsError(f"store GET {url}: {_s3_error(status, body)}")
+    peers, sources = check_peers(body)
+    _write_atomic(path, json.dumps(peers, indent=1, sort_keys=True) + "\n", 0o644, None)
+    # anycast-status-peers.path sees this file replaced and loads it (nft with CAP_NET_ADMIN: not in this unit)
+    _write_atomic(path.with_name(NFT_FILE), nft_commands(sources), 0o644, None)
+    return f"peer list: {len(peers)} status URLs in {path}, {len(sources)} addresses may ask this PoP's status"
+
+
 def _lego(cfg: dict[str, Any], creds: dict[str, str]) -> tuple[str, str]:
     acme = cfg["acme"]
     path = Path(acme["lego_path"])
@@ -279,11 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="/etc/anycast/tls.json")
     parser.add_argument("--force", action="store_true", help="issue: order even if the stored certificate is fresh")
     args = parser.parse_args(argv)
+    failed = False
     try:
         cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
         if args.action == "bootstrap":
             print(bootstrap(cfg))
         elif args.action == "fetch":
+            if cfg.get("peers"):  # before the certificate: an empty or broken bundle must not stop it
+                try:
+                    print(install_peers(cfg, _credentials(cfg)))
+                except TlsError as exc:
+                    print(f"anycast-tls fetch: {exc}", file=sys.stderr)
+                    failed = True
             print(fetch(cfg))
         else:
             if "acme" not in cfg:
@@ -291,14 +372,14 @@ def main(argv: list[str] | None = None) -> int:
             print(issue(cfg, args.force))
     except StoreEmpty as exc:
         print(f"anycast-tls {args.action}: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL
+        return 1 if failed else EX_TEMPFAIL
     except TlsError as exc:
         print(f"anycast-tls {args.action}: {exc}", file=sys.stderr)
         return 1
     except (OSError, KeyError, ValueError, subprocess.TimeoutExpired) as exc:
         print(f"anycast-tls {args.action}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
