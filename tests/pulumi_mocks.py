@@ -67,6 +67,8 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
                 state.update(mainIp=f"203.0.113.{100 + i}", v6MainIp=str(ipaddress.IPv6Address(f"2001:db8:5000:{i:x}::1")), status="active",
                              powerStatus="running", defaultPassword="mock-root-password", v6Network=f"2001:db8:5000:{i:x}::",
                              v6NetworkSize=64)
+                # a provider answering something else for one region (run_in_subprocess(main_ips=...))
+                state.update(json.loads(os.environ.get("ANYCAST_MOCK_MAIN_IPS", "{}")).get(str(args.inputs.get("region")), {}))
             elif args.typ == "aws:route53/healthCheck:HealthCheck":
                 rid = f"hc-{args.name}"
             elif args.typ == "aws:route53/zone:Zone":
@@ -138,17 +140,19 @@ def run_program(stack: str, config: dict[str, str]) -> dict[str, Any]:
 
 
 def run_in_subprocess(stack: str, network: dict[str, Any] | None = None, timeout: float = 300,
-                      extra_config: dict[str, str] | None = None, expect_failure: bool = False) -> dict[str, Any]:
+                      extra_config: dict[str, str] | None = None, expect_failure: bool = False,
+                      main_ips: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """Run the program for ``stack`` (or a stack named ``stack`` holding ``network``) in a fresh interpreter.
 
-    ``extra_config`` overrides config keys (``anycast:bgpPassword``...). With ``expect_failure`` a program that
-    raised returns ``{"errorType", "error", "resources"}``; otherwise any failure raises RuntimeError."""
+    ``extra_config`` overrides config keys (``anycast:bgpPassword``...); ``main_ips`` the mocked instance outputs of
+    a region (``{"ams": {"mainIp": ...}}``). With ``expect_failure`` a program that raised returns ``{"errorType",
+    "error", "resources"}``; otherwise any failure raises RuntimeError."""
     cmd = [sys.executable, str(Path(__file__).resolve()), stack]
     stdin = json.dumps(network) if network is not None else ""
     if network is not None:
         cmd.append("--network-from-stdin")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="0",
-               ANYCAST_MOCK_EXTRA_CONFIG=json.dumps(extra_config or {}))
+               ANYCAST_MOCK_EXTRA_CONFIG=json.dumps(extra_config or {}), ANYCAST_MOCK_MAIN_IPS=json.dumps(main_ips or {}))
     proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
     if proc.returncode == 3 and not expect_failure:
         raise RuntimeError(f"mock run of {stack} refused its config: {proc.stdout[-2000:]}")

@@ -452,9 +452,10 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
     # Security updates and the reboots they need, on every PoP (userdata/reboots.py).
     write_files += [
         _write_file(reboots.APT_CONF, reboots.APT_CONF_TEXT),
-        _write_file(REBOOT_CONFIG_FILE, files["reboot.json"]),
+        _write_file(REBOOT_CONFIG_FILE, files["reboot.json"], compress=True),  # a golden file of its own
         _write_file(REBOOT_AGENT, _shipped_program("files/anycast-reboot.py"), "0755", compress=True),
-        *(_write_file(f"/etc/systemd/system/{name}", text) for name, text in reboots.units().items()),
+        *(_write_file(f"/etc/systemd/system/{name}", text, compress=name.endswith(".service"))
+          for name, text in reboots.units().items()),
         *(_write_file(hardening.sandbox_path(name), hardening.SANDBOX_TEXT)
           for name in reboots.units() if name.endswith(".service")),
     ]

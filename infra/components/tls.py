@@ -110,8 +110,14 @@ class TlsCertificate(pulumi.ComponentResource):
         external PoPs' configured ones. Addresses only: nothing secret."""
         codes = sorted(addresses)
         flat = [a for code in codes for a in addresses[code]]
-        content = pulumi.Output.all(*flat).apply(lambda v: peer_document(
-            self._network, {code: (v[2 * i], v[2 * i + 1]) for i, code in enumerate(codes)}))
+
+        def document(v: list[str | None]) -> str:
+            try:  # the Vultr API's answer is checked (IP literals only): a refusal is one line naming the PoP
+                return peer_document(self._network, {code: (v[2 * i], v[2 * i + 1]) for i, code in enumerate(codes)})
+            except ValueError as exc:
+                raise pulumi.RunError(str(exc)) from None
+
+        content = pulumi.Output.all(*flat).apply(document)
         return aws.s3.BucketObjectv2(
             f"{self._name}-reboot-peers", bucket=self._bucket.id, key=REBOOT_PEERS_STORE_KEY, region=STORE_REGION,
             content=content, content_type="application/json", opts=pulumi.ResourceOptions(parent=self._bucket))

@@ -39,7 +39,7 @@ from infra.model import Network
 from infra.model.stack import load_network
 from tests.conftest import TEST_PASSWORD
 from tests.helpers.program import mock_run, schema_problems
-from tests.pulumi_mocks import SECRET_MARK, TEST_BGP_PASSWORD, TEST_TLS_SECRET
+from tests.pulumi_mocks import SECRET_MARK, TEST_BGP_PASSWORD, TEST_TLS_SECRET, run_in_subprocess
 from userdata import reboots
 from userdata import tls as tls_files
 from userdata.render import render_pop
@@ -137,6 +137,13 @@ def test_a_bad_instance_address_names_the_pop(prod_network: Network) -> None:
     addresses["ams"] = ("fe80::1%eth0", None)
     with pytest.raises(ValueError, match=r"^pops\.ams: .* carries an IPv6 zone"):
         reboots.peer_document(prod_network, addresses)
+
+
+def test_a_provider_answering_a_non_address_stops_the_run_with_one_line() -> None:
+    result = run_in_subprocess("dev", main_ips={"ewr": {"mainIp": "203.0.113.5/24"}}, expect_failure=True)
+    assert result["errorType"] == "RunError", result["error"]
+    assert result["error"] == "pops.ewr: its address for the reboot peer list: '203.0.113.5/24' is not an IP address"
+    assert not [r for r in result["resources"] if r["type"] == OBJECT]  # nothing written
 
 
 # --- what the PoPs boot with ---------------------------------------------------------------------------------------
