@@ -20,7 +20,14 @@ from pathlib import Path
 
 import yaml
 
-from infra.contracts import BIRD_EXPORTER_PORT, HEALTH_STATUS_PORT, HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT
+from infra.contracts import (
+    BIRD_EXPORTER_PORT,
+    HEALTH_STATUS_PORT,
+    HEALTH_UNIT,
+    STATUS_PEERS_UNIT,
+    TLS_FETCH_UNIT,
+    TLS_ISSUE_UNIT,
+)
 from lab.checks import Check, Context, register_group
 from lab.checks.machine import _each, _pids
 from lab.drivers.machines import nsexec
@@ -32,7 +39,7 @@ from userdata.hardening import SYSCTL_FILE
 
 EXPOSURE_GOAL = 2.0  # issue 21: every unit we ship or drop in at or below this (0.0 locked down .. 10.0)
 DEBIAN_UNITS = ("bird.service", "nsd.service", "caddy.service")  # Debian's units with our drop-ins
-OUR_UNITS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT)
+OUR_UNITS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, STATUS_PEERS_UNIT)
 LYNIS_GOAL = 80
 
 # What the scan asks (TCP SYN and UDP): the public ports, SSH, BGP, the exporters, Caddy's admin API and a few that

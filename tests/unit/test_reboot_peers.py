@@ -358,6 +358,22 @@ def test_a_hostile_list_changes_nothing_and_says_why_in_one_line(tmp_path: Path,
     assert (peers_file.read_text(), nft_file.read_text()) == before
 
 
+def test_a_peer_list_it_cannot_write_does_not_stop_the_certificate(tmp_path: Path, s3: str) -> None:
+    config = _config(tmp_path, s3, "unwritable/peers.json")
+    cfg = json.loads(config.read_text())
+    (tmp_path / "a-file").write_text("")
+    cfg["peers"]["file"] = str(tmp_path / "a-file" / "reboot-peers.json")  # its directory is a file
+    config.write_text(json.dumps(cfg))
+    _put(s3, "unwritable/peers.json", json.dumps(GOOD).encode())
+    res = _fetch(config)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("anycast-tls fetch: peer list: FileExistsError: ") or \
+        lines[0].startswith("anycast-tls fetch: peer list: NotADirectoryError: "), lines
+    assert "no certificate in the store yet" in lines[1]  # the certificate's turn came all the same
+    assert (tmp_path / "tls" / "cert.pem").exists()  # its bootstrap ran
+
+
 class _Endless(http.server.BaseHTTPRequestHandler):
     """Answers every GET with 200 and an endless body (no Content-Length): the fetch must stop reading."""
 

@@ -362,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.get("peers"):  # before the certificate: an empty or broken bundle must not stop it
                 try:
                     print(install_peers(cfg, _credentials(cfg)))
-                except TlsError as exc:
-                    print(f"anycast-tls fetch: {exc}", file=sys.stderr)
+                except (TlsError, OSError, KeyError, ValueError) as exc:  # the certificate goes on regardless
+                    why = exc if isinstance(exc, TlsError) else f"peer list: {type(exc).__name__}: {exc}"
+                    print(f"anycast-tls fetch: {why}", file=sys.stderr)
                     failed = True
             print(fetch(cfg))
         else:
