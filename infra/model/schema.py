@@ -232,7 +232,8 @@ class Admin(Model):
     monitoring_cidrs: list[AnyNetwork] = Field(
         default_factory=list, description="Networks of the Prometheus servers allowed to scrape the PoPs' exporters "
                                           "(bird_exporter tcp/9324, health agent tcp/9325; firewall and nftables); "
-                                          "IPv4 /16 or longer, IPv6 /32 or longer.")
+                                          "IPv4 /16 or longer, IPv6 /32 or longer. The PoPs' own addresses "
+                                          "belong here only without tls.enabled (docs/security.md, reboots).")
 
     @field_validator("monitoring_cidrs")
     @classmethod
