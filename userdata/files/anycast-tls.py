@@ -21,8 +21,8 @@ The peer list (docs/security.md#security-updates-and-reboots) is a second object
 Pulumi program once the instances exist: {"peers": {code: "http://<ip>:9325/status"}, "addresses": {code: [ip, ...]}}.
 It is untrusted input, checked strictly (size, JSON, PoP codes, IP literals, the exact status URL) before anything is
 written; then ``peers`` goes to the reboot coordinator's peers file and every address into an ``nft -f`` file that
-empties and refills the sets opening the status port in one transaction (anycast-status-peers.service loads it when
-it changes and at boot). A refused list changes nothing.
+empties and refills the sets opening the status port in one transaction (anycast-status-peers.service loads it
+after every fetch and at boot). A refused list changes nothing.
 """
 
 from __future__ import annotations
@@ -247,12 +247,18 @@ def fetch(cfg: dict[str, Any]) -> str:
 
 # --- the reboot peer list ------------------------------------------------------------------------------------------
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len(dict(pairs)) < len(pairs):
+        raise ValueError("a key twice")
+    return dict(pairs)
+
+
 def check_peers(body: bytes) -> tuple[dict[str, str], list[str]]:
     """(status URL by PoP code, every address that may ask this PoP's status port), else TlsError naming the field."""
-    try:
-        doc = json.loads(body.decode(), parse_constant=int)  # NaN, Infinity: int() refuses them (ValueError)
+    try:  # NaN, Infinity: int() refuses them (ValueError); so does _unique a key given twice
+        doc = json.loads(body.decode(), parse_constant=int, object_pairs_hook=_unique)
     except (ValueError, RecursionError):
-        raise TlsError("peer list: not a UTF-8 JSON document") from None
+        raise TlsError("peer list: not strict JSON (UTF-8, no NaN, no key twice)") from None
     if not isinstance(doc, dict) or sorted(doc) != ["addresses", "peers"]:
         raise TlsError("peer list: not an object of exactly addresses and peers")
     sources: set[str] = set()
@@ -293,7 +299,7 @@ def install_peers(cfg: dict[str, Any], creds: dict[str, str]) -> str:
         raise TlsError(f"store GET {url}: {_s3_error(status, body)}")
     peers, sources = check_peers(body)
     _write_atomic(path, json.dumps(peers, indent=1, sort_keys=True) + "\n", 0o644, None)
-    # anycast-status-peers.path sees this file replaced and loads it (nft with CAP_NET_ADMIN: not in this unit)
+    # anycast-status-peers.service loads it after this unit (Wants=): nft with CAP_NET_ADMIN, which this unit lacks
     _write_atomic(path.with_name(NFT_FILE), nft_commands(sources), 0o644, None)
     return f"peer list: {len(peers)} status URLs in {path}, {len(sources)} addresses may ask this PoP's status"
 
