@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from botocore.parsers import ResponseParserError
 
+from infra.contracts import REBOOT_PEERS_STORE_KEY
 from infra.model import Network
 from infra.preflight.http import Timeouts
 from infra.preflight.rows import Row, fail, passed, skip, warn
@@ -34,6 +35,8 @@ ROUTE53_ACTIONS = ("route53:ListHostedZones", "route53:GetHostedZone", "route53:
 ZONE_ACTIONS = ("route53:CreateHostedZone", "route53:DeleteHostedZone")
 S3_ACTIONS = ("s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:GetBucketTagging", "s3:PutBucketTagging",
               "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock", "s3:GetBucketPolicy", "s3:GetBucketAcl")
+# The reboot peer list the program writes into the store (infra/components/tls.py add_reboot_peers).
+S3_OBJECT_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")
 IAM_USER_ACTIONS = ("iam:CreateUser", "iam:GetUser", "iam:DeleteUser", "iam:TagUser", "iam:PutUserPolicy",
                     "iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:CreateAccessKey", "iam:ListAccessKeys",
                     "iam:DeleteAccessKey")
@@ -209,6 +212,7 @@ def _simulate(network: Network, stack: str, aws: Aws, identity: dict[str, str]) 
         groups.append((ZONE_ACTIONS, ["*"]))
     if network.tls.enabled:
         groups.append((S3_ACTIONS, [f"arn:aws:s3:::{store_bucket(network)}"]))
+        groups.append((S3_OBJECT_ACTIONS, [f"arn:aws:s3:::{store_bucket(network)}/{REBOOT_PEERS_STORE_KEY}"]))
         groups.append((IAM_USER_ACTIONS, [f"arn:aws:iam::{account}:user/anycast/anycast-{stack}-tls-{r}"
                                           for r in ("issuer", "reader")]))
     denied: list[str] = []

@@ -141,16 +141,19 @@ def test_policy_simulation_names_the_denied_actions(env: str, dev: Network) -> N
         stub.add_response("simulate_principal_policy", _simulation({a: "allowed" for a in module.ZONE_ACTIONS}))
         stub.add_response("simulate_principal_policy", _simulation(
             {a: ("implicitDeny" if a == "s3:CreateBucket" else "allowed") for a in module.S3_ACTIONS}))
+        stub.add_response("simulate_principal_policy", _simulation(  # the reboot peer list, written by pulumi up
+            {a: ("implicitDeny" if a == "s3:PutObject" else "allowed") for a in module.S3_OBJECT_ACTIONS}))
         stub.add_response("simulate_principal_policy", _simulation(
             {a: ("explicitDeny" if a == "iam:CreateAccessKey" else "allowed") for a in module.IAM_USER_ACTIONS}))
         row = by_check(run(dev, aws=aws))["permissions"]
     assert row.status is Status.FAIL
-    assert row.detail == "user/moto may not s3:CreateBucket, iam:CreateAccessKey"
+    assert row.detail == "user/moto may not s3:CreateBucket, s3:PutObject, iam:CreateAccessKey"
     with Stubber(iam) as stub:
-        for group in (module.ROUTE53_ACTIONS, module.ZONE_ACTIONS, module.S3_ACTIONS, module.IAM_USER_ACTIONS):
+        for group in (module.ROUTE53_ACTIONS, module.ZONE_ACTIONS, module.S3_ACTIONS, module.S3_OBJECT_ACTIONS,
+                      module.IAM_USER_ACTIONS):
             stub.add_response("simulate_principal_policy", _simulation({a: "allowed" for a in group}))
         row = by_check(run(dev, aws=aws))["permissions"]
-    assert row.status is Status.PASS and "all 32 actions" in row.detail
+    assert row.status is Status.PASS and "all 35 actions" in row.detail
 
 
 def test_a_silent_aws_ends_in_bounded_time(dev: Network, monkeypatch: pytest.MonkeyPatch) -> None:

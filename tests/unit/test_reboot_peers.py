@@ -6,6 +6,7 @@ and leaving what it had installed in place."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import http.server
 import importlib.util
@@ -36,7 +37,7 @@ from infra.contracts import (
 )
 from infra.derived.tls_iam import issuer_policy, policy_problems, reader_policy
 from infra.model import Network
-from infra.model.stack import load_network
+from infra.model.stack import NETWORK_KEY, load_network, read_stack_config
 from tests.conftest import TEST_PASSWORD
 from tests.helpers.program import mock_run, schema_problems
 from tests.pulumi_mocks import SECRET_MARK, TEST_BGP_PASSWORD, TEST_TLS_SECRET, run_in_subprocess
@@ -113,6 +114,18 @@ def test_the_vultr_firewall_opens_the_status_port_to_each_pop_only(prod_network:
     assert len(status) == len(prod_network.pops)
     for rule in status:
         assert rule["inputs"]["protocol"] == "tcp" and schema_problems(RULE, rule["inputs"]) == []
+
+
+def test_an_external_pop_with_ipv6_only_is_asked_and_allowed_over_ipv6() -> None:
+    doc = copy.deepcopy(read_stack_config("prod")[NETWORK_KEY])
+    hkg = next(p for p in doc["pops"] if p["code"] == "hkg")
+    hkg["unicast"], hkg["neighbor"] = {"ipv6": "2001:db8:ffff:1::10"}, {"asn": 64501, "ipv6": "2001:db8:ffff:1::1"}
+    run = run_in_subprocess("prod", network=doc)
+    peers = json.loads(_peer_object(run)["inputs"]["content"])
+    assert peers["peers"]["hkg"] == "http://[2001:db8:ffff:1::10]:9325/status"
+    assert peers["addresses"]["hkg"] == ["2001:db8:ffff:1::10"]
+    (rule,) = [r["inputs"] for r in run["resources"] if r["type"] == RULE and r["name"] == "vultr-status-hkg"]
+    assert (rule["ipType"], rule["subnet"], rule["subnetSize"]) == ("v6", "2001:db8:ffff:1::10", 128)
 
 
 def test_readers_and_the_issuer_may_read_it_and_nobody_may_write_it() -> None:
