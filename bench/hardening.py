@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from infra.contracts import HEALTH_UNIT, REBOOT_UNIT, STATUS_PEERS_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT
+from infra.contracts import HEALTH_UNIT, ONESHOT_UNITS, REBOOT_UNIT, STATUS_PEERS_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT
 from infra.model.stack import load_network
 from userdata.render import render_pop
 
 DEBIAN_UNITS = ("bird.service", "nsd.service", "caddy.service")  # packages bird2, nsd, caddy
-OURS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, REBOOT_UNIT, STATUS_PEERS_UNIT)
+OURS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, REBOOT_UNIT, STATUS_PEERS_UNIT, *ONESHOT_UNITS)
 GOAL = 2.0  # issue 21: every unit we ship at or below this
 _SCORE = re.compile(r"Overall exposure level for \S+: (\d+\.\d)")
 
@@ -73,9 +73,20 @@ def issuer_user_data() -> str:
     return render_pop(network, network.pop(network.tls_issuer or network.pops[0].code), "bench-password").user_data
 
 
+def unicast_user_data() -> str:
+    """prod's Vultr unicast PoP sao: the units an issuer lacks (anycast-local-addresses, anycast-neighbor-route)."""
+    network = load_network("prod")
+    return render_pop(network, network.pop("sao"), "bench-password").user_data
+
+
+def every_unit() -> dict[str, dict[str, float | None]]:
+    """The exposure of every unit we ship: the dev issuer's, then what only a unicast PoP carries."""
+    return {**exposure(unicast_user_data()), **exposure(issuer_user_data())}
+
+
 def run() -> list[tuple[str, float, str]]:
     rows: list[tuple[str, float, str]] = []
-    for unit, s in exposure(issuer_user_data()).items():
+    for unit, s in every_unit().items():
         rows.append((f"exposure {unit} (ours)", float(s["ours"] or 0.0), "systemd-analyze security, 0-10"))
         if s["stock"] is not None:
             rows.append((f"exposure {unit} (Debian stock)", s["stock"], "systemd-analyze security, 0-10"))

@@ -62,6 +62,8 @@ TLS_ISSUE_UNIT: Final = "anycast-tls-issue.service"
 TLS_FETCH_TIMER: Final = "anycast-tls-fetch.timer"
 TLS_ISSUE_TIMER: Final = "anycast-tls-issue.timer"
 REBOOT_UNIT: Final = "anycast-reboot.service"
+# Oneshots at boot: service addresses (every PoP), own addresses into the zone (Vultr unicast PoPs), IPv6 neighbour route
+ONESHOT_UNITS: Final = ("anycast-addresses.service", "anycast-local-addresses.service", "anycast-neighbor-route.service")
 REBOOT_TIMER: Final = "anycast-reboot.timer"
 STATUS_PEERS_UNIT: Final = "anycast-status-peers.service"  # loads STATUS_PEERS_NFT (tls.enabled)
 

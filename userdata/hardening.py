@@ -99,6 +99,15 @@ REBOOT_SANDBOX = [
     "UMask=0022",
 ]
 
+# The oneshots at boot run as root for a second each: anycast-addresses (``ip``: the service addresses on anycast0) and
+# anycast-neighbor-route (``ip -6 route replace``) need netlink and CAP_NET_ADMIN only; anycast-local-addresses reads
+# the addresses over netlink and writes the zone include, which its directory's owner (root) may do without any
+# capability. anycast0's ``dummy`` module is loaded at boot by modules-load.d (HOST_FILES), not on the unit's behalf.
+def oneshot_sandbox(capabilities: str = "", writes: str | None = None) -> list[str]:
+    return [f"CapabilityBoundingSet={capabilities}", "RestrictAddressFamilies=AF_NETLINK", *_SYSCALLS, _NO_PRIVILEGED,
+            *([f"ReadWritePaths={writes}"] if writes else []), "UMask=0022"]
+
+
 # Debian's bird.service starts BIRD as root (ExecStartPre prepare-environment chowns /run/bird) and BIRD then drops to
 # user bird keeping its network capabilities (-u/-g). Here systemd starts it as bird directly with only those
 # capabilities (BGP on port 179, its sockets' options) and makes /run/bird itself; the socket BIRD creates there is
@@ -250,6 +259,8 @@ HOST_FILES = {
     "/etc/modprobe.d/anycast.conf": "# Rendered by anycast: modules a PoP never needs.\n" + "".join(
         f"install {m} /bin/false\n" for m in ("usb-storage", "firewire-core")) + "".join(
         f"install {m} /bin/true\n" for m in ("dccp", "sctp", "rds", "tipc")),
+    # anycast0 is a dummy link (anycast-addresses.service): its module loaded at boot, before the sandboxed unit runs
+    "/etc/modules-load.d/anycast.conf": "dummy\n",
     # SHLL-6220: an idle root shell (SSH or the console) ends after 15 minutes
     "/etc/profile.d/anycast-tmout.sh": "# Rendered by anycast: idle shells end after 15 minutes.\n"
                                        "TMOUT=900\nreadonly TMOUT\nexport TMOUT\n",

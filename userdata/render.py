@@ -320,7 +320,8 @@ def _service_addresses_unit(network: Network) -> str:
         if addr is not None:
             cmds.append(f"ExecStart=/sbin/ip addr replace {addr}/{plen} dev {SERVICE_INTERFACE}")
     return _systemd_unit("Anycast service addresses on a dummy interface",
-                         ["Before=bird.service nsd.service caddy.service", *_AFTER_NETWORK], [*_ONESHOT, *cmds])
+                         ["Before=bird.service nsd.service caddy.service", *_AFTER_NETWORK],
+                         [*_ONESHOT, *cmds, *hardening.oneshot_sandbox("CAP_NET_ADMIN")])
 
 
 def health_unit(network: Network) -> str:
@@ -353,13 +354,16 @@ NEIGHBOR_ROUTE_SCRIPT = "/usr/local/sbin/anycast-neighbor-route"
 def neighbor_route_unit(neighbor: IPv6Address) -> str:
     """bgp.ipv6NeighborRoute: auto; before BIRD, so its first IPv6 session attempt already has the route."""
     return _systemd_unit("Route the IPv6 BGP neighbour via the router-advertised gateway",
-                         ["Before=bird.service", *_AFTER_NETWORK], [*_ONESHOT, f"ExecStart=/bin/sh {NEIGHBOR_ROUTE_SCRIPT} {neighbor}"])
+                         ["Before=bird.service", *_AFTER_NETWORK],
+                         [*_ONESHOT, f"ExecStart=/bin/sh {NEIGHBOR_ROUTE_SCRIPT} {neighbor}",
+                          *hardening.oneshot_sandbox("CAP_NET_ADMIN")])
 
 
 LOCAL_ADDRESSES_UNIT = _systemd_unit(
     "Write this unicast PoP's own addresses into its NSD zone",
     ["Before=nsd.service", *_AFTER_NETWORK],
-    [*_ONESHOT, f"ExecStart=/bin/sh /usr/local/sbin/anycast-local-addresses {LOCAL_ADDRESSES_INCLUDE}"])
+    [*_ONESHOT, f"ExecStart=/bin/sh /usr/local/sbin/anycast-local-addresses {LOCAL_ADDRESSES_INCLUDE}",
+     *hardening.oneshot_sandbox(writes=ZONES_DIR)])
 
 
 class _LiteralDumper(yaml.SafeDumper):
@@ -433,7 +437,8 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         # USER_DATA_BUDGET (the zone file itself is a golden file and validated by nsd-checkzone/ldns-verify-zone).
         _write_file(f"{ZONES_DIR}/{zone_name}", files[zone_name], defer=True, compress=network.dns.dnssec is not None),
         _write_file(HOST_PATHS["nftables.conf"], files["nftables.conf"], "0755", compress=True),
-        _write_file("/etc/systemd/system/anycast-addresses.service", _service_addresses_unit(network)),
+        _write_file("/etc/systemd/system/anycast-addresses.service", _service_addresses_unit(network), compress=True),
+        _write_file(hardening.sandbox_path("anycast-addresses.service"), hardening.SANDBOX_TEXT),
         _write_file(BIRD_EXPORTER_DROPIN, BIRD_EXPORTER_DROPIN_TEXT),
         _write_file(CADDY_RESTART_DROPIN, CADDY_RESTART_DROPIN_TEXT),
         *(_write_file(path, text) for path, text in hardening.DROPINS.items()),
@@ -451,7 +456,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         ]
     # Security updates and the reboots they need, on every PoP (userdata/reboots.py).
     write_files += [
-        _write_file(reboots.APT_CONF, reboots.APT_CONF_TEXT),
+        _write_file(reboots.APT_CONF, reboots.APT_CONF_TEXT, compress=True),
         _write_file(REBOOT_CONFIG_FILE, files["reboot.json"], compress=True),  # a golden file of its own
         _write_file(REBOOT_AGENT, _shipped_program("files/anycast-reboot.py"), "0755", compress=True),
         *(_write_file(f"/etc/systemd/system/{name}", text, compress=name.endswith(".service"))
@@ -462,13 +467,15 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
     if needs_local_addresses:
         write_files += [
             _write_file("/usr/local/sbin/anycast-local-addresses", _resource_text("files/anycast-local-addresses.sh"), "0755"),
-            _write_file("/etc/systemd/system/anycast-local-addresses.service", LOCAL_ADDRESSES_UNIT),
+            _write_file("/etc/systemd/system/anycast-local-addresses.service", LOCAL_ADDRESSES_UNIT, compress=True),
+            _write_file(hardening.sandbox_path("anycast-local-addresses.service"), hardening.SANDBOX_TEXT),
         ]
         services.append("anycast-local-addresses.service")
     if (neighbor6 := neighbor_route6(network, pop)) is not None:
         write_files += [
             _write_file(NEIGHBOR_ROUTE_SCRIPT, _resource_text("files/anycast-neighbor-route.sh"), "0755", compress=True),
-            _write_file("/etc/systemd/system/anycast-neighbor-route.service", neighbor_route_unit(neighbor6)),
+            _write_file("/etc/systemd/system/anycast-neighbor-route.service", neighbor_route_unit(neighbor6), compress=True),
+            _write_file(hardening.sandbox_path("anycast-neighbor-route.service"), hardening.SANDBOX_TEXT),
         ]
         services.append("anycast-neighbor-route.service")
     if network.tls.enabled:

@@ -24,6 +24,8 @@ from infra.contracts import (
     BIRD_EXPORTER_PORT,
     HEALTH_STATUS_PORT,
     HEALTH_UNIT,
+    ONESHOT_UNITS,
+    REBOOT_UNIT,
     STATUS_PEERS_UNIT,
     TLS_FETCH_UNIT,
     TLS_ISSUE_UNIT,
@@ -39,7 +41,7 @@ from userdata.hardening import SYSCTL_FILE
 
 EXPOSURE_GOAL = 2.0  # issue 21: every unit we ship or drop in at or below this (0.0 locked down .. 10.0)
 DEBIAN_UNITS = ("bird.service", "nsd.service", "caddy.service")  # Debian's units with our drop-ins
-OUR_UNITS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, STATUS_PEERS_UNIT)
+OUR_UNITS = (HEALTH_UNIT, TLS_FETCH_UNIT, TLS_ISSUE_UNIT, REBOOT_UNIT, STATUS_PEERS_UNIT, *ONESHOT_UNITS)
 LYNIS_GOAL = 80
 
 # What the scan asks (TCP SYN and UDP): the public ports, SSH, BGP, the exporters, Caddy's admin API and a few that
@@ -91,8 +93,8 @@ def _exposure(plan: LabPlan, state: LabState) -> list[Check]:
         if p.code == plan.pops[0].code:
             stock.update(_stock_scores(pid))
         ours = [u for u in (*OUR_UNITS, *DEBIAN_UNITS) if u in table]
-        missing = [u for u in DEBIAN_UNITS if u not in table] + ([HEALTH_UNIT] if p.mode == "anycast" and
-                                                                   HEALTH_UNIT not in table else [])
+        required = [*DEBIAN_UNITS, REBOOT_UNIT, ONESHOT_UNITS[0], *([HEALTH_UNIT] if p.mode == "anycast" else [])]
+        missing = [u for u in required if u not in table]
         over = [f"{u} {table[u]}" for u in ours if table[u] > EXPOSURE_GOAL]
         return ", ".join([*(f"{u} not scored" for u in missing), *over]) or None
 

@@ -365,7 +365,11 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
         drained_state = fx.status()["state"] if rc == 0 else "?"
         fx.restart("caddy")
         time.sleep(fx.rise_s + 0.5)  # healthy again, still drained
-        still = stream.first(fx.prefix, False, t0) is None
+        # The drain's graceful-shutdown phase re-announces the prefix (65535:0) before withdrawing it: only an
+        # announcement after the withdrawal would mean the agent announced a drained PoP again.
+        t_g = stream.first(fx.prefix, False, t0)
+        t_g = t_g if t_w is not None and t_g is not None and t_g < t_w else None
+        still = t_w is not None and stream.first(fx.prefix, False, t_w) is None
         t1 = time.monotonic()
         urc, uout = fx.agent_cli("--undrain")
         t_r = _wait(lambda: fx.on_pop(http), 10)
@@ -377,7 +381,8 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
     safe = t_safe - t0
     cli = f"{AGENT_CLI} (in the container)" if fx.machine else "anycast-health"
     stop = "systemctl stop caddy" if fx.machine else "Caddy then stopped"
-    detail = (f"{cli} --drain: withdrawn at upstream after {_fmt(w, 'ms')}, {fx.client.name} on {fx.nxt} after "
+    g = "" if t_g is None else f"re-announced with 65535:0 (graceful shutdown) after {_fmt(t_g - t0, 'ms')}, "
+    detail = (f"{cli} --drain: {g}withdrawn at upstream after {_fmt(w, 'ms')}, {fx.client.name} on {fx.nxt} after "
               f"{_fmt(s, 'ms')}, 'safe to stop' after {safe:.2f} s; {stop}: lost {lost}/{probes} HTTP, "
               f"{dns_lost}/{dns_probes} DNS (goal 0); status {drained_state}; healthy but drained: "
               f"{'not announced' if still else 'ANNOUNCED'}; --undrain: back on {fx.code} after {_fmt(r)}, "

@@ -87,6 +87,8 @@ def security_reboot(state: LabState, zone: str, code: str, other: str, timeout: 
     summary = load.summary(t0)
     out["lost"] = {"http": summary["http"], "dns": summary["dns"]}  # [lost, sent]
     out["lost_at"] = summary["lost_at"][:20]  # (client, kind, seconds after the timer's run started)
+    out["lost_at_switch"] = summary["at_switch"][:20]  # (client, kind, seconds, PoP before, PoP after)
+    out["lost_elsewhere"] = summary["elsewhere"]
     out["unchanged"] = sorted(c for c in pops if c != code and m.leader(pops[c]["namespace"]) == leaders[c])
     if new:
         out["drain_left"] = _python(new, "import os; print(os.listdir('/var/lib/anycast'))")

@@ -180,18 +180,35 @@ class Load:
         return report
 
     def summary(self, t0: float = 0.0) -> dict[str, Any]:
-        """Lost and sent per kind, lost per client, and each loss as (client, kind, seconds after ``t0``)."""
-        out: dict[str, Any] = {"http": [0, 0], "dns": [0, 0], "lost_by_client": {}, "lost_at": []}
+        """Lost and sent per kind, lost per client, and each loss as (client, kind, seconds after ``t0``).
+
+        ``at_switch``: the losses that sit alone between an answer from one PoP and the next answer, from another
+        (client, kind, seconds, PoP before, PoP after): the client's route moved while that probe's connection was
+        open, and the new PoP reset it. Each client probes one request at a time, so a switch costs a client at most
+        one such loss; ``elsewhere`` counts every other loss (two in a row, or none at a switch: a blackhole, a PoP
+        that stopped answering)."""
+        out: dict[str, Any] = {"http": [0, 0], "dns": [0, 0], "lost_by_client": {}, "lost_at": [], "at_switch": [],
+                               "elsewhere": 0}
         for name, samples in self.samples.items():
             lost = 0
-            for t, kind, pop in samples:
-                out[kind][1] += 1
-                if pop is None:
+            for kind in ("http", "dns"):
+                seq = sorted(((t, pop) for t, k, pop in samples if k == kind), key=lambda x: x[0])
+                for i, (t, pop) in enumerate(seq):
+                    out[kind][1] += 1
+                    if pop is not None:
+                        continue
                     out[kind][0] += 1
                     lost += 1
                     out["lost_at"].append((name, kind, round(t - t0, 3)))
+                    before = seq[i - 1][1] if i > 0 else None
+                    after = seq[i + 1][1] if i + 1 < len(seq) else None
+                    if before is not None and after is not None and before != after:
+                        out["at_switch"].append((name, kind, round(t - t0, 3), before, after))
+                    else:
+                        out["elsewhere"] += 1
             if lost:
                 out["lost_by_client"][name] = lost
+        out["lost_at"].sort(key=lambda x: x[2])
         return out
 
 

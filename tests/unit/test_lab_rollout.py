@@ -1,6 +1,6 @@
 """The lab rollout's pure parts: generations in the lab plan (new namespace and unicast address beside the old),
-the link of a second PoP on an existing upstream, which PoPs a change reaches, and the broken-change fault (checked
-with the real nsd-checkconf)."""
+the link of a second PoP on an existing upstream, which PoPs a change reaches, the broken-change fault (checked
+with the real nsd-checkconf), and how the clients' load tells a loss at a route move from any other."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bench.rollout import changed_network
 from infra.model.stack import load_network
 from lab.boot.up import pop_lab_files
 from lab.plan.topology import ODD_POOL_V4, ODD_POOL_V6, VULTR_POOL_V4, VULTR_POOL_V6, build_plan, pop_dir_name, state_generations
-from lab.scenarios.rollout import FAULTS, _link_lines, changed_pops
+from lab.scenarios.rollout import FAULTS, Load, _link_lines, changed_pops
 from userdata.render import render_pop
 
 PASSWORD = "lab-password"
@@ -92,3 +92,23 @@ def test_the_broken_change_really_breaks_nsd(tmp_path: Path) -> None:
         path.write_text(text, encoding="utf-8")
         res = subprocess.run(["nsd-checkconf", str(path)], capture_output=True, text=True, check=False)
         assert (res.returncode == 0) is ok, (label, res.stderr)
+
+
+def test_load_tells_a_loss_at_a_route_move_from_a_blackhole() -> None:
+    load = Load({}, "192.0.2.1", "example.com")
+    load.samples = {
+        # the route moved ewr -> ams while one request's connection was open: reset by ams, alone between them
+        "uswest": [(10.00, "http", "ewr"), (10.05, "dns", "ewr"), (10.02, "http", None), (10.04, "http", "ams"),
+                   (10.15, "dns", "ams")],
+        # two in a row, or lost where the client stayed on the same PoP: a blackhole, not a move
+        "br": [(10.00, "http", "ewr"), (10.02, "http", None), (10.04, "http", None), (10.06, "http", "ams"),
+               (11.00, "dns", "ams"), (11.10, "dns", None), (11.20, "dns", "ams")],
+        # lost as the first or the last sample: nothing tells what it was next to
+        "de": [(10.00, "http", None), (10.02, "http", "ams")],
+    }
+    out = load.summary(t0=10.0)
+    assert out["http"] == [4, 9] and out["dns"] == [1, 5]
+    assert out["at_switch"] == [("uswest", "http", 0.02, "ewr", "ams")]
+    assert out["elsewhere"] == 4
+    assert out["lost_by_client"] == {"uswest": 1, "br": 3, "de": 1}
+    assert [t for _c, _k, t in out["lost_at"]] == sorted(t for _c, _k, t in out["lost_at"])

@@ -112,7 +112,7 @@ def s3_request(method: str, url: str, region: str, creds: dict[str, str], body: 
     except (urllib.error.URLError, OSError) as exc:
         raise TlsError(f"store {parts.netloc}: {getattr(exc, 'reason', exc)}") from None
     if len(answer) > max_bytes:
-        raise TlsError(f"store {method} {url}: the answer is longer than {max_bytes} bytes")
+        raise TlsError(f"store {method} {url}: longer than {max_bytes} bytes")
     return status, answer
 
 
@@ -275,8 +275,7 @@ def check_peers(body: bytes) -> tuple[dict[str, str], list[str]]:
             except ValueError:
                 ok = False
             if not ok or any(x.is_multicast or x.is_unspecified or x.is_loopback for x in ips):
-                raise TlsError(f"peer list: {key}.{code[:20]!r}: expected a PoP code and http://<address>:"
-                               f"{STATUS_PORT}/status (peers) or one or two unicast addresses (addresses)")
+                raise TlsError(f"peer list: {key}.{code[:20]!r}: not a PoP code with its status URL or 1-2 addresses")
             sources.update(items)
     return doc["peers"], sorted(sources)
 
@@ -294,14 +293,14 @@ def install_peers(cfg: dict[str, Any], creds: dict[str, str]) -> str:
     url, path = cfg["peers"]["url"], Path(cfg["peers"]["file"])
     status, body = s3_request("GET", url, cfg["store"]["region"], creds, ca_file=cfg.get("ca_file"), max_bytes=1 << 16)
     if status == 404:
-        return f"no peer list in the store yet ({url}): the Pulumi program writes it once the PoPs exist"
+        return f"no peer list in the store yet ({url})"
     if status != 200:
         raise TlsError(f"store GET {url}: {_s3_error(status, body)}")
     peers, sources = check_peers(body)
     _write_atomic(path, json.dumps(peers, indent=1, sort_keys=True) + "\n", 0o644, None)
     # anycast-status-peers.service loads it after this unit (Wants=): nft with CAP_NET_ADMIN, which this unit lacks
     _write_atomic(path.with_name(NFT_FILE), nft_commands(sources), 0o644, None)
-    return f"peer list: {len(peers)} status URLs in {path}, {len(sources)} addresses may ask this PoP's status"
+    return f"peer list: {len(peers)} status URLs, {len(sources)} addresses"
 
 
 def _lego(cfg: dict[str, Any], creds: dict[str, str]) -> tuple[str, str]:
