@@ -237,7 +237,25 @@ SYSCTL_TEXT = "\n".join([
     "net.ipv4.conf.all.log_martians = 1",
     "net.ipv4.conf.default.log_martians = 1",
     ""])
-SYSCTL_APPLY = ["/lib/systemd/systemd-sysctl", SYSCTL_FILE]
+# Host-wide kernel keys (not per network namespace) that Lynis' KRNL-6000 profile asks for and a PoP loses nothing by:
+# kernel pointers hidden, no unprivileged BPF or perf, no line-discipline autoload, the protected_* link and file rules
+# of a shared /tmp. A VM applies them like the file above; the lab's containers cannot (their /proc/sys outside net/ is
+# the host's, read-only), and systemd-sysctl skips a read-only key without failing (EROFS: "ignoring").
+KERNEL_SYSCTL_FILE = "/etc/sysctl.d/61-anycast-kernel.conf"
+KERNEL_SYSCTL_TEXT = "\n".join([
+    "# Rendered by anycast: host-wide kernel settings (docs/security.md).",
+    "kernel.kptr_restrict = 2",
+    "kernel.unprivileged_bpf_disabled = 1",
+    "kernel.perf_event_paranoid = 3",
+    "kernel.core_uses_pid = 1",
+    "kernel.ctrl-alt-del = 0",
+    "dev.tty.ldisc_autoload = 0",
+    "fs.protected_fifos = 2",
+    "fs.protected_regular = 2",
+    "fs.protected_symlinks = 1",
+    "fs.protected_hardlinks = 1",
+    ""])
+SYSCTL_APPLY = ["/lib/systemd/systemd-sysctl", SYSCTL_FILE, KERNEL_SYSCTL_FILE]
 
 # Smaller host files that Lynis looks for (docs/security.md, "Lynis": each finding fixed here or explained there).
 BANNER = ("Authorized access only. This system is private and monitored: activity is logged and may be used as "
@@ -262,10 +280,13 @@ HOST_FILES = {
     # anycast0 is a dummy link (anycast-addresses.service): its module loaded at boot, before the sandboxed unit runs
     "/etc/modules-load.d/anycast.conf": "dummy\n",
     # SHLL-6220: an idle root shell (SSH or the console) ends after 15 minutes
-    "/etc/profile.d/anycast-tmout.sh": "# Rendered by anycast: idle shells end after 15 minutes.\n"
-                                       "TMOUT=900\nreadonly TMOUT\nexport TMOUT\n",
+    # KRNL-5820: and no core dumps from login shells either (the limits.d and coredump.conf.d files above)
+    "/etc/profile.d/anycast-tmout.sh": "# Rendered by anycast: idle shells end after 15 minutes; no core dumps.\n"
+                                       "TMOUT=900\nreadonly TMOUT\nexport TMOUT\nulimit -c 0\n",
+    KERNEL_SYSCTL_FILE: KERNEL_SYSCTL_TEXT,
 }
-# AUTH-9286/AUTH-9328: Debian's login.defs, edited in place (its other settings stay Debian's): a stricter default
-# umask for login sessions, and password ageing for accounts made later (root's console password is not touched).
+# AUTH-9286/AUTH-9328/AUTH-9230: Debian's login.defs, edited in place (its other settings stay Debian's): a stricter
+# default umask for login sessions, password ageing for accounts made later (root's console password is not touched),
+# and 65536 SHA-512 rounds (Debian: 5000, commented out) for a password set with chpasswd (ENCRYPT_METHOD SHA512).
 LOGIN_DEFS_APPLY = ["sed", "-i", "-E", r"s/^(UMASK\s+).*/\1027/; s/^(PASS_MAX_DAYS\s+).*/\1365/; "
-                    r"s/^(PASS_MIN_DAYS\s+).*/\11/", "/etc/login.defs"]
+                    r"s/^(PASS_MIN_DAYS\s+).*/\11/; s/^#?(SHA_CRYPT_M(IN|AX)_ROUNDS)\s.*/\1 65536/", "/etc/login.defs"]

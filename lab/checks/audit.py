@@ -8,6 +8,8 @@ https://nmap.org/book/man-performance.html, https://cisofy.com/documentation/lyn
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -54,6 +57,9 @@ SILENT = {"filtered", "open|filtered"}  # no answer at all: nftables dropped it
 AUDIT_DIR = "/run/anycast-audit"  # scratch space inside a PoP (its /run, a tmpfs): nothing of its disk changes
 
 
+_OVERALL = re.compile(r"Overall exposure level for \S+: (\d+\.\d)")
+
+
 def _score_table(out: str) -> dict[str, float]:
     """``systemd-analyze security`` without units: one line per service, ``UNIT EXPOSURE PREDICATE HAPPY``."""
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+\.service)\s+(\d+\.\d)\s", out, re.M)}
@@ -72,7 +78,7 @@ def _stock_scores(pid: int) -> dict[str, float]:
             shutil.copy(base / "lib/systemd/system" / unit, units / unit)
             text = nsexec(pid, ["systemd-analyze", "security", "--offline=true", "--no-pager",
                                 f"--root={AUDIT_DIR}/stock", unit], timeout=60).stdout
-            m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", text)
+            m = _OVERALL.search(text)
             if m:
                 out[unit] = float(m.group(1))
     finally:
@@ -89,6 +95,14 @@ def _exposure(plan: LabPlan, state: LabState) -> list[Check]:
     def one(p: PopPlan) -> str | None:
         pid = _pids(state, p.code)
         table = _score_table(nsexec(pid, ["systemd-analyze", "security", "--no-pager"], timeout=90).stdout)
+        # The list without arguments leaves out units that are not running (a timer's oneshot between runs, a boot
+        # oneshot that exited): those are asked for by name when the PoP has them.
+        root = Path(f"/proc/{pid}/root/etc/systemd/system")
+        for unit in OUR_UNITS:
+            if unit not in table and (root / unit).is_file():
+                text = nsexec(pid, ["systemd-analyze", "security", "--no-pager", unit], timeout=60).stdout
+                if m := _OVERALL.search(text):
+                    table[unit] = float(m.group(1))
         scores[p.code] = table
         if p.code == plan.pops[0].code:
             stock.update(_stock_scores(pid))
@@ -115,7 +129,10 @@ def _exposure(plan: LabPlan, state: LabState) -> list[Check]:
 def rendered_sysctls(user_data: str) -> dict[str, str]:
     """key -> value of the sysctl file the user data writes."""
     doc = yaml.safe_load(user_data) or {}
-    text = next((str(f.get("content", "")) for f in doc.get("write_files") or [] if f.get("path") == SYSCTL_FILE), "")
+    entry: dict[str, Any] = next((f for f in doc.get("write_files") or [] if f.get("path") == SYSCTL_FILE), {})
+    text = str(entry.get("content", ""))
+    if entry.get("encoding") == "gz+b64":  # as cloud-init writes it
+        text = gzip.decompress(base64.b64decode(text)).decode()
     return {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in text.splitlines())
             if v and not k.lstrip().startswith("#")}
 
@@ -305,16 +322,15 @@ LYNIS_DIR = f"{AUDIT_DIR}/lynis"
 LYNIS_EXPLAINED = {
     "LYNIS": "Debian's packaged Lynis (3.0.8) is used on purpose; it says it is older than 4 months",
     "PKGS-7388": "lab only: the containers' apt source is the lab's mirror; Vultr's Debian 12 has debian-security",
-    "PKGS-7420": "automatic upgrades are issue 21 part 1 (unattended-upgrades with drained reboots)",
     "DEB-0280": "no interactive users: root by key from admin.sshCidrs only",
     "DEB-0810": "upgrades are unattended: nobody reads apt-listbugs",
     "DEB-0811": "upgrades are unattended: nobody reads apt-listchanges",
-    "DEB-0831": "restarts after upgrades are issue 21 part 1's drained reboots",
+    "DEB-0831": "no needrestart: it would restart BIRD/NSD/Caddy undrained; anycast-reboot drains and reboots instead",
     "DEB-0880": "SSH takes keys only and only from admin.sshCidrs (nftables): fail2ban would have nothing to ban",
     "BOOT-5264": "our units score <= 2.0 (the exposure row); the rest are Debian's own (ssh, getty, dbus)",
     "KRNL-5788": "lab only: a container boots no kernel of its own",
-    "KRNL-6000": "kernel.*/fs.*/dev.* are the host's in the lab (read-only in a container); rp_filter=2 on purpose",
-    "AUTH-9230": "no passwords are used except Vultr's root console password (Debian's yescrypt default)",
+    "KRNL-6000": "lab only for kernel.*/fs.*/dev.* (61-anycast-kernel.conf sets them on a VM; a container shows the "
+                 "host's, read-only); rp_filter=2 on purpose",
     "AUTH-9262": "no passwords are used except Vultr's root console password",
     "AUTH-9284": "the locked accounts are Debian's system users",
     "FILE-6310": "one file system, as Vultr's image comes; a PoP keeps no data (it is replaced, not repaired)",

@@ -86,8 +86,8 @@ def rendered_units(user_data: str) -> list[str]:
 def unit_problems(pid: int, kinds: dict[str, str]) -> list[str]:
     """``unit state`` for every unit of ``kinds`` that is not what it must be, in the container of ``pid``."""
     units = list(kinds)
-    out = nsexec(pid, ["systemctl", "show", "-p", "Id,ActiveState,Result,ExecMainStartTimestampMonotonic",
-                       *units]).stdout
+    out = nsexec(pid, ["systemctl", "show", "-p", "Id,ActiveState,Result,ExecMainStartTimestampMonotonic,"
+                       "ConditionResult,ConditionTimestampMonotonic", *units]).stdout
     bad: list[str] = []
     for block, unit in zip(out.strip().split("\n\n"), units, strict=False):
         props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -96,7 +96,9 @@ def unit_problems(pid: int, kinds: dict[str, str]) -> list[str]:
             if state != "active":
                 bad.append(f"{unit} {state}")
         elif props.get("ExecMainStartTimestampMonotonic", "0") == "0" and state != "activating":
-            bad.append(f"{unit} never ran")
+            # started, but its Condition*= said there is nothing to do (anycast-status-peers before a peer list exists)
+            if props.get("ConditionResult") != "no" or props.get("ConditionTimestampMonotonic", "0") == "0":
+                bad.append(f"{unit} never ran")
         elif state == "failed" or result != "success":
             bad.append(f"{unit} {state} (result {result})")
     return bad

@@ -124,7 +124,18 @@ def test_every_sysctl_is_a_network_namespace_key_this_kernel_knows(user_data: st
     for key in settings:
         assert key.startswith("net."), key
         assert Path("/proc/sys", *key.split(".")).exists(), f"{key}: no such kernel setting"
-    assert ["/lib/systemd/systemd-sysctl", hardening.SYSCTL_FILE] in _doc(user_data)["runcmd"]
+    assert ["/lib/systemd/systemd-sysctl", hardening.SYSCTL_FILE, hardening.KERNEL_SYSCTL_FILE] in _doc(user_data)["runcmd"]
+
+
+def test_the_host_wide_kernel_keys_exist_and_stay_out_of_the_per_namespace_file(user_data: str) -> None:
+    """The lab reads SYSCTL_FILE back in every container; the host-wide keys (KRNL-6000) live in a file of their own,
+    every one a key this kernel has, none per network namespace."""
+    lines = [ln for ln in _files(user_data)[hardening.KERNEL_SYSCTL_FILE].splitlines() if ln and not ln.startswith("#")]
+    settings = {k.strip(): v.strip() for k, v in (ln.split("=", 1) for ln in lines)}
+    assert settings["kernel.kptr_restrict"] == "2" and settings["kernel.unprivileged_bpf_disabled"] == "1"
+    for key in settings:
+        assert not key.startswith("net."), key
+        assert Path("/proc/sys", *key.split(".")).exists(), f"{key}: no such kernel setting"
 
 
 def test_nsd_rate_limits_are_explicit_and_positive_answers_whitelisted(tmp_path: Path) -> None:

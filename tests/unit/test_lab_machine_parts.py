@@ -55,6 +55,26 @@ def test_timer_started_oneshots_must_have_run_daemons_must_be_active(dev: tuple[
     assert ams["anycast-addresses.service"] == "active"  # oneshot with RemainAfterExit=yes
 
 
+def test_a_oneshot_skipped_by_its_condition_ran_one_never_started_did_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """anycast-status-peers.service has nothing to load before the first peer list: started (at boot, after each
+    fetch), its ConditionPathExists= skips it; that is not "never ran". A unit never started at all still is."""
+    import subprocess
+
+    from lab.checks import machine
+
+    blocks = {
+        "skipped.service": "ActiveState=inactive\nResult=success\nExecMainStartTimestampMonotonic=0\n"
+                           "ConditionResult=no\nConditionTimestampMonotonic=123456",
+        "never.service": "ActiveState=inactive\nResult=success\nExecMainStartTimestampMonotonic=0\n"
+                         "ConditionResult=no\nConditionTimestampMonotonic=0",
+        "ran.service": "ActiveState=inactive\nResult=success\nExecMainStartTimestampMonotonic=99\n"
+                       "ConditionResult=yes\nConditionTimestampMonotonic=98",
+    }
+    monkeypatch.setattr(machine, "nsexec", lambda pid, cmd, **kw: subprocess.CompletedProcess(
+        cmd, 0, "\n\n".join(f"Id={u}\n{b}" for u, b in blocks.items()) + "\n", ""))
+    assert machine.unit_problems(1, dict.fromkeys(blocks, "ran")) == ["never.service never ran"]
+
+
 def test_packages_and_units_come_from_the_user_data(dev: tuple[object, dict[str, bytes]]) -> None:
     _, data = dev
     pkgs = packages_of(data)
