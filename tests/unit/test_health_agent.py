@@ -416,7 +416,7 @@ def test_drain_runs_the_graceful_phase_unless_told_not_to(env: Any, monkeypatch:
                                                           graceful: bool) -> None:
     """``--drain --no-graceful`` (the plain withdrawal docs/convergence.md measures against) skips the 65535:0 phase
     and still writes the drain file; a BIRD that answers nothing useful makes the drain fail after its timeout."""
-    _http, _dns, tmp, cfg = env
+    _http, _dns, _tmp, cfg = env
     cfg["drain"].update({"timeout_s": 0.3, "gshut_protocols": ["gshut4"]})
     c = agent.load_config(cfg)
     bird = FakeBird(c.bird_socket, "error")
