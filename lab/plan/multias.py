@@ -25,6 +25,15 @@ between many real routers (RFC 4271 suggests 30 s for eBGP). Transit and eyeball
 restarted speaker is back within seconds. A crashed process closes its TCP sessions at once (the kernel resets them),
 so hold timers matter only for a silent failure.
 
+Update propagation delay: every edge<->transit session runs through a relay in the transit's namespace that delays
+each byte :data:`EDGE_UPDATE_DELAY_S` (0.5 s) each way (lab/net/edge.py; this kernel has no netem), standing in for a
+loaded route processor, update batching and the iBGP hops inside a real transit. The edge's route to its PoP follows
+its BGP RIB (lab/net/edge.py fib; the default topology's static route would keep forwarding to a withdrawn PoP), so a
+plain withdrawal black-holes traffic at the edge until the withdrawal has reached the transits, as on the internet.
+
+Graceful shutdown (RFC 8326): transits and eyeballs set local preference 0 on routes carrying 65535:0 (on import,
+after the Gao-Rexford preference), so the agent's drain moves traffic to another PoP before it withdraws.
+
 Every speaker sits on the default lab's backbone bridge; which sessions exist makes the topology. Transit sessions use
 ``next hop self``, so packets follow the AS path (client -> transit(s) -> upstream -> PoP); replies take the bridge
 straight back (asymmetric, as on the internet).
