@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 MODULES = ("bench.render", "bench.program", "bench.lab", "bench.health", "bench.machines", "bench.rollout",
-           "bench.hardening", "bench.audit", "bench.convergence")
+           "bench.hardening", "bench.audit", "bench.convergence", "bench.damping")
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures.md"
 

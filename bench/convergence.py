@@ -1,8 +1,9 @@
 """Convergence figures for `make bench`: the multi-AS topology (docs/convergence.md) on the dev stack.
 
-Boots ``anycast lab up --stack dev --topology multi-as`` (replacing a running dev lab), runs the three scenarios of
-lab/scenarios/convergence.py (a PoP's BIRD crashed, the PoP drained by plain withdrawal, the network withdrawn from
-the PoP's continent), and tears the lab down. Measured, not asserted; without root it returns one row saying why.
+Boots ``anycast lab up --stack dev --topology multi-as`` (replacing a running dev lab), runs the four scenarios of
+lab/scenarios/convergence.py (a PoP's BIRD crashed; the PoP drained by the agent, RFC 8326 graceful shutdown first;
+the same drain by plain withdrawal, ``--no-graceful``; the network withdrawn from the PoP's continent), and tears the
+lab down. Measured, not asserted; without root it returns one row saying why.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ def rows(report: dict[str, Any]) -> list[tuple[str, float, str]]:
             (f"{what}: DNS queries lost", float(r["dns"][0]), f"of {r['dns'][1]} (every 100 ms from each client)"),
             (f"{what}: BGP updates received by the transits", float(r["total_updates"]),
              "updates + withdraws: " + ", ".join(f"{k} {v}" for k, v in sorted(r["updates"].items()))),
+            (f"{what}: last answer from the withdrawn PoP", float(r["moved_s"]), "s after the event"),
         ]
+        if r["drain_s"] is not None:
+            out.append((f"{what}: safe to stop", float(r["drain_s"]),
+                        "s after the event (anycast-health --drain)"
+                        + (f"; graceful-shutdown phase {r['gshut_s']:.2f} s" if r["gshut_s"] is not None else "")))
     return out
 
 

@@ -71,11 +71,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_rollout)
 
-    p = sub.add_parser("convergence", help="multi-AS topology: crash, drain and region withdrawal, each measured "
-                                           "(time until every client is served again, loss, updates at the transits)")
+    p = sub.add_parser("convergence", help="multi-AS topology: crash, drain (graceful shutdown first), plain-withdrawal "
+                                           "drain and region withdrawal, each measured (time until every client is "
+                                           "served again, loss, updates at the transits)")
     p.add_argument("--stack", default=None, help="stack name (default: the one lab that is running)")
-    p.add_argument("--scenario", default="crash,drain,region",
-                   help="comma-separated, of crash, drain, region (default: %(default)s)")
+    p.add_argument("--scenario", default="crash,drain,drain-plain,region",
+                   help="comma-separated, of crash, drain, drain-plain, region (default: %(default)s)")
     p.add_argument("--pop", default=None, help="the PoP to crash and drain (default: the first anycast PoP)")
     p.add_argument("--region", default=None, help="continent to withdraw from (EU, NA, ...; default: the PoP's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -171,9 +172,10 @@ def cmd_convergence(args: argparse.Namespace) -> int:
     if _pick_stack(args, "lab convergence") is None:
         return 1
     scenarios = tuple(x.strip() for x in args.scenario.split(",") if x.strip())
-    bad = [x for x in scenarios if x not in ("crash", "drain", "region")]
+    known = ("crash", "drain", "drain-plain", "region")
+    bad = [x for x in scenarios if x not in known]
     if bad or not scenarios:
-        return _err(f"lab convergence: --scenario: {', '.join(bad) or 'empty'} is not one of crash, drain, region")
+        return _err(f"lab convergence: --scenario: {', '.join(bad) or 'empty'} is not one of {', '.join(known)}")
     try:
         report = api.convergence(args.stack, scenarios=scenarios, pop=args.pop, region=args.region,
                                  say=lambda s: print(s, file=sys.stderr, flush=True))

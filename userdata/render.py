@@ -441,7 +441,7 @@ def render_cloud_config(network: Network, pop: Pop, files: dict[str, str],
         _write_file(hardening.sandbox_path("anycast-addresses.service"), hardening.SANDBOX_TEXT),
         _write_file(BIRD_EXPORTER_DROPIN, BIRD_EXPORTER_DROPIN_TEXT),
         _write_file(CADDY_RESTART_DROPIN, CADDY_RESTART_DROPIN_TEXT),
-        *(_write_file(path, text) for path, text in hardening.DROPINS.items()),
+        *(_write_file(path, text, compress=text is not hardening.SANDBOX_TEXT) for path, text in hardening.DROPINS.items()),
         _write_file(hardening.SSHD_DROPIN, hardening.SSHD_DROPIN_TEXT, "0600", compress=True),
         _write_file(hardening.SYSCTL_FILE, hardening.SYSCTL_TEXT, compress=True),  # the largest plain file left
         *(_write_file(path, text) for path, text in hardening.HOST_FILES.items()),

@@ -132,7 +132,7 @@ def units(network: Network, pop: Pop) -> dict[str, str]:
     # The reboot peer list's nftables sets (docs/security.md#security-updates-and-reboots): loaded at boot after the
     # firewall, and after every fetch (which Wants= it), so a reloaded firewall gets them back within a fetch period.
     out[STATUS_PEERS_UNIT] = _unit(
-        "Open the status port to the reboot peers",
+        "Reboot peers: open the status port",
         [f"After=nftables.service {TLS_FETCH_UNIT}", f"ConditionPathExists={STATUS_PEERS_NFT}", "", "[Service]",
          "Type=oneshot", f"ExecStart=/usr/sbin/nft -f {STATUS_PEERS_NFT}", *STATUS_PEERS_SANDBOX], "multi-user.target")
     if is_issuer(network, pop):

@@ -4,6 +4,7 @@ and the wait until every session is up and every eyeball has a route to the anyc
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from lab.net import bgp
 from lab.net.netns import LabError, nsrun
 from lab.net.processes import start
 from lab.plan.configs import gobgpd_toml
-from lab.plan.multias import TRANSITS, edge_neighbors_toml, eyeball_bird_conf, transit_bird_conf, transit_namespace
+from lab.plan.multias import TRANSITS, edge_neighbors_toml, eyeball_bird_conf, fib_args, relay_specs, transit_bird_conf, transit_namespace
 from lab.plan.topology import LabPlan, PopPlan
 
 
@@ -55,15 +56,32 @@ def no_redirects(plan: LabPlan) -> None:
                             "net.ipv6.conf.eth0.accept_redirects=0"])
 
 
-def start_transits(plan: LabPlan, base: Path) -> dict[str, dict[str, object]]:
-    """One BIRD per transit namespace; the state's ``transits`` entry."""
+EDGE_SCRIPT = Path(__file__).resolve().parents[1] / "net" / "edge.py"
+
+
+def start_fib_syncs(plan: LabPlan, base: Path) -> dict[str, int]:
+    """In every anycast PoP's upstream: the route to the anycast prefix follows GoBGP's RIB (lab/net/edge.py fib),
+    replacing the default topology's static route. PoP code -> pid."""
+    out: dict[str, int] = {}
+    for p in plan.pops:
+        if args := fib_args(plan, p):
+            out[p.code] = start(p.upstream_namespace, [sys.executable, str(EDGE_SCRIPT), "fib", *args],
+                                base / "upstreams" / p.code / "fib.log")
+    return out
+
+
+def start_transits(plan: LabPlan, base: Path, delay: float) -> dict[str, dict[str, object]]:
+    """Per transit namespace: the relay delaying its edge sessions by ``delay`` each way (lab/net/edge.py relay),
+    then its BIRD; the state's ``transits`` entry."""
     out: dict[str, dict[str, object]] = {}
     for t in TRANSITS:
         d = base / "transits" / t.name
         ns = transit_namespace(plan.stack, t)
+        relay_pid = start(ns, [sys.executable, str(EDGE_SCRIPT), "relay", str(delay), *relay_specs(plan, t)],
+                          d / "relay.log")
         pid = start(ns, ["bird", "-f", "-c", str(d / "bird.conf"), "-s", str(d / "bird.ctl"), "-P", str(d / "bird.pid")],
                     d / "bird.out")
-        out[t.name] = {"namespace": ns, "asn": t.asn, "pid": pid, "bird_socket": str(d / "bird.ctl"),
+        out[t.name] = {"namespace": ns, "asn": t.asn, "pid": pid, "relay_pid": relay_pid, "bird_socket": str(d / "bird.ctl"),
                        "backbone_ipv4": str(t.backbone_v4), "backbone_ipv6": str(t.backbone_v6)}
     return out
 

@@ -22,7 +22,7 @@ from lab.net.netns import LabError, ip_batch, kill_namespaces, list_namespaces, 
 from lab.net.processes import LOCAL_ADDRESSES, NEIGHBOR_ROUTE, require_tools, start, wait_for
 from lab.plan.configs import apply_substitutions, client_bird_conf, gobgpd_toml, lab_substitutions
 from lab.plan.geodns import expected_pop, geo_answer
-from lab.plan.multias import MULTI_AS
+from lab.plan.multias import EDGE_UPDATE_DELAY_S, MULTI_AS
 from lab.plan.signing import lab_ds, lab_network, render_lab_pop
 from lab.plan.topology import LabPlan, PopPlan, Session, WellConnected, build_plan, namespace_prefix
 from lab.state import LAB_ROOT, LabState, lab_dir, state_json, state_path
@@ -354,9 +354,11 @@ def up(stack: str, network: Network, only: list[str] | None = None, password: st
         from lab.boot.resolvers import start_resolvers
         resolvers = start_resolvers(plan, base, lab_ds(network))
         say(f"started a validating Unbound (IPv4, IPv6) in {len(resolvers)} clients, anchored at the lab's DS")
-    transits = multias.start_transits(plan, base) if multi else {}
+    transits = multias.start_transits(plan, base, EDGE_UPDATE_DELAY_S) if multi else {}
     if multi:
-        say(f"started BIRD in {len(transits)} transits ({', '.join(transits)}): multi-AS topology")
+        fib = multias.start_fib_syncs(plan, base)
+        say(f"started BIRD in {len(transits)} transits ({', '.join(transits)}) behind relays delaying their edge "
+            f"sessions {EDGE_UPDATE_DELAY_S:g} s each way, and the FIB sync of {len(fib)} upstreams: multi-AS topology")
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(_originate_links, plan.pops))
     say("upstreams originate their PoP links (unicast reachability)")

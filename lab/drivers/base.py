@@ -59,7 +59,8 @@ class PopDriver(ABC):
 
     @abstractmethod
     def agent_cli(self, flag: str, timeout: float = 90.0) -> tuple[int, str]:
-        """``anycast-health --drain``/``--undrain`` on the PoP, as an operator types it there: (exit code, output)."""
+        """``anycast-health --drain``/``--undrain`` on the PoP, as an operator types it there (``flag`` may hold several
+        options separated by spaces: ``--drain --no-graceful``): (exit code, output)."""
 
     @abstractmethod
     def health_config(self) -> dict[str, Any]:

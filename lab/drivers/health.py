@@ -102,9 +102,10 @@ def metrics(ns: str, address: str, timeout: float = 2.0) -> str:
 
 
 def agent_cli(ns: str, pop_dir: Path, flag: str, timeout: float = 90.0) -> tuple[int, str]:
-    """``anycast-health --drain`` / ``--undrain`` run on the PoP (inside its namespace) with the PoP's config."""
+    """``anycast-health --drain`` / ``--undrain`` (``flag``: options separated by spaces, ``--drain --no-graceful``) run
+    on the PoP (inside its namespace) with the PoP's config."""
     res = subprocess.run(["ip", "netns", "exec", ns, python3(), str(HEALTH_AGENT), "--config", str(pop_dir / "health.json"),
-                          flag], capture_output=True, text=True, timeout=timeout, check=False)
+                          *flag.split()], capture_output=True, text=True, timeout=timeout, check=False)
     return res.returncode, (res.stdout + res.stderr).strip()
 
 

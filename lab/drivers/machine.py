@@ -118,7 +118,7 @@ class MachinePop(PopDriver):
 
     def agent_cli(self, flag: str, timeout: float = 90.0) -> tuple[int, str]:
         try:
-            res = nsexec(self.leader, [AGENT_CLI, flag], timeout=timeout)
+            res = nsexec(self.leader, [AGENT_CLI, *flag.split()], timeout=timeout)
         except LabError as exc:
             return 1, str(exc)
         return res.returncode, (res.stdout + res.stderr).strip()

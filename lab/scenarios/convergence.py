@@ -1,10 +1,13 @@
 """Convergence in the multi-AS topology (lab/plan/multias.py): what a client loses while the internet re-routes.
 
-Three scenarios, each against the running lab with every eyeball client probing the anycast address (HTTP every
+Four scenarios, each against the running lab with every eyeball client probing the anycast address (HTTP every
 50 ms, DNS SOA with NSID every 100 ms, as lab/scenarios/faults.py counts loss):
 
 * ``crash``: one PoP's BIRD SIGKILLed (its sessions reset at once, the upstream withdraws), then restarted;
-* ``drain``: the same PoP drained by plain withdrawal (``anycast-health --drain``), then undrained;
+* ``drain``: the same PoP drained by the agent (``anycast-health --drain``: RFC 8326 graceful shutdown first, 65535:0
+  until traffic has moved, then the withdrawal), then undrained;
+* ``drain-plain``: the same drain with the graceful-shutdown phase skipped (``--drain --no-graceful``): a plain
+  withdrawal, what the graceful one is measured against;
 * ``region``: every anycast PoP of one continent drained at once (the network withdrawn from a region), then undrained.
 
 Per scenario: the time until every client is served again (from the event to the first answer after its last lost
@@ -31,7 +34,8 @@ from lab.plan.multias import MULTI_AS, TRANSITS
 from lab.plan.topology import LabPlan
 from lab.state import LabState
 
-SCENARIOS = ("crash", "drain", "region")
+SCENARIOS = ("crash", "drain", "drain-plain", "region")
+DRAIN_FLAGS = {"drain": "--drain", "drain-plain": "--drain --no-graceful", "region": "--drain"}
 HTTP_INTERVAL_S = 0.05
 DNS_INTERVAL_S = 0.1
 QUIET_S = 2.0  # no transit update for this long and every client answered for this long: converged
@@ -51,6 +55,9 @@ class ConvergenceResult:
     before: dict[str, str | None] = field(default_factory=dict)  # client -> PoP serving it before
     after: dict[str, str | None] = field(default_factory=dict)  # ... and at the end of the window
     restored_s: float | None = None  # undo (restart / undrain) -> every client back on its PoP
+    drain_s: float | None = None  # drains: event -> "safe to stop" (the slowest PoP's agent)
+    gshut_s: float | None = None  # graceful drains: event -> "quiet after": the withdrawal starts
+    moved_s: float | None = None  # event -> the last HTTP answer from a PoP in ``pops`` (traffic has moved)
     detail: str = ""
 
     @property
@@ -146,23 +153,50 @@ def _stable(plan: LabPlan, state: LabState, codes: list[str], say: Callable[[str
     say(f"{', '.join(codes)} announced for at least damping.stable_s")
 
 
-def _event(plan: LabPlan, state: LabState, scenario: str, codes: list[str]) -> tuple[Callable[[], None], Callable[[], None]]:
-    """(do, undo) for the scenario."""
-    drivers = {c: pop_driver(state["pops"][c]) for c in codes}
-    if scenario == "crash":
-        victim = drivers[codes[0]]
+_SAFE = re.compile(r"safe to stop: drained in ([0-9.]+) s")
+_QUIET = re.compile(r"graceful shutdown: quiet after ([0-9.]+) s")
 
-        def restart() -> None:
-            victim.restart("bird")
-        return (lambda: victim.crash("bird")), restart
 
-    def each(flag: str) -> Callable[[], None]:
-        def run() -> None:
-            threads = [threading.Thread(target=d.agent_cli, args=(flag,), daemon=True) for d in drivers.values()]
-            for t in threads:
-                t.start()
-        return run
-    return each("--drain"), each("--undrain")
+class _Event:
+    """The scenario's event and its undo; a drain runs the agent's CLI on every PoP at once and keeps the output."""
+
+    def __init__(self, state: LabState, scenario: str, codes: list[str]) -> None:
+        self.scenario = scenario
+        self.drivers = {c: pop_driver(state["pops"][c]) for c in codes}
+        self.outputs: dict[str, tuple[int, str]] = {}
+        self.threads: list[threading.Thread] = []
+
+    def _cli(self, code: str, flag: str) -> None:
+        self.outputs[code] = self.drivers[code].agent_cli(flag)
+
+    def do(self) -> None:
+        if self.scenario == "crash":
+            next(iter(self.drivers.values())).crash("bird")
+            return
+        flag = DRAIN_FLAGS[self.scenario]
+        self.threads = [threading.Thread(target=self._cli, args=(c, flag), daemon=True) for c in self.drivers]
+        for t in self.threads:
+            t.start()
+
+    def finish(self, timeout: float = 90) -> None:
+        """Wait for the drains to say "safe to stop" (or fail)."""
+        for t in self.threads:
+            t.join(timeout)
+
+    def undo(self) -> None:
+        if self.scenario == "crash":
+            next(iter(self.drivers.values())).restart("bird")
+            return
+        threads = [threading.Thread(target=d.agent_cli, args=("--undrain",), daemon=True) for d in self.drivers.values()]
+        for t in threads:
+            t.start()
+
+    def timings(self) -> tuple[float | None, float | None]:
+        """(slowest "safe to stop", slowest end of the graceful-shutdown phase) over the drained PoPs."""
+        safe = [float(m.group(1)) for _rc, out in self.outputs.values() if (m := _SAFE.search(out))]
+        quiet = [float(m.group(1)) for _rc, out in self.outputs.values() if (m := _QUIET.search(out))]
+        complete = len(safe) == len(self.drivers)
+        return (max(safe) if complete else None), (max(quiet) if quiet else None)
 
 
 def run_scenario(plan: LabPlan, state: LabState, scenario: str, codes: list[str],
@@ -171,14 +205,14 @@ def run_scenario(plan: LabPlan, state: LabState, scenario: str, codes: list[str]
     it was (restarted or undrained, every client back on its PoP)."""
     res = ConvergenceResult(scenario, codes)
     _stable(plan, state, [c for c, p in state["pops"].items() if p["mode"] == "anycast"], say)
-    do, undo = _event(plan, state, scenario, codes)
+    event = _Event(state, scenario, codes)
     with Probes(plan) as probes:
         if _wait(lambda: probes.all_answered(1.0), 15) is None:
             raise LabError(f"{scenario}: not every client is served before the scenario: {_serving(probes.http)}")
         res.before = _serving(probes.http)
         u0 = transit_updates(state)
         t0 = time.monotonic()
-        do()
+        event.do()
         say(f"{scenario} {', '.join(codes)}: event at 0 s; watching clients and transits")
         last_change, last_updates = time.monotonic(), u0
         while time.monotonic() - t0 < WINDOW_S:
@@ -186,9 +220,15 @@ def run_scenario(plan: LabPlan, state: LabState, scenario: str, codes: list[str]
             now_updates = transit_updates(state)
             if now_updates != last_updates:
                 last_change, last_updates = time.monotonic(), now_updates
-            if time.monotonic() - t0 > 3 and time.monotonic() - last_change >= QUIET_S and probes.all_answered(QUIET_S):
+            drained = not any(t.is_alive() for t in event.threads)  # a drain's window ends after "safe to stop"
+            if (drained and time.monotonic() - t0 > 3 and time.monotonic() - last_change >= QUIET_S
+                    and probes.all_answered(QUIET_S)):
                 break
         t1 = time.monotonic()
+        event.finish()
+        res.drain_s, res.gshut_s = event.timings()
+        on_old = [t for p in probes.http.values() for t, pop in p.samples if t0 <= t <= t1 and pop in codes]
+        res.moved_s = round(max(on_old) - t0, 3) if on_old else 0.0
         res.updates = {n: last_updates[n] - u0.get(n, 0) for n in last_updates}
         res.after = _serving(probes.http)
         times = [served_again(p, t0, t1) for p in probes.http.values()]
@@ -196,13 +236,18 @@ def run_scenario(plan: LabPlan, state: LabState, scenario: str, codes: list[str]
         res.http = (sum(p.lost(t0, t1)[0] for p in probes.http.values()), sum(p.lost(t0, t1)[1] for p in probes.http.values()))
         res.dns = (sum(p.lost(t0, t1)[0] for p in probes.dns.values()), sum(p.lost(t0, t1)[1] for p in probes.dns.values()))
         moved_off = [c for c, pop in res.after.items() if pop in codes]
-        res.ok = res.served_again_s is not None and not moved_off
+        failed = [f"{c}: {out[-300:]}" for c, (rc, out) in event.outputs.items() if rc != 0]
+        res.ok = res.served_again_s is not None and not moved_off and not failed
         res.detail = (f"still on {', '.join(codes)}: {', '.join(moved_off)}" if moved_off else
+                      f"drain failed: {'; '.join(failed)}" if failed else
                       "" if res.served_again_s is not None else f"not every client served within {WINDOW_S:.0f} s")
         say(f"{scenario}: served again after {res.served_again_s} s; lost {res.http[0]}/{res.http[1]} HTTP, "
-            f"{res.dns[0]}/{res.dns[1]} DNS; transit updates {res.updates}")
+            f"{res.dns[0]}/{res.dns[1]} DNS; transit updates {res.updates}"
+            + f"; last answer from {', '.join(codes)} at {res.moved_s} s"
+            + (f"; safe to stop after {res.drain_s} s" if res.drain_s is not None else "")
+            + (f" (graceful-shutdown phase {res.gshut_s} s)" if res.gshut_s is not None else ""))
         tu = time.monotonic()
-        undo()
+        event.undo()
         res.restored_s = _wait(lambda: _serving(probes.http) == res.before and probes.all_answered(1.0), 90, 0.2)
         if res.restored_s is not None:
             res.restored_s = round(time.monotonic() - tu, 2)
@@ -250,15 +295,17 @@ def convergence(plan: LabPlan, state: LabState, scenarios: tuple[str, ...] = SCE
 
 
 def format_table(report: dict[str, Any]) -> str:
-    head = f"{'scenario':<8} {'PoPs':<12} {'served again':>12} {'HTTP lost':>11} {'DNS lost':>10} {'updates at transits':<28} restored"
+    head = (f"{'scenario':<11} {'PoPs':<10} {'served again':>12} {'HTTP lost':>11} {'DNS lost':>10} "
+            f"{'updates at transits':<28} {'drained':>8} restored")
     lines = [head, "-" * len(head)]
     for r in report["results"]:
         served = "never" if r["served_again_s"] is None else f"{r['served_again_s']:.2f} s"
         ups = ", ".join(f"{k} {v}" for k, v in sorted(r["updates"].items()))
         ups += f" (= {r['total_updates']})"
         restored = "never" if r["restored_s"] is None else f"{r['restored_s']:.1f} s"
-        lines.append(f"{r['scenario']:<8} {','.join(r['pops']):<12} {served:>12} {r['http'][0]:>5}/{r['http'][1]:<5} "
-                     f"{r['dns'][0]:>4}/{r['dns'][1]:<5} {ups:<28} {restored}"
+        drained = "-" if r.get("drain_s") is None else f"{r['drain_s']:.1f} s"
+        lines.append(f"{r['scenario']:<11} {','.join(r['pops']):<10} {served:>12} {r['http'][0]:>5}/{r['http'][1]:<5} "
+                     f"{r['dns'][0]:>4}/{r['dns'][1]:<5} {ups:<28} {drained:>8} {restored}"
                      + (f"  FAIL: {r['detail']}" if not r["ok"] else ""))
     return "\n".join(lines)
 

@@ -1,7 +1,9 @@
 """`anycast lab up --topology multi-as` on the dev stack with real daemons: three BIRD transits between the PoPs'
 upstreams and three eyeball-AS clients; every session comes up, every eyeball is routed, and a PoP crash converges
-(every client served again within the check's limit, the transits saw the withdrawal, the PoP comes back). Needs
-root; boots and tears down the dev lab (~1.5 minutes).
+(every client served again within the check's limit, the transits saw the withdrawal, the PoP comes back); the same
+PoP drained by plain withdrawal loses probes (the edge drops the route while its update is still on its 0.5 s way to
+the transits) and drained with RFC 8326 graceful shutdown first loses no DNS query and no more HTTP requests. Needs
+root; boots and tears down the dev lab (~2 minutes).
 """
 
 from __future__ import annotations
@@ -57,3 +59,16 @@ def test_crash_is_measured(lab: dict[str, Any]) -> None:
     assert m["served_again_s"] is not None and m["served_again_s"] < 15
     assert sum(m["updates"].values()) > 0
     assert m["http"][1] > 20, "clients probed during the crash"
+
+
+def test_graceful_shutdown_drain_loses_less_than_plain_withdrawal(lab: dict[str, Any]) -> None:
+    plain = lab["checks"]["measurements"]["convergence_drain_plain"]
+    graceful = lab["checks"]["measurements"]["convergence_drain"]
+    # The topology makes a plain withdrawal lose by construction: the edge drops its route at once, the transits keep
+    # forwarding to it until the withdrawal has crossed the 0.5 s relay, while every client probes every 50/100 ms.
+    assert plain["http"][0] + plain["dns"][0] > 0, plain
+    assert plain["gshut_s"] is None, "--no-graceful skipped the 65535:0 phase"
+    assert graceful["gshut_s"] is not None and graceful["drain_s"] > graceful["gshut_s"], graceful
+    assert graceful["dns"][0] == 0, graceful
+    assert graceful["http"][0] <= plain["http"][0], (graceful, plain)
+    assert graceful["http"][1] > 20 and graceful["dns"][1] > 10, "clients probed during the drain"

@@ -28,4 +28,4 @@ def test_an_unknown_module_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, ca
     monkeypatch.setenv("BENCH", "render,nosuch")
     assert main() == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(r"BENCH: unknown module\(s\) nosuch; known: render, program, lab, health, machines, rollout, hardening, audit, convergence\n", err)
+    assert re.fullmatch(r"BENCH: unknown module\(s\) nosuch; known: render, program, lab, health, machines, rollout, hardening, audit, convergence, damping\n", err)

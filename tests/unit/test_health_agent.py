@@ -409,3 +409,30 @@ def test_parse_protocols_reads_states_and_route_counts() -> None:
     p = agent.parse_protocols(reply)
     assert p["anycast4"]["state"] == "down" and p["anycast4"]["proto"] == "Static"
     assert p["upstream4"]["bgp_state"] == "Established" and p["upstream4"]["exported"] == 2
+
+
+@pytest.mark.parametrize("graceful", [True, False], ids=["graceful", "no-graceful"])
+def test_drain_runs_the_graceful_phase_unless_told_not_to(env: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          graceful: bool) -> None:
+    """``--drain --no-graceful`` (the plain withdrawal docs/convergence.md measures against) skips the 65535:0 phase
+    and still writes the drain file; a BIRD that answers nothing useful makes the drain fail after its timeout."""
+    _http, _dns, _tmp, cfg = env
+    cfg["drain"].update({"timeout_s": 0.3, "gshut_protocols": ["gshut4"]})
+    c = agent.load_config(cfg)
+    bird = FakeBird(c.bird_socket, "error")
+    called: list[bool] = []
+    monkeypatch.setattr(agent, "graceful_shutdown", lambda *_a: called.append(True))
+    said: list[str] = []
+    try:
+        rc = agent.drain(c, said.append, graceful=graceful)
+    finally:
+        bird.stop()
+    assert rc == 1 and os.path.exists(c.drain.file)
+    assert called == ([True] if graceful else [])
+    assert any("--no-graceful" in s for s in said) != graceful, said
+
+
+def test_no_graceful_only_goes_with_drain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        agent.main(["--config", str(tmp_path / "health.json"), "--undrain", "--no-graceful"])
+    assert exc.value.code == 2 and "--no-graceful only goes with --drain" in capsys.readouterr().err

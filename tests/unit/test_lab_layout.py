@@ -84,7 +84,7 @@ def test_cli_uses_only_the_public_api() -> None:
 def test_check_groups_register_themselves_in_order() -> None:
     names = [g.name for g in checks.groups()]
     assert names == ["bgp", "multi-as", "neighbor6", "routes", "leak", "clients", "dnssec", "tls", "logs", "machines", "monitoring",
-                     "audit", "failover", "watchdog", "multi-as convergence", "health", "freeze"]
+                     "audit", "failover", "watchdog", "multi-as convergence", "health", "multi-as drain", "freeze"]
 
 
 def test_a_group_name_is_registered_once() -> None:

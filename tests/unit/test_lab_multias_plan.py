@@ -3,12 +3,15 @@ filters, and every BIRD config accepted by ``bird -p``."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from infra.model.stack import load_network
-from lab.boot.multias import configs, edge_toml
-from lab.plan.multias import CUSTOMER, PEER, TRANSITS, pop_providers, transit_neighbors
+from lab.boot.multias import EDGE_SCRIPT, configs, edge_toml
+from lab.plan.multias import CUSTOMER, HONOUR_GSHUT, PEER, TRANSITS, fib_args, pop_providers, relay_specs, transit, transit_neighbors
 from lab.plan.topology import LabPlan, build_plan
 
 
@@ -57,3 +60,80 @@ def test_bird_accepts_every_config(tmp_path: Path) -> None:
         path.write_text(text)
         res = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True, check=False)
         assert res.returncode == 0, (path, res.stderr)
+
+
+def test_edge_sessions_run_through_the_delaying_relay_and_others_do_not(tmp_path: Path) -> None:
+    plan = _plan()
+    text = configs(plan, tmp_path)[tmp_path / "transits" / "eu" / "bird.conf"]
+    specs = relay_specs(plan, transit("eu"))
+    edges = [n for n in transit_neighbors(plan, transit("eu")) if n.name.startswith("c_") and n.relay_port is not None]
+    assert {n.name for n in edges} == {f"c_{p.code}" for p in plan.pops if transit("eu") in pop_providers(plan, p)}
+    for n in edges:
+        port = n.relay_port
+        assert port is not None
+        assert f"neighbor 127.0.0.1 port {port} as 64515; multihop 2;" in text
+        assert f"127.0.0.1:{port}={n.v4}:179@{transit('eu').backbone_v4}" in specs
+        assert f"[::1]:{port + 50}=[{n.v6}]:179@{transit('eu').backbone_v6}" in specs
+    eyeballs = [n for n in transit_neighbors(plan, transit("eu")) if n.relay_port is None]
+    assert eyeballs and all(f"neighbor {n.v4} as {n.asn};" in text for n in eyeballs)  # direct: only edges are delayed
+    assert len(specs) == 2 * len(edges)
+    toml = edge_toml(plan, plan.pop("ams"), "pw")
+    assert toml.count("passive-mode = true") == 4, "the edge waits for its transits' relays"
+
+
+def test_transits_and_eyeballs_honour_graceful_shutdown(tmp_path: Path) -> None:
+    for path, text in configs(_plan(), tmp_path).items():
+        assert HONOUR_GSHUT in text, path
+    transit_text = configs(_plan(), tmp_path)[tmp_path / "transits" / "na" / "bird.conf"]
+    # After the Gao-Rexford preference, so 65535:0 wins over "customer".
+    assert transit_text.index("bgp_local_pref = 200;") < transit_text.index(HONOUR_GSHUT)
+
+
+def test_the_edge_fib_follows_bgp_for_anycast_pops_only() -> None:
+    plan = _plan()
+    ams = plan.pop("ams")
+    args = fib_args(plan, ams)
+    assert args[:4] == ["ipv4", str(plan.network.prefixes.ipv4), str(ams.session(4).pop_address), "pop"]  # type: ignore[union-attr]
+    assert len(args) == 8 and args[4] == "ipv6"
+    assert fib_args(plan, plan.pop("sao")) == [], "a unicast PoP's upstream has no anycast route"
+
+
+def test_the_relay_delays_each_way_and_the_fib_sync_refuses_bad_arguments() -> None:
+    """lab/net/edge.py on the loopback (no namespace): an echo through the relay takes at least twice its delay."""
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen(1)
+    port = echo.getsockname()[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        listen = probe.getsockname()[1]
+    relay = subprocess.Popen([sys.executable, str(EDGE_SCRIPT), "relay", "0.3", f"127.0.0.1:{listen}=127.0.0.1:{port}"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", listen), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "relay never listened"
+                time.sleep(0.05)
+        server, _ = echo.accept()
+        t0 = time.monotonic()
+        client.sendall(b"update")
+        server.settimeout(5)
+        assert server.recv(16) == b"update"
+        there = time.monotonic() - t0
+        server.sendall(b"keepalive")
+        client.settimeout(5)
+        assert client.recv(16) == b"keepalive"
+        total = time.monotonic() - t0
+        assert there >= 0.3 and total >= 0.6, (there, total)  # lower bounds: the relay never delivers early
+        client.close()
+        server.close()
+    finally:
+        relay.kill()
+        relay.wait()
+        echo.close()
+    bad = subprocess.run([sys.executable, str(EDGE_SCRIPT), "fib", "ipv4", "192.0.2.0/24"], capture_output=True,
+                         text=True, check=False)
+    assert bad.returncode == 2 and "relay DELAY" in bad.stderr

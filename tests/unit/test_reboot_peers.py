@@ -317,13 +317,13 @@ def _with(path: str, value: Any) -> bytes:
 
 
 HOSTILE = [
-    (b"\xff\xfe{}", "peer list: not strict JSON (UTF-8, no NaN, no key twice)"),
-    (b'{"peers": {}, "addresses": {}', "peer list: not strict JSON (UTF-8, no NaN, no key twice)"),
-    (b'{"peers": {"ams": NaN}, "addresses": {}}', "peer list: not strict JSON (UTF-8, no NaN, no key twice)"),
-    (b'{"peers": {}, "addresses": {}, "peers": {"ams": "http://192.0.2.66:9325/status"}}', "no key twice"),
-    (b'{"peers": {}, "addresses": {"ams": ["192.0.2.1"], "ams": ["192.0.2.66"]}}', "no key twice"),
+    (b"\xff\xfe{}", "peer list: not strict JSON"),
+    (b'{"peers": {}, "addresses": {}', "peer list: not strict JSON"),
+    (b'{"peers": {"ams": NaN}, "addresses": {}}', "peer list: not strict JSON"),
+    (b'{"peers": {}, "addresses": {}, "peers": {"ams": "http://192.0.2.66:9325/status"}}', "peer list: not strict JSON"),
+    (b'{"peers": {}, "addresses": {"ams": ["192.0.2.1"], "ams": ["192.0.2.66"]}}', "peer list: not strict JSON"),
     (b"[" * 100_000 + b"]" * 100_000, "longer than 65536 bytes"),
-    (b"[" * 30_000 + b"]" * 30_000, "peer list: not strict JSON (UTF-8, no NaN, no key twice)"),  # deeper than the parser's recursion
+    (b"[" * 30_000 + b"]" * 30_000, "peer list: not strict JSON"),  # deeper than the parser's recursion
     (b"[]", "peer list: not an object of exactly addresses and peers"),
     (json.dumps({**GOOD, "nft": "flush ruleset"}).encode(), "peer list: not an object of exactly addresses and peers"),
     (json.dumps({"peers": {}}).encode(), "peer list: not an object of exactly addresses and peers"),

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from infra.model.stack import load_network
+from lab.net.bgp_topology import PROBER, RELAY, RESPONDER, Topology, transit_bird, until
 from tests.conftest import TEST_PASSWORD
-from tests.helpers.bgp_topology import PROBER, RELAY, RESPONDER, Topology, transit_bird, until
 from userdata.render import render_pop
 
 AGENT = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-health.py"

@@ -23,7 +23,8 @@ boot, after a crash or restart) announces nothing until this agent enables them.
   more withdrawal stays at or below ``max_penalty`` (5000, below RFC 7196's suppress threshold of 6000).
 * **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``). A drain
   first enables ``drain.gshut_protocols`` (RFC 8326 graceful shutdown: BIRD exports the same routes with 65535:0),
-  waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws. Whenever the agent withdraws it disables
+  waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws (``--drain --no-graceful``: withdraws at
+  once, the plain withdrawal the graceful one is measured against). Whenever the agent withdraws it disables
   those protocols too, so a graceful-shutdown route never outlives the anycast one.
 * **systemd**: ``READY=1`` after the first round, ``WATCHDOG=1`` every round, ``STATUS=`` on changes, sent to
   ``$NOTIFY_SOCKET`` with a plain datagram socket (sd_notify(3) protocol; no library).
@@ -1042,9 +1043,10 @@ def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -
     say(f"graceful shutdown: still busy after {cfg.drain.gshut_s:g} s; withdrawing anyway")
 
 
-def drain(cfg: Config, say: Any) -> int:
-    """--drain: graceful shutdown first (``graceful_shutdown``), then the file makes the agent keep the PoP withdrawn;
-    BIRD is told directly too (works without the agent). Safe to stop = every anycast and graceful-shutdown protocol
+def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
+    """--drain: graceful shutdown first (``graceful_shutdown``; skipped with ``graceful=False``, --no-graceful: a plain
+    withdrawal), then the file makes the agent keep the PoP withdrawn; BIRD is told directly too (works without the
+    agent). Safe to stop = every anycast and graceful-shutdown protocol
     down, every BGP session exports 0 routes, no TCP connection to the service addresses open and none new for
     ``drain.quiet_s``."""
     t0 = time.monotonic()
@@ -1053,7 +1055,10 @@ def drain(cfg: Config, say: Any) -> int:
     addresses = list(dict.fromkeys(a for a in ((cfg.http.host if cfg.http else None),
                                                 (cfg.dns.server if cfg.dns else None)) if a))
     try:
-        graceful_shutdown(cfg, bird, addresses, say)
+        if graceful:
+            graceful_shutdown(cfg, bird, addresses, say)
+        elif cfg.drain.gshut_protocols:
+            say("graceful shutdown skipped (--no-graceful): plain withdrawal")
     finally:
         os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
         with open(cfg.drain.file, "w", encoding="utf-8") as fh:
@@ -1139,7 +1144,11 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--drain", action="store_true", help="withdraw this PoP and wait until it is safe to stop services")
     mode.add_argument("--undrain", action="store_true", help="end a drain; the agent announces again when healthy")
     mode.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("--no-graceful", action="store_true",
+                        help="with --drain: skip the graceful-shutdown phase (65535:0) and withdraw at once")
     args = parser.parse_args(argv)
+    if args.no_graceful and not args.drain:
+        parser.error("--no-graceful only goes with --drain")
     try:
         with open(args.config, encoding="utf-8") as fh:
             cfg = load_config(json.load(fh))
@@ -1154,7 +1163,7 @@ def main(argv: list[str] | None = None) -> int:
         say("config OK")
         return 0
     if args.drain:
-        return drain(cfg, say)
+        return drain(cfg, say, graceful=not args.no_graceful)
     if args.undrain:
         return undrain(cfg, say)
     agent = Agent(cfg)

@@ -258,7 +258,7 @@ def check_peers(body: bytes) -> tuple[dict[str, str], list[str]]:
     try:  # NaN, Infinity: int() refuses them (ValueError); so does _unique a key given twice
         doc = json.loads(body.decode(), parse_constant=int, object_pairs_hook=_unique)
     except (ValueError, RecursionError):
-        raise TlsError("peer list: not strict JSON (UTF-8, no NaN, no key twice)") from None
+        raise TlsError("peer list: not strict JSON") from None
     if not isinstance(doc, dict) or sorted(doc) != ["addresses", "peers"]:
         raise TlsError("peer list: not an object of exactly addresses and peers")
     sources: set[str] = set()

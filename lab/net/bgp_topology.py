@@ -1,7 +1,7 @@
 """A few network namespaces wired with veth pairs (optional netem delay), each running a real BGP speaker: the small
 multi-hop topologies of the graceful-shutdown and damping validators (tests/validators/test_gshut_transit.py,
-tests/validators/test_damping_transit.py). Everything lives in namespaces named ``acu-<tag>-<pid>-<node>``; ``close``
-kills what was started and deletes them."""
+tests/validators/test_damping_transit.py) and of the damping bench (lab/scenarios/damping.py, `make bench`).
+Everything lives in namespaces named ``acu-<tag>-<pid>-<node>``; ``close`` kills what was started and deletes them."""
 
 from __future__ import annotations
 
