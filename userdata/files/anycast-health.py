@@ -23,9 +23,9 @@ boot, after a crash or restart) announces nothing until this agent enables them.
   more withdrawal stays at or below ``max_penalty`` (5000, below RFC 7196's suppress threshold of 6000).
 * **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``). A drain
   first enables ``drain.gshut_protocols`` (RFC 8326 graceful shutdown: BIRD exports the same routes with 65535:0),
-  waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws (``--drain --no-graceful``: withdraws at
-  once, the plain withdrawal the graceful one is measured against). Whenever the agent withdraws it disables
-  those protocols too, so a graceful-shutdown route never outlives the anycast one.
+  waits up to ``drain.gshut_s`` for new arrivals to drop (``graceful_shutdown``), then withdraws (``--drain
+  --no-graceful``: withdraws at once, the plain withdrawal the graceful one is measured against). Whenever the agent
+  withdraws it disables those protocols too, so a graceful-shutdown route never outlives the anycast one.
 * **systemd**: ``READY=1`` after the first round, ``WATCHDOG=1`` every round, ``STATUS=`` on changes, sent to
   ``$NOTIFY_SOCKET`` with a plain datagram socket (sd_notify(3) protocol; no library).
 * **Status**: JSON at ``/status`` and Prometheus text at ``/metrics`` on ``status.address``:``status.port``.
