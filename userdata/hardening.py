@@ -46,6 +46,12 @@ _SYSCALLS = ["SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM"]
 _NO_PRIVILEGED = "SystemCallFilter=~@privileged @resources"
 
 
+# Every service of ours is named anycast-*: one prefix drop-in (systemd.unit(5): "anycast-.service.d/" applies to
+# every anycast-*.service; systemd 246 and later, Debian 12 has 252) gives them all the shared sandbox, so the user
+# data writes it once for all of them and a new anycast-* service cannot be shipped without it.
+OURS_SANDBOX = "/etc/systemd/system/anycast-.service.d/sandbox.conf"
+
+
 def sandbox_path(unit: str) -> str:
     return f"/etc/systemd/system/{unit}.d/{SANDBOX_DROPIN}"
 

@@ -60,11 +60,12 @@ def test_good_change_replaces_every_pop_in_waves_with_nothing_lost(reports: dict
     assert http[1] > 200 and dns[1] > 40, "clients probed during the whole rollout"
     assert dns[0] == 0, good["load"]["lost_by_client"]
     # The goal is 0 (measured 0 on dev and 0-1 of ~24,000 on prod). What may be lost is an HTTP request whose TCP
-    # connection is open at the instant the upstream moves the prefix to the new PoP (which resets it): one per client
-    # at most (each sends one request at a time), alone between answers from two PoPs, and only right after a switch.
+    # connection is open at the instant the upstream moves the prefix to the new PoP (which resets it): at most a
+    # couple, and only right after a switch. (Load.summary's at_switch/elsewhere cannot tell here: the old and the new
+    # PoP answer with the same code.)
     switches = [r["switched_at_s"] for r in good["replaced"] if r["switched_at_s"] is not None]
     assert len(switches) == 2  # ams and ewr are anycast; sao is reached through GeoDNS
-    assert good["load"]["elsewhere"] == 0, good["load"]["lost_at"]
+    assert http[0] <= 2, good["load"]["lost_at"]
     for _client, _kind, at in good["load"]["lost_at"]:
         assert any(abs(at - t) < 1.0 for t in switches), f"a loss at {at} s, not at a switch {switches}"
 
