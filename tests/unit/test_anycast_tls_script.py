@@ -5,7 +5,6 @@ text and leaves the stored and installed certificates in place."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-moto_server = pytest.importorskip("moto.server")
+from tests.helpers.moto_s3 import moto_server
 
 SCRIPT = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-tls.py"
 NAMES = ["cdn.example.com", "www.example.com"]
@@ -25,17 +24,8 @@ RATE_LIMITED = ("acme: error: 429 :: POST :: https://acme-v02.api.letsencrypt.or
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    import boto3
-
-    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="k",
-                 aws_secret_access_key="s").create_bucket(Bucket="certs")
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server("certs") as url:
+        yield url
 
 
 def _config(tmp_path: Path, s3: str, key: str, **extra: Any) -> Path:

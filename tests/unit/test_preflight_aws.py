@@ -17,9 +17,8 @@ from infra.model.stack import load_network
 from infra.preflight.aws import Aws, aws_rows
 from infra.preflight.http import Timeouts
 from infra.preflight.rows import Row, Status
+from tests.helpers.moto_s3 import moto_server
 from tests.ripe_fake_server import SilentServer
-
-moto_server = pytest.importorskip("moto.server")
 
 SECRET = "aws-secret-MARKER-5d1f"
 FAST = Timeouts(connect=0.5, read=0.5, total=1.0)
@@ -27,11 +26,8 @@ FAST = Timeouts(connect=0.5, read=0.5, total=1.0)
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from infra.model.stack import load_network
 from infra.preflight.gates import gate_rows
 from infra.preflight.rows import Status
 from tests.dns_fake_server import FakeDns
+from tests.helpers.moto_s3 import moto_server
 from tests.ripe_fake_server import FakeRipe
 from tests.vultr_fake_server import FakeVultr
-
-moto_server = pytest.importorskip("moto.server")
 
 MARKERS = {
     "VULTR_API_KEY": "MARKER-vultr-key-6b2e",
@@ -32,11 +31,8 @@ MARKERS = {
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

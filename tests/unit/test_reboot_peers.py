@@ -12,7 +12,6 @@ import http.server
 import importlib.util
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +38,7 @@ from infra.derived.tls_iam import issuer_policy, policy_problems, reader_policy
 from infra.model import Network
 from infra.model.stack import NETWORK_KEY, load_network, read_stack_config
 from tests.conftest import TEST_PASSWORD
+from tests.helpers.moto_s3 import moto_server
 from tests.helpers.program import mock_run, schema_problems
 from tests.pulumi_mocks import SECRET_MARK, TEST_BGP_PASSWORD, TEST_TLS_SECRET, run_in_subprocess
 from userdata import reboots
@@ -200,23 +200,13 @@ def test_the_script_keeps_the_contracts(tls_agent: ModuleType) -> None:
 
 # --- the PoP side: anycast-tls fetch against an S3 stand-in on loopback ---------------------------------------------
 
-moto_server = pytest.importorskip("moto.server")
 BUCKET = "certs"
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    import boto3
-
-    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="k",
-                 aws_secret_access_key="s").create_bucket(Bucket=BUCKET)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server(BUCKET) as url:
+        yield url
 
 
 def _put(s3: str, key: str, body: bytes) -> None:
