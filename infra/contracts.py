@@ -118,8 +118,6 @@ class DrainConfig(TypedDict):
     ports: list[int]
     gshut_protocols: list[str]  # RFC 8326 phase of --drain: enabled first, before the withdrawal ([]: none)
     gshut_s: float  # at most this long in that phase, waiting for connections to go quiet
-    quiet_fraction: float  # that phase is quiet below this fraction of the arrival rate before it ...
-    quiet_per_s: float  # ... or below this many arrivals/s besides the agent's checks (the final drain: only this)
 
 
 class HealthConfig(TypedDict):
@@ -147,7 +145,7 @@ HEALTH_DEFAULTS: Final[dict[str, Any]] = {
     "damping": {"stable_s": 10, "min_hold_down_s": 5, "max_hold_down_s": 120, "half_life_s": 900, "max_penalty": 5000},
     "status": {"address": "::", "port": HEALTH_STATUS_PORT},
     "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": list(SERVICE_PORTS), "gshut_protocols": [],
-              "gshut_s": 30, "quiet_fraction": 0.1, "quiet_per_s": 1},
+              "gshut_s": 30},
 }
 
 

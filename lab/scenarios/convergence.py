@@ -56,7 +56,7 @@ class ConvergenceResult:
     after: dict[str, str | None] = field(default_factory=dict)  # ... and at the end of the window
     restored_s: float | None = None  # undo (restart / undrain) -> every client back on its PoP
     drain_s: float | None = None  # drains: event -> "safe to stop" (the slowest PoP's agent)
-    gshut_s: float | None = None  # graceful drains ("quiet after"): 65535:0 announced (event + 1 s) -> withdrawal
+    gshut_s: float | None = None  # graceful drains: event -> "quiet after": the withdrawal starts
     moved_s: float | None = None  # event -> the last HTTP answer from a PoP in ``pops`` (traffic has moved)
     detail: str = ""
 

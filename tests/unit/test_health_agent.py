@@ -4,7 +4,6 @@ tests/validators/test_health_agent_bird.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import importlib.util
 import io
@@ -16,11 +15,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import dns.flags
@@ -438,196 +436,3 @@ def test_no_graceful_only_goes_with_drain(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as exc:
         agent.main(["--config", str(tmp_path / "health.json"), "--undrain", "--no-graceful"])
     assert exc.value.code == 2 and "--no-graceful only goes with --drain" in capsys.readouterr().err
-
-
-# --- drain: quiet by counting arrivals (fake /proc/net, fake clock) ---------------------------------------------------
-
-SNMP = ("Ip: Forwarding DefaultTTL InReceives\nIp: 2 64 100\n"
-        "Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails CurrEstab\n"
-        "Tcp: 1 200 120000 -1 7 {tcp} 0 3\n"
-        "Udp: InDatagrams NoPorts InErrors OutDatagrams\nUdp: {udp} 5 0 40\n"
-        "UdpLite: InDatagrams NoPorts InErrors OutDatagrams\nUdpLite: 999 0 0 0\n")
-SNMP6 = "Ip6InReceives                   \t500\nUdp6InDatagrams                 \t{udp6}\nUdp6NoPorts     \t9\n"
-TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-
-
-class FakePop:
-    """A PoP's /proc/net as the drain reads it, on a fake clock: ``traffic(t)`` is the service's arrivals/s at t
-    (split over HTTP and DNS on IPv4 and IPv6), on top of the running agent's checks (interval 0.2 s: 5 HTTP checks
-    and 5 DNS checks of 2 datagrams a second) and a Prometheus scrape of 9324 and 9325 every 15 s. ``open_until``: an
-    ESTABLISHED client connection to port 443 until then."""
-
-    def __init__(self, tmp: Path, traffic: Any, open_until: float = -1.0) -> None:
-        self.dir, self.traffic, self.open_until = tmp, traffic, open_until
-        self.t = 1000.0
-        self.t0 = self.t
-        self.service = 0.0  # service arrivals so far (integrated traffic)
-        self.write()
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        steps = max(1, round(s / 0.01))
-        for _ in range(steps):
-            self.service += self.traffic(self.t - self.t0) * s / steps
-            self.t += s / steps
-        self.write()
-
-    def write(self) -> None:
-        t = self.t - self.t0
-        checks, scrapes, service = int(t / 0.2), 2 * int(t / 15 + 1), int(self.service)
-        (self.dir / "snmp").write_text(SNMP.format(tcp=checks + scrapes + service // 2,
-                                                   udp=2 * checks + service // 4))
-        (self.dir / "snmp6").write_text(SNMP6.format(udp6=service - service // 2 - service // 4))
-        conn = ""
-        if t < self.open_until:  # 192.0.2.1:443 <- 198.51.100.7:50000, ESTABLISHED
-            conn = f"   0: {agent._hexaddr('192.0.2.1')}:01BB {agent._hexaddr('198.51.100.7')}:C350 01 0:0 00:0 0 0 0 1\n"
-        (self.dir / "tcp").write_text(TCP_HEADER + conn)
-        (self.dir / "tcp6").write_text(TCP_HEADER)
-
-
-class UpBird:
-    """The BIRD the graceful phase talks to: the anycast protocols up, the graceful-shutdown twins there."""
-
-    def __init__(self) -> None:
-        self.enabled: list[str] = []
-        self.at: list[float] = []  # when, on the agent's clock
-
-    def protocols(self) -> dict[str, dict[str, Any]]:
-        return {n: {"state": "up"} for n in ("anycast4", "anycast6")} | {"gshut4": {"state": "down"}}
-
-    def set_protocol(self, name: str, on: bool) -> str:
-        self.enabled.append(name)
-        self.at.append(agent.time.monotonic())
-        return "ok"
-
-
-def _fake_pop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, traffic: Any, open_until: float = -1.0) -> FakePop:
-    """The agent module reads the FakePop's /proc/net and runs on its clock (the time module itself is untouched)."""
-    pop = FakePop(tmp_path, traffic, open_until)
-    monkeypatch.setattr(agent, "PROC_NET", str(tmp_path))
-    monkeypatch.setattr(agent, "time", SimpleNamespace(monotonic=pop.monotonic, sleep=pop.sleep,
-                                                       strftime=time.strftime, gmtime=time.gmtime))
-    return pop
-
-
-def _pop_config(tmp_path: Path) -> Any:
-    return agent.load_config({"pop": "ams", "interval_ms": 200, "http": {"host": "192.0.2.1"},
-                              "dns": {"server": "192.0.2.1", "qname": "cdn.example.com"},
-                              "bird": {"socket": str(tmp_path / "bird.ctl"), "protocols": ["anycast4", "anycast6"]},
-                              "drain": {"file": str(tmp_path / "drain"), "gshut_protocols": ["gshut4"]}})
-
-
-def _graceful(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, traffic: Any,
-              open_until: float = -1.0) -> tuple[float, list[str], FakePop]:
-    """Runs graceful_shutdown on a FakePop (interval 0.2 s, quiet_s 2, gshut_s 30); the announcement's time and what
-    it said."""
-    pop = _fake_pop(tmp_path, monkeypatch, traffic, open_until)
-    cfg = _pop_config(tmp_path)
-    said: list[str] = []
-    bird = UpBird()
-    agent.graceful_shutdown(cfg, bird, ["192.0.2.1"], said.append)
-    assert bird.enabled == ["gshut4"], said
-    return pop.t - bird.at[0], said, pop
-
-
-def test_arrivals_sums_accepted_connections_and_datagrams_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """PassiveOpens (IPv4 and IPv6: Linux has one TCP counter) + Udp InDatagrams + Udp6InDatagrams; not UdpLite's,
-    not the other columns. Missing files count 0 (then only open connections tell a busy PoP)."""
-    (tmp_path / "snmp").write_text(SNMP.format(tcp=1000, udp=200))
-    (tmp_path / "snmp6").write_text(SNMP6.format(udp6=30))
-    monkeypatch.setattr(agent, "PROC_NET", str(tmp_path))
-    assert agent.arrivals() == 1230
-    (tmp_path / "snmp6").unlink()
-    assert agent.arrivals() == 1200
-    monkeypatch.setattr(agent, "PROC_NET", str(tmp_path / "missing"))
-    assert agent.arrivals() == 0
-
-
-def test_arrivals_reads_this_machines_counters() -> None:
-    """The real /proc/net/snmp parses (the format the fake files copy): a number, and it does not go backwards."""
-    if not os.path.exists("/proc/net/snmp"):
-        pytest.skip("no /proc/net/snmp")
-    first = agent.arrivals()
-    with socket.create_server(("127.0.0.1", 0)) as srv, socket.create_connection(srv.getsockname()):
-        srv.accept()[0].close()
-    assert agent.arrivals() >= first + 1
-
-
-def test_graceful_phase_on_an_idle_pop_with_monitoring_scrapes_ends_after_quiet_s(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The agent's own checks (15 arrivals/s) and Prometheus scrapes never stop; they are not traffic to move, so an
-    idle PoP is quiet once quiet_s (2 s) of arrivals has been counted, not after gshut_s (30 s)."""
-    took, said, _pop = _graceful(tmp_path, monkeypatch, lambda t: 0.0)
-    assert any("quiet after" in s for s in said), said
-    assert 2.0 <= took <= 2.5, said
-
-
-def test_graceful_phase_waits_for_short_requests_to_move_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """200 requests/s, each too short to show in /proc/net/tcp, that take 5 s (longer than quiet_s) to move to other
-    PoPs after the announcement: the phase ends only once they dropped (sampling sockets ended it after quiet_s)."""
-    moved: list[float] = []
-
-    def traffic(t: float) -> float:  # baseline 1 s before the announcement, which comes at about t = 1
-        return 200.0 if t < 6.0 else 0.0
-
-    took, said, pop = _graceful(tmp_path, monkeypatch, traffic)
-    moved.append(6.0 - (pop.t - pop.t0 - took))  # when traffic stopped, counted from the announcement
-    assert any("quiet after" in s for s in said), said
-    assert moved[0] < took <= moved[0] + 2.5, (moved, said)
-    assert "(15/s the agent's checks)" in said[0], said
-
-
-def test_graceful_phase_under_load_that_does_not_move_gives_up_after_gshut_s(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Load that halves (an upstream that ignores 65535:0) is not quiet: the phase withdraws after gshut_s anyway."""
-    took, said, _pop = _graceful(tmp_path, monkeypatch, lambda t: 200.0 if t < 3.0 else 100.0)
-    assert any("still busy after 30 s" in s for s in said) and took >= 30.0, said
-
-
-def test_graceful_phase_waits_for_an_open_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No new arrivals but a long download still open to 443 until t = 8 s: busy until it closes."""
-    took, said, pop = _graceful(tmp_path, monkeypatch, lambda t: 0.0, open_until=8.0)
-    closed = 8.0 - (pop.t - pop.t0 - took)
-    assert any("quiet after" in s for s in said) and closed <= took <= closed + 0.2, said
-
-
-class WithdrawnBird:
-    """What drain() sees of a BIRD that withdraws at once: every protocol down, the BGP session exporting nothing."""
-
-    def __init__(self, *_args: Any) -> None:
-        pass
-
-    def protocols(self) -> dict[str, dict[str, Any]]:
-        return {"anycast4": {"proto": "Static", "state": "down"}, "anycast6": {"proto": "Static", "state": "down"},
-                "gshut4": {"proto": "Static", "state": "down"}, "upstream4": {"proto": "BGP", "exported": 0}}
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.mark.parametrize(("straggle_s", "safe_after"), [(0.0, (2.0, 2.5)), (4.0, (5.0, 6.5))],
-                         ids=["idle", "stragglers"])
-def test_final_drain_is_safe_only_once_arrivals_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         straggle_s: float, safe_after: tuple[float, float]) -> None:
-    """After the withdrawal, requests (too short for /proc/net/tcp) that keep arriving for ``straggle_s`` hold back
-    "safe to stop" until quiet_s after they stopped; with only the agent's checks and scrapes it comes after quiet_s."""
-    pop = _fake_pop(tmp_path, monkeypatch, lambda t: 200.0 if t < straggle_s else 0.0)
-    monkeypatch.setattr(agent, "Bird", WithdrawnBird)
-    said: list[str] = []
-    assert agent.drain(_pop_config(tmp_path), said.append, graceful=False) == 0, said
-    assert safe_after[0] <= pop.t - pop.t0 <= safe_after[1], said
-    assert "safe to stop" in said[-1] and os.path.exists(tmp_path / "drain"), said
-
-
-def test_final_drain_under_steady_load_is_not_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Arrivals that never stop (5/s above the agent's checks) keep the drain from saying "safe to stop"; it fails
-    after timeout_s naming the rate."""
-    _fake_pop(tmp_path, monkeypatch, lambda t: 5.0)
-    monkeypatch.setattr(agent, "Bird", WithdrawnBird)
-    cfg = dataclasses.replace(_pop_config(tmp_path), drain=dataclasses.replace(_pop_config(tmp_path).drain,
-                                                                                timeout_s=10.0))
-    said: list[str] = []
-    assert agent.drain(cfg, said.append, graceful=False) == 1, said
-    assert "not safe yet after 10 s" in said[-1] and "arrivals/s (at most 16.0)" in said[-1], said

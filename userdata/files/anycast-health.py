@@ -23,9 +23,9 @@ boot, after a crash or restart) announces nothing until this agent enables them.
   more withdrawal stays at or below ``max_penalty`` (5000, below RFC 7196's suppress threshold of 6000).
 * **Drain**: while ``drain.file`` exists the PoP stays withdrawn (``--drain`` / ``--undrain``; see ``drain()``). A drain
   first enables ``drain.gshut_protocols`` (RFC 8326 graceful shutdown: BIRD exports the same routes with 65535:0),
-  waits up to ``drain.gshut_s`` for new arrivals to drop (``graceful_shutdown``), then withdraws (``--drain
-  --no-graceful``: withdraws at once, the plain withdrawal the graceful one is measured against). Whenever the agent
-  withdraws it disables those protocols too, so a graceful-shutdown route never outlives the anycast one.
+  waits up to ``drain.gshut_s`` for connections to go quiet, then withdraws (``--drain --no-graceful``: withdraws at
+  once, the plain withdrawal the graceful one is measured against). Whenever the agent withdraws it disables
+  those protocols too, so a graceful-shutdown route never outlives the anycast one.
 * **systemd**: ``READY=1`` after the first round, ``WATCHDOG=1`` every round, ``STATUS=`` on changes, sent to
   ``$NOTIFY_SOCKET`` with a plain datagram socket (sd_notify(3) protocol; no library).
 * **Status**: JSON at ``/status`` and Prometheus text at ``/metrics`` on ``status.address``:``status.port``.
@@ -84,8 +84,7 @@ SCHEMA: dict[str, Any] = {
                 "half_life_s": (_NUM, 900), "max_penalty": (_NUM, 5000)},
     "status": {"address": (_STR, "::"), "port": (_INT, 9325)},
     "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
-              "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30),
-              "quiet_fraction": (_NUM, 0.1), "quiet_per_s": (_NUM, 1)},
+              "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30)},
 }
 OPTIONAL_SECTIONS = {"http", "dns", "damping", "status", "drain"}
 
@@ -172,8 +171,6 @@ class DrainConfig:
     ports: tuple[int, ...] = (53, 80, 443)
     gshut_protocols: tuple[str, ...] = ()
     gshut_s: float = 30.0
-    quiet_fraction: float = 0.1  # graceful phase: quiet below this fraction of the arrival rate before it
-    quiet_per_s: float = 1.0  # ... or below this many arrivals/s (besides the agent's own checks)
 
 
 @dataclass(frozen=True)
@@ -231,8 +228,7 @@ def load_config(data: Any) -> Config:
                                   float(dm["half_life_s"]), float(dm["max_penalty"])),
                   status_address=st["address"], status_port=st["port"],
                   drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"]),
-                                    tuple(dr["gshut_protocols"]), float(dr["gshut_s"]), float(dr["quiet_fraction"]),
-                                    float(dr["quiet_per_s"])))
+                                    tuple(dr["gshut_protocols"]), float(dr["gshut_s"])))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -984,9 +980,6 @@ def serve_status(agent: Agent) -> ThreadingHTTPServer | None:
 # ---------------------------------------------------------------------------------------------------------------------
 # Drain: withdraw, wait until BIRD has sent the withdrawals and no new connection arrives, then say it is safe.
 
-PROC_NET = "/proc/net"  # this network namespace's counters and sockets (tests point it at fake files)
-BASELINE_S = 1.0  # the graceful phase measures the arrival rate this long before announcing 65535:0
-
 def _hexaddr(addr: str) -> str:
     """The address as /proc/net/tcp{,6} prints it (host byte order per 32-bit word)."""
     raw = socket.inet_pton(_family(addr), addr)
@@ -1002,9 +995,9 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     local = {_hexaddr(a) for a in addresses}
     want = {f"{h}:{p:04X}" for h in local for p in ports}
     out: dict[tuple[str, str], str] = {}
-    for name in ("tcp", "tcp6"):
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            with open(os.path.join(PROC_NET, name), encoding="ascii") as fh:
+            with open(path, encoding="ascii") as fh:
                 lines = fh.read().splitlines()[1:]
         except OSError:
             continue
@@ -1015,57 +1008,11 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     return out
 
 
-def arrivals() -> int:
-    """New arrivals in this network namespace since it was created: TCP connections accepted (``Tcp: PassiveOpens``
-    in /proc/net/snmp, IPv4 and IPv6 alike) plus UDP datagrams read by a program (``Udp: InDatagrams``,
-    ``Udp6InDatagrams`` in /proc/net/snmp6). Kernel counters anyone may read; unlike sampling /proc/net/tcp they miss
-    no request, however short. They count every port (SSH, Prometheus scrapes, the agent's own checks)."""
-    c: dict[str, str] = {}
-    for name in ("snmp", "snmp6"):
-        try:
-            with open(os.path.join(PROC_NET, name), encoding="ascii") as fh:
-                rows = [line.split() for line in fh]
-        except OSError:
-            continue
-        if name == "snmp":  # "Tcp: <names>" then "Tcp: <values>"
-            for head, vals in zip(rows[::2], rows[1::2], strict=False):
-                c.update((head[0] + k, v) for k, v in zip(head[1:], vals[1:], strict=False))
-        else:  # "<name> <value>" per line
-            c.update((r[0], r[1]) for r in rows if len(r) == 2)
-    return sum(int(c.get(k, 0)) for k in ("Tcp:PassiveOpens", "Udp:InDatagrams", "Udp6InDatagrams"))
-
-
-class ArrivalRate:
-    """Arrivals per second over the last ``window`` seconds; ``rate()`` samples ``arrivals()`` and returns None until
-    its samples span ``window``."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self.samples: list[tuple[float, int]] = []
-
-    def rate(self) -> float | None:
-        now = time.monotonic()
-        self.samples.append((now, arrivals()))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
-            self.samples.pop(0)
-        t, n = self.samples[0]
-        return (self.samples[-1][1] - n) / (now - t) if now - t >= self.window else None
-
-
-def own_rate(cfg: Config) -> float:
-    """Arrivals/s of the running agent's own checks: an accepted connection per HTTP check, two datagrams per DNS
-    check (the query read by NSD, the answer read by the agent), every ``interval_ms``."""
-    return ((cfg.http is not None) + 2 * (cfg.dns is not None)) / cfg.interval
-
-
 def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -> None:
     """First phase of --drain (RFC 8326): while the PoP is announced, enable ``drain.gshut_protocols`` (the same routes,
-    exported with 65535:0 and prepends), then wait until traffic has moved, at most ``drain.gshut_s``: quiet when the
-    arrivals (``arrivals()``) over the last ``drain.quiet_s`` came at most at the agent's own checks' rate plus
-    ``drain.quiet_fraction`` of the rest of the rate measured ``BASELINE_S`` before the announcement (or plus
-    ``drain.quiet_per_s``, if more) and no TCP connection to the service addresses is open. Upstreams that honour the
-    community move traffic away before anything is withdrawn. Skipped when the PoP is not announced (nothing to move)
-    or BIRD lacks the protocols."""
+    exported with 65535:0 and prepends), then wait until no new connection arrived for ``drain.quiet_s`` and none is
+    open, at most ``drain.gshut_s``. Upstreams that honour the community move traffic away before anything is
+    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols."""
     try:
         protos = bird.protocols()
         if not cfg.drain.gshut_protocols or not any(protos.get(n, {}).get("state") == "up" for n in cfg.protocols):
@@ -1074,26 +1021,23 @@ def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -
         if missing:
             say(f"graceful shutdown skipped: BIRD has no protocol {missing}")
             return
-        before = ArrivalRate(BASELINE_S)
-        while (base := before.rate()) is None:
-            time.sleep(0.05)
         for name in cfg.drain.gshut_protocols:
             bird.set_protocol(name, True)
     except BirdError as exc:
         say(f"graceful shutdown skipped: BIRD: {exc}")
         return
-    own = own_rate(cfg)
-    limit = own + max(cfg.drain.quiet_fraction * (base - own), cfg.drain.quiet_per_s)
-    t0 = time.monotonic()
-    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}) at {base:.1f} "
-        f"arrivals/s ({own:g}/s the agent's checks); waiting up to {cfg.drain.gshut_s:g} s for at most {limit:.1f}/s "
-        f"over {cfg.drain.quiet_s:g} s and no connection open")
-    recent = ArrivalRate(cfg.drain.quiet_s)
+    t0 = last_new = time.monotonic()
+    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}); waiting up to "
+        f"{cfg.drain.gshut_s:g} s for connections to go quiet")
+    seen: set[tuple[str, str]] = set()
     while time.monotonic() - t0 < cfg.drain.gshut_s:
-        rate = recent.rate()
         conns = service_connections(addresses, cfg.drain.ports)
-        if rate is not None and rate <= limit and not any(st in OPEN_STATES for st in conns.values()):
-            say(f"graceful shutdown: quiet after {time.monotonic() - t0:.2f} s ({rate:.1f} arrivals/s); withdrawing")
+        if set(conns) - seen:
+            last_new = time.monotonic()
+        seen |= set(conns)
+        if (not any(st in OPEN_STATES for st in conns.values())
+                and time.monotonic() - last_new >= cfg.drain.quiet_s):
+            say(f"graceful shutdown: quiet after {time.monotonic() - t0:.2f} s; withdrawing")
             return
         time.sleep(0.05)
     say(f"graceful shutdown: still busy after {cfg.drain.gshut_s:g} s; withdrawing anyway")
@@ -1103,9 +1047,8 @@ def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
     """--drain: graceful shutdown first (``graceful_shutdown``; skipped with ``graceful=False``, --no-graceful: a plain
     withdrawal), then the file makes the agent keep the PoP withdrawn; BIRD is told directly too (works without the
     agent). Safe to stop = every anycast and graceful-shutdown protocol
-    down, every BGP session exports 0 routes, no TCP connection to the service addresses open, and over
-    ``drain.quiet_s`` since the withdrawal at most ``drain.quiet_per_s`` arrivals/s (``arrivals()``) besides the
-    agent's own checks."""
+    down, every BGP session exports 0 routes, no TCP connection to the service addresses open and none new for
+    ``drain.quiet_s``."""
     t0 = time.monotonic()
     bird = Bird(cfg.bird_socket, max(cfg.bird_timeout, 2.0))
     # HTTP and DNS usually share the anycast address: each address once
@@ -1120,9 +1063,8 @@ def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
         os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
         with open(cfg.drain.file, "w", encoding="utf-8") as fh:
             fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
-    t1 = time.monotonic()
-    limit = own_rate(cfg) + cfg.drain.quiet_per_s
-    recent = ArrivalRate(cfg.drain.quiet_s)
+    seen: set[tuple[str, str]] = set()
+    t1 = last_new = time.monotonic()
     withdrawn_at: float | None = None
     problem = ""
     try:
@@ -1146,18 +1088,19 @@ def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
                     withdrawn_at = time.monotonic()
                     say(f"withdrawn: BIRD exports 0 routes on every session after {withdrawn_at - t0:.2f} s; "
                         f"waiting for connections to finish")
-            rate = recent.rate() if withdrawn_at is not None else None
             conns = service_connections(addresses, cfg.drain.ports)
+            if set(conns) - seen:
+                last_new = time.monotonic()
+            seen |= set(conns)
             open_now = sum(1 for st in conns.values() if st in OPEN_STATES)
+            problem = problem or (f"{open_now} connection(s) open" if open_now else "connections still arriving")
+            if (withdrawn_at is not None and open_now == 0
+                    and time.monotonic() - max(last_new, withdrawn_at) >= cfg.drain.quiet_s):
+                say(f"safe to stop: drained in {time.monotonic() - t0:.2f} s (no new connection to "
+                    f"{', '.join(addresses)} for {cfg.drain.quiet_s:g} s, none open); undo with --undrain")
+                return 0
             if withdrawn_at is not None:
                 problem = ""
-            problem = problem or (f"{open_now} connection(s) open" if open_now else "connections still arriving"
-                                  if rate is None else f"{rate:.1f} arrivals/s (at most {limit:.1f})")
-            if rate is not None and rate <= limit and open_now == 0:
-                say(f"safe to stop: drained in {time.monotonic() - t0:.2f} s ({rate:.1f} arrivals/s over "
-                    f"{cfg.drain.quiet_s:g} s, at most {limit:.1f}; none open to {', '.join(addresses)}); "
-                    f"undo with --undrain")
-                return 0
             time.sleep(0.05)
     finally:
         bird.close()
