@@ -144,6 +144,11 @@ BIRD_DROPIN_TEXT = "\n".join([
 # in Debian's build). What NSD writes, its database, xfrd.state and zone.list, is in /var/lib/nsd (owned by nsd, Debian's
 # postinst); it only reads /etc/nsd. No ip-transparent, so none of Debian's CAP_NET_ADMIN/CAP_NET_RAW.
 # `SystemCallFilter=` first empties Debian's deny list so that ours is an allow list (see SANDBOX_TEXT).
+# KillMode=mixed, as NSD's own unit has it (https://github.com/NLnetLabs/nsd/blob/master/contrib/nsd.service) and
+# Debian's lacks: the unit's main PID is xfrd (NSD forks, the parent becomes xfrd), which on SIGTERM asks the serving
+# process to shut down over their socket. With Debian's control-group both get SIGTERM at once; when the server has
+# closed the socket first, xfrd logs "error writing shutdown to main: Broken pipe" at priority err, on a random share of
+# restarts (runcmd restarts NSD at every first boot). Mixed: xfrd alone gets SIGTERM, the rest leave in order.
 NSD_DROPIN = "/etc/systemd/system/nsd.service.d/hardening.conf"
 NSD_DROPIN_TEXT = "\n".join([
     "[Service]",
@@ -158,6 +163,7 @@ NSD_DROPIN_TEXT = "\n".join([
     "ProcSubset=pid",
     "RestrictAddressFamilies=AF_NETLINK",  # NSD lists the interfaces at start (getifaddrs); without it it exits
     "UMask=0027",
+    "KillMode=mixed",
     ""])
 
 # Debian's caddy.service runs as caddy with CAP_NET_BIND_SERVICE (ports 80/443), ProtectSystem=full. Caddy writes only

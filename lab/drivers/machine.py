@@ -95,7 +95,10 @@ class MachinePop(PopDriver):
             time.sleep(0.05)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        self.systemctl("kill", f"--signal={signal.Signals(sig).name}", UNITS[name])
+        # SIGHUP is a reload: to the main PID only, as the units' ExecReload= (kill -HUP $MAINPID). NSD's main PID
+        # is xfrd, which has the server reload; a SIGHUP to every process would have both start one.
+        whom = ["--kill-whom=main"] if sig == signal.SIGHUP else []
+        self.systemctl("kill", *whom, f"--signal={signal.Signals(sig).name}", UNITS[name])
 
     def crash(self, name: str) -> None:
         # SIGKILL to every process of the unit; systemd then applies the unit's Restart=
