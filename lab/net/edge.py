@@ -45,7 +45,8 @@ def _pump(a: socket.socket, b: socket.socket, delay: float) -> None:
             except OSError:
                 return
 
-    threading.Thread(target=sender, daemon=True).start()
+    out = threading.Thread(target=sender, daemon=True)
+    out.start()
     while True:
         try:
             data = a.recv(65536)
@@ -53,7 +54,20 @@ def _pump(a: socket.socket, b: socket.socket, delay: float) -> None:
             data = b""
         q.put((time.monotonic() + delay, data))
         if not data:
+            out.join()
             return
+
+
+def _pair(c: socket.socket, u: socket.socket, delay: float) -> None:
+    """Both directions of one relayed session; the sockets are closed once both have ended (a reset BGP session
+    would otherwise leave two descriptors behind, and a crash loop resets many)."""
+    ways = [threading.Thread(target=_pump, args=(x, y, delay), daemon=True) for x, y in ((c, u), (u, c))]
+    for w in ways:
+        w.start()
+    for w in ways:
+        w.join()
+    c.close()
+    u.close()
 
 
 def _listen(spec: str, delay: float) -> None:
@@ -74,8 +88,7 @@ def _listen(spec: str, delay: float) -> None:
             c.close()
             continue
         u.settimeout(None)
-        for x, y in ((c, u), (u, c)):
-            threading.Thread(target=_pump, args=(x, y, delay), daemon=True).start()
+        threading.Thread(target=_pair, args=(c, u, delay), daemon=True).start()
 
 
 def relay(delay: float, specs: list[str]) -> None:

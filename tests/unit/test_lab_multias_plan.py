@@ -3,6 +3,7 @@ filters, and every BIRD config accepted by ``bird -p``."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -128,8 +129,13 @@ def test_the_relay_delays_each_way_and_the_fib_sync_refuses_bad_arguments() -> N
         assert client.recv(16) == b"keepalive"
         total = time.monotonic() - t0
         assert there >= 0.3 and total >= 0.6, (there, total)  # lower bounds: the relay never delivers early
+        during = len(os.listdir(f"/proc/{relay.pid}/fd"))
         client.close()
         server.close()
+        # the session ended both ways: the relay closes its two sockets (a flapping session must not leak them)
+        while len(os.listdir(f"/proc/{relay.pid}/fd")) > during - 2 and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        assert len(os.listdir(f"/proc/{relay.pid}/fd")) == during - 2
     finally:
         relay.kill()
         relay.wait()
