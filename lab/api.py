@@ -59,9 +59,16 @@ def up(stack: str, network: Network, *, only: list[str] | None = None, well_conn
 
 
 def check(stack: str, *, failover: bool = True, freeze: bool = True, progress: bool = True, monitoring: bool = True,
-          health: bool = True) -> dict[str, Any]:
-    """Every registered check group that applies to the running lab; the report (``ok`` is the verdict)."""
+          health: bool = True, machines: bool = False) -> dict[str, Any]:
+    """Every registered check group that applies to the running lab; the report (``ok`` is the verdict).
+    ``machines``: refuse (LabError) unless the lab was booted in machine mode, whose rows then run as always."""
     from lab.checks import run_checks
+    from lab.state import load_state
+
+    if machines and load_state(stack).get("mode") != "machines":
+        raise LabError(f"the {stack} lab runs its PoPs as processes, and the machine rows (cloud-init, systemd, "
+                       f"journals, auditors) need containers: anycast lab down --stack {stack} && "
+                       f"anycast lab up --stack {stack} --machines")
 
     return run_checks(stack, failover=failover, freeze=freeze, progress=progress, monitoring=monitoring, health=health)
 

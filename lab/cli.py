@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--skip-monitoring", action="store_true", help="skip the blackbox-exporter probes")
     p.add_argument("--skip-health", action="store_true",
                    help="skip the health-agent faults (NSD killed, agent frozen, BIRD restart, drain; ~60 s)")
+    p.add_argument("--machines", action="store_true",
+                   help="insist on machine mode: refuse unless the lab was booted with `lab up --machines` (its rows: "
+                        "cloud-init, systemd, journals, exposure, Lynis, port scan, run whenever it was)")
     p.set_defaults(func=cmd_check)
 
     for action, text in (("drain", "withdraw a PoP (anycast-health --drain on it) and wait until it is safe to stop"),
@@ -145,7 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         report = api.check(args.stack, failover=not args.skip_failover, freeze=not args.skip_freeze,
                             progress=not args.json, monitoring=not args.skip_monitoring,
-                            health=not args.skip_health)
+                            health=not args.skip_health, machines=args.machines)
     except LabError as exc:
         return _err(f"lab check: {exc}")
     if args.json:
