@@ -80,7 +80,7 @@ def run() -> list[tuple[str, float, str]]:
             ("health: agent frozen + Caddy killed -> withdrawn", f.withdraw_s if f.withdraw_s is not None else float("nan"),
              f"s (the watchdog: WatchdogSec={fx.unit.watchdog_sec:g}); {f.lost} HTTP requests lost"),
             ("health: drain -> HTTP requests lost", float(d.lost), f"of {d.probes} (goal 0); DNS {d.dns_lost}/{d.dns_probes}"),
-            ("health: drain -> safe to stop", float(d.extra["safe_s"]), "s (withdrawn, then drain.quiet_s 2 s of no new connections)"),
+            ("health: drain -> safe to stop", float(d.extra["safe_s"]), "s (withdrawn, then drain.quiet_s 2 s without packets)"),
         ]
         try:
             from bench.anchors import run_anchors

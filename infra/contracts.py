@@ -40,6 +40,10 @@ REBOOT_PEERS_FILE: Final = "/etc/anycast/reboot-peers.json"  # optional, written
 REBOOT_PEERS_STORE_KEY: Final = "reboot/peers.json"
 REBOOT_PEERS_MAX: Final = 256  # PoPs in the peer list at most: more is refused as hostile
 STATUS_PEER_SETS: Final = ("status4", "status6")  # in table inet anycast (nftables.conf)
+# nftables.conf counts every packet that reaches the service addresses from outside (not from lo: the agent's own
+# checks) in this named counter; `anycast-health --drain` reads it (`nft -j list counter ...`) to tell when traffic
+# has moved away. (family, table, counter), as `nft list counter` takes them.
+ARRIVALS_COUNTER: Final = ("inet", "anycast", "arrivals")
 STATUS_PEERS_NFT: Final = "/etc/anycast/status-peers.nft"  # `nft -f` file refilling those sets
 REBOOT_AGENT: Final = "/usr/local/sbin/anycast-reboot"
 REBOOT_REQUIRED_FILE: Final = "/var/run/reboot-required"  # Debian's packages (kernel, libc) touch it: a tmpfs
@@ -118,6 +122,8 @@ class DrainConfig(TypedDict):
     ports: list[int]
     gshut_protocols: list[str]  # RFC 8326 phase of --drain: enabled first, before the withdrawal ([]: none)
     gshut_s: float  # at most this long in that phase, waiting for connections to go quiet
+    quiet_fraction: float  # that phase is quiet below this fraction of the packet rate before it (ARRIVALS_COUNTER) ...
+    quiet_per_s: float  # ... or below this many packets/s (after the withdrawal: only this), over quiet_s
 
 
 class HealthConfig(TypedDict):
@@ -145,7 +151,7 @@ HEALTH_DEFAULTS: Final[dict[str, Any]] = {
     "damping": {"stable_s": 10, "min_hold_down_s": 5, "max_hold_down_s": 120, "half_life_s": 900, "max_penalty": 5000},
     "status": {"address": "::", "port": HEALTH_STATUS_PORT},
     "drain": {"file": DRAIN_FILE, "quiet_s": 2, "timeout_s": 60, "ports": list(SERVICE_PORTS), "gshut_protocols": [],
-              "gshut_s": 30},
+              "gshut_s": 30, "quiet_fraction": 0.1, "quiet_per_s": 1},
 }
 
 

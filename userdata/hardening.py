@@ -95,10 +95,12 @@ TLS_ISSUE_STATE = f"StateDirectory={LEGO_PATH.removeprefix('/var/lib/').split('/
 
 # anycast-reboot (userdata/files/anycast-reboot.py) runs as root: `systemctl reboot` is root's right on systemd's
 # socket, no capability. It runs the health agent's drain, which writes the drain file (StateDirectory), talks to
-# BIRD's socket (group bird) and reads /proc/net/tcp (so no ProcSubset=pid), and asks peers' /status over HTTP.
+# BIRD's socket (group bird), reads /proc/net/tcp (so no ProcSubset=pid) and the ruleset's packet counter (`nft` over
+# netlink: CAP_NET_ADMIN, the only capability), and asks peers' /status over HTTP.
 REBOOT_SANDBOX = [
     "SupplementaryGroups=bird",
-    "CapabilityBoundingSet=",
+    "CapabilityBoundingSet=CAP_NET_ADMIN",
+    "RestrictAddressFamilies=AF_NETLINK",  # lists add up (SANDBOX_TEXT's)
     *_SYSCALLS,
     _NO_PRIVILEGED,
     "StateDirectory=anycast",

@@ -21,6 +21,7 @@ import jinja2
 import yaml
 
 from infra.contracts import (
+    ARRIVALS_COUNTER,
     BIRD_EXPORTER_PORT,
     BIRD_EXPORTER_UNIT,
     BIRD_SOCKET,
@@ -242,7 +243,26 @@ def render_nftables(network: Network, pop: Pop) -> str:
     return _ENV.get_template("nftables.conf.j2").render(
         pop=pop, admin4=admin4, admin6=admin6, bgp_peers4=peers4, bgp_peers6=peers6, monitor4=monitor4,
         monitor6=monitor6, metrics_ports=metrics_ports(pop), service4=network.service.ipv4, service6=network.service.ipv6,
-        status_sets=STATUS_PEER_SETS if network.tls.enabled else (), status_port=HEALTH_STATUS_PORT)
+        status_sets=STATUS_PEER_SETS if network.tls.enabled else (), status_port=HEALTH_STATUS_PORT,
+        arrivals=ARRIVALS_COUNTER, arrival_rules=arrival_rules(network))
+
+
+def arrival_rules(network: Network) -> list[str]:
+    """The input chain's first rules: count every packet that reaches a service address from outside (not over lo,
+    where the health agent's own checks come from) in ARRIVALS_COUNTER, whatever its state, before anything is
+    accepted; no verdict. ``anycast-health --drain`` reads the counter to tell when traffic has moved away."""
+    name = ARRIVALS_COUNTER[2]
+    return [f'iif != "lo" {family} daddr {address} counter name "{name}"'
+            for family, address in (("ip", network.service.ipv4), ("ip6", network.service.ipv6)) if address is not None]
+
+
+def arrivals_nft(network: Network) -> str:
+    """The counter and its rules alone, in a table of the same name whose chain accepts everything: what the
+    process-mode lab loads into a PoP's namespace (where no nftables.conf runs), so that --drain counts there too."""
+    family, table, name = ARRIVALS_COUNTER
+    rules = "".join(f"\t\t{r}\n" for r in arrival_rules(network))
+    return (f"table {family} {table} {{\n\tcounter {name} {{\n\t}}\n\n\tchain input {{\n"
+            f"\t\ttype filter hook input priority filter; policy accept;\n{rules}\t}}\n}}\n")
 
 
 def metrics_ports(pop: Pop) -> list[int]:

@@ -26,7 +26,7 @@ from lab.plan.multias import EDGE_UPDATE_DELAY_S, MULTI_AS
 from lab.plan.signing import lab_ds, lab_network, render_lab_pop
 from lab.plan.topology import LabPlan, PopPlan, Session, WellConnected, build_plan, namespace_prefix
 from lab.state import LAB_ROOT, LabState, lab_dir, state_json, state_path
-from userdata.render import neighbor_route6, zone_file_name
+from userdata.render import arrivals_nft, neighbor_route6, zone_file_name
 
 DEFAULT_PASSWORD = "lab-password"
 LAB_PASSWORD_ENV = "ANYCAST_LAB_BGP_PASSWORD"
@@ -194,6 +194,10 @@ def _start_pop(plan: LabPlan, pop: PopPlan, pop_dir: Path) -> dict[str, Any]:
         if name in DAEMONS:
             pids[name] = start(ns, cmd, pop_dir / f"{name}.log", env=env)
     if pop.mode == "anycast":
+        # The PoP's nftables.conf is not loaded in process mode; its packet counter for the service addresses is (in
+        # a table that accepts everything), so that `anycast-health --drain` measures the traffic as on a PoP.
+        _write(pop_dir / "arrivals.nft", arrivals_nft(plan.network))
+        nsrun(ns, ["nft", "-f", str(pop_dir / "arrivals.nft")])
         # The agent under lab/net/supervise.py: the rendered unit's watchdog, ExecStopPost and Restart= (lab/drivers/health.py).
         commands["health"] = supervised_command(plan.network, pop_dir)
         if not wait_for(pop_dir / "bird.ctl", 5):

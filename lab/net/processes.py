@@ -70,7 +70,7 @@ def _reap(pid: int) -> None:
 
 def require_tools() -> None:
     """Raise LabError naming every missing daemon or tool."""
-    missing = [t for t in ("ip", "bird", "birdc", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl") if shutil.which(t) is None]
+    missing = [t for t in ("ip", "bird", "birdc", "nsd", "caddy", "gobgpd", "gobgp", "dig", "curl", "nft") if shutil.which(t) is None]
     if missing:
         raise LabError(f"missing tools: {', '.join(missing)} (make debs installs them)")
     if os.geteuid() != 0:

@@ -130,7 +130,8 @@ def test_health_agent_dataclass_defaults_are_the_contracts() -> None:
                                                                                  "half_life_s", "max_penalty")))
     assert agent.DrainConfig() == agent.DrainConfig(d["drain"]["file"], d["drain"]["quiet_s"], d["drain"]["timeout_s"],
                                                     tuple(d["drain"]["ports"]), tuple(d["drain"]["gshut_protocols"]),
-                                                    d["drain"]["gshut_s"])
+                                                    d["drain"]["gshut_s"], d["drain"]["quiet_fraction"],
+                                                    d["drain"]["quiet_per_s"])
 
 
 def test_a_minimal_health_json_gets_the_contracts_defaults() -> None:

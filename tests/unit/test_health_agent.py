@@ -4,21 +4,25 @@ tests/validators/test_health_agent_bird.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import importlib.util
 import io
 import json
 import os
+import re
+import shlex
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import dns.flags
@@ -436,3 +440,233 @@ def test_no_graceful_only_goes_with_drain(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as exc:
         agent.main(["--config", str(tmp_path / "health.json"), "--undrain", "--no-graceful"])
     assert exc.value.code == 2 and "--no-graceful only goes with --drain" in capsys.readouterr().err
+
+
+# --- drain: quiet by counting packets (fake nft counter, fake /proc/net, fake clock) -----------------------------------
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+class FakePop:
+    """A PoP as the drain sees it, on a fake clock: ``traffic(t)`` is the packets/s reaching the service addresses
+    from outside at t (the ruleset's counter: ``agent.arrivals``; the agent's own checks come over lo and are not in
+    it), ``counter=False`` a PoP whose counter cannot be read. ``open_until``: an ESTABLISHED client connection to
+    port 443 in /proc/net/tcp until then."""
+
+    def __init__(self, tmp: Path, traffic: Any, open_until: float = -1.0, counter: bool = True) -> None:
+        self.dir, self.traffic, self.open_until, self.counter = tmp, traffic, open_until, counter
+        self.t = 1000.0
+        self.t0 = self.t
+        self.packets = 0.0  # integrated traffic
+        self.reads = 0  # nft runs
+        self.write()
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        steps = max(1, round(s / 0.01))
+        for _ in range(steps):
+            self.packets += self.traffic(self.t - self.t0) * s / steps
+            self.t += s / steps
+        self.write()
+
+    def arrivals(self) -> int | None:
+        self.reads += 1
+        return int(self.packets) if self.counter else None
+
+    def write(self) -> None:
+        conn = ""
+        if self.t - self.t0 < self.open_until:  # 192.0.2.1:443 <- 198.51.100.7:50000, ESTABLISHED
+            conn = f"   0: {agent._hexaddr('192.0.2.1')}:01BB {agent._hexaddr('198.51.100.7')}:C350 01 0:0 00:0 0 0 0 1\n"
+        (self.dir / "tcp").write_text(TCP_HEADER + conn)
+        (self.dir / "tcp6").write_text(TCP_HEADER)
+
+
+class UpBird:
+    """The BIRD the graceful phase talks to: the anycast protocols up, the graceful-shutdown twins there."""
+
+    def __init__(self) -> None:
+        self.enabled: list[str] = []
+        self.at: list[float] = []  # when, on the agent's clock
+
+    def protocols(self) -> dict[str, dict[str, Any]]:
+        return {n: {"state": "up"} for n in ("anycast4", "anycast6")} | {"gshut4": {"state": "down"}}
+
+    def set_protocol(self, name: str, on: bool) -> str:
+        self.enabled.append(name)
+        self.at.append(agent.time.monotonic())
+        return "ok"
+
+
+def _fake_pop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, traffic: Any, open_until: float = -1.0,
+              counter: bool = True) -> FakePop:
+    """The agent module reads the FakePop's counter and /proc/net and runs on its clock (time itself is untouched)."""
+    pop = FakePop(tmp_path, traffic, open_until, counter)
+    monkeypatch.setattr(agent, "PROC_NET", str(tmp_path))
+    monkeypatch.setattr(agent, "arrivals", pop.arrivals)
+    monkeypatch.setattr(agent, "time", SimpleNamespace(monotonic=pop.monotonic, sleep=pop.sleep,
+                                                       strftime=time.strftime, gmtime=time.gmtime))
+    return pop
+
+
+def _pop_config(tmp_path: Path) -> Any:
+    return agent.load_config({"pop": "ams", "interval_ms": 200, "http": {"host": "192.0.2.1"},
+                              "dns": {"server": "192.0.2.1", "qname": "cdn.example.com"},
+                              "bird": {"socket": str(tmp_path / "bird.ctl"), "protocols": ["anycast4", "anycast6"]},
+                              "drain": {"file": str(tmp_path / "drain"), "gshut_protocols": ["gshut4"]}})
+
+
+def _graceful(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, traffic: Any, open_until: float = -1.0,
+              counter: bool = True) -> tuple[float, list[str], FakePop]:
+    """Runs graceful_shutdown on a FakePop (quiet_s 2, gshut_s 30); how long after the announcement it ended, what
+    it said."""
+    pop = _fake_pop(tmp_path, monkeypatch, traffic, open_until, counter)
+    cfg = _pop_config(tmp_path)
+    said: list[str] = []
+    bird = UpBird()
+    agent.graceful_shutdown(cfg, bird, ["192.0.2.1"], said.append, counter)
+    assert bird.enabled == ["gshut4"], said
+    return pop.t - bird.at[0], said, pop
+
+
+def _nft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdout: str, rc: int = 0) -> None:
+    script = tmp_path / "nft"
+    script.write_text(f"#!/bin/sh\n[ \"$*\" = '-j list counter inet anycast arrivals' ] || exit 9\n"
+                      f"printf '%s' {shlex.quote(stdout)}\nexit {rc}\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(agent, "NFT", str(script))
+
+
+NFT_JSON = ('{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}, {"counter": {"family": '
+            '"inet", "name": "arrivals", "table": "anycast", "handle": 2, "packets": %s, "bytes": 5000}}]}')
+
+
+@pytest.mark.parametrize(("stdout", "rc", "want"), [
+    (NFT_JSON % "1234", 0, 1234),
+    (NFT_JSON % "1234", 1, None),  # Error: Could not process rule: Operation not permitted (no CAP_NET_ADMIN)
+    ("", 1, None),  # no such table: nftables.conf not loaded
+    ("not json", 0, None),
+    (NFT_JSON % '"12"', 0, None),
+    (NFT_JSON % "true", 0, None),
+    ('{"nftables": [{"counter": {"name": "other", "packets": 5}}]}', 0, None),
+    ('{"nftables": "x"}', 0, None),
+], ids=["counter", "denied", "no-table", "garbage", "string", "bool", "other-counter", "bad-shape"])
+def test_arrivals_reads_the_rulesets_counter_or_says_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               stdout: str, rc: int, want: int | None) -> None:
+    _nft(tmp_path, monkeypatch, stdout, rc)
+    assert agent.arrivals() == want
+    monkeypatch.setattr(agent, "NFT", str(tmp_path / "missing"))
+    assert agent.arrivals() is None
+
+
+def test_the_agent_reads_the_counter_the_contract_names() -> None:
+    from infra.contracts import ARRIVALS_COUNTER
+
+    assert agent.ARRIVALS_COUNTER == ARRIVALS_COUNTER
+
+
+def test_graceful_phase_on_an_idle_pop_ends_after_quiet_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing arrives (monitoring, SSH and the agent's own checks are not counted): quiet once quiet_s (2 s) of
+    packets has been counted, not after gshut_s (30 s); the counter is read about every SAMPLE_S, not every loop."""
+    took, said, pop = _graceful(tmp_path, monkeypatch, lambda t: 0.0)
+    assert any("quiet after" in s and "0.0 packets/s" in s for s in said), said
+    assert 2.0 <= took <= 2.5, said
+    assert pop.reads <= (took + agent.BASELINE_S + 1) / agent.SAMPLE_S, pop.reads
+
+
+def test_graceful_phase_waits_for_short_requests_to_move_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 packets/s of requests too short to show in /proc/net/tcp that take 5 s (longer than quiet_s) to move to
+    other PoPs after the announcement: the phase ends only quiet_s after they stopped (sampling sockets ended it
+    after quiet_s, with the traffic still there)."""
+    took, said, pop = _graceful(tmp_path, monkeypatch, lambda t: 200.0 if t < 6.0 else 0.0)
+    moved = 6.0 - (pop.t - pop.t0 - took)  # when the traffic stopped, counted from the announcement
+    assert any("quiet after" in s for s in said), said
+    assert moved + 1.5 < took <= moved + 2.5, (moved, said)
+    assert "at 200.0 packets/s" in said[0], said
+
+
+def test_graceful_phase_with_a_trickle_left_is_quiet_below_the_fraction(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """1000 packets/s before, 50/s after the move (5 %: a network that ignores 65535:0, say): below quiet_fraction
+    (10 %) of the baseline that is moved enough; the rest moves at the withdrawal."""
+    took, said, _pop = _graceful(tmp_path, monkeypatch, lambda t: 1000.0 if t < 2.0 else 50.0)
+    assert any("quiet after" in s for s in said) and took < 5.0, said
+
+
+def test_graceful_phase_under_load_that_does_not_move_gives_up_after_gshut_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load that halves (most upstreams ignore 65535:0) is not quiet: the phase withdraws after gshut_s anyway."""
+    took, said, _pop = _graceful(tmp_path, monkeypatch, lambda t: 200.0 if t < 3.0 else 100.0)
+    assert any("still busy after 30 s" in s for s in said) and took >= 30.0, said
+
+
+def test_graceful_phase_waits_for_an_open_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No packets but a long download still open to 443 until t = 8 s: busy until it closes."""
+    took, said, pop = _graceful(tmp_path, monkeypatch, lambda t: 0.0, open_until=8.0)
+    closed = 8.0 - (pop.t - pop.t0 - took)
+    assert any("quiet after" in s for s in said) and closed <= took <= closed + 0.3, said
+
+
+def test_a_counter_that_starts_again_from_zero_is_not_a_quiet_pop(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """nftables.conf loaded again mid-drain resets the counter: a fall is a new start, not a negative rate."""
+    pop = _fake_pop(tmp_path, monkeypatch, lambda t: 100.0)
+    rate = agent.ArrivalRate(2.0)
+    values: list[float | None] = []
+    for step in range(40):
+        if step == 15:
+            pop.packets = 0.0
+        values.append(rate.rate())
+        pop.sleep(0.2)
+    seen = [v for v in values if v is not None]
+    assert seen and min(seen) > 90, values
+    assert values[16:25] == [None] * 9, values  # counting for quiet_s again after the reset
+
+
+def test_graceful_phase_without_the_counter_samples_sockets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No counter (nftables.conf not loaded, no CAP_NET_ADMIN): the old measure, blind to the short requests that
+    are still arriving: quiet after quiet_s. What the counter fixes, kept as the fallback."""
+    took, said, _pop = _graceful(tmp_path, monkeypatch, lambda t: 200.0 if t < 6.0 else 0.0, counter=False)
+    assert any("quiet after" in s and "sampling sockets" in s for s in said) and 2.0 <= took <= 2.3, said
+
+
+class WithdrawnBird:
+    """What drain() sees of a BIRD that withdraws at once: every protocol down, the BGP session exporting nothing."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def protocols(self) -> dict[str, dict[str, Any]]:
+        return {"anycast4": {"proto": "Static", "state": "down"}, "anycast6": {"proto": "Static", "state": "down"},
+                "gshut4": {"proto": "Static", "state": "down"}, "upstream4": {"proto": "BGP", "exported": 0}}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("straggle_s", "safe_after"), [(0.0, (2.0, 2.5)), (4.0, (5.5, 6.5))],
+                         ids=["idle", "stragglers"])
+def test_final_drain_is_safe_only_once_packets_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       straggle_s: float, safe_after: tuple[float, float]) -> None:
+    """After the withdrawal, requests (too short for /proc/net/tcp) that keep arriving for ``straggle_s`` (routers
+    still hunting for a path) hold back "safe to stop" until quiet_s after they stopped; none: after quiet_s."""
+    pop = _fake_pop(tmp_path, monkeypatch, lambda t: 200.0 if t < straggle_s else 0.0)
+    monkeypatch.setattr(agent, "Bird", WithdrawnBird)
+    said: list[str] = []
+    assert agent.drain(_pop_config(tmp_path), said.append, graceful=False) == 0, said
+    assert safe_after[0] <= pop.t - pop.t0 <= safe_after[1], said
+    assert "safe to stop" in said[-1] and "packets/s" in said[-1] and os.path.exists(tmp_path / "drain"), said
+
+
+def test_final_drain_under_steady_load_is_not_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packets that keep arriving after the withdrawal (a route somewhere still points here): never safe; the drain
+    gives up after timeout_s saying how many, and the drain file stays."""
+    pop = _fake_pop(tmp_path, monkeypatch, lambda t: 50.0)
+    monkeypatch.setattr(agent, "Bird", WithdrawnBird)
+    said: list[str] = []
+    cfg = dataclasses.replace(_pop_config(tmp_path), drain=dataclasses.replace(_pop_config(tmp_path).drain, timeout_s=8))
+    assert agent.drain(cfg, said.append, graceful=False) == 1, said
+    assert pop.t - pop.t0 >= 8 and re.search(r"not safe yet after 8 s: 5\d\.\d packets/s over 2 s, at most 1\.0",
+                                              said[-1]), said
+    assert os.path.exists(tmp_path / "drain")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -28,10 +29,10 @@ import pytest
 from infra.model.stack import load_network
 from lab.net.bgp_topology import PROBER, RELAY, RESPONDER, Topology, transit_bird, until
 from tests.conftest import TEST_PASSWORD
-from userdata.render import render_pop
+from userdata.render import arrivals_nft, render_pop
 
 AGENT = Path(__file__).resolve().parents[2] / "userdata" / "files" / "anycast-health.py"
-OK = os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "bird", "birdc", "tc"))
+OK = os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "bird", "birdc", "tc", "nft"))
 pytestmark = [pytest.mark.skipif(not OK, reason="needs root, iproute2 (tc) and bird2 (network namespaces)"),
               pytest.mark.slow]
 ANYCAST, PORT, CLIENT = "192.0.2.1", 5300, "198.51.100.1"
@@ -60,7 +61,11 @@ def build(t: Topology, honour: bool) -> dict[str, Path]:
     for node, via in (("t2", "10.9.1.1"), ("t3", "10.9.2.1")):
         t.sysctl_forward(node)
         t.ip(node, "route", "add", f"{CLIENT}/32", "via", via)
+    counter = t.d / "arrivals.nft"  # the PoP ruleset's packet counter alone, as the process-mode lab loads it
+    counter.write_text(arrivals_nft(load_network("prod")))
+    assert str(load_network("prod").service.ipv4) == ANYCAST
     for node, via in (("pa", "10.9.3.1"), ("pb", "10.9.4.1")):
+        assert t.run(node, "nft", "-f", str(counter)).returncode == 0
         t.ip(node, "addr", "add", f"{ANYCAST}/32", "dev", "lo")
         t.ip(node, "route", "add", "default", "via", via)
         t.python(node, RESPONDER, ANYCAST, str(PORT), node, log=f"{node}.responder.log")
@@ -130,4 +135,10 @@ def test_drain_through_a_transit(topo: Topology, tmp_path: Path, mode: str) -> N
         assert lost > 0, (sent, answered)  # the window of the withdrawal's trip: why graceful shutdown exists
     else:
         assert "graceful shutdown: announcing with 65535:0" in out and "quiet after" in out, out
+        # the counter saw the client's probes (one every 5 ms, from outside) before the announcement, none after
+        before = re.search(r"announcing with 65535:0 \(gshut4\) at (\d+\.\d) packets/s", out)
+        assert before and float(before[1]) > 50, out
+        after = re.search(r"quiet after ([\d.]+) s \(([\d.]+) packets/s over 1 s, at most ([\d.]+)\)", out)
+        assert after and float(after[1]) >= 1.0 and float(after[2]) <= 0.1 * float(before[1]), out
+        assert re.search(r"safe to stop: drained in [\d.]+ s \(0\.0 packets/s over 1 s", out), out
         assert lost == 0, (sent, answered, out)

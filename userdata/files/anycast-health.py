@@ -49,6 +49,7 @@ import signal
 import socket
 import socketserver
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -84,7 +85,8 @@ SCHEMA: dict[str, Any] = {
                 "half_life_s": (_NUM, 900), "max_penalty": (_NUM, 5000)},
     "status": {"address": (_STR, "::"), "port": (_INT, 9325)},
     "drain": {"file": (_STR, "/var/lib/anycast/drain"), "quiet_s": (_NUM, 2), "timeout_s": (_NUM, 60),
-              "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30)},
+              "ports": ([_INT], [53, 80, 443]), "gshut_protocols": (_STRS, []), "gshut_s": (_NUM, 30),
+              "quiet_fraction": (_NUM, 0.1), "quiet_per_s": (_NUM, 1)},
 }
 OPTIONAL_SECTIONS = {"http", "dns", "damping", "status", "drain"}
 
@@ -171,6 +173,8 @@ class DrainConfig:
     ports: tuple[int, ...] = (53, 80, 443)
     gshut_protocols: tuple[str, ...] = ()
     gshut_s: float = 30.0
+    quiet_fraction: float = 0.1  # graceful phase: quiet below this fraction of the arrival rate before it
+    quiet_per_s: float = 1.0  # ... or below this many arrivals/s (besides the agent's own checks)
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,8 @@ def load_config(data: Any) -> Config:
                                   float(dm["half_life_s"]), float(dm["max_penalty"])),
                   status_address=st["address"], status_port=st["port"],
                   drain=DrainConfig(dr["file"], float(dr["quiet_s"]), float(dr["timeout_s"]), tuple(dr["ports"]),
-                                    tuple(dr["gshut_protocols"]), float(dr["gshut_s"])))
+                                    tuple(dr["gshut_protocols"]), float(dr["gshut_s"]), float(dr["quiet_fraction"]),
+                                    float(dr["quiet_per_s"])))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -978,7 +983,18 @@ def serve_status(agent: Agent) -> ThreadingHTTPServer | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Drain: withdraw, wait until BIRD has sent the withdrawals and no new connection arrives, then say it is safe.
+# Drain: withdraw, wait until BIRD has sent the withdrawals and the traffic to the service addresses has stopped,
+# then say it is safe.
+
+PROC_NET = "/proc/net"  # this network namespace's sockets (tests point it at fake files)
+BASELINE_S = 1.0  # the graceful phase measures the packet rate this long before announcing 65535:0
+# The ruleset's named counter of packets reaching the service addresses from outside (infra/contracts.py
+# ARRIVALS_COUNTER; userdata/templates/nftables.conf.j2): its first rule counts them, whatever their state, before
+# anything is accepted. Reading it takes CAP_NET_ADMIN (root's shell, anycast-reboot.service).
+NFT = "nft"
+ARRIVALS_COUNTER = ("inet", "anycast", "arrivals")
+SAMPLE_S = 0.2  # the counter is read at most this often (one `nft` run each)
+
 
 def _hexaddr(addr: str) -> str:
     """The address as /proc/net/tcp{,6} prints it (host byte order per 32-bit word)."""
@@ -995,9 +1011,9 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     local = {_hexaddr(a) for a in addresses}
     want = {f"{h}:{p:04X}" for h in local for p in ports}
     out: dict[tuple[str, str], str] = {}
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for name in ("tcp", "tcp6"):
         try:
-            with open(path, encoding="ascii") as fh:
+            with open(os.path.join(PROC_NET, name), encoding="ascii") as fh:
                 lines = fh.read().splitlines()[1:]
         except OSError:
             continue
@@ -1008,11 +1024,99 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     return out
 
 
-def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -> None:
+def arrivals() -> int | None:
+    """Packets that reached the service addresses from outside since the ruleset was loaded (``ARRIVALS_COUNTER``),
+    or None when the counter cannot be read (no such ruleset, no CAP_NET_ADMIN, no nft). Per destination: SSH,
+    Prometheus scrapes of the unicast address, BGP and the agent's own checks (over lo) are not in it."""
+    try:
+        res = subprocess.run([NFT, "-j", "list", "counter", *ARRIVALS_COUNTER], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode != 0:
+        return None
+    try:
+        for item in json.loads(res.stdout)["nftables"]:
+            counter = item.get("counter") if isinstance(item, dict) else None
+            if isinstance(counter, dict) and counter.get("name") == ARRIVALS_COUNTER[2]:
+                packets = counter["packets"]
+                return packets if isinstance(packets, int) and not isinstance(packets, bool) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+class ArrivalRate:
+    """Packets per second over the last ``window`` seconds, from ``arrivals()`` read at most every ``SAMPLE_S``;
+    ``rate()`` is None until the samples span ``window`` (or while the counter cannot be read)."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.samples: list[tuple[float, int]] = []
+
+    def rate(self) -> float | None:
+        now = time.monotonic()
+        if not self.samples or now - self.samples[-1][0] >= SAMPLE_S:
+            count = arrivals()
+            if count is None:
+                return None
+            if self.samples and count < self.samples[-1][1]:
+                self.samples.clear()  # the ruleset was loaded again (nft -f nftables.conf): a new count from 0
+            self.samples.append((now, count))
+            while len(self.samples) > 2 and self.samples[-1][0] - self.samples[1][0] >= self.window:
+                self.samples.pop(0)
+        (t, n), (t_last, n_last) = self.samples[0], self.samples[-1]
+        return (n_last - n) / (t_last - t) if t_last - t >= self.window else None
+
+
+class Quiet:
+    """Has the traffic to the service addresses stopped? No TCP connection to them open, and over the last
+    ``drain.quiet_s`` at most ``limit`` packets/s reached them (``ArrivalRate``). Where the counter cannot be read
+    (``counting`` False) it falls back to sampling /proc/net/tcp: quiet when no new connection was seen for
+    ``drain.quiet_s``, which misses connections shorter than a sample and every UDP query. The window starts when
+    the object is made."""
+
+    def __init__(self, cfg: Config, addresses: list[str], limit: float, counting: bool) -> None:
+        self.cfg, self.addresses, self.limit = cfg, addresses, limit
+        self.recent = ArrivalRate(cfg.drain.quiet_s) if counting else None
+        self.seen: set[tuple[str, str]] = set()
+        self.last_new = time.monotonic()
+
+    def check(self) -> tuple[bool, str]:
+        """(quiet, what it saw)."""
+        conns = service_connections(self.addresses, self.cfg.drain.ports)
+        open_now = sum(1 for st in conns.values() if st in OPEN_STATES)
+        opened = f"{open_now} connection(s) open, " if open_now else ""
+        if self.recent is not None:
+            rate = self.recent.rate()
+            if rate is None:
+                return False, f"{opened}counting packets for {self.cfg.drain.quiet_s:g} s"
+            return (not open_now and rate <= self.limit,
+                    f"{opened}{rate:.1f} packets/s over {self.cfg.drain.quiet_s:g} s, at most {self.limit:.1f}")
+        if set(conns) - self.seen:
+            self.last_new = time.monotonic()
+        self.seen |= set(conns)
+        idle = time.monotonic() - self.last_new
+        return (not open_now and idle >= self.cfg.drain.quiet_s,
+                f"{opened}no new connection seen for {idle:.1f} s (sampling sockets)")
+
+
+def _counting(say: Any) -> bool:
+    if arrivals() is None:
+        say(f"the ruleset's packet counter ({' '.join(ARRIVALS_COUNTER)}) cannot be read (nftables.conf not loaded, or "
+            f"no CAP_NET_ADMIN): sampling TCP sockets instead, blind to short connections and to UDP")
+        return False
+    return True
+
+
+def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any, counting: bool = True) -> None:
     """First phase of --drain (RFC 8326): while the PoP is announced, enable ``drain.gshut_protocols`` (the same routes,
-    exported with 65535:0 and prepends), then wait until no new connection arrived for ``drain.quiet_s`` and none is
-    open, at most ``drain.gshut_s``. Upstreams that honour the community move traffic away before anything is
-    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols."""
+    exported with 65535:0 and prepends), then wait until traffic has moved, at most ``drain.gshut_s``: quiet when over
+    the last ``drain.quiet_s`` the packets reaching the service addresses came at most at ``drain.quiet_fraction`` of
+    the rate measured ``BASELINE_S`` before the announcement (or ``drain.quiet_per_s``, if more) and no TCP
+    connection to them is open (``Quiet``). Upstreams that honour the community move traffic away before anything is
+    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols. ``counting``
+    False: the packet counter cannot be read (``Quiet`` samples sockets instead)."""
     try:
         protos = bird.protocols()
         if not cfg.drain.gshut_protocols or not any(protos.get(n, {}).get("state") == "up" for n in cfg.protocols):
@@ -1021,55 +1125,59 @@ def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any) -
         if missing:
             say(f"graceful shutdown skipped: BIRD has no protocol {missing}")
             return
+        base = 0.0
+        if counting:
+            before, deadline = ArrivalRate(BASELINE_S), time.monotonic() + 5 * BASELINE_S
+            while (rate := before.rate()) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            base = rate or 0.0
         for name in cfg.drain.gshut_protocols:
             bird.set_protocol(name, True)
     except BirdError as exc:
         say(f"graceful shutdown skipped: BIRD: {exc}")
         return
-    t0 = last_new = time.monotonic()
-    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}); waiting up to "
-        f"{cfg.drain.gshut_s:g} s for connections to go quiet")
-    seen: set[tuple[str, str]] = set()
+    limit = max(cfg.drain.quiet_fraction * base, cfg.drain.quiet_per_s)
+    t0 = time.monotonic()
+    measured = f" at {base:.1f} packets/s" if counting else ""
+    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}){measured}; waiting up "
+        f"to {cfg.drain.gshut_s:g} s for the traffic to move")
+    quiet, seen = Quiet(cfg, addresses, limit, counting), "nothing measured"
     while time.monotonic() - t0 < cfg.drain.gshut_s:
-        conns = service_connections(addresses, cfg.drain.ports)
-        if set(conns) - seen:
-            last_new = time.monotonic()
-        seen |= set(conns)
-        if (not any(st in OPEN_STATES for st in conns.values())
-                and time.monotonic() - last_new >= cfg.drain.quiet_s):
-            say(f"graceful shutdown: quiet after {time.monotonic() - t0:.2f} s; withdrawing")
+        done, seen = quiet.check()
+        if done:
+            say(f"graceful shutdown: quiet after {time.monotonic() - t0:.2f} s ({seen}); withdrawing")
             return
         time.sleep(0.05)
-    say(f"graceful shutdown: still busy after {cfg.drain.gshut_s:g} s; withdrawing anyway")
+    say(f"graceful shutdown: still busy after {cfg.drain.gshut_s:g} s ({seen}); withdrawing anyway")
 
 
 def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
     """--drain: graceful shutdown first (``graceful_shutdown``; skipped with ``graceful=False``, --no-graceful: a plain
     withdrawal), then the file makes the agent keep the PoP withdrawn; BIRD is told directly too (works without the
-    agent). Safe to stop = every anycast and graceful-shutdown protocol
-    down, every BGP session exports 0 routes, no TCP connection to the service addresses open and none new for
-    ``drain.quiet_s``."""
+    agent). Safe to stop = every anycast and graceful-shutdown protocol down, every BGP session exports 0 routes, and
+    since the withdrawal the traffic has stopped (``Quiet``: no TCP connection to the service addresses open, at most
+    ``drain.quiet_per_s`` packets/s reaching them over ``drain.quiet_s``)."""
     t0 = time.monotonic()
     bird = Bird(cfg.bird_socket, max(cfg.bird_timeout, 2.0))
     # HTTP and DNS usually share the anycast address: each address once
     addresses = list(dict.fromkeys(a for a in ((cfg.http.host if cfg.http else None),
                                                 (cfg.dns.server if cfg.dns else None)) if a))
+    counting = _counting(say)
     try:
         if graceful:
-            graceful_shutdown(cfg, bird, addresses, say)
+            graceful_shutdown(cfg, bird, addresses, say, counting)
         elif cfg.drain.gshut_protocols:
             say("graceful shutdown skipped (--no-graceful): plain withdrawal")
     finally:
         os.makedirs(os.path.dirname(cfg.drain.file) or ".", exist_ok=True)
         with open(cfg.drain.file, "w", encoding="utf-8") as fh:
             fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} by anycast-health --drain\n")
-    seen: set[tuple[str, str]] = set()
-    t1 = last_new = time.monotonic()
-    withdrawn_at: float | None = None
+    t1 = time.monotonic()
+    quiet: Quiet | None = None
     problem = ""
     try:
         while time.monotonic() - t1 < cfg.drain.timeout_s:
-            if withdrawn_at is None:
+            if quiet is None:
                 try:
                     protos = bird.protocols()
                     for name in (*cfg.protocols, *cfg.drain.gshut_protocols):
@@ -1085,26 +1193,19 @@ def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
                 except BirdError as exc:
                     problem = f"BIRD: {exc}"
                 if not problem:
-                    withdrawn_at = time.monotonic()
-                    say(f"withdrawn: BIRD exports 0 routes on every session after {withdrawn_at - t0:.2f} s; "
-                        f"waiting for connections to finish")
-            conns = service_connections(addresses, cfg.drain.ports)
-            if set(conns) - seen:
-                last_new = time.monotonic()
-            seen |= set(conns)
-            open_now = sum(1 for st in conns.values() if st in OPEN_STATES)
-            problem = problem or (f"{open_now} connection(s) open" if open_now else "connections still arriving")
-            if (withdrawn_at is not None and open_now == 0
-                    and time.monotonic() - max(last_new, withdrawn_at) >= cfg.drain.quiet_s):
-                say(f"safe to stop: drained in {time.monotonic() - t0:.2f} s (no new connection to "
-                    f"{', '.join(addresses)} for {cfg.drain.quiet_s:g} s, none open); undo with --undrain")
-                return 0
-            if withdrawn_at is not None:
-                problem = ""
+                    quiet = Quiet(cfg, addresses, cfg.drain.quiet_per_s, counting)  # its window starts now
+                    say(f"withdrawn: BIRD exports 0 routes on every session after {time.monotonic() - t0:.2f} s; "
+                        f"waiting for the traffic to stop")
+            if quiet is not None:
+                done, problem = quiet.check()
+                if done:
+                    say(f"safe to stop: drained in {time.monotonic() - t0:.2f} s ({problem}; to "
+                        f"{', '.join(addresses)}); undo with --undrain")
+                    return 0
             time.sleep(0.05)
     finally:
         bird.close()
-    say(f"not safe yet after {cfg.drain.timeout_s:g} s: {problem or 'connections still arriving'}; the drain file stays")
+    say(f"not safe yet after {cfg.drain.timeout_s:g} s: {problem or 'not withdrawn'}; the drain file stays")
     return 1
 
 
