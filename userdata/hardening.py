@@ -278,8 +278,8 @@ HOST_FILES = {
     # Debian's nsd.conf (in place until cloud-init writes ours, after the packages) includes this directory, has
     # NSD switch to user nsd and enables the remote control, whose keys are root's 0640: NSD, started as nsd by
     # NSD_DROPIN, would fail at the package's first start (measured in the machine lab). Ours includes nothing here.
-    "/etc/nsd/nsd.conf.d/anycast-first-start.conf": "# Rendered by anycast (docs/security.md): read only by Debian's "
-                                                    "nsd.conf, before ours is written.\nserver:\n  username: \"\"\n"
+    "/etc/nsd/nsd.conf.d/anycast-first-start.conf": "# Rendered by anycast: for Debian's nsd.conf, until ours "
+                                                    "replaces it.\nserver:\n  username: \"\"\n"
                                                     "remote-control:\n  control-enable: no\n",
     "/etc/issue": BANNER,
     "/etc/issue.net": BANNER,

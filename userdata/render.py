@@ -12,6 +12,7 @@ import base64
 import functools
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from ipaddress import IPv4Address, IPv6Address, ip_network
@@ -281,7 +282,8 @@ def _resource_text(name: str) -> str:
 @functools.cache
 def _shipped_program(name: str) -> str:
     """A Python agent from userdata/files/ as the PoP gets it: the same code (``ast.unparse`` of its parse tree) without
-    comments, docstrings and annotations (see _Unannotated), the shebang and the module docstring's first line (``--help``) kept. The source with its
+    comments, docstrings and annotations (see _Unannotated), one space per indentation level, the shebang and the
+    module docstring's first line (``--help``) kept. The source with its
     comments is what is reviewed and tested; this saves a quarter of the user data (about 6 KB per PoP gzip-compressed),
     which a signed zone during a key rollover needs under USER_DATA_BUDGET."""
     source = _resource_text(name)
@@ -297,7 +299,13 @@ def _shipped_program(name: str) -> str:
                 node.body = body[1:] or [ast.Pass()]
     tree = _Unannotated().visit(tree)
     shebang = source.splitlines()[0] if source.startswith("#!") else ""
-    return (shebang + "\n" if shebang else "") + ast.unparse(tree) + "\n"
+    code = ast.unparse(tree)
+    # One space per level instead of ast.unparse's four: 0.5 KB less over the three agents, gzip-compressed. Kept
+    # only if it parses to the same tree (ast.unparse writes every string on one line, so no literal is touched).
+    narrow = "\n".join(re.sub(r"^(?:    )+", lambda m: " " * (len(m.group(0)) // 4), line) for line in code.split("\n"))
+    if ast.dump(ast.parse(narrow)) == ast.dump(ast.parse(code)):
+        code = narrow
+    return (shebang + "\n" if shebang else "") + code + "\n"
 
 
 class _Unannotated(ast.NodeTransformer):

@@ -986,7 +986,6 @@ def serve_status(agent: Agent) -> ThreadingHTTPServer | None:
 # Drain: withdraw, wait until BIRD has sent the withdrawals and the traffic to the service addresses has stopped,
 # then say it is safe.
 
-PROC_NET = "/proc/net"  # this network namespace's sockets (tests point it at fake files)
 BASELINE_S = 1.0  # the graceful phase measures the packet rate this long before announcing 65535:0
 # The ruleset's named counter of packets reaching the service addresses from outside (infra/contracts.py
 # ARRIVALS_COUNTER; userdata/templates/nftables.conf.j2): its first rule counts them, whatever their state, before
@@ -1011,9 +1010,9 @@ def service_connections(addresses: list[str], ports: tuple[int, ...]) -> dict[tu
     local = {_hexaddr(a) for a in addresses}
     want = {f"{h}:{p:04X}" for h in local for p in ports}
     out: dict[tuple[str, str], str] = {}
-    for name in ("tcp", "tcp6"):
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            with open(os.path.join(PROC_NET, name), encoding="ascii") as fh:
+            with open(path, encoding="ascii") as fh:
                 lines = fh.read().splitlines()[1:]
         except OSError:
             continue
@@ -1031,82 +1030,56 @@ def arrivals() -> int | None:
     try:
         res = subprocess.run([NFT, "-j", "list", "counter", *ARRIVALS_COUNTER], capture_output=True, text=True,
                              timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
+        found = [i["counter"]["packets"] for i in json.loads(res.stdout)["nftables"]
+                 if i.get("counter", {}).get("name") == ARRIVALS_COUNTER[2]]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if res.returncode != 0:
-        return None
-    try:
-        for item in json.loads(res.stdout)["nftables"]:
-            counter = item.get("counter") if isinstance(item, dict) else None
-            if isinstance(counter, dict) and counter.get("name") == ARRIVALS_COUNTER[2]:
-                packets = counter["packets"]
-                return packets if isinstance(packets, int) and not isinstance(packets, bool) else None
-    except (ValueError, KeyError, TypeError):
-        return None
-    return None
+    # one counter, an int (JSON true is a bool, an int to Python)
+    return found[0] if res.returncode == 0 and len(found) == 1 and type(found[0]) is int else None
 
 
-class ArrivalRate:
-    """Packets per second over the last ``window`` seconds, from ``arrivals()`` read at most every ``SAMPLE_S``;
-    ``rate()`` is None until the samples span ``window`` (or while the counter cannot be read)."""
+class Quiet:
+    """Has the traffic to the service addresses stopped? No TCP connection to them open, and over the last
+    ``drain.quiet_s`` at most ``limit`` packets/s reached them (``arrivals()``, read at most every ``SAMPLE_S``; a
+    count that falls, the ruleset loaded again, starts the window again). Without the counter (``counting`` False):
+    no connection open for ``drain.quiet_s``, which misses connections shorter than a look and every UDP query. The
+    window starts when the object is made."""
 
-    def __init__(self, window: float) -> None:
-        self.window = window
+    def __init__(self, cfg: Config, addresses: list[str], limit: float, counting: bool, window: float = 0) -> None:
+        self.cfg, self.addresses, self.limit, self.counting = cfg, addresses, limit, counting
+        self.window = window or cfg.drain.quiet_s
         self.samples: list[tuple[float, int]] = []
+        self.since = time.monotonic()
 
     def rate(self) -> float | None:
+        """Packets/s over the last ``window`` (``drain.quiet_s``), None until the samples span it or without a count."""
         now = time.monotonic()
         if not self.samples or now - self.samples[-1][0] >= SAMPLE_S:
             count = arrivals()
             if count is None:
                 return None
             if self.samples and count < self.samples[-1][1]:
-                self.samples.clear()  # the ruleset was loaded again (nft -f nftables.conf): a new count from 0
+                self.samples.clear()
             self.samples.append((now, count))
             while len(self.samples) > 2 and self.samples[-1][0] - self.samples[1][0] >= self.window:
                 self.samples.pop(0)
         (t, n), (t_last, n_last) = self.samples[0], self.samples[-1]
         return (n_last - n) / (t_last - t) if t_last - t >= self.window else None
 
-
-class Quiet:
-    """Has the traffic to the service addresses stopped? No TCP connection to them open, and over the last
-    ``drain.quiet_s`` at most ``limit`` packets/s reached them (``ArrivalRate``). Where the counter cannot be read
-    (``counting`` False) it falls back to sampling /proc/net/tcp: quiet when no new connection was seen for
-    ``drain.quiet_s``, which misses connections shorter than a sample and every UDP query. The window starts when
-    the object is made."""
-
-    def __init__(self, cfg: Config, addresses: list[str], limit: float, counting: bool) -> None:
-        self.cfg, self.addresses, self.limit = cfg, addresses, limit
-        self.recent = ArrivalRate(cfg.drain.quiet_s) if counting else None
-        self.seen: set[tuple[str, str]] = set()
-        self.last_new = time.monotonic()
-
     def check(self) -> tuple[bool, str]:
         """(quiet, what it saw)."""
         conns = service_connections(self.addresses, self.cfg.drain.ports)
-        open_now = sum(1 for st in conns.values() if st in OPEN_STATES)
-        opened = f"{open_now} connection(s) open, " if open_now else ""
-        if self.recent is not None:
-            rate = self.recent.rate()
-            if rate is None:
-                return False, f"{opened}counting packets for {self.cfg.drain.quiet_s:g} s"
-            return (not open_now and rate <= self.limit,
-                    f"{opened}{rate:.1f} packets/s over {self.cfg.drain.quiet_s:g} s, at most {self.limit:.1f}")
-        if set(conns) - self.seen:
-            self.last_new = time.monotonic()
-        self.seen |= set(conns)
-        idle = time.monotonic() - self.last_new
-        return (not open_now and idle >= self.cfg.drain.quiet_s,
-                f"{opened}no new connection seen for {idle:.1f} s (sampling sockets)")
-
-
-def _counting(say: Any) -> bool:
-    if arrivals() is None:
-        say(f"the ruleset's packet counter ({' '.join(ARRIVALS_COUNTER)}) cannot be read (nftables.conf not loaded, or "
-            f"no CAP_NET_ADMIN): sampling TCP sockets instead, blind to short connections and to UDP")
-        return False
-    return True
+        busy = sum(1 for st in conns.values() if st in OPEN_STATES)
+        seen = f"{busy} connection(s) open, " if busy else ""
+        if not self.counting:
+            if busy:
+                self.since = time.monotonic()
+            idle = time.monotonic() - self.since
+            return idle >= self.window, f"{seen}none open for {idle:.1f} s (no packet counter)"
+        rate = self.rate()
+        if rate is None:
+            return False, f"{seen}counting packets"
+        return not busy and rate <= self.limit, f"{seen}{rate:.1f} packets/s, at most {self.limit:.1f}"
 
 
 def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any, counting: bool = True) -> None:
@@ -1115,8 +1088,7 @@ def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any, c
     the last ``drain.quiet_s`` the packets reaching the service addresses came at most at ``drain.quiet_fraction`` of
     the rate measured ``BASELINE_S`` before the announcement (or ``drain.quiet_per_s``, if more) and no TCP
     connection to them is open (``Quiet``). Upstreams that honour the community move traffic away before anything is
-    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols. ``counting``
-    False: the packet counter cannot be read (``Quiet`` samples sockets instead)."""
+    withdrawn. Skipped when the PoP is not announced (nothing to move) or BIRD lacks the protocols."""
     try:
         protos = bird.protocols()
         if not cfg.drain.gshut_protocols or not any(protos.get(n, {}).get("state") == "up" for n in cfg.protocols):
@@ -1125,23 +1097,19 @@ def graceful_shutdown(cfg: Config, bird: Bird, addresses: list[str], say: Any, c
         if missing:
             say(f"graceful shutdown skipped: BIRD has no protocol {missing}")
             return
-        base = 0.0
-        if counting:
-            before, deadline = ArrivalRate(BASELINE_S), time.monotonic() + 5 * BASELINE_S
-            while (rate := before.rate()) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            base = rate or 0.0
+        before = Quiet(cfg, [], 0, True, BASELINE_S)
+        while counting and before.rate() is None and time.monotonic() - before.since < 5 * BASELINE_S:
+            time.sleep(0.05)
         for name in cfg.drain.gshut_protocols:
             bird.set_protocol(name, True)
     except BirdError as exc:
         say(f"graceful shutdown skipped: BIRD: {exc}")
         return
-    limit = max(cfg.drain.quiet_fraction * base, cfg.drain.quiet_per_s)
+    base = (before.rate() or 0.0) if counting else 0.0
     t0 = time.monotonic()
-    measured = f" at {base:.1f} packets/s" if counting else ""
-    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}){measured}; waiting up "
-        f"to {cfg.drain.gshut_s:g} s for the traffic to move")
-    quiet, seen = Quiet(cfg, addresses, limit, counting), "nothing measured"
+    say(f"graceful shutdown: announcing with 65535:0 ({', '.join(cfg.drain.gshut_protocols)}) at {base:.1f} "
+        f"packets/s; waiting up to {cfg.drain.gshut_s:g} s for the traffic to move")
+    quiet, seen = Quiet(cfg, addresses, max(cfg.drain.quiet_fraction * base, cfg.drain.quiet_per_s), counting), ""
     while time.monotonic() - t0 < cfg.drain.gshut_s:
         done, seen = quiet.check()
         if done:
@@ -1162,7 +1130,9 @@ def drain(cfg: Config, say: Any, graceful: bool = True) -> int:
     # HTTP and DNS usually share the anycast address: each address once
     addresses = list(dict.fromkeys(a for a in ((cfg.http.host if cfg.http else None),
                                                 (cfg.dns.server if cfg.dns else None)) if a))
-    counting = _counting(say)
+    counting = arrivals() is not None
+    if not counting:
+        say("no packet counter (nft: no ruleset, or no CAP_NET_ADMIN): quiet = no TCP connection open")
     try:
         if graceful:
             graceful_shutdown(cfg, bird, addresses, say, counting)
