@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from infra.readiness import dns_nsid  # one DNS/NSID client, shared with the readiness gate
@@ -138,6 +139,34 @@ class Prober:
         """(failed probes, probes) between t0 and t1."""
         window = [p for t, p in self.samples if t0 <= t <= t1]
         return sum(1 for p in window if p is None), len(window)
+
+    def losses(self, t0: float, t1: float) -> tuple[list[tuple[float, str, str]], int]:
+        """The failed probes between t0 and t1 sorted as :func:`losses_at_moves` does."""
+        at_moves, _ = losses_at_moves(self.samples)
+        everywhere = sum(1 for t, p in self.samples if t0 <= t <= t1 and p is None)
+        moved = [m for m in at_moves if t0 <= m[0] <= t1]
+        return moved, everywhere - len(moved)
+
+
+def losses_at_moves(samples: Sequence[tuple[float, str | None]]) -> tuple[list[tuple[float, str, str]], int]:
+    """One client's failed probes, in two kinds: those alone between an answer from one PoP and the next answer, from
+    another, as (time, PoP before, PoP after): the client's route moved while that probe's TCP connection was open,
+    and the new PoP, which has no such connection, reset it; no drain can save those, and a client that probes one
+    request at a time loses at most one per move. And how many others: two in a row, or none at a move (a blackhole,
+    a PoP that stopped answering)."""
+    seq = sorted(samples, key=lambda x: x[0])
+    moves: list[tuple[float, str, str]] = []
+    other = 0
+    for i, (t, pop) in enumerate(seq):
+        if pop is not None:
+            continue
+        before = seq[i - 1][1] if i > 0 else None
+        after = seq[i + 1][1] if i + 1 < len(seq) else None
+        if before is not None and after is not None and before != after:
+            moves.append((t, before, after))
+        else:
+            other += 1
+    return moves, other
 
 
 def tcp_answer(ns: str, addr: str, port: int, timeout: float = 1.0, source: str | None = None) -> str:

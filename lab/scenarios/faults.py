@@ -360,8 +360,10 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
         t_s = http.first_after(t0, fx.nxt)
         fx.driver.stop("caddy")  # the maintenance the drain made safe, as an operator does it on the PoP
         time.sleep(1.0)
-        lost, probes = http.lost(t0, time.monotonic())
-        dns_lost, dns_probes = dns.lost(t0, time.monotonic())
+        t_end = time.monotonic()
+        lost, probes = http.lost(t0, t_end)
+        moves, other = http.losses(t0, t_end)
+        dns_lost, dns_probes = dns.lost(t0, t_end)
         drained_state = fx.status()["state"] if rc == 0 else "?"
         fx.restart("caddy")
         time.sleep(fx.rise_s + 0.5)  # healthy again, still drained
@@ -377,14 +379,20 @@ def drain_and_stop(fx: Fixture) -> FaultResult:
     w = None if t_w is None else t_w - t0
     s = None if t_s is None else t_s - t0
     r = None if t_r is None else t_r - t1
-    ok = rc == 0 and urc == 0 and lost == 0 and still and drained_state == "drained" and r is not None
+    # The goal is 0. A request whose TCP connection is open at the instant the client's route moves (the 65535:0
+    # re-announcement moves it) is reset by the next PoP: no drain can save it, so one such loss at the one move is
+    # told apart (losses_at_moves); any other loss, or any DNS query lost, fails the row.
+    ok = (rc == 0 and urc == 0 and other == 0 and len(moves) <= 1 and dns_lost == 0 and still
+          and drained_state == "drained" and r is not None)
     safe = t_safe - t0
     cli = f"{AGENT_CLI} (in the container)" if fx.machine else "anycast-health"
     stop = "systemctl stop caddy" if fx.machine else "Caddy then stopped"
     g = "" if t_g is None else f"re-announced with 65535:0 (graceful shutdown) after {_fmt(t_g - t0, 'ms')}, "
     detail = (f"{cli} --drain: {g}withdrawn at upstream after {_fmt(w, 'ms')}, {fx.client.name} on {fx.nxt} after "
-              f"{_fmt(s, 'ms')}, 'safe to stop' after {safe:.2f} s; {stop}: lost {lost}/{probes} HTTP, "
-              f"{dns_lost}/{dns_probes} DNS (goal 0); status {drained_state}; healthy but drained: "
+              f"{_fmt(s, 'ms')}, 'safe to stop' after {safe:.2f} s; {stop}: lost {lost}/{probes} HTTP"
+              + "".join(f" ({a} -> {b} at {_fmt(t - t0, 'ms')}: open when the route moved, reset by {b})"
+                        for t, a, b in moves)
+              + f", {dns_lost}/{dns_probes} DNS (goal 0); status {drained_state}; healthy but drained: "
               f"{'not announced' if still else 'ANNOUNCED'}; --undrain: back on {fx.code} after {_fmt(r)}, "
               f"lost {back_lost}/{back_probes} while moving back"
               + ("" if rc == 0 else f"; --drain said: {out.splitlines()[-1:]}")

@@ -53,6 +53,7 @@ from lab.cloud import tls as lab_tls
 from lab.drivers.health import agent_cli
 from lab.net import bgp
 from lab.net.netns import NETNS_DIR, LabError, ip_batch, kill_namespaces, list_namespaces, run, socket_in
+from lab.net.probes import losses_at_moves
 from lab.net.processes import require_tools
 from lab.plan.configs import gobgpd_toml
 from lab.plan.geodns import geo_answer
@@ -192,20 +193,15 @@ class Load:
         for name, samples in self.samples.items():
             lost = 0
             for kind in ("http", "dns"):
-                seq = sorted(((t, pop) for t, k, pop in samples if k == kind), key=lambda x: x[0])
-                for i, (t, pop) in enumerate(seq):
-                    out[kind][1] += 1
-                    if pop is not None:
-                        continue
-                    out[kind][0] += 1
-                    lost += 1
-                    out["lost_at"].append((name, kind, round(t - t0, 3)))
-                    before = seq[i - 1][1] if i > 0 else None
-                    after = seq[i + 1][1] if i + 1 < len(seq) else None
-                    if before is not None and after is not None and before != after:
-                        out["at_switch"].append((name, kind, round(t - t0, 3), before, after))
-                    else:
-                        out["elsewhere"] += 1
+                seq = [(t, pop) for t, k, pop in samples if k == kind]
+                failed = sorted(t for t, pop in seq if pop is None)
+                out[kind][0] += len(failed)
+                out[kind][1] += len(seq)
+                lost += len(failed)
+                out["lost_at"] += [(name, kind, round(t - t0, 3)) for t in failed]
+                moves, other = losses_at_moves(seq)
+                out["at_switch"] += [(name, kind, round(t - t0, 3), before, after) for t, before, after in moves]
+                out["elsewhere"] += other
             if lost:
                 out["lost_by_client"][name] = lost
         out["lost_at"].sort(key=lambda x: x[2])

@@ -15,6 +15,7 @@ import pytest
 from bench.rollout import changed_network
 from infra.model.stack import load_network
 from lab.boot.up import pop_lab_files
+from lab.net.probes import Prober
 from lab.plan.topology import ODD_POOL_V4, ODD_POOL_V6, VULTR_POOL_V4, VULTR_POOL_V6, build_plan, pop_dir_name, state_generations
 from lab.scenarios.rollout import FAULTS, Load, _link_lines, changed_pops
 from userdata.render import render_pop
@@ -112,3 +113,14 @@ def test_load_tells_a_loss_at_a_route_move_from_a_blackhole() -> None:
     assert out["elsewhere"] == 4
     assert out["lost_by_client"] == {"uswest": 1, "br": 3, "de": 1}
     assert [t for _c, _k, t in out["lost_at"]] == sorted(t for _c, _k, t in out["lost_at"])
+
+
+def test_a_probers_losses_in_a_window_are_sorted_the_same_way() -> None:
+    """The drain row's prober: a loss at the edge of the window still sees its neighbours outside it."""
+    prober = Prober("ns", "192.0.2.1")
+    prober.samples = [(1.00, "ams"), (1.02, None), (1.04, "ewr"), (1.06, "ewr"), (1.08, None), (1.10, None),
+                      (1.12, "ewr"), (1.14, None), (1.16, "ams")]
+    assert prober.losses(0.0, 2.0) == ([(1.02, "ams", "ewr"), (1.14, "ewr", "ams")], 2)
+    assert prober.losses(1.01, 1.03) == ([(1.02, "ams", "ewr")], 0)  # its neighbours are outside the window
+    assert prober.losses(1.05, 1.13) == ([], 2)
+    assert prober.lost(0.0, 2.0) == (4, 9)
