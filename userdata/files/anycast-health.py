@@ -173,8 +173,8 @@ class DrainConfig:
     ports: tuple[int, ...] = (53, 80, 443)
     gshut_protocols: tuple[str, ...] = ()
     gshut_s: float = 30.0
-    quiet_fraction: float = 0.1  # graceful phase: quiet below this fraction of the arrival rate before it
-    quiet_per_s: float = 1.0  # ... or below this many arrivals/s (besides the agent's own checks)
+    quiet_fraction: float = 0.1  # graceful phase: quiet below this fraction of the packet rate before it
+    quiet_per_s: float = 1.0  # ... or below this many packets/s (after the withdrawal: only this)
 
 
 @dataclass(frozen=True)
