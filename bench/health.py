@@ -13,7 +13,7 @@ from typing import Any
 from infra.model.stack import load_network
 from lab.boot.up import down, up
 from lab.net.netns import LabError
-from lab.net.processes import require_tools
+from lab.net.processes import require_tools, stop
 from lab.plan.topology import build_plan
 from lab.scenarios.faults import Fixture, crash, drain_and_stop, frozen_agent, pick_victim
 from lab.state import load_state
@@ -31,15 +31,28 @@ def _say(text: str) -> None:
     print(f"... {text}", file=sys.stderr, flush=True)
 
 
+def _fresh_agent(fx: Fixture) -> None:
+    """Stop the PoP's agent as systemd would (SIGTERM: the supervisor stops it and its ExecStopPost withdraws) and
+    start it again. The agent's damping remembers every withdrawal (figure of merit: 1000 each, half-life 15 min, held
+    down once one more would pass 5000), so after about five crashes it keeps the PoP down, as it should in a crash
+    loop; each measured crash here is an independent event, so each starts from an agent with no history (its
+    damping state lives in its memory)."""
+    stop(fx.pst["pids"]["health"], timeout=10.0)
+    fx.restart("health")
+
+
 def measure(fx: Fixture, runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {"caddy": [], "nsd": []}
     for i in range(runs):
         for service in ("caddy", "nsd"):
+            _fresh_agent(fx)
             r = crash(fx, service)
             _say(f"{service} kill {i + 1}/{runs}: {r.detail}")
             out[service].append(r)
+    _fresh_agent(fx)
     out["frozen"] = frozen_agent(fx)
     _say(out["frozen"].detail)
+    _fresh_agent(fx)
     out["drain"] = drain_and_stop(fx)
     _say(out["drain"].detail)
     return out
